@@ -1,0 +1,100 @@
+"""Multi-task model contract and the architecture base class.
+
+An *experiment* says what the network is made of: an ordered list of trunk blocks (input →
+representation) and one head per task. An *architecture* says how those pieces are shared
+between tasks (hard sharing up to a depth, soft sharing, MMoE). The trainer and the weighting
+strategies only see the `MultiTaskModel` contract below.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+
+@dataclass
+class ModelOutput:
+    """One forward pass.
+
+    Args:
+        outputs: one prediction tensor per task, in task order.
+        representation: the shared representation the heads read (hard sharing / MMoE), for
+            MGDA-UB; None where tasks share no representation.
+    """
+
+    outputs: list[Tensor]
+    representation: Tensor | None = None
+
+
+class MultiTaskModel(nn.Module, abc.ABC):
+    """A network with several task outputs and a known split of shared / task parameters."""
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor) -> ModelOutput: ...
+
+    @abc.abstractmethod
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task's loss reaches (empty for soft sharing)."""
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        """All parameters that are not shared (heads, task columns, gates)."""
+        shared = {id(p) for p in self.shared_parameters()}
+        return [p for p in self.parameters() if id(p) not in shared]
+
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The last shared layer's parameters (GradNorm's W). Defaults to all shared ones."""
+        return self.shared_parameters()
+
+    def regularization(self) -> Tensor:
+        """Extra loss term the architecture adds (soft sharing's L2 pull); zero by default."""
+        return torch.zeros((), device=next(self.parameters()).device)
+
+
+@dataclass(frozen=True)
+class NetworkParts:
+    """What an experiment gives an architecture to build from.
+
+    Args:
+        make_blocks: returns a *new* list of trunk blocks, input → representation, each call
+            with fresh parameters (soft sharing and MMoE build several copies).
+        representation_dim: width of the last block's (flattened) output.
+        make_head: returns a new head for a task index (its output is that task's prediction).
+        input_dim: number of input features once flattened (MMoE's gates read the input).
+        num_tasks: number of tasks.
+    """
+
+    make_blocks: Callable[[], list[nn.Module]]
+    representation_dim: int
+    make_head: Callable[[int], nn.Module]
+    input_dim: int
+    num_tasks: int
+
+
+class ArchitectureConfig(BaseModel):
+    """Base of every architecture's typed hyper-parameters; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Architecture(abc.ABC):
+    """Builds a `MultiTaskModel` from an experiment's `NetworkParts`."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[ArchitectureConfig]] = ArchitectureConfig
+
+    def __init__(self, config: ArchitectureConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def build(self, parts: NetworkParts) -> MultiTaskModel: ...
+
+
+def split_blocks(blocks: Sequence[nn.Module]) -> nn.Sequential:
+    """Chain blocks into one module (helper for the architectures)."""
+    return nn.Sequential(*blocks)

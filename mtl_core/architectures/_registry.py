@@ -1,0 +1,22 @@
+"""The registry of architectures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtl_core.architectures._base import Architecture, MultiTaskModel, NetworkParts
+from mtl_core.components import parse_config
+from mtl_core.registry import Registry
+
+ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
+
+
+def build_model(name: str, params: dict[str, Any] | None, parts: NetworkParts) -> MultiTaskModel:
+    """Build the multi-task model of architecture ``name`` from an experiment's parts."""
+    cls = ARCHITECTURES.get(name)
+    config = parse_config("architecture", name, cls.config_cls, params)
+    return cls(config).build(parts)
+
+
+def list_architectures() -> list[str]:
+    return ARCHITECTURES.names()

@@ -1,0 +1,35 @@
+"""Errors that mtl_core raises on purpose. Each message is one line a user can act on."""
+
+from __future__ import annotations
+
+from mtl_core.registry import UnknownNameError
+
+
+class MTLError(Exception):
+    """Base class of mtl_core's own errors."""
+
+
+class ConfigError(MTLError, ValueError):
+    """A trial or component configuration that cannot run (names the bad value)."""
+
+
+class DataError(MTLError):
+    """A data file that is missing, truncated or fails its checksum."""
+
+
+class TrainingDiverged(MTLError):
+    """A loss became NaN or infinite; the message says which task and when."""
+
+
+class TrialStopped(MTLError):  # noqa: N818 - it is a signal, not a failure
+    """Raised by an epoch callback to stop a trial early (pruning)."""
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "MTLError",
+    "TrainingDiverged",
+    "TrialStopped",
+    "UnknownNameError",
+]

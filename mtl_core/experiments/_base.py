@@ -1,0 +1,110 @@
+"""The experiment contract: tasks + data + the network's parts + sensible training defaults."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from mtl_core.architectures._base import NetworkParts
+from mtl_core.tasks import Task
+
+
+@dataclass
+class Split:
+    """One split of a data set: inputs and one target tensor per task, in task order."""
+
+    x: Tensor
+    targets: list[Tensor]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), [t.to(device) for t in self.targets])
+
+
+@dataclass
+class DataSplits:
+    train: Split
+    val: Split
+    test: Split
+
+    def to(self, device: torch.device | str) -> DataSplits:
+        return DataSplits(self.train.to(device), self.val.to(device), self.test.to(device))
+
+    def nbytes(self) -> int:
+        total = 0
+        for split in (self.train, self.val, self.test):
+            total += split.x.element_size() * split.x.numel()
+            total += sum(t.element_size() * t.numel() for t in split.targets)
+        return total
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """What `mtlsearch train --experiment X` uses when the user gives nothing else."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    architecture: str = "hard"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file an experiment reads, with where it comes from and its checksum."""
+
+    relative_path: str  # below the data directory, e.g. "mnist/train-images-idx3-ubyte.gz"
+    sha256: str
+    source: str  # the canonical public source, named in errors
+
+
+class Experiment(abc.ABC):
+    """Base class of an experiment; one subclass per module, registered in `EXPERIMENTS`.
+
+    Subclasses set `name`, `description`, `tasks`, `files` and `defaults`, and implement
+    `load_splits` and `network_parts`. Instances are cheap; data are read by `load`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    tasks: ClassVar[tuple[Task, ...]]
+    files: ClassVar[tuple[DataFile, ...]] = ()
+    defaults: ClassVar[TrainingDefaults] = TrainingDefaults()
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def load(self, data_dir: Path | str | None) -> DataSplits:
+        """Verify the data files under ``data_dir`` and return the splits (on CPU)."""
+        from mtl_core.experiments.data import verify_files
+
+        root = Path(data_dir) if data_dir is not None else None
+        if self.files:
+            verify_files(root, self.files)
+        return self.load_splits(root)
+
+    @abc.abstractmethod
+    def load_splits(self, data_dir: Path | None) -> DataSplits:
+        """Read the (already verified) files and build train / val / test."""
+
+    @abc.abstractmethod
+    def network_parts(self) -> NetworkParts:
+        """Trunk blocks, representation width and task heads for the architectures."""
+
+
+@dataclass
+class ExperimentInfo:
+    """A plain description of an experiment (for the CLI and the REST API)."""
+
+    name: str
+    description: str
+    tasks: list[dict[str, object]] = field(default_factory=list)
+    defaults: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""mtlsearch: command line and Python client."""

@@ -1,0 +1,60 @@
+"""The one settings object of mtlsearch (environment prefix ``MTLSEARCH_``).
+
+Every process (API server, worker, CLI) reads its configuration here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_URL = "sqlite:///mtlsearch.db"
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables ``MTLSEARCH_*`` (or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="MTLSEARCH_", env_file=".env", extra="ignore")
+
+    db_url: str = Field(
+        DEFAULT_DB_URL,
+        description="SQLAlchemy URL of the shared database: a SQLite file (default, one machine) "
+        "or postgresql+psycopg://user@host/db for several machines.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Directory holding the data sets (mnist/, uci-adult/). Required by "
+        "experiments that read files.",
+    )
+    api_token: str | None = Field(
+        None, description="Bearer token required on mutating REST calls when set."
+    )
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI and client reach the API.")
+    host: str = Field("127.0.0.1", description="Address the API server binds.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the API server.")
+    allowed_experiment_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules a worker may import to register user experiments. Only "
+        "this local setting can name them; a REST request never can.",
+    )
+    worker_heartbeat_s: float = Field(10.0, gt=0, description="Seconds between worker heartbeats.")
+    stale_after_s: float = Field(
+        60.0, gt=0, description="A running trial without a heartbeat for this long is failed."
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        valid = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.upper() not in valid:
+            raise ValueError(f"log_level must be one of {', '.join(valid)}, got {value!r}")
+        return value.upper()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
