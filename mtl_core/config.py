@@ -33,7 +33,12 @@ class TrialConfig(BaseModel):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, description="Seeds the model's initialisation and the strategy's draws.")
+    data_seed: int | None = Field(
+        None,
+        description="Seeds the order of training batches (None: same as seed). Trials trained "
+        "together in one batched pass share it.",
+    )
     device: str = "cpu"
     max_train_samples: int | None = Field(
         None, ge=1, description="Train on the first N training samples only (quick runs)."
@@ -68,5 +73,6 @@ class ResolvedConfig(BaseModel):
     batch_size: int
     grad_clip: float | None
     seed: int
+    data_seed: int
     device: str
     max_train_samples: int | None

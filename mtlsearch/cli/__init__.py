@@ -1,0 +1,10 @@
+"""The `mtlsearch` command: one typer app, one module per group of verbs."""
+
+from __future__ import annotations
+
+from mtlsearch.cli._app import app
+
+# Each module adds its verbs to `app` on import.
+from mtlsearch.cli import train  # noqa: E402,F401  (isort: skip)
+
+__all__ = ["app"]
