@@ -1,0 +1,43 @@
+"""Experiments: tasks + data + network parts + training defaults, registered by name.
+
+Built-ins: ``multi_mnist``, ``adult`` and ``synthetic``. User experiments register through an
+entry point (group ``mtlsearch.experiments``) or a module the worker's settings allow; see
+`load_plugins` and docs/experiments.md.
+"""
+
+from mtl_core.experiments import adult, multi_mnist, synthetic  # noqa: F401 - they register
+from mtl_core.experiments._base import (
+    DataFile,
+    DataSplits,
+    Experiment,
+    ExperimentInfo,
+    Split,
+    TrainingDefaults,
+)
+from mtl_core.experiments._registry import (
+    ENTRY_POINT_GROUP,
+    EXPERIMENTS,
+    describe_experiment,
+    get_experiment,
+    list_experiments,
+    load_plugins,
+    register_experiment,
+)
+from mtl_core.experiments.data import verify_files
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "EXPERIMENTS",
+    "DataFile",
+    "DataSplits",
+    "Experiment",
+    "ExperimentInfo",
+    "Split",
+    "TrainingDefaults",
+    "describe_experiment",
+    "get_experiment",
+    "list_experiments",
+    "load_plugins",
+    "register_experiment",
+    "verify_files",
+]
