@@ -49,7 +49,9 @@ class TrialConfig(BaseModel):
     def _weights_are_non_negative(cls, weights: dict[str, float]) -> dict[str, float]:
         for task, value in weights.items():
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"weight of task {task!r} must be a finite number >= 0, got {value}")
+                raise ValueError(
+                    f"weight of task {task!r} must be a finite number >= 0, got {value}"
+                )
         return weights
 
 

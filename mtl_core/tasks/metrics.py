@@ -26,7 +26,9 @@ class Metric:
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def _metric(name: str, higher_is_better: bool) -> Callable[[Callable[[Tensor, Tensor], float]], Metric]:
+def _metric(
+    name: str, higher_is_better: bool
+) -> Callable[[Callable[[Tensor, Tensor], float]], Metric]:
     def decorator(fn: Callable[[Tensor, Tensor], float]) -> Metric:
         metric = Metric(name, fn, higher_is_better)
         METRICS.add(name, metric)
@@ -74,7 +76,11 @@ def macro_f1(pred: Tensor, target: Tensor) -> float:
 @_metric("auc", higher_is_better=True)
 def auc(pred: Tensor, target: Tensor) -> float:
     """ROC AUC of a binary task (Mann-Whitney U with average ranks for ties)."""
-    score = pred.reshape(-1).float() if pred.dim() == 1 or pred.shape[-1] == 1 else pred[:, 1] - pred[:, 0]
+    score = (
+        pred.reshape(-1).float()
+        if pred.dim() == 1 or pred.shape[-1] == 1
+        else pred[:, 1] - pred[:, 0]
+    )
     label = target.reshape(-1).float()
     n_pos = label.sum().item()
     n_neg = label.numel() - n_pos
@@ -84,7 +90,7 @@ def auc(pred: Tensor, target: Tensor) -> float:
     sorted_scores = score[order]
     ranks = torch.empty_like(score, dtype=torch.float64)
     # average ranks over ties
-    unique, inverse, counts = torch.unique_consecutive(
+    _, inverse, counts = torch.unique_consecutive(
         sorted_scores, return_inverse=True, return_counts=True
     )
     ends = torch.cumsum(counts, 0).double()

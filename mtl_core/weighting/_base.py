@@ -88,7 +88,9 @@ class WeightingStrategy(abc.ABC):
         """Back-propagate one step; return this step's weights ``[T]`` (Σ = T, detached)."""
 
 
-def backward_task_parameters(weighted_losses: Tensor, task_specific: Sequence[nn.Parameter]) -> None:
+def backward_task_parameters(
+    weighted_losses: Tensor, task_specific: Sequence[nn.Parameter]
+) -> None:
     """Give each task-specific parameter its own task's gradient (summed over tasks).
 
     A head of task t is reached by L_t only, so one backward of Σ_t (scale_t L_t) restricted
@@ -100,10 +102,14 @@ def backward_task_parameters(weighted_losses: Tensor, task_specific: Sequence[nn
 
 
 def normalise_weights(weights: Tensor, active: Tensor) -> Tensor:
-    """Scale ``weights`` so that they sum to the number of active tasks; zero the rest."""
-    weights = torch.where(active, weights, torch.zeros_like(weights))
+    """Scale ``weights`` so that they sum to the number of active tasks; zero the rest.
+
+    A non-positive total falls back to 1 per active task. No host sync (no ``if`` on a
+    device value), so it is safe in the step path on a GPU.
+    """
+    weights = torch.where(active, weights.detach(), torch.zeros_like(weights))
     total = weights.sum()
-    n_active = active.sum()
-    if total <= 0:
-        return active.to(weights.dtype)
-    return (weights * n_active / total).detach()
+    positive = total > 0
+    safe_total = torch.where(positive, total, torch.ones_like(total))
+    scaled = weights * active.sum().to(weights.dtype) / safe_total
+    return torch.where(positive, scaled, active.to(weights.dtype))

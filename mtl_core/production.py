@@ -1,0 +1,145 @@
+"""Use a study's best result in your own training script.
+
+`build_loss_from_best(best)` turns the record that ``GET /api/v1/studies/{id}/best`` (or
+``mtlsearch best ID --format json``) returns into a ready `MultiTaskLoss`: the fixed weights the
+study found, or the tuned dynamic strategy with its hyper-parameters. It works with any PyTorch
+model: you tell it which parameters are shared between the tasks.
+
+    best = Client(url).best(study_id)
+    mtl_loss = build_loss_from_best(best, device="cuda")
+    optimizer = torch.optim.Adam([*model.parameters(), *mtl_loss.parameters()], lr=...)
+    for x, ys in loader:
+        outputs = model(x)
+        losses = {task: loss_fn[task](outputs[task], ys[task]) for task in mtl_loss.task_names}
+        optimizer.zero_grad()
+        mtl_loss.backward(losses, shared_parameters=list(model.trunk.parameters()),
+                          task_parameters=list(model.heads.parameters()))
+        optimizer.step()
+    # once per epoch, for DWA: mtl_loss.epoch_end(mean_losses_of_the_epoch)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtl_core.context import StepContext, TaskContext
+from mtl_core.errors import ConfigError
+from mtl_core.weighting import ParameterGroups, WeightingStrategy, build_strategy
+
+
+class MultiTaskLoss(nn.Module):
+    """A weighting strategy with fixed per-task weights, ready for a training loop.
+
+    Args:
+        task_names: the tasks, in the order losses are given.
+        strategy: a registered strategy name (``fixed`` for plain weighted sums).
+        strategy_params: the strategy's hyper-parameters.
+        weights: fixed per-task weights (tasks not named get 1.0).
+        epochs: planned epochs (strategies that depend on progress read it).
+        device: where the strategy's own tensors live.
+        seed: seeds the strategy's random draws (RLW, PCGrad's order).
+    """
+
+    def __init__(
+        self,
+        task_names: Sequence[str],
+        strategy: str = "fixed",
+        strategy_params: Mapping[str, Any] | None = None,
+        weights: Mapping[str, float] | None = None,
+        epochs: int = 1,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.task_names = tuple(task_names)
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - set(self.task_names))
+        if unknown:
+            raise ConfigError(
+                f"weight given for unknown task {unknown[0]!r}; valid tasks: "
+                f"{', '.join(self.task_names)}"
+            )
+        self.device = torch.device(device)
+        ctx = TaskContext(self.task_names, self.device, epochs, torch.Generator().manual_seed(seed))
+        self.strategy: WeightingStrategy = build_strategy(
+            strategy, dict(strategy_params or {}), ctx
+        )
+        self.strategy_parameters = nn.ParameterList(self.strategy.parameters())
+        self.fixed_weights: Tensor
+        self.register_buffer(
+            "fixed_weights",
+            torch.tensor([float(weights.get(t, 1.0)) for t in self.task_names], device=self.device),
+        )
+        self._step = 0
+        self._epoch = 0
+
+    def _stack(self, losses: Mapping[str, Tensor] | Sequence[Tensor]) -> Tensor:
+        if isinstance(losses, Mapping):
+            missing = [t for t in self.task_names if t not in losses]
+            if missing:
+                raise ConfigError(f"no loss given for task(s) {', '.join(missing)}")
+            return torch.stack([losses[t].reshape(()) for t in self.task_names])
+        if len(losses) != len(self.task_names):
+            raise ConfigError(f"expected {len(self.task_names)} losses, got {len(losses)}")
+        return torch.stack([loss.reshape(()) for loss in losses])
+
+    def backward(
+        self,
+        losses: Mapping[str, Tensor] | Sequence[Tensor],
+        shared_parameters: Sequence[nn.Parameter],
+        task_parameters: Sequence[nn.Parameter] = (),
+        last_shared_parameters: Sequence[nn.Parameter] | None = None,
+        representation: Tensor | None = None,
+    ) -> dict[str, float]:
+        """Back-propagate one step of the strategy; returns this step's weights (Σ = T)."""
+        stacked = self._stack(losses)
+        groups = ParameterGroups(
+            shared=list(shared_parameters),
+            task_specific=list(task_parameters),
+            last_shared=list(last_shared_parameters or shared_parameters),
+            representation=representation,
+        )
+        step = StepContext(self._epoch, self._step, 0, self._step)
+        weights = self.strategy.backward(stacked, self.fixed_weights, groups, step)
+        self._step += 1
+        return dict(zip(self.task_names, weights.tolist(), strict=True))
+
+    def epoch_end(self, mean_losses: Mapping[str, float] | Sequence[float]) -> None:
+        """Tell epoch-level strategies (DWA) the epoch-mean loss of each task."""
+        values = (
+            [mean_losses[t] for t in self.task_names]
+            if isinstance(mean_losses, Mapping)
+            else list(mean_losses)
+        )
+        self.strategy.on_epoch_end(self._epoch, torch.tensor(values, device=self.device))
+        self._epoch += 1
+
+
+def build_loss_from_best(
+    best: Mapping[str, Any], device: torch.device | str = "cpu", seed: int = 0
+) -> MultiTaskLoss:
+    """Build the `MultiTaskLoss` a study's best trial trained with.
+
+    ``best`` is the JSON of ``GET /api/v1/studies/{id}/best``: its ``config`` holds the
+    strategy, its parameters, the fixed weights (one per task, in task order) and the epochs.
+    """
+    config = best.get("config")
+    if not isinstance(config, Mapping) or "strategy" not in config or "weights" not in config:
+        raise ConfigError(
+            "best record has no 'config' with 'strategy' and 'weights'; pass the JSON of "
+            "GET /api/v1/studies/{id}/best"
+        )
+    weights: Mapping[str, float] = config["weights"]
+    return MultiTaskLoss(
+        task_names=list(weights),
+        strategy=config["strategy"],
+        strategy_params=config.get("strategy_params") or {},
+        weights=weights,
+        epochs=int(config.get("epochs") or 1),
+        device=device,
+        seed=seed,
+    )

@@ -1,0 +1,86 @@
+"""`build_loss_from_best`: a study's best record drives a user's own training loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mtl_core import ConfigError, build_loss_from_best
+
+
+class UserModel(nn.Module):
+    """A model the user wrote themselves: not an mtl_core MultiTaskModel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(4, 16), nn.ReLU())
+        self.heads = nn.ModuleDict({"a": nn.Linear(16, 1), "b": nn.Linear(16, 1)})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.trunk(x)
+        return {name: head(z).squeeze(-1) for name, head in self.heads.items()}
+
+
+def best_record(strategy: str, params: dict[str, object], weights: dict[str, float]) -> dict:
+    return {
+        "config": {
+            "strategy": strategy,
+            "strategy_params": params,
+            "weights": weights,
+            "epochs": 3,
+        }
+    }
+
+
+def train(best: dict, steps: int = 60) -> tuple[list[float], dict[str, float]]:
+    torch.manual_seed(0)
+    model = UserModel()
+    loss_module = build_loss_from_best(best)
+    optimizer = torch.optim.Adam([*model.parameters(), *loss_module.parameters()], lr=1e-2)
+    x = torch.randn(128, 4)
+    targets = {"a": x[:, 0] * 2, "b": x[:, 1] - x[:, 2]}
+    totals, weights = [], {}
+    for _ in range(steps):
+        out = model(x)
+        losses = {t: nn.functional.mse_loss(out[t], targets[t]) for t in ("a", "b")}
+        optimizer.zero_grad()
+        weights = loss_module.backward(
+            losses,
+            shared_parameters=list(model.trunk.parameters()),
+            task_parameters=list(model.heads.parameters()),
+        )
+        optimizer.step()
+        totals.append(sum(v.item() for v in losses.values()))
+    return totals, weights
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [("fixed", {}), ("uncertainty", {}), ("dwa", {"tau": 2.0}), ("pcgrad", {}), ("mgda", {})],
+)
+def test_best_record_trains_a_user_model(strategy: str, params: dict[str, object]) -> None:
+    totals, weights = train(best_record(strategy, params, {"a": 1.0, "b": 0.5}))
+    assert totals[-1] < 0.5 * totals[0]
+    assert sum(weights.values()) == pytest.approx(2.0, rel=1e-4)
+
+
+def test_fixed_weights_from_the_record_are_applied() -> None:
+    _, weights = train(best_record("fixed", {}, {"a": 1.0, "b": 0.0}), steps=2)
+    assert weights["b"] == 0.0
+
+
+def test_uncertainty_exposes_its_learnable_parameters() -> None:
+    loss_module = build_loss_from_best(best_record("uncertainty", {}, {"a": 1.0, "b": 1.0}))
+    assert sum(p.numel() for p in loss_module.parameters()) == 2
+
+
+def test_a_record_without_config_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="no 'config'"):
+        build_loss_from_best({"weights": {"a": 1.0}})
+
+
+def test_missing_task_loss_is_named() -> None:
+    loss_module = build_loss_from_best(best_record("fixed", {}, {"a": 1.0, "b": 1.0}))
+    with pytest.raises(ConfigError, match="no loss given for task"):
+        loss_module.backward({"a": torch.tensor(1.0, requires_grad=True)}, shared_parameters=[])
