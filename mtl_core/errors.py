@@ -21,7 +21,7 @@ class TrainingDiverged(MTLError):
     """A loss became NaN or infinite; the message says which task and when."""
 
 
-class TrialStopped(MTLError):  # noqa: N818 - it is a signal, not a failure
+class TrialStopped(MTLError):
     """Raised by an epoch callback to stop a trial early (pruning)."""
 
 

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         None, description="Bearer token required on mutating REST calls when set."
     )
-    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI and client reach the API.")
+    api_url: str = Field(
+        "http://127.0.0.1:8000", description="Where the CLI and client reach the API."
+    )
     host: str = Field("127.0.0.1", description="Address the API server binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the API server.")
     allowed_experiment_modules: list[str] = Field(

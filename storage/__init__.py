@@ -1,0 +1,49 @@
+"""storage: mtlsearch's SQL tables, sessions and migrations, beside Optuna's RDB storage.
+
+Typical use in a process (API server, worker)::
+
+    from storage import StudyRepository, get_database
+
+    db = get_database()                 # Settings.db_url; one per process and URL
+    with db.session() as session:       # commits, or rolls back and raises StorageError
+        study = StudyRepository(session).create(name="n", experiment="e", spec={...})
+    optuna.load_study(study_name=study.optuna_study_name, storage=db.optuna_storage())
+
+Create or upgrade the schema first: ``mtlsearch db upgrade`` or `storage.migrate.upgrade`.
+"""
+
+from __future__ import annotations
+
+from storage.database import Database, close_database, get_database, parse_db_url
+from storage.errors import NotFoundError, StorageError, StudyExistsError
+from storage.models import StudyStatus, WorkerStatus
+from storage.repositories import (
+    ArtifactInfo,
+    ArtifactRepository,
+    BaselineInfo,
+    BaselineRepository,
+    StudyInfo,
+    StudyRepository,
+    WorkerInfo,
+    WorkerRepository,
+)
+
+__all__ = [
+    "ArtifactInfo",
+    "ArtifactRepository",
+    "BaselineInfo",
+    "BaselineRepository",
+    "Database",
+    "NotFoundError",
+    "StorageError",
+    "StudyExistsError",
+    "StudyInfo",
+    "StudyRepository",
+    "StudyStatus",
+    "WorkerInfo",
+    "WorkerRepository",
+    "WorkerStatus",
+    "close_database",
+    "get_database",
+    "parse_db_url",
+]

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from storage import Database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +24,67 @@ def data_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.fail(f"data directory {path} has no mnist/; set MTLSEARCH_DATA_DIR")
     return path
+
+
+# --- databases -------------------------------------------------------------------------------
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    Fails (never skips) when the server is unreachable: CI has it, and a silent skip would hide
+    a whole backend. Deselect locally with ``-m "not postgres"``.
+    """
+    import psycopg
+
+    from storage import close_database
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({first}); start it, or "
+            'deselect these tests with -m "not postgres"',
+            pytrace=False,
+        )
+    name = f"mtl_test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        try:
+            yield url
+        finally:
+            close_database(url)
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """A SQLite file in the test's tmp_path (created on first connect)."""
+    from storage import close_database
+
+    url = f"sqlite:///{tmp_path / 'mtlsearch.db'}"
+    yield url
+    close_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn: the contract suite runs on SQLite and on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    """A migrated `storage.Database` on each backend (see `db_url`)."""
+    from storage import close_database, get_database
+    from storage.migrate import upgrade
+
+    upgrade(db_url)
+    yield get_database(db_url)
+    close_database(db_url)

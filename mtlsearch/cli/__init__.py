@@ -5,6 +5,8 @@ from __future__ import annotations
 from mtlsearch.cli._app import app
 
 # Each module adds its verbs to `app` on import.
-from mtlsearch.cli import train  # noqa: E402,F401  (isort: skip)
+from mtlsearch.cli import train  # noqa: F401  (isort: skip)
+from mtlsearch.cli import db  # noqa: F401  (isort: skip)
+from mtlsearch.cli import run  # noqa: F401  (isort: skip)
 
 __all__ = ["app"]

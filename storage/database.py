@@ -1,0 +1,289 @@
+"""`Database`: the one object a process uses to reach the shared SQL database.
+
+One engine (and connection pool) per process per URL: the engine of Optuna's
+`~optuna.storages.RDBStorage` on that URL is reused for our own sessions, so a worker that asks
+and tells trials and also writes heartbeats holds one pool, not two. Its pool is SQLAlchemy's
+default `QueuePool` (5 connections + 10 overflow), which covers the API server's threads and a
+worker's few. `get_database(url)` returns the process's `Database` for a URL.
+
+The tables must exist first: ``mtlsearch db upgrade`` (`storage.migrate.upgrade`) creates
+Optuna's tables and ours; a `Database` never creates tables, so processes starting together on
+a new database cannot race each other's DDL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from sqlalchemy import URL, Engine, event, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mtlsearch.settings import Settings, get_settings
+from storage.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+VALID_URL_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, "
+    "or postgresql+psycopg://user:password@host:5432/dbname"
+)
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def parse_db_url(url: str) -> URL:
+    """Check a database URL and return it in the form we connect with.
+
+    ``postgresql://`` and ``postgres://`` are read as ``postgresql+psycopg://`` (psycopg 3 is
+    the driver we ship). In-memory SQLite is refused: it cannot be shared between processes.
+
+    Raises:
+        ValueError: naming the URL (password hidden) and the valid forms.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"invalid database URL {url!r}; valid forms: {VALID_URL_FORMS}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    driver = parsed.drivername
+    if driver in ("sqlite", "sqlite+pysqlite"):
+        if (
+            not parsed.database
+            or parsed.database == ":memory:"
+            or parsed.database.startswith("file::memory:")
+        ):
+            raise ValueError(
+                f"database URL {shown!r} is an in-memory SQLite database, which processes cannot "
+                f"share; valid forms: {VALID_URL_FORMS}"
+            )
+        return parsed.set(drivername="sqlite")
+    if driver in ("postgresql", "postgres", "postgresql+psycopg"):
+        if not parsed.database:
+            raise ValueError(
+                f"database URL {shown!r} names no database; valid forms: {VALID_URL_FORMS}"
+            )
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(
+        f"unsupported database URL {shown!r} (driver {driver!r}); valid forms: {VALID_URL_FORMS}"
+    )
+
+
+def display_url(url: URL) -> str:
+    """The URL as it may appear in logs and error messages (password hidden)."""
+    return url.render_as_string(hide_password=True)
+
+
+def engine_options(url: URL) -> dict[str, Any]:
+    """Keyword arguments of `create_engine` for this backend (picklable: Optuna keeps them)."""
+    if url.get_backend_name() == "sqlite":
+        # sqlite3's `timeout` is its busy handler: a writer waits for the lock instead of
+        # failing at once with "database is locked".
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    return {"pool_pre_ping": True}
+
+
+def prepare_sqlite_file(url: URL) -> None:
+    """Create the parent directory of a SQLite file so that the first connect succeeds."""
+    if url.get_backend_name() == "sqlite" and url.database:
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def install_sqlite_pragmas(engine: Engine, *, foreign_keys: bool) -> None:
+    """Run our PRAGMAs on every new SQLite connection of `engine` (no-op for other backends).
+
+    WAL lets readers (API, dashboard) run beside the one writer; the busy timeout makes a second
+    writer wait rather than fail. ``foreign_keys`` is off while migrating: SQLite's batch
+    migrations copy and drop tables, which must not cascade.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable enough under WAL, and faster
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    # The engine may already hold pooled connections opened before the listener existed
+    # (RDBStorage connects in its constructor); drop them so every connection has the PRAGMAs.
+    engine.dispose()
+
+
+def error_line(exc: BaseException) -> str:
+    """The first line of a driver error, without SQLAlchemy's SQL and parameter dump.
+
+    Optuna re-raises database errors as its own; the database's reason is then the cause.
+    """
+    if not isinstance(exc, SQLAlchemyError) and isinstance(exc.__cause__, SQLAlchemyError):
+        exc = exc.__cause__
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _hint_for(exc: BaseException) -> str:
+    text = f"{exc} {exc.__cause__}"
+    if "version_info" in text or "alembic_version" in text or "no longer compatible" in text:
+        return "; run `mtlsearch db upgrade` to create or upgrade the schema"
+    return ""
+
+
+class Database:
+    """The shared database of one URL: engine, sessions and Optuna's storage.
+
+    Args:
+        url: SQLAlchemy URL (see `parse_db_url` for the accepted forms).
+        settings: where heartbeat interval and grace period come from (default: the process's
+            `Settings`).
+
+    Nothing connects until the first use of `engine`, `session` or `optuna_storage`.
+    """
+
+    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
+        self.url: URL = parse_db_url(url)
+        self.display_url = display_url(self.url)
+        self._settings = settings or get_settings()
+        self._lock = threading.Lock()
+        self._optuna: optuna.storages.RDBStorage | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.url.get_backend_name()
+
+    def optuna_storage(self) -> optuna.storages.RDBStorage:
+        """Optuna's RDB storage on this URL (one per `Database`), with heartbeats and retries.
+
+        A trial whose worker stops heart-beating for ``Settings.stale_after_s`` is failed and
+        re-queued once (`~optuna.storages.RetryHeartbeatStaleTrialCallback`, Optuna 5's name
+        for ``RetryFailedTrialCallback``).
+
+        Raises:
+            StorageError: the database cannot be reached or has no (or an old) schema.
+        """
+        with self._lock:
+            if self._optuna is None:
+                self._optuna = self._open_optuna()
+            return self._optuna
+
+    def _open_optuna(self) -> optuna.storages.RDBStorage:
+        prepare_sqlite_file(self.url)
+        settings = self._settings
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats are marked experimental in Optuna; we rely on them knowingly.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    self.url.render_as_string(hide_password=False),
+                    engine_kwargs=engine_options(self.url),
+                    heartbeat_interval=max(1, math.ceil(settings.worker_heartbeat_s)),
+                    grace_period=max(1, math.ceil(settings.stale_after_s)),
+                    heartbeat_stale_trial_callback=(
+                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+                    ),
+                    skip_table_creation=True,
+                )
+        except (SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as exc:
+            raise StorageError(
+                f"cannot open database {self.display_url}: {error_line(exc)}{_hint_for(exc)}"
+            ) from exc
+        install_sqlite_pragmas(storage.engine, foreign_keys=True)
+        logger.debug("opened %s", self.display_url)
+        return storage
+
+    @property
+    def engine(self) -> Engine:
+        """The process's engine for this URL (the one Optuna's storage uses)."""
+        return self.optuna_storage().engine
+
+    def _sessionmaker(self) -> sessionmaker[Session]:
+        engine = self.engine
+        with self._lock:
+            if self._sessions is None:
+                # Results outlive the session as frozen dataclasses, so nothing needs
+                # reloading after commit.
+                self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+            return self._sessions
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for one unit of work: commit on success, roll back on any exception.
+
+        `SQLAlchemyError` becomes `StorageError` with a one-line message; our own errors
+        (`NotFoundError`, ...) pass through after the rollback.
+        """
+        factory = self._sessionmaker()
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StorageError(f"database error on {self.display_url}: {error_line(exc)}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        """Close the pooled connections (the `Database` reconnects if used again)."""
+        with self._lock:
+            if self._optuna is not None:
+                self._optuna.engine.dispose()
+
+
+_databases: dict[tuple[int, str], Database] = {}
+_databases_lock = threading.Lock()
+
+
+def _cache_key(url: str) -> tuple[int, str]:
+    # Keyed by pid too: a forked child must not share its parent's pooled connections.
+    return os.getpid(), parse_db_url(url).render_as_string(hide_password=False)
+
+
+def get_database(url: str | None = None) -> Database:
+    """The process's `Database` for `url` (default: ``Settings.db_url``), created on first use."""
+    key = _cache_key(url if url is not None else get_settings().db_url)
+    with _databases_lock:
+        database = _databases.get(key)
+        if database is None:
+            database = _databases[key] = Database(key[1])
+        return database
+
+
+def close_database(url: str | None = None) -> None:
+    """Dispose the cached `Database` of `url` and forget it (tests, and shutdown hooks)."""
+    key = _cache_key(url if url is not None else get_settings().db_url)
+    with _databases_lock:
+        database = _databases.pop(key, None)
+    if database is not None:
+        database.dispose()
+
+
+__all__ = [
+    "VALID_URL_FORMS",
+    "Database",
+    "close_database",
+    "display_url",
+    "get_database",
+    "parse_db_url",
+]

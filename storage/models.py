@@ -1,0 +1,196 @@
+"""The tables of mtlsearch (SQLAlchemy 2.0 declarative models).
+
+Every table name starts with ``mtl_`` so that ours never collide with the tables Optuna's RDB
+storage keeps in the same database. The schema itself is created and changed by the Alembic
+migrations in ``storage/migrations`` (``mtlsearch db upgrade``); a test checks that the
+migrations and these models agree. ORM objects never leave ``storage/``: repositories turn them
+into the frozen dataclasses of ``storage.repositories``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Constraint names are spelled out so that a migration can name the constraint it alters on
+# SQLite (batch mode) and on PostgreSQL alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NAME_LENGTH = 200
+OPTUNA_NAME_LENGTH = 512  # the length of Optuna's own `studies.study_name`
+
+
+class StudyStatus(StrEnum):
+    """Where a study is in its life. Only ``running`` studies are served to workers."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the states a study never leaves on its own."""
+        return self is not StudyStatus.RUNNING
+
+
+class WorkerStatus(StrEnum):
+    """What a worker process last said it was doing."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPED = "stopped"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC (every timestamp we store is one)."""
+    return datetime.now(UTC)
+
+
+def _in_list(column: str, enum: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(member.value) for member in enum)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    PostgreSQL keeps the zone (``timestamptz``); SQLite has no zone type and returns naive
+    values, so they are stored as UTC wall time and read back with ``tzinfo=UTC``. Naive input
+    is refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"timestamps must be timezone-aware, got {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of mtlsearch's own tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class StudyRecord(Base):
+    """One search: its validated spec, its status and its trial budget."""
+
+    __tablename__ = "mtl_studies"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", StudyStatus), name="status"),
+        CheckConstraint("trials_reserved >= 0", name="trials_reserved"),
+        Index("ix_mtl_studies_status_served", "status", "last_served_at"),
+        Index("ix_mtl_studies_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    experiment: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    optuna_study_name: Mapped[str] = mapped_column(String(OPTUNA_NAME_LENGTH), unique=True)
+    n_trials: Mapped[int | None] = mapped_column(Integer)
+    time_budget_s: Mapped[float | None] = mapped_column(Float)
+    trials_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    last_served_at: Mapped[datetime | None]
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkerRecord(Base):
+    """One worker process and its last heartbeat.
+
+    ``current_study_id`` is deliberately not a foreign key: a study may be deleted while a
+    worker still reports it, and a heartbeat must never fail for that.
+    """
+
+    __tablename__ = "mtl_workers"
+    __table_args__ = (CheckConstraint(_in_list("status", WorkerStatus), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    current_study_id: Mapped[str | None] = mapped_column(String(12))
+    current_trial_number: Mapped[int | None] = mapped_column(Integer)
+    trials_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ArtifactRecord(Base):
+    """A JSON result attached to a study (e.g. kind ``best``); one per (study, kind)."""
+
+    __tablename__ = "mtl_artifacts"
+    __table_args__ = (UniqueConstraint("study_id", "kind", name="uq_mtl_artifacts_study_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[str] = mapped_column(
+        String(12), ForeignKey("mtl_studies.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class BaselineRecord(Base):
+    """Single-task baseline metrics of an experiment, keyed by a hash of their training config."""
+
+    __tablename__ = "mtl_baselines"
+
+    experiment: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    config_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    metrics: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+__all__ = [
+    "ArtifactRecord",
+    "Base",
+    "BaselineRecord",
+    "StudyRecord",
+    "StudyStatus",
+    "UTCDateTime",
+    "WorkerRecord",
+    "WorkerStatus",
+    "utcnow",
+]

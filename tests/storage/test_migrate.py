@@ -1,0 +1,116 @@
+"""Migrations and `mtlsearch db`: idempotent, beside Optuna's tables, matching the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from typer.testing import CliRunner
+
+import storage
+from mtlsearch.cli import app
+from storage.migrate import (
+    MIGRATIONS_DIR,
+    VERSION_TABLE,
+    current,
+    head_revision,
+    include_object,
+    upgrade,
+)
+from storage.models import Base
+
+OUR_TABLES = {"mtl_studies", "mtl_workers", "mtl_artifacts", "mtl_baselines", VERSION_TABLE}
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
+    assert current(db_url).revision is None
+    assert upgrade(db_url) == head_revision()
+    tables = _tables(db_url)
+    assert upgrade(db_url) == head_revision()
+    assert _tables(db_url) == tables
+    assert tables >= OUR_TABLES
+    versions = current(db_url)
+    assert versions.is_current and versions.optuna_revision is not None
+
+
+def test_optuna_tables_and_ours_coexist(db_url: str) -> None:
+    upgrade(db_url)
+    storage = optuna.storages.RDBStorage(db_url)
+    try:
+        study = optuna.create_study(study_name="coexist", storage=storage)
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+        upgrade(db_url)
+        assert optuna.load_study(study_name="coexist", storage=storage).best_value == 0.5
+    finally:
+        storage.engine.dispose()
+    tables = _tables(db_url)
+    assert {"studies", "trials", "alembic_version"} <= tables
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            ours = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+            theirs = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    finally:
+        engine.dispose()
+    assert ours == [(head_revision(),)]
+    assert len(theirs) == 1 and theirs[0][0] != head_revision()
+
+
+def test_migrations_match_the_models(db_url: str) -> None:
+    upgrade(db_url)
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "version_table": VERSION_TABLE,
+                    "include_object": include_object,
+                    "compare_type": True,
+                },
+            )
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_migration_files_are_inside_the_package() -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+    assert MIGRATIONS_DIR.parent == Path(storage.__file__ or "").parent
+
+
+def test_cli_db_upgrade_and_current(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli' / 'x.db'}"
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "current", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert "not created" in result.output
+    result = runner.invoke(app, ["db", "upgrade", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert f"schema at revision {head_revision()}" in result.output
+    result = runner.invoke(app, ["db", "current", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert f"mtlsearch schema {head_revision()} (head)" in result.output
+
+
+def test_cli_bad_url_is_a_one_line_error() -> None:
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", "mysql://u:secret@h/db"])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "mysql://u:***@h/db" in lines[0]
+    assert "postgresql+psycopg://" in lines[0] and "sqlite:///" in lines[0]
