@@ -10,7 +10,6 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mtl_core.experiments import get_experiment
 from mtlsearch.search.spec import (
     MAX_GRID_POINTS,
     SpecError,
@@ -326,3 +325,13 @@ def test_spec_error_text() -> None:
     err = SpecError("search_space.lr", "must be > 0")
     assert str(err) == "search_space.lr: must be > 0"
     assert isinstance(err, ValueError)
+
+
+def test_literal_parameter_needs_choices() -> None:
+    err = check(
+        search_space={
+            "strategies": [{"name": "cagrad", "params": {"rescale": {"low": 0, "high": 2}}}]
+        }
+    )
+    assert err.field == "search_space.strategies.0.params.rescale"
+    assert "give choices" in err.message

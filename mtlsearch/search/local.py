@@ -1,0 +1,288 @@
+"""Run a study on this machine: Optuna's own loop over a local storage (``mtlsearch run``).
+
+No service and no workers: one process asks, trains with `mtl_core.trainer.train_trial` and
+tells, through Optuna's RDB storage on a SQLite file (or any SQLAlchemy URL). Each trial stores
+its full resolved config and its metrics as user attributes (``config``, ``val_metrics``,
+``test_metrics``, ``weights_normalised``, ``strategy_weights``), so optuna-dashboard and
+`summarise_trial` show everything needed to reproduce it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mtl_core.config import TrialConfig
+from mtl_core.errors import TrainingDiverged, TrialStopped
+from mtlsearch.search.objective import intermediate_value, objective_values
+from mtlsearch.search.optuna_factory import create_optuna_study, max_epochs
+from mtlsearch.search.space import (
+    normalised_weights,
+    suggest_trial_config,
+    trial_config_from_params,
+)
+from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec, validate_against_experiment
+
+if TYPE_CHECKING:
+    from mtl_core.experiments._base import Experiment
+    from mtl_core.results import TrialResult
+
+logger = logging.getLogger(__name__)
+
+#: The study user attribute holding the single-task baselines of a ``delta_m`` study.
+BASELINES_ATTR = "baselines"
+StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def run_trial(
+    trial: optuna.Trial,
+    spec: StudySpec,
+    experiment: Experiment,
+    *,
+    data_dir: Path | str | None,
+    device: str = "cpu",
+    baselines: Mapping[str, float] | None = None,
+) -> list[float]:
+    """Suggest, train and score one trial; report each epoch for pruning.
+
+    Returns the objective value(s). Raises `optuna.TrialPruned` when the pruner stops the
+    trial and `TrainingDiverged` (recorded as user attr ``fail_reason``) when it diverges.
+    """
+    from mtl_core.trainer import train_trial
+
+    config = suggest_trial_config(trial, spec, experiment, device)
+    trial.set_user_attr("config", config.model_dump(mode="json"))
+    trial.set_user_attr(
+        "weights_normalised", normalised_weights(config.weights, experiment.task_names)
+    )
+    pruned: list[str] = []
+
+    def on_epoch(report: Any) -> None:
+        value = intermediate_value(report, spec, experiment, baselines)
+        if value is None or not math.isfinite(value):
+            return
+        trial.report(value, report.epoch)
+        if trial.should_prune():
+            reason = f"pruned by the {spec.pruner} pruner after epoch {report.epoch}"
+            pruned.append(reason)
+            raise TrialStopped(reason)
+
+    try:
+        result = train_trial(config, data_dir, on_epoch=on_epoch)
+    except TrialStopped as exc:
+        raise optuna.TrialPruned(str(exc)) from None
+    except TrainingDiverged as exc:
+        trial.set_user_attr("fail_reason", str(exc))
+        raise
+    record_result(trial, result)
+    if pruned:  # the trainer returned a partial result instead of re-raising
+        raise optuna.TrialPruned(pruned[0])
+    return objective_values(result, spec, experiment, baselines)
+
+
+def record_result(trial: optuna.Trial, result: TrialResult) -> None:
+    """Store a trained trial's resolved config and metrics as user attributes."""
+    trial.set_user_attr("config", result.config.model_dump(mode="json"))
+    trial.set_user_attr("val_metrics", dict(result.val_metrics))
+    trial.set_user_attr("test_metrics", dict(result.test_metrics))
+    trial.set_user_attr("strategy_weights", dict(result.final_weights))
+    trial.set_user_attr("epochs_run", result.epochs_run)
+    if result.stop_reason:
+        trial.set_user_attr("stop_reason", result.stop_reason)
+
+
+def baseline_config(spec: StudySpec, device: str = "cpu") -> TrialConfig:
+    """The settings single-task baselines train with: the spec's fixed settings, the largest
+    epoch count it searches, the first architecture choice (its fixed parameters), and the
+    experiment's defaults for everything searched."""
+    space = spec.search_space
+    architecture: str | None = None
+    architecture_params: dict[str, Any] = {}
+    if space.architectures:
+        first = space.architectures[0]
+        architecture = first.name
+        architecture_params = {
+            k: v for k, v in first.params.items() if not isinstance(v, ParamRange | ParamChoices)
+        }
+
+    def fixed(value: Any) -> Any:
+        return None if isinstance(value, ParamRange | ParamChoices) else value
+
+    return TrialConfig(
+        experiment=spec.experiment,
+        architecture=architecture,
+        architecture_params=architecture_params,
+        optimizer=space.optimizer,
+        lr=fixed(space.lr),
+        weight_decay=space.weight_decay or 0.0,
+        epochs=max_epochs(spec),
+        batch_size=fixed(space.batch_size),
+        grad_clip=space.grad_clip,
+        seed=spec.seed if spec.seed is not None else 0,
+        data_seed=None,
+        device=device,
+        max_train_samples=space.max_train_samples,
+    )
+
+
+@dataclass
+class LocalRun:
+    """A study prepared on a local storage, ready to optimise."""
+
+    spec: StudySpec
+    study: optuna.Study
+    experiment: Experiment
+    data_dir: Path | str | None
+    device: str = "cpu"
+    baselines: dict[str, float] | None = None
+
+    @property
+    def finished(self) -> int:
+        """Trials of the study that finished (complete, pruned or failed)."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return len(self.study.get_trials(deepcopy=False, states=states))
+
+    @property
+    def remaining(self) -> int | None:
+        """Trials still to run for ``spec.n_trials`` (None: bounded by time only)."""
+        if self.spec.n_trials is None:
+            return None
+        return max(0, self.spec.n_trials - self.finished)
+
+    def optimize(self, callbacks: Sequence[StudyCallback] = ()) -> None:
+        """Run the remaining trials (within ``spec.time_budget_s``)."""
+        remaining = self.remaining
+        if remaining == 0:
+            logger.info("study %r already has its %s trials", self.study.study_name, self.finished)
+            return
+
+        def objective(trial: optuna.Trial) -> float | list[float]:
+            values = run_trial(
+                trial,
+                self.spec,
+                self.experiment,
+                data_dir=self.data_dir,
+                device=self.device,
+                baselines=self.baselines,
+            )
+            return values[0] if len(values) == 1 else values
+
+        self.study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=self.spec.time_budget_s,
+            # A diverged trial is recorded as failed; the study goes on.
+            catch=(TrainingDiverged,),
+            callbacks=list(callbacks),
+        )
+
+
+def prepare_local_run(
+    spec: StudySpec,
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    study_name: str | None = None,
+    data_dir: Path | str | None = None,
+    device: str = "cpu",
+    experiment: Experiment | None = None,
+) -> LocalRun:
+    """Check ``spec``, create or load its study, and train the Δm% baselines if needed.
+
+    Raises:
+        SpecError: the spec does not fit its experiment, or the study exists with another spec.
+    """
+    from mtl_core.metrics_delta import single_task_baselines
+
+    experiment = validate_against_experiment(spec, experiment)
+    if isinstance(storage, str):
+        storage = optuna.storages.RDBStorage(storage)
+    study = create_optuna_study(
+        storage, spec, study_name, experiment=experiment, load_if_exists=True
+    )
+    baselines: dict[str, float] | None = None
+    if spec.objective.kind == "delta_m":
+        if spec.objective.baselines is not None:
+            baselines = dict(spec.objective.baselines)
+        elif BASELINES_ATTR in study.user_attrs:
+            baselines = dict(study.user_attrs[BASELINES_ATTR])
+        else:
+            logger.info("training single-task baselines of %r", spec.experiment)
+            baselines = single_task_baselines(
+                spec.experiment, baseline_config(spec, device), data_dir
+            )
+            study.set_user_attr(BASELINES_ATTR, baselines)
+    return LocalRun(spec, study, experiment, data_dir, device, baselines)
+
+
+def run_local(
+    spec: StudySpec,
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    study_name: str | None = None,
+    data_dir: Path | str | None = None,
+    device: str = "cpu",
+    experiment: Experiment | None = None,
+    callbacks: Sequence[StudyCallback] = (),
+) -> optuna.Study:
+    """Prepare the study of ``spec`` and run it to its budget; return the study."""
+    run = prepare_local_run(
+        spec,
+        storage,
+        study_name=study_name,
+        data_dir=data_dir,
+        device=device,
+        experiment=experiment,
+    )
+    run.optimize(callbacks)
+    return run.study
+
+
+@dataclass
+class TrialSummary:
+    """What a user needs from a good trial: its weights, strategy, config and metrics."""
+
+    number: int
+    values: list[float]
+    weights: dict[str, float]
+    weights_normalised: dict[str, float]
+    strategy: str
+    strategy_params: dict[str, Any]
+    config: dict[str, Any]
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+
+
+def summarise_trial(trial: FrozenTrial, spec: StudySpec, experiment: Experiment) -> TrialSummary:
+    """Summarise a finished trial (its config from the ``config`` user attr, else its params)."""
+    config = trial.user_attrs.get("config")
+    if config is None:
+        config = trial_config_from_params(trial.params, spec, experiment).model_dump(mode="json")
+    weights = {t: float(config["weights"].get(t, 1.0)) for t in experiment.task_names}
+    return TrialSummary(
+        number=trial.number,
+        values=list(trial.values or []),
+        weights=weights,
+        weights_normalised=normalised_weights(weights, experiment.task_names),
+        strategy=config["strategy"],
+        strategy_params=dict(config.get("strategy_params") or {}),
+        config=config,
+        val_metrics=dict(trial.user_attrs.get("val_metrics", {})),
+        test_metrics=dict(trial.user_attrs.get("test_metrics", {})),
+    )
+
+
+def best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The best trial of a single-objective study, or the Pareto set of a multi-objective one
+    (empty while no trial has completed)."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    if len(study.directions) > 1:
+        return sorted(study.best_trials, key=lambda t: t.number)
+    return [study.best_trial]

@@ -1,0 +1,608 @@
+"""The study specification: what a study searches, how trials are judged and how they are drawn.
+
+`StudySpec` is the contract of ``POST /api/v1/studies``, of ``mtlsearch run --spec FILE`` and of
+what workers read back from the database. `StudySpec` validates everything that needs no
+experiment (a bad range, an unknown sampler, a grid that is too large); the error text names
+the field path, so FastAPI answers 422 with it. `validate_against_experiment` checks the rest
+(task, strategy, schedule and architecture names and parameters) and raises `SpecError`.
+
+The weights follow DESIGN.md's T-1 log-ratio form: one reference task has weight 1, every other
+task t has w_t = exp(u_t) with u_t uniform in [ln lo, ln hi] (Adam is nearly scale-invariant,
+so only ratios matter).
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+if TYPE_CHECKING:
+    from mtl_core.experiments._base import Experiment
+
+SamplerName = Literal["tpe", "gp", "random", "grid", "nsga2"]
+PrunerName = Literal["median", "hyperband", "none"]
+ObjectiveKind = Literal["delta_m", "weighted_mean", "multi"]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+Scalar = bool | int | float | str
+
+#: Samplers that handle several objectives (a Pareto front). In Optuna 5 every sampler offered
+#: here does: TPE (MOTPE), NSGA-II, random, grid, and GPSampler (log-EHVI).
+MULTI_OBJECTIVE_SAMPLERS: frozenset[str] = frozenset({"tpe", "gp", "random", "grid", "nsga2"})
+#: The largest grid the grid sampler may enumerate.
+MAX_GRID_POINTS = 10_000
+#: The weight range of tasks the spec does not mention.
+DEFAULT_WEIGHT_RANGE = (0.1, 10.0)
+#: Strategies whose loss weights are the searched static weights; dynamic strategies (all
+#: others) set their own weights and, by default, train with static weights 1.
+STATIC_STRATEGIES: frozenset[str] = frozenset({"fixed"})
+
+
+class SpecError(ValueError):
+    """A study spec that does not fit its experiment (or the registries).
+
+    Args:
+        field: dotted path of the offending field, e.g. ``search_space.weights.depth``.
+        message: one line saying what is wrong and what is allowed.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WeightRange(_Model):
+    """A task's weight relative to the reference task, searched on a log scale in [lo, hi].
+
+    ``lo == hi`` fixes the weight. The study suggests ``w_<task>`` log-uniformly, which is the
+    same as u = ln w uniform in [ln lo, ln hi].
+    """
+
+    lo: float = Field(gt=0, allow_inf_nan=False, description="Smallest weight (> 0).")
+    hi: float = Field(gt=0, allow_inf_nan=False, description="Largest weight (>= lo).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WeightRange:
+        if self.hi < self.lo:
+            raise ValueError(f"hi must be >= lo, got lo={self.lo}, hi={self.hi}")
+        return self
+
+
+class WeightChoices(_Model):
+    """A task's weight picked among explicit values (relative to the reference task)."""
+
+    choices: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="The weights to choose among (each >= 0)."
+    )
+
+
+def _weight_kind(value: Any) -> str:
+    if isinstance(value, WeightRange):
+        return "range"
+    if isinstance(value, WeightChoices):
+        return "choices"
+    if isinstance(value, dict):
+        return "choices" if "choices" in value else "range"
+    return "fixed"
+
+
+WeightSpec = Annotated[
+    Annotated[WeightRange, Tag("range")]
+    | Annotated[WeightChoices, Tag("choices")]
+    | Annotated[float, Tag("fixed"), Field(ge=0, allow_inf_nan=False)],
+    Discriminator(_weight_kind),
+]
+
+
+class ParamRange(_Model):
+    """A numeric hyper-parameter searched in [low, high].
+
+    Integer parameters (by their config's type) are suggested as integers. The grid sampler
+    needs a ``step`` (or use ``choices``).
+    """
+
+    low: int | float = Field(allow_inf_nan=False, description="Lower bound (inclusive).")
+    high: int | float = Field(allow_inf_nan=False, description="Upper bound (inclusive, >= low).")
+    log: bool = Field(default=False, description="Search on a log scale (needs low > 0, no step).")
+    step: int | float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Discretisation step (optional)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamRange:
+        if self.high < self.low:
+            raise ValueError(f"high must be >= low, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    def grid_values(self, integer: bool) -> list[int | float] | None:
+        """The discrete values of the range, or None where it is continuous."""
+        step = self.step if self.step is not None else (1 if integer else None)
+        if step is None:
+            return None
+        count = math.floor((self.high - self.low) / step + 1e-9) + 1
+        if count > MAX_GRID_POINTS + 1:
+            return [self.low] * (MAX_GRID_POINTS + 1)  # only its size matters: too large
+        values = [self.low + k * step for k in range(count)]
+        if integer or all(isinstance(x, int) for x in (self.low, step)):
+            return [round(v) for v in values]
+        return [round(v, 12) for v in values]
+
+
+class ParamChoices(_Model):
+    """A hyper-parameter picked among explicit values."""
+
+    choices: list[Scalar] = Field(min_length=1, description="The values to choose among.")
+
+
+def _param_kind(value: Any) -> str:
+    if isinstance(value, ParamRange):
+        return "range"
+    if isinstance(value, ParamChoices):
+        return "choices"
+    if isinstance(value, dict):
+        if "low" in value or "high" in value:
+            return "range"
+        if set(value) == {"choices"}:
+            return "choices"
+    return "fixed"
+
+
+ParamSpec = Annotated[
+    Annotated[ParamRange, Tag("range")]
+    | Annotated[ParamChoices, Tag("choices")]
+    | Annotated[JsonValue, Tag("fixed")],
+    Discriminator(_param_kind),
+]
+
+NumberSpec = Annotated[
+    Annotated[ParamRange, Tag("range")]
+    | Annotated[ParamChoices, Tag("choices")]
+    | Annotated[int | float, Tag("fixed")],
+    Discriminator(_param_kind),
+]
+
+
+class ComponentChoice(_Model):
+    """One strategy (schedule, architecture) the study may pick, with its parameters.
+
+    Each parameter is a fixed value, a `ParamRange` or `ParamChoices`; the searched ones are
+    suggested only in trials that pick this component (Optuna name ``<name>.<param>`` for
+    strategies, ``schedule.<name>.<param>`` and ``architecture.<name>.<param>`` otherwise).
+    Parameters not given take the component config's defaults.
+    """
+
+    name: str = Field(min_length=1, description="A registered name, e.g. 'fixed' or 'dwa'.")
+    params: dict[str, ParamSpec] = Field(
+        default_factory=dict,
+        description="Parameter → fixed value, {low, high, log, step} or {choices: [...]}.",
+    )
+
+
+StrategyChoice = ComponentChoice
+
+
+def _default_strategies() -> list[ComponentChoice]:
+    return [ComponentChoice(name="fixed")]
+
+
+class SearchSpace(_Model):
+    """What a study searches: task weights, strategies, and optional training settings."""
+
+    weights: dict[str, WeightSpec] = Field(
+        default_factory=dict,
+        description="Task → {lo, hi} (log-uniform, relative to the reference task), "
+        "{choices: [...]} or a fixed number. Tasks not named use `default_weight`.",
+    )
+    reference_task: str | None = Field(
+        default=None,
+        description="The task whose weight is 1 (only the T-1 ratios are searched). Default: "
+        "the experiment's first task.",
+    )
+    default_weight: WeightSpec = Field(
+        default_factory=lambda: WeightRange(lo=DEFAULT_WEIGHT_RANGE[0], hi=DEFAULT_WEIGHT_RANGE[1]),
+        description="The weight of tasks not named in `weights`: by default a log-uniform "
+        "range [0.1, 10] relative to the reference task.",
+    )
+    weights_for_dynamic: bool = Field(
+        default=False,
+        description="Also search the static weights in trials with a dynamic strategy (they "
+        "scale each task's loss before the strategy weighs it). Off: dynamic strategies train "
+        "with searched weights at 1, as in their papers; fixed numbers always apply.",
+    )
+    strategies: list[ComponentChoice] = Field(
+        default_factory=_default_strategies,
+        min_length=1,
+        description="Weighting strategies to choose among (categorical `strategy`), each with "
+        "its own conditional parameters. Default: only 'fixed' (search the weights).",
+    )
+    schedules: list[ComponentChoice] | None = Field(
+        default=None,
+        min_length=1,
+        description="Training schedules to choose among (default: joint).",
+    )
+    architectures: list[ComponentChoice] | None = Field(
+        default=None,
+        min_length=1,
+        description="Architectures to choose among (default: the experiment's).",
+    )
+    lr: NumberSpec | None = Field(
+        default=None, description="Learning rate: fixed, range or choices."
+    )
+    epochs: NumberSpec | None = Field(
+        default=None, description="Epochs: fixed, integer range or choices."
+    )
+    batch_size: NumberSpec | None = Field(default=None, description="Batch size: fixed or choices.")
+    optimizer: OptimizerName | None = Field(
+        default=None, description="Optimizer (default: experiment's)."
+    )
+    weight_decay: float | None = Field(
+        default=None, ge=0, description="Weight decay of every trial."
+    )
+    grad_clip: float | None = Field(
+        default=None, gt=0, description="Gradient-norm clip of every trial."
+    )
+    max_train_samples: int | None = Field(
+        default=None,
+        ge=1,
+        description="Train every trial on the first N training samples (quick runs).",
+    )
+
+
+class Objective(_Model):
+    """How a finished trial is scored (on the validation split).
+
+    * ``delta_m``: Δm% against single-task baselines (LibMTL convention), maximised.
+    * ``weighted_mean``: Σ_t c_t s_t M_t / Σ_t c_t with s_t = -1 for lower-is-better metrics,
+      maximised.
+    * ``multi``: one value per task, each in its metric's direction: a Pareto front.
+    """
+
+    kind: ObjectiveKind = Field(default="delta_m", description="delta_m, weighted_mean or multi.")
+    coefficients: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        default=None,
+        description="weighted_mean only: task → coefficient (>= 0); when given it names every "
+        "task. Default: 1 for every task.",
+    )
+    baselines: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None,
+        description="delta_m only: each task's single-task validation metric. Default: trained "
+        "once before the first trial (each task alone, fixed strategy, same settings).",
+    )
+
+
+class StudySpec(_Model):
+    """A study: the experiment, the search space, the objective, the sampler and the budget."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Study name: 1-64 characters among letters, digits, '_', '.', '-'.",
+    )
+    experiment: str = Field(min_length=1, description="A registered experiment, e.g. 'adult'.")
+    search_space: SearchSpace = Field(default_factory=SearchSpace, description="What to search.")
+    objective: Objective = Field(default_factory=Objective, description="How trials are scored.")
+    sampler: SamplerName = Field(
+        default="tpe", description="tpe (default), gp, random, grid or nsga2."
+    )
+    pruner: PrunerName = Field(
+        default="median",
+        description="median (default), hyperband or none. Multi-objective studies never prune.",
+    )
+    n_trials: int | None = Field(default=None, ge=1, description="Number of trials of the study.")
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="Stop starting trials after this many seconds."
+    )
+    seed: int | None = Field(
+        default=None,
+        description="Seeds the sampler and every trial's training (default 0 for training).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_pruning_for_multi(cls, data: Any) -> Any:
+        # A multi-objective study cannot prune (Optuna does not), so the default pruner is
+        # "none" there; an explicit other pruner is reported by `_check`.
+        if isinstance(data, dict) and "pruner" not in data:
+            objective = data.get("objective")
+            kind = objective.get("kind") if isinstance(objective, dict) else None
+            if isinstance(objective, Objective):
+                kind = objective.kind
+            if kind == "multi":
+                return {**data, "pruner": "none"}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if self.n_trials is None and self.time_budget_s is None:
+            raise _error("n_trials", "give n_trials, time_budget_s or both")
+        if self.objective.kind == "multi":
+            if self.sampler not in MULTI_OBJECTIVE_SAMPLERS:
+                valid = ", ".join(sorted(MULTI_OBJECTIVE_SAMPLERS))
+                raise _error(
+                    "sampler",
+                    f"{self.sampler!r} cannot optimise several objectives; use one of {valid}",
+                )
+            if self.pruner != "none":
+                raise _error(
+                    "pruner",
+                    f"multi-objective studies cannot prune (Optuna does not), got "
+                    f"{self.pruner!r}; use 'none'",
+                )
+        _check_objective(self.objective)
+        _check_space(self.search_space)
+        if self.sampler == "grid":
+            # Only the tasks the spec names are known here; `validate_against_experiment`
+            # checks the grid again over all the experiment's tasks.
+            from mtlsearch.search.space import grid_from_weights
+
+            ref = self.search_space.reference_task
+            named = {
+                task: (f"search_space.weights.{task}", ws)
+                for task, ws in self.search_space.weights.items()
+                if task != ref
+            }
+            try:
+                grid_from_weights(self, named)
+            except SpecError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+def _error(field: str, message: str) -> ValueError:
+    # Raised inside validators: pydantic wraps a ValueError, and the path leads the text.
+    return ValueError(f"{field}: {message}")
+
+
+def _check_objective(objective: Objective) -> None:
+    if objective.coefficients is not None:
+        if objective.kind != "weighted_mean":
+            raise _error(
+                "objective.coefficients", f"only for kind weighted_mean, not {objective.kind!r}"
+            )
+        if objective.coefficients and sum(objective.coefficients.values()) <= 0:
+            raise _error("objective.coefficients", "at least one coefficient must be > 0")
+    if objective.baselines is not None:
+        if objective.kind != "delta_m":
+            raise _error("objective.baselines", f"only for kind delta_m, not {objective.kind!r}")
+        for task, value in objective.baselines.items():
+            if value == 0:
+                raise _error(
+                    f"objective.baselines.{task}", "a baseline must be non-zero (Δm% divides by it)"
+                )
+
+
+def _check_space(space: SearchSpace) -> None:
+    ref = space.reference_task
+    if ref is not None and ref in space.weights and not is_weight_one(space.weights[ref]):
+        raise _error(
+            f"search_space.weights.{ref}",
+            "the reference task's weight is 1 by definition; remove it or set it to 1",
+        )
+    for field in ("strategies", "schedules", "architectures"):
+        choices: list[ComponentChoice] | None = getattr(space, field)
+        names = [c.name for c in choices or []]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _error(f"search_space.{field}.{i}.name", f"{name!r} is listed twice")
+    _check_number(space.lr, "search_space.lr", integer=False)
+    _check_number(space.epochs, "search_space.epochs", integer=True)
+    _check_number(space.batch_size, "search_space.batch_size", integer=True)
+
+
+def _check_number(spec: ParamRange | ParamChoices | float | None, path: str, integer: bool) -> None:
+    if spec is None:
+        return
+    if isinstance(spec, ParamRange):
+        values: list[Any] = [spec.low, spec.high]
+        if integer and spec.step is not None and not isinstance(spec.step, int):
+            raise _error(f"{path}.step", f"must be an integer, got {spec.step}")
+    elif isinstance(spec, ParamChoices):
+        values = list(spec.choices)
+    else:
+        values = [spec]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _error(path, f"must be a number, got {value!r}")
+        if integer and not isinstance(value, int):
+            raise _error(path, f"must be an integer, got {value!r}")
+        if value <= 0:
+            raise _error(path, f"must be > 0, got {value!r}")
+
+
+def is_weight_one(weight: WeightRange | WeightChoices | float) -> bool:
+    """Whether a weight spec can only be 1 (what the reference task's entry must be)."""
+    if isinstance(weight, WeightRange):
+        return weight.lo == weight.hi == 1.0
+    if isinstance(weight, WeightChoices):
+        return set(weight.choices) == {1.0}
+    return float(weight) == 1.0
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first error of a spec: ``field.path: message``."""
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
+    # `StudySpec._check` raises at the root with the path leading its message already.
+    return f"{path}: {message}" if path else message
+
+
+def reference_task(spec: StudySpec, task_names: Sequence[str]) -> str:
+    """The reference task (weight 1): the spec's, else the experiment's first task."""
+    return spec.search_space.reference_task or task_names[0]
+
+
+def validate_against_experiment(
+    spec: StudySpec, experiment: Experiment | None = None
+) -> Experiment:
+    """Check ``spec`` against its experiment and the registries; return the experiment.
+
+    Checks: the experiment exists (when not given), weights / coefficients / baselines name
+    known tasks, the reference task exists and has weight 1, strategy / schedule /
+    architecture names exist, their parameters exist in each config class, and the fixed
+    values and range ends build a valid config; the grid (for the grid sampler) is discrete
+    and small enough over all the experiment's tasks.
+
+    Raises:
+        SpecError: naming the field, the bad value and the valid choices.
+    """
+    from mtl_core.registry import UnknownNameError
+
+    if experiment is None:
+        from mtl_core.experiments import get_experiment
+
+        try:
+            experiment = get_experiment(spec.experiment)
+        except UnknownNameError as exc:
+            raise SpecError("experiment", str(exc)) from None
+    elif experiment.name != spec.experiment:
+        raise SpecError(
+            "experiment",
+            f"spec names {spec.experiment!r} but was checked against {experiment.name!r}",
+        )
+    tasks = list(experiment.task_names)
+    valid_tasks = ", ".join(tasks)
+    space = spec.search_space
+
+    def check_task(field: str, task: str) -> None:
+        if task not in tasks:
+            raise SpecError(
+                field, f"unknown task {task!r}; tasks of {experiment.name!r}: {valid_tasks}"
+            )
+
+    for task in space.weights:
+        check_task(f"search_space.weights.{task}", task)
+    if space.reference_task is not None:
+        check_task("search_space.reference_task", space.reference_task)
+    ref = reference_task(spec, tasks)
+    if ref in space.weights and not is_weight_one(space.weights[ref]):
+        raise SpecError(
+            f"search_space.weights.{ref}",
+            f"{ref!r} is the reference task (weight 1 by definition; the first task unless "
+            "reference_task says otherwise); remove its weight or set reference_task",
+        )
+    objective = spec.objective
+    for field, mapping in (
+        ("objective.coefficients", objective.coefficients),
+        ("objective.baselines", objective.baselines),
+    ):
+        if mapping is None:
+            continue
+        for task in mapping:
+            check_task(f"{field}.{task}", task)
+        missing = [t for t in tasks if t not in mapping]
+        if missing:
+            raise SpecError(field, f"must name every task; missing: {', '.join(missing)}")
+
+    _check_components(spec)
+    if spec.sampler == "grid":
+        from mtlsearch.search.space import grid_search_space
+
+        grid_search_space(spec, tasks)
+    return experiment
+
+
+def _check_components(spec: StudySpec) -> None:
+    from mtl_core.architectures import ARCHITECTURES
+    from mtl_core.components import parse_config
+    from mtl_core.errors import ConfigError
+    from mtl_core.schedules import SCHEDULES
+    from mtl_core.weighting import STRATEGIES
+
+    space = spec.search_space
+    groups: list[tuple[str, str, list[ComponentChoice] | None, Any]] = [
+        ("strategies", "strategy", space.strategies, STRATEGIES),
+        ("schedules", "schedule", space.schedules, SCHEDULES),
+        ("architectures", "architecture", space.architectures, ARCHITECTURES),
+    ]
+    for field, kind, choices, registry in groups:
+        for i, choice in enumerate(choices or []):
+            path = f"search_space.{field}.{i}"
+            if choice.name not in registry:
+                raise SpecError(
+                    f"{path}.name",
+                    f"unknown {kind} {choice.name!r}; valid choices: {', '.join(registry.names())}",
+                )
+            config_cls = registry.get(choice.name).config_cls
+            known = list(config_cls.model_fields)
+            for param, value in choice.params.items():
+                if param not in known:
+                    raise SpecError(
+                        f"{path}.params.{param}",
+                        f"{kind} {choice.name!r} has no parameter {param!r}; valid parameters: "
+                        f"{', '.join(known) or 'none'}",
+                    )
+                annotation = config_cls.model_fields[param].annotation
+                if isinstance(value, ParamRange) and typing.get_origin(annotation) is Literal:
+                    allowed = ", ".join(repr(a) for a in typing.get_args(annotation))
+                    raise SpecError(
+                        f"{path}.params.{param}",
+                        f"{kind} {choice.name!r}: {param!r} is one of {allowed}; give choices",
+                    )
+                if (
+                    isinstance(value, ParamRange)
+                    and is_integer_field(config_cls, param)
+                    and not all(
+                        isinstance(x, int) for x in (value.low, value.high, value.step or 1)
+                    )
+                ):
+                    raise SpecError(
+                        f"{path}.params.{param}",
+                        f"{kind} {choice.name!r}: {param!r} is an integer; give integer "
+                        f"low, high and step, got {value.model_dump()}",
+                    )
+            # Build the config with each candidate value of each parameter (the others at a
+            # representative value), so a bound outside the config's constraints fails now.
+            base = {p: _candidates(v)[0] for p, v in choice.params.items()}
+            for param, value in choice.params.items():
+                for candidate in _candidates(value):
+                    try:
+                        parse_config(kind, choice.name, config_cls, {**base, param: candidate})
+                    except ConfigError as exc:
+                        raise SpecError(f"{path}.params.{param}", str(exc)) from None
+
+
+def _candidates(value: Any) -> list[Any]:
+    if isinstance(value, ParamRange):
+        return [value.low, value.high]
+    if isinstance(value, ParamChoices):
+        return list(value.choices)
+    return [value]
+
+
+def is_integer_field(config_cls: type[BaseModel], param: str) -> bool:
+    """Whether a config field holds an integer (so a range over it is suggested as integers)."""
+    import types
+
+    field = config_cls.model_fields.get(param)
+    if field is None:
+        return False
+    annotation = field.annotation
+    if annotation is int:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return int in args and float not in args
+    return False

@@ -1,0 +1,111 @@
+"""Samplers, pruners and studies built from a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from mtl_core.experiments import get_experiment
+from mtlsearch.search.optuna_factory import (
+    SPEC_ATTR,
+    build_pruner,
+    build_sampler,
+    create_optuna_study,
+    spec_from_study,
+)
+from mtlsearch.search.spec import SpecError, StudySpec
+
+SYNTHETIC = get_experiment("synthetic")
+
+
+def make_spec(**overrides: Any) -> StudySpec:
+    data: dict[str, Any] = {"name": "s", "experiment": "synthetic", "n_trials": 4, "seed": 11}
+    data.update(overrides)
+    return StudySpec.model_validate(data)
+
+
+GRID = {"weights": {"classification": {"choices": [0.5, 2.0]}}}
+
+
+@pytest.mark.parametrize(
+    ("sampler", "cls"),
+    [
+        ("tpe", optuna.samplers.TPESampler),
+        ("gp", optuna.samplers.GPSampler),
+        ("random", optuna.samplers.RandomSampler),
+        ("nsga2", optuna.samplers.NSGAIISampler),
+        ("grid", optuna.samplers.GridSampler),
+    ],
+)
+def test_build_sampler(sampler: str, cls: type) -> None:
+    spec = make_spec(sampler=sampler, search_space=GRID if sampler == "grid" else {})
+    assert isinstance(build_sampler(spec, SYNTHETIC), cls)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2"])
+def test_samplers_are_seeded(sampler: str) -> None:
+    def draws() -> list[float]:
+        study = optuna.create_study(sampler=build_sampler(make_spec(sampler=sampler), SYNTHETIC))
+        out = []
+        for _ in range(3):
+            trial = study.ask()
+            out.append(trial.suggest_float("w", 0.1, 10, log=True))
+            study.tell(trial, 0.0)
+        return out
+
+    assert draws() == draws()
+
+
+def test_grid_sampler_looks_up_the_experiment_by_name() -> None:
+    sampler = build_sampler(make_spec(sampler="grid", search_space=GRID))
+    assert isinstance(sampler, optuna.samplers.GridSampler)
+
+
+def test_build_pruner() -> None:
+    median = build_pruner(make_spec(pruner="median"))
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert median._n_startup_trials == 5 and median._n_warmup_steps == 1
+    hyperband = build_pruner(make_spec(pruner="hyperband", search_space={"epochs": 7}))
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert hyperband._max_resource == 7 and hyperband._min_resource == 1
+    by_default = build_pruner(make_spec(pruner="hyperband"), SYNTHETIC)
+    assert isinstance(by_default, optuna.pruners.HyperbandPruner)
+    assert by_default._max_resource == SYNTHETIC.defaults.epochs
+    ranged = build_pruner(
+        make_spec(pruner="hyperband", search_space={"epochs": {"low": 2, "high": 9}})
+    )
+    assert isinstance(ranged, optuna.pruners.HyperbandPruner) and ranged._max_resource == 9
+    assert isinstance(build_pruner(make_spec(pruner="none")), optuna.pruners.NopPruner)
+    multi = make_spec(objective={"kind": "multi"})
+    assert isinstance(build_pruner(multi), optuna.pruners.NopPruner)
+
+
+def test_create_study_stores_spec_and_directions(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    spec = make_spec(objective={"kind": "multi"}, sampler="nsga2")
+    study = create_optuna_study(url, spec, experiment=SYNTHETIC)
+    assert study.study_name == "s"
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
+    assert study.user_attrs[SPEC_ATTR]["sampler"] == "nsga2"
+    loaded = optuna.load_study(study_name="s", storage=url)
+    assert spec_from_study(loaded) == spec
+
+
+def test_create_study_resumes_same_spec_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    create_optuna_study(url, make_spec(), "study-a", experiment=SYNTHETIC)
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        create_optuna_study(url, make_spec(), "study-a", experiment=SYNTHETIC)
+    # a larger budget resumes the same study
+    again = create_optuna_study(
+        url, make_spec(n_trials=40), "study-a", experiment=SYNTHETIC, load_if_exists=True
+    )
+    assert again.study_name == "study-a"
+    with pytest.raises(SpecError) as info:
+        create_optuna_study(
+            url, make_spec(sampler="random"), "study-a", experiment=SYNTHETIC, load_if_exists=True
+        )
+    assert info.value.field == "name"
