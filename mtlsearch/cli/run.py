@@ -16,7 +16,8 @@ from rich.table import Table
 
 from mtl_core.errors import ConfigError, DataError, UnknownNameError
 from mtlsearch.cli._app import app, console, fail
-from mtlsearch.search.local import best_trials, prepare_local_run, summarise_trial
+from mtlsearch.search.best import best_trials, summarise_trial
+from mtlsearch.search.local import prepare_local_run
 from mtlsearch.search.spec import SpecError, StudySpec, describe_validation_error
 from mtlsearch.settings import DEFAULT_DB_URL, get_settings
 

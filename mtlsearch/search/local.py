@@ -26,7 +26,6 @@ from mtlsearch.search.optuna_factory import create_optuna_study, max_epochs
 from mtlsearch.search.space import (
     normalised_weights,
     suggest_trial_config,
-    trial_config_from_params,
 )
 from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec, validate_against_experiment
 
@@ -242,47 +241,3 @@ def run_local(
     )
     run.optimize(callbacks)
     return run.study
-
-
-@dataclass
-class TrialSummary:
-    """What a user needs from a good trial: its weights, strategy, config and metrics."""
-
-    number: int
-    values: list[float]
-    weights: dict[str, float]
-    weights_normalised: dict[str, float]
-    strategy: str
-    strategy_params: dict[str, Any]
-    config: dict[str, Any]
-    val_metrics: dict[str, float]
-    test_metrics: dict[str, float]
-
-
-def summarise_trial(trial: FrozenTrial, spec: StudySpec, experiment: Experiment) -> TrialSummary:
-    """Summarise a finished trial (its config from the ``config`` user attr, else its params)."""
-    config = trial.user_attrs.get("config")
-    if config is None:
-        config = trial_config_from_params(trial.params, spec, experiment).model_dump(mode="json")
-    weights = {t: float(config["weights"].get(t, 1.0)) for t in experiment.task_names}
-    return TrialSummary(
-        number=trial.number,
-        values=list(trial.values or []),
-        weights=weights,
-        weights_normalised=normalised_weights(weights, experiment.task_names),
-        strategy=config["strategy"],
-        strategy_params=dict(config.get("strategy_params") or {}),
-        config=config,
-        val_metrics=dict(trial.user_attrs.get("val_metrics", {})),
-        test_metrics=dict(trial.user_attrs.get("test_metrics", {})),
-    )
-
-
-def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial of a single-objective study, or the Pareto set of a multi-objective one
-    (empty while no trial has completed)."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return []
-    if len(study.directions) > 1:
-        return sorted(study.best_trials, key=lambda t: t.number)
-    return [study.best_trial]

@@ -11,14 +11,13 @@ from optuna.trial import TrialState
 
 from mtl_core.experiments import get_experiment
 from mtl_core.metrics_delta import delta_m
+from mtlsearch.search.best import best_record, best_trials, summarise_trial
 from mtlsearch.search.local import (
     BASELINES_ATTR,
     baseline_config,
-    best_trials,
     prepare_local_run,
     run_local,
     run_trial,
-    summarise_trial,
 )
 from mtlsearch.search.objective import higher_is_better
 from mtlsearch.search.space import trial_config_from_params
@@ -91,6 +90,11 @@ def test_delta_m_trains_baselines_once(tmp_path: Path) -> None:
     run = prepare_local_run(spec, url)
     assert run.baselines == baselines  # read back, not retrained
     assert run.remaining == 0
+    record = best_record(study, spec, SYNTHETIC)
+    assert record is not None
+    assert record["baselines"] == baselines
+    assert record["delta_m"] == pytest.approx(study.best_value)
+    assert record["config"]["weights"]["regression"] == 1.0
 
 
 def test_multi_objective_keeps_a_pareto_front(tmp_path: Path) -> None:
@@ -101,6 +105,10 @@ def test_multi_objective_keeps_a_pareto_front(tmp_path: Path) -> None:
     for trial in front:
         assert len(trial.values) == 2
         assert trial.intermediate_values == {}  # multi-objective trials are not pruned
+    record = best_record(study, spec, SYNTHETIC)
+    assert record is not None
+    assert [p["number"] for p in record["pareto"]] == [t.number for t in front]
+    assert record["directions"] == ["minimize", "maximize"]  # rmse, accuracy
 
 
 def test_baseline_config_uses_fixed_settings() -> None:
