@@ -1,0 +1,1 @@
+"""service: the FastAPI application of mtlsearch (`service.main.create_app`)."""

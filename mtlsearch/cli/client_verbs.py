@@ -1,0 +1,182 @@
+"""`mtlsearch submit | status | best | cancel`: the REST API from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from mtlsearch.cli._app import app, console, fail
+from mtlsearch.client import Client, ClientError, load_spec_file
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="The server (default: $MTLSEARCH_API_URL, http://127.0.0.1:8000)."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="Bearer token for mutating calls (default: $MTLSEARCH_API_TOKEN)."
+    ),
+]
+
+
+def _client(url: str | None, token: str | None) -> Client:
+    return Client(url=url, token=token)
+
+
+def _fail(exc: ClientError) -> typer.Exit:
+    return fail(escape(str(exc)))
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@app.command("submit")
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="The study spec, YAML or JSON.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until the study finishes; print its best.")
+    ] = False,
+) -> None:
+    """Submit a study; print its id and its dashboard URL."""
+    try:
+        spec = load_spec_file(spec_file)
+        with _client(url, token) as client:
+            study = client.submit(spec)
+            console.print(study["id"], highlight=False)
+            path = study.get("dashboard_url") or "/dashboard"
+            console.print(f"dashboard: {client.url}{path}", highlight=False, soft_wrap=True)
+            if not wait:
+                return
+            done = client.wait(study["id"])
+            console.print(f"study {done['id']} {done['status']}", highlight=False)
+            if done["status"] != "completed":
+                raise fail(escape(done.get("message") or f"study {done['status']}"), code=1)
+            console.print_json(json.dumps(client.best(study["id"])))
+    except ClientError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("status")
+def status(
+    study_id: Annotated[
+        str | None, typer.Argument(help="A study id; without it, a table of studies.")
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """A table of the studies, or one study's details."""
+    try:
+        with _client(url, None) as client:
+            if study_id is None:
+                _print_table(client.list(limit=100))
+            else:
+                _print_study(client.status(study_id))
+    except ClientError as exc:
+        raise _fail(exc) from None
+
+
+def _counts(study: dict[str, Any]) -> str:
+    trials = study.get("trials") or {}
+    done = int(trials.get("complete", 0)) + int(trials.get("pruned", 0))
+    budget = study.get("n_trials")
+    return f"{done}/{budget}" if budget is not None else str(done)
+
+
+def _print_table(studies: list[dict[str, Any]]) -> None:
+    if not studies:
+        console.print("no studies")
+        return
+    table = Table()
+    for column in ("id", "name", "experiment", "status", "trials", "running", "failed", "best"):
+        # The id is what the next command needs: never cut it.
+        table.add_column(column, no_wrap=column in ("id", "status"), min_width=len(column))
+    for study in studies:
+        trials = study.get("trials") or {}
+        table.add_row(
+            study["id"],
+            escape(study["name"]),
+            escape(study["experiment"]),
+            study["status"],
+            _counts(study),
+            str(trials.get("running", 0)),
+            str(trials.get("fail", 0)),
+            _value(study.get("best_value")),
+        )
+    console.print(table)
+
+
+def _print_study(study: dict[str, Any]) -> None:
+    trials = study.get("trials") or {}
+    rows = [
+        ("id", study["id"]),
+        ("name", study["name"]),
+        ("experiment", study["experiment"]),
+        ("status", study["status"]),
+        ("message", study.get("message")),
+        ("trials done", _counts(study)),
+        ("running / waiting", f"{trials.get('running', 0)} / {trials.get('waiting', 0)}"),
+        ("failed", trials.get("fail", 0)),
+        ("progress", f"{100 * float(study.get('progress') or 0):.0f}%"),
+        ("best value", study.get("best_value")),
+        ("pareto front", study.get("pareto_size")),
+        ("created", study.get("created_at")),
+        ("finished", study.get("finished_at")),
+        ("dashboard", study.get("dashboard_url")),
+    ]
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, escape(_value(value)))
+    console.print(table)
+
+
+@app.command("best")
+def best(
+    study_id: Annotated[str, typer.Argument(help="The study id.")],
+    output_format: Annotated[
+        str, typer.Option("--format", help="json (default) or yaml.")
+    ] = "json",
+    url: UrlOption = None,
+) -> None:
+    """Print the study's best record exactly as /best returns it (for build_loss_from_best)."""
+    if output_format not in ("json", "yaml"):
+        raise fail(f"--format must be json or yaml, got {output_format!r}")
+    try:
+        with _client(url, None) as client:
+            record = client.best(study_id)
+    except ClientError as exc:
+        raise _fail(exc) from None
+    # Plain stdout, no rich markup or wrapping: the output is meant for `> best.json`.
+    if output_format == "json":
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(record, sort_keys=False), nl=False)
+
+
+@app.command("cancel")
+def cancel(
+    study_id: Annotated[str, typer.Argument(help="The study id.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Cancel a running study (its running trials stop after their current epoch)."""
+    try:
+        with _client(url, token) as client:
+            study = client.cancel(study_id)
+    except ClientError as exc:
+        raise _fail(exc) from None
+    console.print(f"study {study['id']} {study['status']}", highlight=False)

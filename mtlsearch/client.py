@@ -1,0 +1,234 @@
+"""A small Python client of the mtlsearch REST API (``/api/v1``).
+
+    from mtlsearch.client import Client
+    from mtl_core import build_loss_from_best
+
+    client = Client("http://127.0.0.1:8000", token=None)   # default: Settings.api_url/api_token
+    study = client.submit("examples/adult-study.yaml")
+    client.wait(study["id"], timeout=3600)
+    loss = build_loss_from_best(client.best(study["id"]))
+
+Every method returns the server's JSON (dicts and lists). An HTTP error or an unreachable
+server raises `ClientError` with the server's one-line message and the status code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import yaml
+
+from mtlsearch.search.spec import StudySpec
+from mtlsearch.settings import get_settings
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT_S = 30.0
+TERMINAL_STATUSES = frozenset({"completed", "cancelled", "failed"})
+
+
+class ClientError(Exception):
+    """A failed API call: the server's one-line message and its HTTP status (None when the
+    server could not be reached or answered garbage)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return (
+            self.message
+            if self.status_code is None
+            else f"{self.message} (HTTP {self.status_code})"
+        )
+
+
+def load_spec_file(path: Path | str) -> dict[str, Any]:
+    """Read a study spec from a YAML or JSON file (JSON is YAML too).
+
+    Raises:
+        ClientError: the file cannot be read or is not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ClientError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ClientError(f"spec file {path}: invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ClientError(
+            f"spec file {path}: expected a mapping of spec fields, got {type(data).__name__}"
+        )
+    return data
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, ValueError):
+        text = response.text.strip().splitlines()
+        return text[0] if text else response.reason_phrase or "error"
+    if isinstance(body, dict):
+        # Our validation errors carry a readable `message`; domain errors a `detail` line.
+        for key in ("message", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            loc = ".".join(str(p) for p in detail[0].get("loc", ()) if p != "body")
+            return f"{loc}: {detail[0].get('msg', 'invalid')}" if loc else str(detail[0])
+    return response.reason_phrase or "error"
+
+
+class Client:
+    """Talks to one mtlsearch server.
+
+    Args:
+        url: the server's base URL (default ``Settings.api_url``).
+        token: bearer token for mutating calls (default ``Settings.api_token``).
+        timeout: seconds per request.
+        transport: an httpx transport (tests).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.url = (url or settings.api_url).rstrip("/")
+        token = token if token is not None else settings.api_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.url + API_PREFIX, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ClientError(f"{self.url} did not answer {method} {path} in time") from None
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach the mtlsearch server at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise ClientError(_message(response), response.status_code)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, ValueError):
+            raise ClientError(
+                f"{self.url} answered {method} {path} with something that is not JSON",
+                response.status_code,
+            ) from None
+
+    # --- studies ---------------------------------------------------------------------------
+
+    def submit(self, spec: Mapping[str, Any] | StudySpec | Path | str) -> dict[str, Any]:
+        """Create a study from a spec (a dict, a `StudySpec`, or a YAML/JSON file path)."""
+        if isinstance(spec, StudySpec):
+            body: Any = spec.model_dump(mode="json", exclude_unset=True)
+        elif isinstance(spec, Path | str):
+            body = load_spec_file(spec)
+        else:
+            body = dict(spec)
+        result: dict[str, Any] = self._call("POST", "/studies", json=body)
+        return result
+
+    def list(
+        self, offset: int = 0, limit: int = 50, status: str | None = None
+    ) -> builtins.list[Any]:
+        """One page of studies, newest first."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if status is not None:
+            params["status"] = status
+        page = self._call("GET", "/studies", params=params)
+        return list(page["data"])
+
+    def status(self, study_id: str) -> dict[str, Any]:
+        """One study: status, trial counts, progress, best value, spec."""
+        result: dict[str, Any] = self._call("GET", f"/studies/{study_id}")
+        return result
+
+    def trials(self, study_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        """One page of the study's trials: ``{"data": [...], "count": N}``."""
+        result: dict[str, Any] = self._call(
+            "GET", f"/studies/{study_id}/trials", params={"offset": offset, "limit": limit}
+        )
+        return result
+
+    def best(self, study_id: str) -> dict[str, Any]:
+        """The best record, ready for `mtl_core.build_loss_from_best`."""
+        result: dict[str, Any] = self._call("GET", f"/studies/{study_id}/best")
+        return result
+
+    def cancel(self, study_id: str) -> dict[str, Any]:
+        """Stop the study: workers stop its running trials after their current epoch."""
+        result: dict[str, Any] = self._call("POST", f"/studies/{study_id}/cancel")
+        return result
+
+    def delete(self, study_id: str) -> None:
+        """Delete the study, its trials and its artifacts."""
+        self._call("DELETE", f"/studies/{study_id}")
+
+    def wait(
+        self, study_id: str, timeout: float | None = None, poll_s: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll until the study leaves ``running``; return it.
+
+        Raises:
+            TimeoutError: still running after ``timeout`` seconds.
+        """
+        if poll_s <= 0:
+            raise ValueError(f"poll_s must be > 0, got {poll_s=}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            study = self.status(study_id)
+            if study["status"] in TERMINAL_STATUSES:
+                return study
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"study {study_id} still {study['status']} after {timeout:g} s")
+            time.sleep(poll_s)
+
+    # --- other resources -------------------------------------------------------------------
+
+    def experiments(self) -> builtins.list[Any]:
+        """The experiments the server knows, with their tasks."""
+        return list(self._call("GET", "/experiments")["data"])
+
+    def workers(self) -> builtins.list[Any]:
+        """Every worker that registered, with its last heartbeat."""
+        return list(self._call("GET", "/workers")["data"])
+
+
+__all__ = ["API_PREFIX", "Client", "ClientError", "load_spec_file"]

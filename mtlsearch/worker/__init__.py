@@ -1,0 +1,47 @@
+"""The mtlsearch worker: trains the trials of running studies from the shared database.
+
+    from mtlsearch.worker import Worker, WorkerOptions
+    from storage import get_database
+
+    Worker(get_database(url), WorkerOptions(device="cuda:0", batch="auto")).run()
+
+See `mtlsearch.worker.loop` for the design (budget, fairness, heartbeats, stale trials,
+signals) and ``mtlsearch worker --help`` for the command.
+"""
+
+from __future__ import annotations
+
+from mtlsearch.worker.heartbeat import Heartbeat
+from mtlsearch.worker.loop import WORKER_ATTR, Worker, WorkerOptions
+from mtlsearch.worker.runners import (
+    CANCELLED_REASON,
+    STOPPED_REASON,
+    BatchedRunner,
+    Decision,
+    Job,
+    OneByOneRunner,
+    Outcome,
+    TrialHost,
+    TrialRunner,
+    Verdict,
+)
+from mtlsearch.worker.stale import STALE_REASON, fail_stale_trials
+
+__all__ = [
+    "CANCELLED_REASON",
+    "STALE_REASON",
+    "STOPPED_REASON",
+    "WORKER_ATTR",
+    "BatchedRunner",
+    "Decision",
+    "Heartbeat",
+    "Job",
+    "OneByOneRunner",
+    "Outcome",
+    "TrialHost",
+    "TrialRunner",
+    "Verdict",
+    "Worker",
+    "WorkerOptions",
+    "fail_stale_trials",
+]

@@ -1,0 +1,557 @@
+"""The worker loop: pick a study, reserve a budget slot, ask, train, report, tell; repeat.
+
+One `Worker` per process and device (``mtlsearch worker``). The database is its only contact
+with the rest of mtlsearch; see docs/walkthrough.md for running many of them.
+
+Per trial (one by one) the storage work is: one transaction for pick + reserve, ``ask`` and
+the parameter suggestions, one heartbeat row and one ``worker`` attribute, per epoch one
+``report`` (plus the pruner's read of the study, served from Optuna's cache) and a read of the
+study's status (cancel; at most one a second), then the result attributes and ``tell``. The
+worker row is written by the heartbeat thread only, never per trial.
+``benchmarks/worker_overhead.py`` measures it.
+
+Budget: ``StudyRepository.reserve_trial`` takes one of the study's ``n_trials`` slots before
+each ``ask``; a trial that ends FAIL (its own failure, a cancel, a worker stop, or a stale trial
+failed by `~mtlsearch.worker.stale.fail_stale_trials`) gives its slot back, so the study ends
+with exactly ``n_trials`` COMPLETE + PRUNED trials. The worker that finds the budget met and
+nothing running marks the study completed and stores its ``best`` artifact.
+
+Fairness: every trial starts with ``StudyRepository.pick_for_worker``, the running study with
+budget left served least recently, so concurrent studies take turns trial by trial.
+
+Stopping (`Worker.request_stop`, SIGTERM/SIGINT in the CLI): the current epoch finishes; a
+trial that still has epochs to go is told FAIL with reason ``worker stopped`` and its slot is
+released (another worker runs a fresh trial in its place), a trial in its last epoch is let
+finish and told normally. Then the worker row is marked stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from mtlsearch.search.best import best_record
+from mtlsearch.search.local import record_result
+from mtlsearch.search.objective import intermediate_value, objective_values
+from mtlsearch.search.space import normalised_weights, suggest_trial_config
+from mtlsearch.settings import Settings, get_settings
+from mtlsearch.worker.heartbeat import Heartbeat
+from mtlsearch.worker.runners import (
+    CANCELLED_REASON,
+    GO_ON,
+    STOPPED_REASON,
+    BatchedRunner,
+    Decision,
+    Job,
+    OneByOneRunner,
+    Outcome,
+    TrialRunner,
+    Verdict,
+)
+from mtlsearch.worker.stale import STALE_REASON, fail_stale_trials
+from mtlsearch.worker.studies import (
+    DataCache,
+    StudyContext,
+    load_or_train_baselines,
+    load_study_context,
+    planned_epochs,
+)
+from storage import (
+    ArtifactRepository,
+    Database,
+    NotFoundError,
+    StudyInfo,
+    StudyRepository,
+    StudyStatus,
+    WorkerRepository,
+    WorkerStatus,
+)
+
+if TYPE_CHECKING:
+    from mtl_core.experiments import DataSplits
+    from mtl_core.results import EpochReport
+
+logger = logging.getLogger(__name__)
+
+#: Trial user attribute naming the worker that trained it.
+WORKER_ATTR = "worker"
+#: Least seconds between two reads of a study's status (for cancels) during training.
+STATUS_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs.
+
+    Args:
+        device: where it trains (``cpu``, ``cuda:0``, ...).
+        batch: trials trained together: 1 (one by one), K, or ``"auto"``.
+        max_trials: stop after starting this many trials (None: no limit).
+        idle_exit_s: exit after this many seconds without work (None: wait forever).
+        data_dir: the data sets (default ``Settings.data_dir``).
+        heartbeat_s: seconds between heartbeats (default ``Settings.worker_heartbeat_s``).
+        maintenance_s: seconds between passes over all running studies (stale trials,
+            completion, time budgets); default: the heartbeat interval.
+        max_consecutive_failures: a study whose trials fail this many times in a row on this
+            worker, with no COMPLETE or PRUNED in between, is marked failed.
+        idle_sleep_s: first and longest sleep between two looks for work (doubling).
+        worker_id: default ``<hostname>-<pid>-<6 hex>``.
+    """
+
+    device: str = "cpu"
+    batch: int | str = 1
+    max_trials: int | None = None
+    idle_exit_s: float | None = None
+    data_dir: Path | None = None
+    heartbeat_s: float | None = None
+    maintenance_s: float | None = None
+    max_consecutive_failures: int = 5
+    idle_sleep_s: tuple[float, float] = (0.2, 5.0)
+    worker_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch != "auto" and (not isinstance(self.batch, int) or self.batch < 1):
+            raise ValueError(f"batch must be an integer >= 1 or 'auto', got {self.batch!r}")
+        if self.max_trials is not None and self.max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1, got {self.max_trials=}")
+        if self.idle_exit_s is not None and self.idle_exit_s < 0:
+            raise ValueError(f"idle_exit_s must be >= 0, got {self.idle_exit_s=}")
+        for name in ("heartbeat_s", "maintenance_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if self.max_consecutive_failures < 1:
+            raise ValueError(
+                f"max_consecutive_failures must be >= 1, got {self.max_consecutive_failures=}"
+            )
+        low, high = self.idle_sleep_s
+        if not 0 < low <= high:
+            raise ValueError(f"idle_sleep_s must be 0 < first <= longest, got {self.idle_sleep_s}")
+
+
+class Worker:
+    """Trains the trials of the running studies of one database until stopped.
+
+    Args:
+        database: the process's `Database` (``storage.get_database(url)``).
+        options: how to run.
+        settings: heartbeat and data defaults (default: the process's `Settings`).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        options: WorkerOptions | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.database = database
+        self.options = options or WorkerOptions()
+        self.settings = settings or get_settings()
+        self.device = self.options.device
+        data_dir = self.options.data_dir or self.settings.data_dir
+        self.data = DataCache(data_dir)
+        self.heartbeat_s = self.options.heartbeat_s or self.settings.worker_heartbeat_s
+        self.maintenance_s = self.options.maintenance_s or self.heartbeat_s
+        self.id = self.options.worker_id or ""
+        self.trials_started = 0
+        self.trials_done = 0
+        self._stop = threading.Event()
+        self._contexts: dict[str, StudyContext] = {}
+        self._heartbeat: Heartbeat | None = None
+        self._last_maintenance = -math.inf
+        self.runner: TrialRunner = (
+            OneByOneRunner(self)
+            if self.options.batch == 1
+            else BatchedRunner(self, self.options.batch)
+        )
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Finish the current epoch, then stop (safe from a signal handler or another thread)."""
+        if not self._stop.is_set():
+            logger.info("worker %s stopping after the current epoch", self.id or "(starting)")
+        self._stop.set()
+
+    def register(self) -> str:
+        """Record this worker in ``mtl_workers`` and start its heartbeat; returns its id."""
+        from mtl_core.experiments import load_plugins
+
+        load_plugins(self.settings.allowed_experiment_modules)
+        with self.database.session() as session:
+            info = WorkerRepository(session).register(
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                device=self.device,
+                worker_id=self.options.worker_id,
+            )
+        self.id = info.id
+        self._heartbeat = Heartbeat(self.database, self.id, self.heartbeat_s)
+        self._heartbeat.start()
+        logger.info(
+            "worker %s on %s (%s, batch %s)",
+            self.id,
+            self.device,
+            self.database.display_url,
+            self.options.batch,
+        )
+        return self.id
+
+    def run(self) -> int:
+        """Work until stopped, ``max_trials`` or ``idle_exit_s``; returns trials finished."""
+        if self._heartbeat is None:
+            self.register()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return self.trials_done
+
+    def _shutdown(self) -> None:
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            heartbeat.stop()
+            self._heartbeat = None
+        try:
+            with self.database.session() as session:
+                WorkerRepository(session).heartbeat(
+                    self.id, WorkerStatus.STOPPED, trials_done=self.trials_done
+                )
+        except Exception as exc:
+            logger.warning("could not mark worker %s stopped: %s", self.id, exc)
+        logger.info("worker %s stopped after %d trial(s)", self.id, self.trials_done)
+
+    def _loop(self) -> None:
+        low, high = self.options.idle_sleep_s
+        sleep = low
+        idle_since: float | None = None
+        while not self.stopping:
+            if self._out_of_trials():
+                logger.info("worker %s reached --max-trials %s", self.id, self.options.max_trials)
+                return
+            self.maintain()
+            job = self.next_job_any()
+            if job is None:
+                now = time.monotonic()
+                idle_since = idle_since if idle_since is not None else now
+                exit_after = self.options.idle_exit_s
+                if exit_after is not None and now - idle_since >= exit_after:
+                    logger.info("worker %s idle for %.0f s: exiting", self.id, now - idle_since)
+                    return
+                self._beat(WorkerStatus.IDLE)
+                self._stop.wait(sleep)
+                sleep = min(sleep * 2, high)
+                continue
+            idle_since, sleep = None, low
+            self.runner.run(job)
+            self._beat(WorkerStatus.IDLE)
+
+    def _out_of_trials(self) -> bool:
+        limit = self.options.max_trials
+        return limit is not None and self.trials_started >= limit
+
+    def _beat(self, status: WorkerStatus, job: Job | None = None) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.set_state(
+                status,
+                job.study.id if job else None,
+                job.trial.number if job else None,
+                trials_done=self.trials_done,
+            )
+
+    # --- studies ---------------------------------------------------------------------------
+
+    def _context(self, info: StudyInfo) -> StudyContext | None:
+        context = self._contexts.get(info.id)
+        if context is None:
+            context, why = load_study_context(self.database, info, self.id)
+            if context is None:
+                logger.info("%s", why)
+                return None
+            try:
+                context.baselines = load_or_train_baselines(
+                    self.database, context, device=self.device, data_dir=self.data.data_dir
+                )
+            except Exception as exc:
+                # A data set missing on this machine is this worker's problem, not the study's.
+                logger.error("cannot train the baselines of study %s: %s", info.id, exc)
+                from mtl_core.errors import DataError
+
+                if not isinstance(exc, DataError):
+                    self._fail_study(context, f"single-task baselines failed: {exc}")
+                return None
+            self._contexts[info.id] = context
+        context.info = info
+        context.reserved_hint = info.trials_reserved
+        return context
+
+    def next_job_any(self) -> Job | None:
+        """A job from the least recently served study that has one; None when there is none.
+
+        Studies this worker cannot serve (unknown experiment, Optuna study not there yet) or
+        whose time is up are passed over; each running study is looked at once at most.
+        """
+        seen: set[str] = set()
+        while not self.stopping:
+            with self.database.session() as session:
+                info = StudyRepository(session).pick_for_worker()
+            if info is None or info.id in seen:
+                return None
+            seen.add(info.id)
+            context = self._context(info)
+            if context is None:
+                continue
+            if not context.time_left():
+                self.maybe_complete(context)
+                continue
+            job = self.next_job(context)
+            if job is not None:
+                return job
+            self.maybe_complete(context)
+        return None
+
+    def next_job(self, study: StudyContext) -> Job | None:
+        """Reserve one slot of ``study`` and ask a trial (re-queued ones come first)."""
+        while not self.stopping and not self._out_of_trials() and study.time_left():
+            with self.database.session() as session:
+                if not StudyRepository(session).reserve_trial(study.id):
+                    return None
+            study.reserved_hint += 1
+            try:
+                with warnings.catch_warnings():
+                    # "Heartbeat ... supposed to be used with Study.optimize": we beat ourselves.
+                    warnings.simplefilter("ignore", UserWarning)
+                    trial = study.study.ask()
+            except Exception:
+                self._release(study)
+                raise
+            self.trials_started += 1
+            assert self._heartbeat is not None
+            self._heartbeat.add_trial(trial._trial_id)
+            trial.set_user_attr(WORKER_ATTR, self.id)
+            if trial.user_attrs.get("fail_reason") == STALE_REASON:
+                trial.set_user_attr("fail_reason", None)  # inherited from the stale original
+            try:
+                config = suggest_trial_config(trial, study.spec, study.experiment, self.device)
+            except Exception as exc:
+                placeholder = Job(study, trial, None, 0)  # type: ignore[arg-type]
+                self.finish(
+                    placeholder,
+                    Outcome(TrialState.FAIL, reason=f"bad config: {exc}", counts_as_failure=True),
+                )
+                continue
+            job = Job(study, trial, config, planned_epochs(study, config.epochs))
+            self._beat(WorkerStatus.BUSY, job)
+            logger.debug("trial %d of study %s: %s", trial.number, study.id, config)
+            return job
+        return None
+
+    def data_for(self, job: Job) -> DataSplits:
+        return self.data.get(job.study.experiment, job.config.max_train_samples, self.device)
+
+    # --- per epoch and per trial -----------------------------------------------------------
+
+    def on_epoch(self, job: Job, report: EpochReport) -> Decision:
+        """Report the epoch's value, then decide: cancelled, stopping, pruned, or go on."""
+        context = job.study
+        value = intermediate_value(report, context.spec, context.experiment, context.baselines)
+        reported = value is not None and math.isfinite(value)
+        if reported:
+            job.trial.report(value, report.epoch)  # type: ignore[arg-type]
+        status = self._status(context)
+        if status is not StudyStatus.RUNNING:
+            reason = CANCELLED_REASON if status is StudyStatus.CANCELLED else f"study {status}"
+            return Decision(Verdict.CANCEL, reason)
+        if self.stopping and report.epoch < job.epochs:
+            return Decision(Verdict.STOP, STOPPED_REASON)
+        if reported and job.trial.should_prune():
+            pruner = context.spec.pruner
+            return Decision(
+                Verdict.PRUNE, f"pruned by the {pruner} pruner after epoch {report.epoch}"
+            )
+        return GO_ON
+
+    def _status(self, context: StudyContext) -> StudyStatus | str:
+        # Read at most once per STATUS_CHECK_S: a cancel is seen after the first epoch that
+        # ends a second or more later, and epochs of tiny models cost no query each.
+        now = time.monotonic()
+        if now - context.status_checked < STATUS_CHECK_S:
+            return StudyStatus.RUNNING
+        context.status_checked = now
+        try:
+            with self.database.session() as session:
+                return StudyRepository(session).get(context.id).status
+        except NotFoundError:
+            return "deleted"
+
+    def finish(self, job: Job, outcome: Outcome) -> None:
+        """Record the job's attributes, tell Optuna, release a failed trial's slot."""
+        context, trial = job.study, job.trial
+        state, reason = outcome.state, outcome.reason
+        values: list[float] | None = None
+        try:
+            if outcome.result is not None:
+                record_result(trial, outcome.result)
+                weights = outcome.result.config.weights
+            elif job.config is not None:
+                trial.set_user_attr("config", job.config.model_dump(mode="json"))
+                weights = job.config.weights
+            else:
+                weights = None
+            if weights is not None:
+                names = context.experiment.task_names
+                trial.set_user_attr("weights_normalised", normalised_weights(weights, names))
+            if state is TrialState.COMPLETE:
+                assert outcome.result is not None
+                try:
+                    values = objective_values(
+                        outcome.result, context.spec, context.experiment, context.baselines
+                    )
+                except ValueError as exc:
+                    state, reason = TrialState.FAIL, f"no objective value: {exc}"
+                    outcome.counts_as_failure = True
+                if values is not None and not all(math.isfinite(v) for v in values):
+                    state, reason = TrialState.FAIL, f"objective value is not finite: {values}"
+                    outcome.counts_as_failure = True
+                    values = None
+            if state is TrialState.FAIL:
+                trial.set_user_attr("fail_reason", reason)
+            told = context.study.tell(trial, values, state=state, skip_if_finished=True)
+            if told.state is not state:
+                raise optuna.exceptions.UpdateFinishedTrialError(f"it is {told.state.name}")
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            # Failed as stale by another worker meanwhile, which released the slot.
+            logger.warning(
+                "trial %d of study %s was finished elsewhere: %s", trial.number, context.id, exc
+            )
+            self._end_trial(job)
+            return
+        except BaseException:
+            self._end_trial(job)
+            self._release(context)
+            raise
+        self._end_trial(job)
+        self.trials_done += 1
+        if state is TrialState.FAIL:
+            self._release(context)
+        self._log(job, state, reason, values)
+        self._count_failures(context, state, outcome, reason)
+        n_trials = context.info.n_trials
+        near_end = n_trials is not None and context.reserved_hint >= n_trials
+        if near_end and state is not TrialState.FAIL:
+            self.maybe_complete(context)
+
+    def _end_trial(self, job: Job) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.discard_trial(job.trial._trial_id)
+
+    def _log(
+        self, job: Job, state: TrialState, reason: str | None, values: list[float] | None
+    ) -> None:
+        number, study_id = job.trial.number, job.study.id
+        if state is TrialState.COMPLETE:
+            shown = ", ".join(f"{v:.4g}" for v in values or [])
+            logger.info("trial %d of study %s complete: %s", number, study_id, shown)
+        elif state is TrialState.PRUNED:
+            logger.info("trial %d of study %s pruned: %s", number, study_id, reason)
+        else:
+            logger.warning("trial %d of study %s failed: %s", number, study_id, reason)
+
+    def _count_failures(
+        self, context: StudyContext, state: TrialState, outcome: Outcome, reason: str | None
+    ) -> None:
+        if state is not TrialState.FAIL:
+            context.consecutive_failures = 0
+            return
+        if not outcome.counts_as_failure:
+            return
+        context.consecutive_failures += 1
+        context.last_failure = reason
+        if context.consecutive_failures >= self.options.max_consecutive_failures:
+            self._fail_study(
+                context,
+                f"{context.consecutive_failures} trials failed in a row; last: {reason}",
+            )
+
+    def _fail_study(self, context: StudyContext, message: str) -> None:
+        with self.database.session() as session:
+            changed = StudyRepository(session).set_status(
+                context.id, StudyStatus.FAILED, message, expected=StudyStatus.RUNNING
+            )
+        if changed:
+            logger.error("study %s marked failed: %s", context.id, message)
+
+    def _release(self, context: StudyContext) -> None:
+        with self.database.session() as session:
+            StudyRepository(session).release_trial(context.id)
+
+    # --- completion and maintenance --------------------------------------------------------
+
+    def maybe_complete(self, context: StudyContext) -> bool:
+        """Mark the study completed (and store its ``best``) if its budget or time is used up
+        and no trial runs or waits; True if this call did it."""
+        study = context.study
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            return False
+        message: str | None = None
+        if context.info.n_trials is not None:
+            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if len(done) < context.info.n_trials:
+                if context.time_left():
+                    return False
+                message = f"time budget of {context.info.time_budget_s:g} s reached"
+        elif context.time_left():
+            return False
+        else:
+            message = f"time budget of {context.info.time_budget_s:g} s reached"
+        record = best_record(study, context.spec, context.experiment)
+        with self.database.session() as session:
+            changed = StudyRepository(session).set_status(
+                context.id, StudyStatus.COMPLETED, message, expected=StudyStatus.RUNNING
+            )
+            if changed and record is not None:
+                ArtifactRepository(session).put(context.id, "best", record)
+        if changed:
+            logger.info("study %s completed%s", context.id, f" ({message})" if message else "")
+            self._contexts.pop(context.id, None)
+        return changed
+
+    def maintain(self, force: bool = False) -> None:
+        """Every ``maintenance_s``: fail stale trials of the running studies (re-queued once,
+        slot released), and complete studies whose budget or time is used up."""
+        now = time.monotonic()
+        if not force and now - self._last_maintenance < self.maintenance_s:
+            return
+        self._last_maintenance = now
+        with self.database.session() as session:
+            running, _ = StudyRepository(session).list(limit=1000, status=StudyStatus.RUNNING)
+        for stale_id in set(self._contexts) - {info.id for info in running}:
+            del self._contexts[stale_id]  # cancelled, completed or deleted meanwhile
+        for info in running:
+            context = self._context(info)
+            if context is None:
+                continue
+            for trial in fail_stale_trials(context.study):
+                self._release(context)
+                logger.info("released the slot of stale trial %d of %s", trial.number, info.id)
+            budget_taken = info.n_trials is not None and info.trials_reserved >= info.n_trials
+            if budget_taken or not context.time_left():
+                self.maybe_complete(context)
+
+
+__all__ = ["WORKER_ATTR", "Worker", "WorkerOptions"]

@@ -1,0 +1,82 @@
+"""Dependencies shared by the routes, as `Annotated` aliases, and the bearer-token guard."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from mtlsearch.settings import Settings
+from service.errors import AuthenticationError
+from storage import Database
+
+
+def get_settings(request: Request) -> Settings:
+    """The `Settings` the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    """The app's `Database` (one engine for our tables and Optuna's)."""
+    database: Database = request.app.state.database
+    return database
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def get_session(database: DatabaseDep) -> Iterator[Session]:
+    """A session for the request: committed when the route returns, rolled back on error."""
+    with database.session() as session:
+        yield session
+
+
+# scope="function": the session commits before the response is sent, not after.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Needed on POST and DELETE when the server has MTLSEARCH_API_TOKEN set.",
+)
+
+
+def require_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Refuse a mutating call without ``Authorization: Bearer <token>`` when a token is set.
+
+    Raises:
+        AuthenticationError: the header is missing, not a bearer token, or the wrong token.
+    """
+    expected = settings.api_token
+    if not expected:
+        return
+    if credentials is None:
+        raise AuthenticationError(
+            "missing bearer token: send 'Authorization: Bearer <token>' (this server requires "
+            "one on POST and DELETE)"
+        )
+    # Compared as bytes: compare_digest on str accepts ASCII only.
+    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise AuthenticationError("wrong bearer token")
+
+
+TokenDep = Depends(require_token)
+
+__all__ = [
+    "DatabaseDep",
+    "SessionDep",
+    "SettingsDep",
+    "TokenDep",
+    "get_database",
+    "get_session",
+    "get_settings",
+    "require_token",
+]

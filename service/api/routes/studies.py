@@ -1,0 +1,153 @@
+"""Routes of ``/api/v1/studies``: parse the request, call `service.services.studies`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from service.api.deps import DatabaseDep, TokenDep
+from service.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES, ErrorPublic
+from service.schemas.studies import (
+    BestPublic,
+    StudiesPublic,
+    StudyCreate,
+    StudyPublic,
+    StudyStatusName,
+)
+from service.schemas.trials import TrialsPublic, TrialStateName
+from service.services import studies as service
+from storage import StudyStatus
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+StudyId = Annotated[
+    str, Path(min_length=1, max_length=64, description="The study's id (from POST or GET).")
+]
+Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (1..1000).")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StudyPublic,
+    dependencies=[TokenDep],
+    summary="Create a study",
+    responses={
+        **MUTATION_RESPONSES,
+        409: {"model": ErrorPublic, "description": "A study of that name exists."},
+        422: {
+            "description": "The spec is invalid: malformed JSON, a bad field, an unknown "
+            "experiment / task / strategy, an impossible search space. The message names the "
+            "field and the valid choices. Nothing is written."
+        },
+    },
+)
+def create_study(spec: StudyCreate, database: DatabaseDep) -> StudyPublic:
+    """Validate the study spec against its experiment, create its Optuna study and record.
+
+    The body is the study spec (docs/study-spec.md). The experiment is a registered name only:
+    a request can never make the server or a worker import code. Workers start on the study
+    at once.
+    """
+    return service.create_study(database, spec)
+
+
+@router.get("", response_model=StudiesPublic, summary="List studies", responses=ERROR_RESPONSES)
+def list_studies(
+    database: DatabaseDep,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    status: Annotated[StudyStatusName | None, Query(description="Only this status.")] = None,
+) -> StudiesPublic:
+    """One page of studies, newest first, with the total count."""
+    return service.list_studies(
+        database,
+        offset=offset,
+        limit=limit,
+        status=StudyStatus(status) if status is not None else None,
+    )
+
+
+@router.get(
+    "/{study_id}", response_model=StudyPublic, summary="Get a study", responses=ERROR_RESPONSES
+)
+def get_study(study_id: StudyId, database: DatabaseDep) -> StudyPublic:
+    """A study: status, trial counts by state, best value or Pareto size, progress, spec."""
+    return service.get_study(database, study_id)
+
+
+@router.post(
+    "/{study_id}/cancel",
+    response_model=StudyPublic,
+    dependencies=[TokenDep],
+    summary="Cancel a study",
+    responses={
+        **MUTATION_RESPONSES,
+        409: {"model": ErrorPublic, "description": "The study is not running any more."},
+    },
+)
+def cancel_study(study_id: StudyId, database: DatabaseDep) -> StudyPublic:
+    """Mark a running study cancelled: workers take none of its trials any more and stop its
+    running trials at their next epoch. A finished study answers 409."""
+    return service.cancel_study(database, study_id)
+
+
+@router.delete(
+    "/{study_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    dependencies=[TokenDep],
+    summary="Delete a study",
+    responses=MUTATION_RESPONSES,
+)
+def delete_study(study_id: StudyId, database: DatabaseDep) -> Response:
+    """Delete the study's record, its artifacts and its Optuna study (trials included)."""
+    service.delete_study(database, study_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{study_id}/trials",
+    response_model=TrialsPublic,
+    summary="List a study's trials",
+    responses=ERROR_RESPONSES,
+)
+def list_trials(
+    study_id: StudyId,
+    database: DatabaseDep,
+    offset: Offset = 0,
+    limit: Limit = 100,
+    state: Annotated[
+        list[TrialStateName] | None,
+        Query(description="Only trials in these states (repeat the parameter for several)."),
+    ] = None,
+) -> TrialsPublic:
+    """One page of trials by number: state, values, params, the worker's user attributes
+    (config, val_metrics, test_metrics, weights_normalised, fail_reason), times."""
+    return service.list_trials(database, study_id, offset=offset, limit=limit, states=state)
+
+
+@router.get(
+    "/{study_id}/best",
+    response_model=BestPublic,
+    response_model_exclude_unset=True,
+    summary="Best weights and config of a study",
+    responses={
+        404: {
+            "model": ErrorPublic,
+            "description": "No such study, or no trial has completed yet.",
+        },
+        503: ERROR_RESPONSES[503],
+    },
+)
+def get_best(study_id: StudyId, database: DatabaseDep) -> dict[str, Any]:
+    """The best trial's weights (raw and normalised), strategy and parameters, full config,
+    metrics and Δm%; for several objectives the Pareto set under ``pareto``. Feed it to
+    `mtl_core.build_loss_from_best`."""
+    return service.get_best(database, study_id)
+
+
+__all__ = ["router"]

@@ -1,0 +1,122 @@
+"""Domain errors of the service and their one translation into HTTP answers.
+
+Routes never build error responses: services and repositories raise the errors below (or
+storage's, or the spec's `SpecError`), and `domain_error_handler` turns each into a status
+and a ``{"detail": "<one line>"}`` body. FastAPI's own request validation stays 422; its
+handler keeps FastAPI's error list and adds one readable ``message`` line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from mtlsearch.search.spec import SpecError
+from storage.errors import NotFoundError, StorageError, StudyExistsError
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of the errors the service layer raises on purpose; the message is one line."""
+
+
+class ConflictError(ServiceError):
+    """The request conflicts with the resource's state (e.g. cancelling a finished study)."""
+
+
+class AuthenticationError(ServiceError):
+    """A mutating call without the right bearer token."""
+
+
+#: Checked in order: the first class that matches decides (NotFoundError is a StorageError).
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (AuthenticationError, 401),
+    (NotFoundError, 404),
+    (StudyExistsError, 409),
+    (ConflictError, 409),
+    (SpecError, 422),
+    (StorageError, 503),
+)
+DOMAIN_ERRORS: tuple[type[Exception], ...] = tuple(cls for cls, _ in _STATUS)
+
+
+def status_for(exc: Exception) -> int:
+    """The HTTP status of a domain error (500 for anything else)."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "error"
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The one handler: domain error → status and ``{"detail": ...}``."""
+    status = status_for(exc)
+    detail = _one_line(str(exc))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status >= 500:
+        logger.warning("%s %s → %d: %s", request.method, request.url.path, status, detail)
+    else:
+        logger.info("%s %s → %d: %s", request.method, request.url.path, status, detail)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def describe_errors(errors: Sequence[Any]) -> str:
+    """One line for FastAPI's validation errors: the first error's field path and message."""
+    if not errors:
+        return "invalid request"
+    err = errors[0]
+    if err.get("type") == "json_invalid":
+        reason = (err.get("ctx") or {}).get("error") or err.get("msg", "")
+        loc = err.get("loc") or ()
+        position = f" at position {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        return f"the request body is not valid JSON: {reason}{position}"
+    loc = [str(part) for part in err.get("loc") or ()]
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+    path = ".".join(loc)
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if err.get("type") == "missing" and not path:
+        return "the request body is missing (send the JSON document)"
+    # Spec validators raise at the model's root with the path leading their message already.
+    return f"{path}: {message}" if path else message
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 with its error list kept and a readable ``message`` added."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    message = describe_errors(errors)
+    logger.info("%s %s → 422: %s", request.method, request.url.path, message)
+    return JSONResponse({"detail": jsonable_encoder(errors), "message": message}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the domain handler (for every domain error class) and the validation one."""
+    for cls in DOMAIN_ERRORS:
+        app.add_exception_handler(cls, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+
+__all__ = [
+    "DOMAIN_ERRORS",
+    "AuthenticationError",
+    "ConflictError",
+    "ServiceError",
+    "describe_errors",
+    "domain_error_handler",
+    "install_error_handlers",
+    "status_for",
+    "validation_error_handler",
+]

@@ -1,0 +1,115 @@
+"""Schemas of the studies resource."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mtlsearch.search.spec import StudySpec
+
+#: The body of ``POST /api/v1/studies`` is the study spec itself (docs/study-spec.md). It has
+#: no field that names a module or a path: an experiment is a registered name, nothing more.
+StudyCreate = StudySpec
+
+StudyStatusName = Literal["running", "completed", "cancelled", "failed"]
+
+
+class TrialCounts(BaseModel):
+    """How many of the study's Optuna trials are in each state."""
+
+    complete: int = Field(0, description="Finished with a value.")
+    pruned: int = Field(0, description="Stopped early by the pruner.")
+    fail: int = Field(0, description="Failed (error, NaN loss, lost worker).")
+    running: int = Field(0, description="Being trained now.")
+    waiting: int = Field(0, description="Queued (e.g. a failed trial to retry).")
+
+
+class StudyPublic(BaseModel):
+    """A study as the API shows it: its record, its trial counts and its progress."""
+
+    id: str = Field(description="The study's id (12 hex characters), used in every URL.")
+    name: str = Field(description="The unique name given in the spec.")
+    experiment: str = Field(description="The registered experiment the study trains.")
+    status: StudyStatusName = Field(description="running, completed, cancelled or failed.")
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = Field(description="When the study left 'running'.")
+    n_trials: int | None = Field(description="Trial budget (None: only a time budget).")
+    time_budget_s: float | None = Field(description="Wall-clock budget in seconds.")
+    trials: TrialCounts = Field(description="Trials by Optuna state.")
+    directions: list[Literal["maximize", "minimize"]] = Field(
+        description="One direction per objective value."
+    )
+    best_value: float | None = Field(
+        description="Single objective: the best value so far (None before the first "
+        "completed trial, and for several objectives)."
+    )
+    pareto_size: int | None = Field(
+        description="Several objectives: the size of the Pareto front so far (None otherwise)."
+    )
+    progress: float = Field(
+        ge=0,
+        le=1,
+        description="Fraction done: finished trials / n_trials, or elapsed / time_budget_s "
+        "(the larger when both are set); 1 once completed.",
+    )
+    message: str | None = Field(description="Why the study stopped, when it did.")
+    optuna_study_name: str = Field(description="Name of the Optuna study in the database.")
+    optuna_study_id: int | None = Field(description="Id of the Optuna study in the database.")
+    dashboard_url: str | None = Field(
+        description="Path of the study in optuna-dashboard on this server."
+    )
+    spec: dict[str, Any] = Field(description="The validated study spec (all defaults filled).")
+
+
+class StudiesPublic(BaseModel):
+    """One page of studies, newest first."""
+
+    data: list[StudyPublic]
+    count: int = Field(description="Number of studies matching the filter (all pages).")
+
+
+class BestPublic(BaseModel):
+    """The best result: exactly the record of `mtlsearch.search.best.best_record`.
+
+    Single objective: the best trial's fields at the top level (number, values, weights,
+    weights_normalised, strategy, strategy_params, config, val_metrics, test_metrics, delta_m)
+    beside experiment, tasks, objective, directions and baselines. Several objectives: the same
+    fields for each Pareto-optimal trial under ``pareto``. Ready for
+    `mtl_core.build_loss_from_best`.
+    """
+
+    model_config = {"extra": "allow"}
+
+    experiment: str
+    tasks: list[str]
+    objective: str = Field(description="delta_m, weighted_mean or multi.")
+    directions: list[str]
+    baselines: dict[str, float] | None = None
+    number: int | None = Field(None, description="Single objective: the best trial's number.")
+    values: list[float] | None = None
+    weights: dict[str, float] | None = Field(None, description="Raw loss weights per task.")
+    weights_normalised: dict[str, float] | None = Field(
+        None, description="Weights scaled to sum to the number of tasks."
+    )
+    strategy: str | None = None
+    strategy_params: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(None, description="The full resolved trial config.")
+    val_metrics: dict[str, float] | None = None
+    test_metrics: dict[str, float] | None = None
+    delta_m: float | None = None
+    pareto: list[dict[str, Any]] | None = Field(
+        None, description="Several objectives: one record per Pareto-optimal trial."
+    )
+
+
+__all__ = [
+    "BestPublic",
+    "StudiesPublic",
+    "StudyCreate",
+    "StudyPublic",
+    "StudyStatusName",
+    "TrialCounts",
+]

@@ -1,0 +1,344 @@
+"""The studies resource: create, read, page trials, best result, cancel, delete.
+
+Each study lives in two places of the same database: our ``mtl_studies`` row (spec, status,
+budget) and its Optuna study (trials). Creating and deleting keep the two together: nothing
+half-written remains when either step fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import optuna
+from sqlalchemy.orm import Session
+
+from mtl_core.experiments import get_experiment
+from mtl_core.registry import UnknownNameError
+from mtlsearch.search.best import best_record
+from mtlsearch.search.optuna_factory import create_optuna_study
+from mtlsearch.search.spec import StudySpec, validate_against_experiment
+from service.errors import ConflictError
+from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
+from service.schemas.trials import TrialPublic, TrialsPublic
+from service.services import optuna_tables as ot
+from storage import (
+    ArtifactRepository,
+    Database,
+    NotFoundError,
+    StorageError,
+    StudyExistsError,
+    StudyInfo,
+    StudyRepository,
+    StudyStatus,
+)
+from storage.database import error_line
+
+logger = logging.getLogger(__name__)
+
+#: The artifact kind a worker stores when a study completes; served as is by ``/best``.
+BEST_ARTIFACT = "best"
+
+
+def _progress(info: StudyInfo, counts: dict[str, int], now: datetime) -> float:
+    if info.status is StudyStatus.COMPLETED:
+        return 1.0
+    fractions = [0.0]
+    if info.n_trials:
+        finished = counts["complete"] + counts["pruned"] + counts["fail"]
+        fractions.append(finished / info.n_trials)
+    if info.time_budget_s:
+        end = info.finished_at or now
+        fractions.append((end - info.created_at).total_seconds() / info.time_budget_s)
+    return min(1.0, max(fractions))
+
+
+def publish(session: Session, infos: Sequence[StudyInfo]) -> list[StudyPublic]:
+    """The public view of `infos`, with trial counts and best values (a few batched queries)."""
+    ids = ot.study_ids(session, (info.optuna_study_name for info in infos))
+    present = set(ids.values())
+    counts = ot.state_counts(session, present)
+    dirs = ot.directions(session, present)
+    best = ot.best_values(session, dirs)
+    now = datetime.now(UTC)
+    result = []
+    for info in infos:
+        sid = ids.get(info.optuna_study_name)
+        study_counts = counts.get(sid, {}) if sid is not None else {}
+        full_counts = TrialCounts(**study_counts)
+        study_dirs = dirs.get(sid, []) if sid is not None else []
+        pareto = None
+        if sid is not None and len(study_dirs) > 1:
+            pareto = ot.pareto_size(ot.completed_values(session, sid, len(study_dirs)), study_dirs)
+        result.append(
+            StudyPublic(
+                id=info.id,
+                name=info.name,
+                experiment=info.experiment,
+                status=info.status.value,
+                created_at=info.created_at,
+                updated_at=info.updated_at,
+                finished_at=info.finished_at,
+                n_trials=info.n_trials,
+                time_budget_s=info.time_budget_s,
+                trials=full_counts,
+                directions=study_dirs,
+                best_value=best.get(sid) if sid is not None else None,
+                pareto_size=pareto,
+                progress=_progress(info, full_counts.model_dump(), now),
+                message=info.message,
+                optuna_study_name=info.optuna_study_name,
+                optuna_study_id=sid,
+                dashboard_url=f"/dashboard/studies/{sid}" if sid is not None else None,
+                spec=info.spec,
+            )
+        )
+    return result
+
+
+def _storage_error(action: str, exc: Exception) -> StorageError:
+    return StorageError(f"{action} failed: {error_line(exc)}")
+
+
+def _drop_optuna_study(database: Database, name: str) -> None:
+    """Delete an Optuna study by name; a missing one is fine (already gone)."""
+    try:
+        optuna.delete_study(study_name=name, storage=database.optuna_storage())
+    except KeyError:
+        logger.debug("Optuna study %r was already gone", name)
+
+
+def create_study(database: Database, spec: StudySpec) -> StudyPublic:
+    """Validate `spec` against its experiment, then create the Optuna study and our record.
+
+    The Optuna study is created first (on SQLite a second writer would wait on our open
+    transaction otherwise); if our record cannot be written, the Optuna study is deleted again.
+
+    Raises:
+        SpecError: the spec does not fit its experiment (names the field).
+        StudyExistsError: a study of that name exists.
+        StorageError: the database failed.
+    """
+    experiment = validate_against_experiment(spec)
+    with database.session() as session:
+        if StudyRepository(session).get_by_name(spec.name) is not None:
+            raise StudyExistsError(f"a study named {spec.name!r} already exists")
+    # Unique even when a study of the same name is deleted and created again.
+    optuna_name = f"{spec.name}-{secrets.token_hex(6)}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            create_optuna_study(database.optuna_storage(), spec, optuna_name, experiment=experiment)
+    except optuna.exceptions.DuplicatedStudyError:
+        raise StudyExistsError(f"an Optuna study named {optuna_name!r} already exists") from None
+    except optuna.exceptions.OptunaError as exc:
+        _drop_quietly(database, optuna_name)
+        raise _storage_error(f"creating the Optuna study {optuna_name!r}", exc) from exc
+    try:
+        with database.session() as session:
+            info = StudyRepository(session).create(
+                name=spec.name,
+                experiment=spec.experiment,
+                spec=spec.model_dump(mode="json"),
+                n_trials=spec.n_trials,
+                time_budget_s=spec.time_budget_s,
+                optuna_study_name=optuna_name,
+            )
+            public = publish(session, [info])[0]
+    except BaseException:
+        _drop_quietly(database, optuna_name)
+        raise
+    logger.info("created study %s (%s) on %s", info.id, info.name, info.experiment)
+    return public
+
+
+def _drop_quietly(database: Database, name: str) -> None:
+    try:
+        _drop_optuna_study(database, name)
+    except Exception:
+        logger.exception("could not delete the Optuna study %r after a failed create", name)
+
+
+def list_studies(
+    database: Database, *, offset: int, limit: int, status: StudyStatus | None
+) -> StudiesPublic:
+    """One page of studies, newest first."""
+    with database.session() as session:
+        infos, count = StudyRepository(session).list(offset=offset, limit=limit, status=status)
+        return StudiesPublic(data=publish(session, infos), count=count)
+
+
+def get_study(database: Database, study_id: str) -> StudyPublic:
+    """One study.
+
+    Raises:
+        NotFoundError: naming the id.
+    """
+    with database.session() as session:
+        return publish(session, [StudyRepository(session).get(study_id)])[0]
+
+
+def cancel_study(database: Database, study_id: str) -> StudyPublic:
+    """Mark a running study cancelled: workers take no more of its trials and stop its running
+    ones at their next epoch.
+
+    Raises:
+        NotFoundError: naming the id.
+        ConflictError: the study is no longer running.
+    """
+    with database.session() as session:
+        repo = StudyRepository(session)
+        changed = repo.set_status(
+            study_id,
+            StudyStatus.CANCELLED,
+            "cancelled through the API",
+            expected=StudyStatus.RUNNING,
+        )
+        info = repo.get(study_id)
+        if not changed:
+            raise ConflictError(
+                f"study {study_id!r} is {info.status.value}, not running; only a running study "
+                "can be cancelled"
+            )
+        public = publish(session, [info])[0]
+    logger.info("cancelled study %s (%s)", study_id, info.name)
+    return public
+
+
+def delete_study(database: Database, study_id: str) -> None:
+    """Delete a study: its Optuna study, then our record and its artifacts.
+
+    Running studies are first marked cancelled (so workers stop serving them). If the Optuna
+    deletion fails the record stays and the call can be repeated.
+
+    Raises:
+        NotFoundError: naming the id.
+    """
+    with database.session() as session:
+        repo = StudyRepository(session)
+        info = repo.get(study_id)
+        if info.status is StudyStatus.RUNNING:
+            repo.set_status(study_id, StudyStatus.CANCELLED, "being deleted", expected="running")
+    try:
+        _drop_optuna_study(database, info.optuna_study_name)
+    except optuna.exceptions.OptunaError as exc:
+        raise _storage_error(f"deleting the Optuna study {info.optuna_study_name!r}", exc) from exc
+    with database.session() as session:
+        StudyRepository(session).delete(study_id)
+    logger.info("deleted study %s (%s)", study_id, info.name)
+
+
+def _optuna_id(session: Session, info: StudyInfo) -> int:
+    sid = ot.study_ids(session, [info.optuna_study_name]).get(info.optuna_study_name)
+    if sid is None:
+        raise NotFoundError(
+            f"study {info.id!r} has no Optuna study {info.optuna_study_name!r} in the database"
+        )
+    return sid
+
+
+def list_trials(
+    database: Database,
+    study_id: str,
+    *,
+    offset: int,
+    limit: int,
+    states: Sequence[str] | None = None,
+) -> TrialsPublic:
+    """One page of a study's trials by number, paged in SQL.
+
+    Raises:
+        NotFoundError: naming the id.
+    """
+    with database.session() as session:
+        info = StudyRepository(session).get(study_id)
+        sid = _optuna_id(session, info)
+        rows, count = ot.trial_page(
+            session,
+            sid,
+            offset=offset,
+            limit=limit,
+            states=[ot.STATES_BY_NAME[s] for s in states] if states else None,
+        )
+    return TrialsPublic(data=[_trial(row) for row in rows], count=count)
+
+
+def _trial(row: ot.TrialRow) -> TrialPublic:
+    attrs = row.user_attrs
+    duration = None
+    if row.datetime_start is not None and row.datetime_complete is not None:
+        duration = (row.datetime_complete - row.datetime_start).total_seconds()
+    return TrialPublic(
+        number=row.number,
+        state=row.state,
+        values=row.values,
+        params=row.params,
+        config=attrs.get("config"),
+        val_metrics=attrs.get("val_metrics"),
+        test_metrics=attrs.get("test_metrics"),
+        weights_normalised=attrs.get("weights_normalised"),
+        fail_reason=attrs.get("fail_reason"),
+        datetime_start=row.datetime_start,
+        datetime_complete=row.datetime_complete,
+        duration_s=duration,
+    )
+
+
+def get_best(database: Database, study_id: str) -> dict[str, Any]:
+    """The best record of a study (`mtlsearch.search.best.best_record`).
+
+    The ``best`` artifact a worker stored when the study completed is served as is; otherwise
+    the record is computed from the trials so far.
+
+    Raises:
+        NotFoundError: no such study, or no trial has completed yet.
+        ConflictError: the study's experiment is not registered on this server.
+    """
+    with database.session() as session:
+        info = StudyRepository(session).get(study_id)
+        artifact = ArtifactRepository(session).get(study_id, BEST_ARTIFACT)
+    if artifact is not None:
+        return artifact.payload
+    spec = StudySpec.model_validate(info.spec)
+    try:
+        experiment = get_experiment(spec.experiment)
+    except UnknownNameError as exc:
+        raise ConflictError(
+            f"study {study_id!r} uses experiment {spec.experiment!r}, which this server does "
+            f"not know ({exc})"
+        ) from None
+    try:
+        study = optuna.load_study(
+            study_name=info.optuna_study_name,
+            storage=database.optuna_storage(),
+            sampler=optuna.samplers.RandomSampler(),
+        )
+    except KeyError:
+        raise NotFoundError(
+            f"study {study_id!r} has no Optuna study {info.optuna_study_name!r} in the database"
+        ) from None
+    except optuna.exceptions.OptunaError as exc:
+        raise _storage_error(f"loading study {study_id!r}", exc) from exc
+    record = best_record(study, spec, experiment)
+    if record is None:
+        raise NotFoundError(
+            f"study {study_id!r} has no completed trial yet; /best answers once one has"
+        )
+    return record
+
+
+__all__ = [
+    "BEST_ARTIFACT",
+    "cancel_study",
+    "create_study",
+    "delete_study",
+    "get_best",
+    "get_study",
+    "list_studies",
+    "list_trials",
+    "publish",
+]

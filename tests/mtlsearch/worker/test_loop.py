@@ -1,0 +1,263 @@
+"""The worker loop in process, on a real SQLite file, training the `synthetic` experiment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mtlsearch.search.spec import StudySpec
+from mtlsearch.settings import Settings
+from mtlsearch.worker import (
+    CANCELLED_REASON,
+    STALE_REASON,
+    STOPPED_REASON,
+    WORKER_ATTR,
+    Worker,
+    WorkerOptions,
+)
+from mtlsearch.worker.studies import baseline_key
+from storage import (
+    ArtifactRepository,
+    BaselineRepository,
+    Database,
+    StudyInfo,
+    StudyRepository,
+    StudyStatus,
+    WorkerRepository,
+    WorkerStatus,
+)
+from storage.migrate import upgrade
+from tests.mtlsearch.worker.helpers import submit, synthetic_spec
+
+SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
+
+
+@pytest.fixture
+def database(sqlite_url: str) -> Iterator[Database]:
+    upgrade(sqlite_url)
+    database = Database(sqlite_url, settings=SETTINGS)
+    yield database
+    database.dispose()
+
+
+def make_worker(database: Database, **options: object) -> Worker:
+    defaults: dict[str, object] = {"idle_exit_s": 0.0, "heartbeat_s": 1.0}
+    defaults.update(options)
+    return Worker(database, WorkerOptions(**defaults), settings=SETTINGS)  # type: ignore[arg-type]
+
+
+def load(database: Database, info: StudyInfo) -> optuna.Study:
+    return optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
+
+
+def study_row(database: Database, study_id: str) -> StudyInfo:
+    with database.session() as session:
+        return StudyRepository(session).get(study_id)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_trials_complete_within_the_budget(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=3))
+    worker = make_worker(database)
+    assert worker.run() == 3
+
+    trials = load(database, info).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for trial in trials:
+        attrs = trial.user_attrs
+        assert attrs[WORKER_ATTR] == worker.id
+        assert attrs["config"]["epochs"] == 2 and attrs["config"]["max_train_samples"] == 200
+        assert (
+            set(attrs["val_metrics"])
+            == set(attrs["test_metrics"])
+            == {
+                "regression",
+                "classification",
+            }
+        )
+        assert sum(attrs["weights_normalised"].values()) == pytest.approx(2.0)
+        assert sorted(trial.intermediate_values) == [1, 2]
+    row = study_row(database, info.id)
+    assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 3
+    with database.session() as session:
+        best = ArtifactRepository(session).get(info.id, "best")
+        (me,) = WorkerRepository(session).list(live_within_s=60)
+    assert best is not None and best.payload["number"] in {0, 1, 2}
+    assert best.payload["config"]["strategy"] == "fixed"
+    assert me.id == worker.id and me.status is WorkerStatus.STOPPED and me.trials_done == 3
+
+
+def test_failing_trials_are_recorded_and_a_failing_study_is_given_up(database: Database) -> None:
+    broken = submit(
+        database, synthetic_spec("broken", n_trials=2, search_space={"lr": 1e12, "epochs": 1})
+    )
+    healthy = submit(database, synthetic_spec("healthy", n_trials=2))
+    make_worker(database, max_consecutive_failures=3).run()
+
+    failed = load(database, broken).trials
+    assert [t.state for t in failed] == [TrialState.FAIL] * 3
+    assert all("NaN or infinite" in t.user_attrs["fail_reason"] for t in failed)
+    row = study_row(database, broken.id)
+    assert row.status is StudyStatus.FAILED and row.trials_reserved == 0
+    assert row.message is not None and "3 trials failed in a row" in row.message
+    assert "NaN or infinite" in row.message
+    # the worker went on with the other study
+    assert [t.state for t in load(database, healthy).trials] == [TrialState.COMPLETE] * 2
+    assert study_row(database, healthy.id).status is StudyStatus.COMPLETED
+
+
+def test_studies_take_turns(database: Database) -> None:
+    first = submit(database, synthetic_spec("first", n_trials=3))
+    second = submit(database, synthetic_spec("second", n_trials=3))
+    assert make_worker(database, max_trials=4).run() == 4
+    assert len(load(database, first).trials) == 2
+    assert len(load(database, second).trials) == 2
+    assert study_row(database, first.id).status is StudyStatus.RUNNING
+
+
+def run_in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def running_trials(database: Database, info: StudyInfo) -> list[optuna.trial.FrozenTrial]:
+    return load(database, info).get_trials(states=(TrialState.RUNNING,))
+
+
+@pytest.mark.slow
+def test_cancelling_a_study_stops_its_running_trial(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
+    worker = make_worker(database, idle_exit_s=0.5)
+    thread = run_in_thread(worker)
+    wait_for(lambda: bool(running_trials(database, info)))
+    with database.session() as session:
+        StudyRepository(session).set_status(info.id, StudyStatus.CANCELLED)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    (trial,) = load(database, info).trials
+    assert trial.state is TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == CANCELLED_REASON
+    assert len(trial.intermediate_values) < 400
+    row = study_row(database, info.id)
+    assert row.status is StudyStatus.CANCELLED and row.trials_reserved == 0
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_fails_its_trial_and_gives_the_slot_back(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
+    worker = make_worker(database, idle_exit_s=None)
+    thread = run_in_thread(worker)
+    wait_for(lambda: bool(running_trials(database, info)))
+    worker.request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    (trial,) = load(database, info).trials
+    assert trial.state is TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == STOPPED_REASON
+    assert study_row(database, info.id).trials_reserved == 0
+    with database.session() as session:
+        assert WorkerRepository(session).get(worker.id, 60).status is WorkerStatus.STOPPED
+
+
+@pytest.mark.slow
+def test_a_stale_trial_is_failed_and_retried_once_with_its_params(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
+    # A worker that reserved, asked, beat once and died.
+    study = load(database, info)
+    with database.session() as session:
+        assert StudyRepository(session).reserve_trial(info.id)
+    dead = study.ask()
+    dead.suggest_float("w_classification", 0.1, 10.0, log=True)
+    database.optuna_storage().record_heartbeat(dead._trial_id)
+    time.sleep(2.5)  # past the grace period (Optuna rounds it up to whole seconds)
+
+    make_worker(database, maintenance_s=0.1).run()
+
+    trials = load(database, info).trials
+    original = trials[dead.number]
+    assert original.state is TrialState.FAIL
+    assert original.user_attrs["fail_reason"] == STALE_REASON
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1
+    (retry,) = retries
+    assert retry.state is TrialState.COMPLETE
+    assert retry.params == original.params
+    assert retry.user_attrs["fail_reason"] is None
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
+    row = study_row(database, info.id)
+    assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 2
+
+
+def test_delta_m_baselines_are_trained_once_and_shared(database: Database) -> None:
+    spec = synthetic_spec("dm1", n_trials=1, objective={"kind": "delta_m"})
+    first = submit(database, spec)
+    make_worker(database).run()
+    baselines = load(database, first).user_attrs["baselines"]
+    assert set(baselines) == {"regression", "classification"}
+    with database.session() as session:
+        key = baseline_key(StudySpec.model_validate(spec))
+        cached = BaselineRepository(session).get("synthetic", key)
+    assert cached is not None and cached.metrics == baselines
+
+    second = submit(database, {**spec, "name": "dm2"})
+    make_worker(database).run()
+    assert load(database, second).user_attrs["baselines"] == baselines
+    with database.session() as session:
+        again = BaselineRepository(session).get("synthetic", cached.config_key)
+    assert again is not None and again.created_at == cached.created_at  # not trained again
+    (trial,) = load(database, second).trials
+    assert trial.state is TrialState.COMPLETE
+
+
+def test_batched_worker_trains_trials_together(database: Database) -> None:
+    spec = synthetic_spec(
+        n_trials=5,
+        search_space={"strategies": [{"name": "fixed"}, {"name": "dwa"}]},
+    )
+    info = submit(database, spec)
+    assert make_worker(database, batch=3).run() == 5
+    trials = load(database, info).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    assert {t.user_attrs["config"]["strategy"] for t in trials} <= {"fixed", "dwa"}
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
+    assert study_row(database, info.id).status is StudyStatus.COMPLETED
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="batch"):
+        WorkerOptions(batch=0)
+    with pytest.raises(ValueError, match="max_trials"):
+        WorkerOptions(max_trials=0)
+    with pytest.raises(ValueError, match="idle_sleep_s"):
+        WorkerOptions(idle_sleep_s=(2.0, 1.0))
+
+
+def test_unknown_experiment_is_passed_over(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=1))
+    with database.session() as session:
+        # A study of an experiment this worker does not have (a plugin elsewhere).
+        other = StudyRepository(session).create(
+            name="elsewhere",
+            experiment="not_here",
+            spec={**synthetic_spec("elsewhere"), "experiment": "not_here"},
+            n_trials=1,
+        )
+    make_worker(database).run()
+    assert study_row(database, info.id).status is StudyStatus.COMPLETED
+    row = study_row(database, other.id)
+    assert row.status is StudyStatus.RUNNING and row.trials_reserved == 0

@@ -1,0 +1,297 @@
+"""/api/v1/studies through the real server (uvicorn subprocess) on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mtlsearch.search.spec import StudySpec
+from storage import ArtifactRepository, get_database
+from tests.service.conftest import Served
+from tests.utils.trials import add_finished_trials
+
+API = "/api/v1/studies"
+
+
+def spec_json(name: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A small valid spec on the synthetic experiment (unique name by default)."""
+    spec: dict[str, Any] = {
+        "name": name or f"s-{secrets.token_hex(4)}",
+        "experiment": "synthetic",
+        "search_space": {"weights": {"classification": {"lo": 0.1, "hi": 10}}},
+        "n_trials": 40,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def create(served: Served, **overrides: Any) -> dict[str, Any]:
+    response = served.client.post(API, json=spec_json(**overrides))
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def fill(served: Served, study: dict[str, Any], n: int, **kwargs: Any) -> list[Any]:
+    spec = StudySpec.model_validate(study["spec"])
+    storage = get_database(served.db_url).optuna_storage()
+    return add_finished_trials(storage, study["optuna_study_name"], spec, n, **kwargs)
+
+
+def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:
+    client = served.client
+    study = create(served)
+    assert study["status"] == "running"
+    assert study["experiment"] == "synthetic"
+    assert study["directions"] == ["maximize"]
+    assert study["trials"] == {"complete": 0, "pruned": 0, "fail": 0, "running": 0, "waiting": 0}
+    assert study["best_value"] is None and study["progress"] == 0.0
+    assert study["spec"]["sampler"] == "tpe"  # defaults are filled in
+    assert study["optuna_study_name"] in served.optuna_study_names()
+
+    states = (TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    trials = fill(served, study, 25, states=states)
+
+    got = client.get(f"{API}/{study['id']}").json()
+    assert got["trials"] == {"complete": 13, "pruned": 6, "fail": 6, "running": 0, "waiting": 0}
+    best_value = max(t.values[0] for t in trials if t.state is TrialState.COMPLETE)
+    assert got["best_value"] == pytest.approx(best_value)
+    assert got["progress"] == pytest.approx(25 / 40)
+    assert got["dashboard_url"] == f"/dashboard/studies/{got['optuna_study_id']}"
+
+    listed = client.get(API, params={"limit": 1000}).json()
+    assert study["id"] in [s["id"] for s in listed["data"]]
+    assert listed["count"] == len(listed["data"])
+
+    page = client.get(f"{API}/{study['id']}/trials", params={"offset": 0, "limit": 10}).json()
+    assert page["count"] == 25
+    assert [t["number"] for t in page["data"]] == list(range(10))
+    first = page["data"][0]
+    assert first["state"] == "complete"
+    assert first["values"] == pytest.approx(trials[0].values)
+    assert first["params"]["w_classification"] == pytest.approx(
+        trials[0].params["w_classification"]
+    )
+    assert first["config"]["experiment"] == "synthetic"
+    assert set(first["val_metrics"]) == {"regression", "classification"}
+    assert sum(first["weights_normalised"].values()) == pytest.approx(2.0)
+    assert first["duration_s"] is not None and first["duration_s"] >= 0
+    last = client.get(f"{API}/{study['id']}/trials", params={"offset": 20, "limit": 10}).json()
+    assert [t["number"] for t in last["data"]] == [20, 21, 22, 23, 24]
+    failed = client.get(f"{API}/{study['id']}/trials", params={"state": "fail"}).json()
+    assert failed["count"] == 6
+    assert all(t["fail_reason"] for t in failed["data"])
+    both = client.get(f"{API}/{study['id']}/trials", params={"state": ["fail", "pruned"]}).json()
+    assert both["count"] == 12
+
+    best = client.get(f"{API}/{study['id']}/best").json()
+    expected = max((t for t in trials if t.state is TrialState.COMPLETE), key=lambda t: t.values[0])
+    assert best["number"] == expected.number
+    assert best["values"] == pytest.approx(expected.values)
+    assert best["strategy"] == "fixed"
+    assert best["weights"]["classification"] == pytest.approx(expected.params["w_classification"])
+    assert best["config"] == expected.user_attrs["config"]
+    assert best["tasks"] == ["regression", "classification"]
+    assert best["experiment"] == "synthetic" and best["objective"] == "delta_m"
+    assert "pareto" not in best
+
+    cancelled = client.post(f"{API}/{study['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    again = client.post(f"{API}/{study['id']}/cancel")
+    assert again.status_code == 409
+    assert "cancelled" in again.json()["detail"]
+    assert client.get(API, params={"status": "cancelled", "limit": 1000}).json()["count"] >= 1
+
+    assert client.delete(f"{API}/{study['id']}").status_code == 204
+    assert client.get(f"{API}/{study['id']}").status_code == 404
+    assert study["name"] not in served.study_names()
+    assert study["optuna_study_name"] not in served.optuna_study_names()
+
+
+def test_multi_objective_best_is_the_pareto_set(served: Served) -> None:
+    study = create(served, objective={"kind": "multi"}, sampler="nsga2")
+    assert study["directions"] == ["minimize", "maximize"]  # rmse down, accuracy up
+    fill(served, study, 30)
+    storage = get_database(served.db_url).optuna_storage()
+    optuna_study = optuna.load_study(study_name=study["optuna_study_name"], storage=storage)
+    expected = sorted(t.number for t in optuna_study.best_trials)
+
+    best = served.client.get(f"{API}/{study['id']}/best").json()
+    assert [entry["number"] for entry in best["pareto"]] == expected
+    assert best["directions"] == ["minimize", "maximize"]
+    assert "number" not in best
+    got = served.client.get(f"{API}/{study['id']}").json()
+    assert got["pareto_size"] == len(expected)
+    assert got["best_value"] is None
+
+
+def test_best_is_404_until_a_trial_completes(served: Served) -> None:
+    study = create(served)
+    fill(served, study, 2, states=(TrialState.FAIL,))
+    response = served.client.get(f"{API}/{study['id']}/best")
+    assert response.status_code == 404
+    assert "no completed trial yet" in response.json()["detail"]
+
+
+def test_best_serves_the_stored_artifact(served: Served) -> None:
+    study = create(served)
+    payload = {
+        "experiment": "synthetic",
+        "tasks": ["regression", "classification"],
+        "objective": "delta_m",
+        "directions": ["maximize"],
+        "baselines": None,
+        "number": 7,
+        "values": [1.5],
+        "strategy": "dwa",
+    }
+    with get_database(served.db_url).session() as session:
+        ArtifactRepository(session).put(study["id"], "best", payload)
+    assert served.client.get(f"{API}/{study['id']}/best").json() == payload
+
+
+def test_duplicate_name_is_409_and_writes_nothing(served: Served) -> None:
+    study = create(served)
+    optuna_before = served.optuna_study_names()
+    response = served.client.post(API, json=spec_json(name=study["name"]))
+    assert response.status_code == 409
+    assert study["name"] in response.json()["detail"]
+    assert served.optuna_study_names() == optuna_before
+    assert served.study_names().count(study["name"]) == 1
+
+
+GRID_TOO_LARGE = spec_json(
+    sampler="grid",
+    search_space={
+        "weights": {"classification": {"choices": [0.1 * k for k in range(1, 102)]}},
+        "lr": {"choices": [1e-4 * k for k in range(1, 101)]},
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(b'{"name": "x", ', "not valid JSON", id="malformed-json"),
+        pytest.param(b"", "body is missing", id="empty-body"),
+        pytest.param(
+            spec_json(experiment="os.system"), "unknown experiment 'os.system'", id="module-path"
+        ),
+        pytest.param(
+            spec_json(experiment="nope"),
+            "valid choices: adult, multi_mnist, synthetic",
+            id="unknown-experiment",
+        ),
+        pytest.param(
+            spec_json(search_space={"weights": {"classification": {"lo": 5, "hi": 1}}}),
+            "search_space.weights.classification.range: hi must be >= lo",
+            id="lo-above-hi",
+        ),
+        pytest.param(
+            spec_json(search_space={"weights": {"depth": {"lo": 1, "hi": 2}}}),
+            "search_space.weights.depth: unknown task 'depth'",
+            id="unknown-task-weight",
+        ),
+        pytest.param(GRID_TOO_LARGE, "grid", id="grid-too-large"),
+        pytest.param(
+            spec_json(experiment_module="os"), "experiment_module: Extra inputs", id="extra-field"
+        ),
+        pytest.param(
+            spec_json(search_space={"strategies": [{"name": "magic"}]}),
+            "search_space.strategies.0.name: unknown strategy 'magic'",
+            id="unknown-strategy",
+        ),
+        pytest.param(spec_json(n_trials=0), "n_trials: Input should be greater", id="n-trials"),
+    ],
+)
+def test_bad_spec_is_422_naming_the_problem_and_writes_nothing(
+    served: Served, body: bytes | dict[str, Any], expected: str
+) -> None:
+    before = (served.study_names(), served.optuna_study_names())
+    if isinstance(body, bytes):
+        response = served.client.post(
+            API, content=body, headers={"Content-Type": "application/json"}
+        )
+    else:
+        response = served.client.post(API, json=body)
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    message = payload.get("message", payload["detail"])
+    assert isinstance(message, str) and "\n" not in message
+    assert expected in message
+    assert (served.study_names(), served.optuna_study_names()) == before
+
+
+def test_grid_too_large_names_the_limit(served: Served) -> None:
+    response = served.client.post(API, json=GRID_TOO_LARGE)
+    assert response.status_code == 422
+    assert "10000" in response.json()["message"].replace(",", "")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({}, "missing bearer token", id="missing"),
+        pytest.param({"Authorization": "Bearer wrong"}, "wrong bearer token", id="wrong"),
+        pytest.param({"Authorization": "Basic dXNlcjpwdw=="}, "missing bearer", id="basic"),
+    ],
+)
+def test_mutations_need_the_token_and_write_nothing(
+    served: Served, headers: dict[str, str], expected: str
+) -> None:
+    study = create(served)
+    before = (served.study_names(), served.optuna_study_names())
+    with httpx.Client(base_url=served.base_url, headers=headers, timeout=30) as anonymous:
+        calls = [
+            anonymous.post(API, json=spec_json()),
+            anonymous.post(f"{API}/{study['id']}/cancel"),
+            anonymous.delete(f"{API}/{study['id']}"),
+        ]
+        for response in calls:
+            assert response.status_code == 401, response.text
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            assert expected in response.json()["detail"]
+        # Reads stay open.
+        assert anonymous.get(f"{API}/{study['id']}").json()["status"] == "running"
+    assert (served.study_names(), served.optuna_study_names()) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/{id}"),
+        ("GET", "/{id}/trials"),
+        ("GET", "/{id}/best"),
+        ("POST", "/{id}/cancel"),
+        ("DELETE", "/{id}"),
+    ],
+)
+def test_unknown_study_is_404_naming_the_id(served: Served, method: str, path: str) -> None:
+    response = served.client.request(method, API + path.format(id="0123456789ab"))
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no study with id '0123456789ab'"}
+
+
+def test_list_pages_and_filters(served: Served) -> None:
+    created = [create(served) for _ in range(3)]
+    served.client.post(f"{API}/{created[0]['id']}/cancel")
+    page = served.client.get(API, params={"offset": 0, "limit": 2}).json()
+    assert len(page["data"]) == 2
+    assert page["count"] >= 3
+    running = served.client.get(API, params={"status": "running", "limit": 1000}).json()
+    ids = {s["id"] for s in running["data"]}
+    assert created[0]["id"] not in ids
+    assert {created[1]["id"], created[2]["id"]} <= ids
+    bad = served.client.get(API, params={"limit": 0})
+    assert bad.status_code == 422
+    assert bad.json()["message"].startswith("query.limit:")
+    bad_status = served.client.get(API, params={"status": "paused"})
+    assert bad_status.status_code == 422
+    assert "query.status" in bad_status.json()["message"]
