@@ -28,6 +28,7 @@ from mtlsearch.search.space import (
     suggest_trial_config,
 )
 from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec, validate_against_experiment
+from storage.optuna_attrs import set_user_attrs
 
 if TYPE_CHECKING:
     from mtl_core.experiments._base import Experiment
@@ -86,15 +87,23 @@ def run_trial(
     return objective_values(result, spec, experiment, baselines)
 
 
-def record_result(trial: optuna.Trial, result: TrialResult) -> None:
-    """Store a trained trial's resolved config and metrics as user attributes."""
-    trial.set_user_attr("config", result.config.model_dump(mode="json"))
-    trial.set_user_attr("val_metrics", dict(result.val_metrics))
-    trial.set_user_attr("test_metrics", dict(result.test_metrics))
-    trial.set_user_attr("strategy_weights", dict(result.final_weights))
-    trial.set_user_attr("epochs_run", result.epochs_run)
+def result_attrs(result: TrialResult) -> dict[str, Any]:
+    """A trained trial's resolved config and metrics, as trial user attributes."""
+    attrs: dict[str, Any] = {
+        "config": result.config.model_dump(mode="json"),
+        "val_metrics": dict(result.val_metrics),
+        "test_metrics": dict(result.test_metrics),
+        "strategy_weights": dict(result.final_weights),
+        "epochs_run": result.epochs_run,
+    }
     if result.stop_reason:
-        trial.set_user_attr("stop_reason", result.stop_reason)
+        attrs["stop_reason"] = result.stop_reason
+    return attrs
+
+
+def record_result(trial: optuna.Trial, result: TrialResult) -> None:
+    """Store a trained trial's resolved config and metrics as user attributes (one write)."""
+    set_user_attrs(trial, result_attrs(result))
 
 
 def baseline_config(spec: StudySpec, device: str = "cpu") -> TrialConfig:

@@ -42,7 +42,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mtlsearch.search.best import best_record
-from mtlsearch.search.local import record_result
+from mtlsearch.search.local import result_attrs
 from mtlsearch.search.objective import intermediate_value, objective_values
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.settings import Settings, get_settings
@@ -77,6 +77,7 @@ from storage import (
     WorkerRepository,
     WorkerStatus,
 )
+from storage.optuna_attrs import set_user_attrs
 
 if TYPE_CHECKING:
     from mtl_core.experiments import DataSplits
@@ -343,9 +344,10 @@ class Worker:
             self.trials_started += 1
             assert self._heartbeat is not None
             self._heartbeat.add_trial(trial._trial_id)
-            trial.set_user_attr(WORKER_ATTR, self.id)
+            start_attrs: dict[str, object] = {WORKER_ATTR: self.id}
             if trial.user_attrs.get("fail_reason") == STALE_REASON:
-                trial.set_user_attr("fail_reason", None)  # inherited from the stale original
+                start_attrs["fail_reason"] = None  # inherited from the stale original
+            set_user_attrs(trial, start_attrs)
             try:
                 config = suggest_trial_config(trial, study.spec, study.experiment, self.device)
             except Exception as exc:
@@ -405,17 +407,19 @@ class Worker:
         state, reason = outcome.state, outcome.reason
         values: list[float] | None = None
         try:
+            # All result attributes go in one transaction (see storage.optuna_attrs).
+            attrs: dict[str, object] = {}
             if outcome.result is not None:
-                record_result(trial, outcome.result)
+                attrs.update(result_attrs(outcome.result))
                 weights = outcome.result.config.weights
             elif job.config is not None:
-                trial.set_user_attr("config", job.config.model_dump(mode="json"))
+                attrs["config"] = job.config.model_dump(mode="json")
                 weights = job.config.weights
             else:
                 weights = None
             if weights is not None:
                 names = context.experiment.task_names
-                trial.set_user_attr("weights_normalised", normalised_weights(weights, names))
+                attrs["weights_normalised"] = normalised_weights(weights, names)
             if state is TrialState.COMPLETE:
                 assert outcome.result is not None
                 try:
@@ -430,7 +434,8 @@ class Worker:
                     outcome.counts_as_failure = True
                     values = None
             if state is TrialState.FAIL:
-                trial.set_user_attr("fail_reason", reason)
+                attrs["fail_reason"] = reason
+            set_user_attrs(trial, attrs)
             told = context.study.tell(trial, values, state=state, skip_if_finished=True)
             if told.state is not state:
                 raise optuna.exceptions.UpdateFinishedTrialError(f"it is {told.state.name}")

@@ -295,3 +295,9 @@ def test_list_pages_and_filters(served: Served) -> None:
     bad_status = served.client.get(API, params={"status": "paused"})
     assert bad_status.status_code == 422
     assert "query.status" in bad_status.json()["message"]
+
+
+def test_unknown_api_path_is_a_json_404(served: Served) -> None:
+    response = served.client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no route GET /api/v1/nothing-here; see /docs"}
