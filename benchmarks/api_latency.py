@@ -33,12 +33,12 @@ from _report import write_section  # noqa: E402
 
 from mtlsearch.search.spec import StudySpec  # noqa: E402
 from storage import close_database, get_database  # noqa: E402
+from storage.testing import temporary_postgres_database  # noqa: E402
 from tests.utils.server import start_server  # noqa: E402
 from tests.utils.trials import add_finished_trials  # noqa: E402
 
 logger = logging.getLogger("api_latency")
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_P99_MS = 50.0
 
 
@@ -69,17 +69,8 @@ def database(backend: str, tmp: Path) -> Iterator[str]:
         finally:
             close_database(url)
         return
-    import psycopg
-
-    name = f"mtl_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        try:
-            yield url
-        finally:
-            close_database(url)
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_postgres_database("mtl_bench") as url:
+        yield url
 
 
 def timed(

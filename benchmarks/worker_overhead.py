@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -34,14 +33,14 @@ from optuna.trial import TrialState  # noqa: E402
 
 from mtl_core.results import EpochReport, TrialResult  # noqa: E402
 from mtl_core.trainer import resolve_config  # noqa: E402
-from mtlsearch.search.optuna_factory import create_optuna_study  # noqa: E402
-from mtlsearch.search.spec import StudySpec, validate_against_experiment  # noqa: E402
+from mtlsearch.search.spec import StudySpec  # noqa: E402
 from mtlsearch.worker import Job, Outcome, TrialRunner, Verdict, Worker, WorkerOptions  # noqa: E402
-from storage import Database, StudyRepository  # noqa: E402
+from service.services.studies import create_study  # noqa: E402
+from storage import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
+from storage.testing import temporary_postgres_database  # noqa: E402
 
 logger = logging.getLogger("worker_overhead")
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class NoTraining(TrialRunner):
@@ -85,19 +84,6 @@ def sqlite_db() -> Iterator[str]:
         yield f"sqlite:///{Path(tmp) / 'bench.db'}"
 
 
-@contextmanager
-def postgres_db() -> Iterator[str]:
-    import psycopg
-
-    name = f"mtl_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def measure(url: str, trials: int, epochs: int, sampler: str) -> dict[str, float]:
     """Per-trial seconds of the worker loop with no training: mean, median, p95."""
     upgrade(url)
@@ -119,17 +105,7 @@ def measure(url: str, trials: int, epochs: int, sampler: str) -> dict[str, float
             },
         }
     )
-    experiment = validate_against_experiment(spec)
-    with database.session() as session:
-        info = StudyRepository(session).create(
-            name=spec.name,
-            experiment=spec.experiment,
-            spec=spec.model_dump(mode="json"),
-            n_trials=spec.n_trials,
-        )
-    create_optuna_study(
-        database.optuna_storage(), spec, info.optuna_study_name, experiment=experiment
-    )
+    create_study(database, spec)
 
     worker = Worker(database, WorkerOptions(idle_exit_s=0.0, heartbeat_s=10.0))
     runner = NoTraining(worker)
@@ -181,7 +157,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     backends = [("SQLite file", sqlite_db)]
     if not args.no_postgres:
-        backends.append(("PostgreSQL (local)", postgres_db))
+        backends.append(("PostgreSQL (local)", lambda: temporary_postgres_database("mtl_bench")))
     rows = []
     for label, make in backends:
         for sampler in ("random", "tpe"):

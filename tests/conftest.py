@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,22 @@ def data_dir() -> Path:
 
 # --- databases -------------------------------------------------------------------------------
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+@contextmanager
+def postgres_database_or_fail() -> Iterator[str]:
+    """`storage.testing.temporary_postgres_database`, failing the test when it is unreachable.
+
+    Fails (never skips): CI has the server, and a silent skip would hide a whole backend.
+    """
+    from storage import StorageError
+    from storage.testing import temporary_postgres_database
+
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(temporary_postgres_database())
+        except StorageError as exc:
+            pytest.fail(f'{exc}, or deselect these tests with -m "not postgres"', pytrace=False)
+        yield url
 
 
 @pytest.fixture
@@ -38,28 +53,8 @@ def postgres_url() -> Iterator[str]:
     Fails (never skips) when the server is unreachable: CI has it, and a silent skip would hide
     a whole backend. Deselect locally with ``-m "not postgres"``.
     """
-    import psycopg
-
-    from storage import close_database
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({first}); start it, or "
-            'deselect these tests with -m "not postgres"',
-            pytrace=False,
-        )
-    name = f"mtl_test_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        try:
-            yield url
-        finally:
-            close_database(url)
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database_or_fail() as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import optuna
 import typer
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from mtl_core.errors import ConfigError, DataError, UnknownNameError
 from mtlsearch.cli._app import app, console, fail
+from mtlsearch.client import ClientError, load_spec_file
 from mtlsearch.search.best import best_trials, summarise_trial
 from mtlsearch.search.local import prepare_local_run
 from mtlsearch.search.spec import SpecError, StudySpec, describe_validation_error
@@ -28,21 +28,9 @@ DEFAULT_TRIALS = 20
 
 def _load_spec_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise fail(f"cannot read spec file {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise fail(f"spec file {path}: invalid YAML{line}: {problem}") from None
-    if not isinstance(data, dict):
-        raise fail(
-            f"spec file {path}: expected a mapping of spec fields, got {type(data).__name__}"
-        )
-    return data
+        return load_spec_file(path)
+    except ClientError as exc:
+        raise fail(exc.message) from None
 
 
 def build_spec(

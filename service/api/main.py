@@ -22,4 +22,5 @@ api_router.include_router(workers.router)
 async def unknown_api_path(path: str, request: Request) -> None:
     raise HTTPException(404, f"no route {request.method} {API_PREFIX}/{path}; see /docs")
 
+
 __all__ = ["API_PREFIX", "api_router"]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from enum import StrEnum
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Executable
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Base
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def require_json(field: str, value: Any) -> None:
@@ -19,6 +22,15 @@ def require_json(field: str, value: Any) -> None:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{field} must be JSON-serialisable (finite numbers), {exc}") from None
+
+
+def parse_enum(enum: type[E], value: E | str, what: str) -> E:
+    """`value` as a member of `enum`; a `ValueError` naming `what` and the valid values else."""
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(member.value for member in enum)
+        raise ValueError(f"{what} must be one of {valid}, got {value!r}") from None
 
 
 def rowcount(session: Session, statement: Executable) -> int:

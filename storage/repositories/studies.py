@@ -21,7 +21,7 @@ from storage.models import (
     StudyStatus,
     utcnow,
 )
-from storage.repositories._common import require_json, rowcount
+from storage.repositories._common import parse_enum, require_json, rowcount
 
 MAX_PAGE = 1000
 
@@ -78,11 +78,7 @@ def _statuses(value: StudyStatus | str | Iterable[StudyStatus | str]) -> list[st
 
 
 def _status(value: StudyStatus | str) -> StudyStatus:
-    try:
-        return StudyStatus(value)
-    except ValueError:
-        valid = ", ".join(s.value for s in StudyStatus)
-        raise ValueError(f"study status must be one of {valid}, got {value!r}") from None
+    return parse_enum(StudyStatus, value, "study status")
 
 
 class StudyRepository:

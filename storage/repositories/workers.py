@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import NotFoundError
 from storage.models import WorkerRecord, WorkerStatus, utcnow
-from storage.repositories._common import rowcount
+from storage.repositories._common import parse_enum, rowcount
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +51,6 @@ def _info(record: WorkerRecord, live_since: datetime | None) -> WorkerInfo:
         trials_done=record.trials_done,
         live=live,
     )
-
-
-def _status(value: WorkerStatus | str) -> WorkerStatus:
-    try:
-        return WorkerStatus(value)
-    except ValueError:
-        valid = ", ".join(s.value for s in WorkerStatus)
-        raise ValueError(f"worker status must be one of {valid}, got {value!r}") from None
 
 
 class WorkerRepository:
@@ -125,7 +117,7 @@ class WorkerRepository:
         """
         values: dict[str, object] = {
             "last_heartbeat": utcnow(),
-            "status": _status(status).value,
+            "status": parse_enum(WorkerStatus, status, "worker status").value,
             "current_study_id": study_id,
             "current_trial_number": trial_number,
         }

@@ -23,24 +23,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST_HEARTBEATS = {"MTLSEARCH_WORKER_HEARTBEAT_S": "1", "MTLSEARCH_STALE_AFTER_S": "4"}
 
 
-def quick_spec(name: str, **overrides: Any) -> dict[str, Any]:
-    """A study of the generated `synthetic` experiment that trains in about a second a trial."""
-    search_space: dict[str, Any] = {"epochs": 2, "max_train_samples": 300}
-    search_space.update(overrides.pop("search_space", {}))
-    spec: dict[str, Any] = {
-        "name": name,
-        "experiment": "synthetic",
-        "n_trials": 2,
-        "seed": 0,
-        "sampler": "random",
-        "pruner": "none",
-        "objective": {"kind": "weighted_mean"},
-        "search_space": search_space,
-    }
-    spec.update(overrides)
-    return spec
-
-
 def child_env(db_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTLSEARCH_")}
     if "MTLSEARCH_DATA_DIR" in os.environ:

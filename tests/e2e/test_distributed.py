@@ -16,12 +16,12 @@ from tests.e2e.helpers import (
     FAST_HEARTBEATS,
     WorkerProcess,
     optuna_trials,
-    quick_spec,
     wait_done,
     wait_for,
     workers,
 )
 from tests.utils.server import start_server
+from tests.utils.specs import quick_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -16,8 +16,9 @@ from mtlsearch.cli import app
 from mtlsearch.client import Client
 from mtlsearch.worker import STOPPED_REASON
 from storage import Database
-from tests.e2e.helpers import WorkerProcess, optuna_trials, quick_spec, wait_done, wait_for, workers
+from tests.e2e.helpers import WorkerProcess, optuna_trials, wait_done, wait_for, workers
 from tests.utils.server import start_server
+from tests.utils.specs import quick_spec
 
 pytestmark = pytest.mark.slow
 

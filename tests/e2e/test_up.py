@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from mtlsearch.client import Client
-from tests.e2e.helpers import child_env, quick_spec, wait_done, wait_for
+from tests.e2e.helpers import child_env, wait_done, wait_for
 from tests.utils.server import free_port
+from tests.utils.specs import quick_spec
 
 pytestmark = pytest.mark.slow
 

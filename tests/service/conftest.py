@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,7 +10,7 @@ import optuna
 import pytest
 
 from storage import StudyRepository, close_database, get_database
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import postgres_database_or_fail
 from tests.utils.server import start_server
 
 
@@ -37,25 +36,8 @@ class Served:
 @pytest.fixture(scope="module")
 def module_postgres_url() -> Iterator[str]:
     """A PostgreSQL database shared by one test module (one server start per module)."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}); start it, or "
-            'deselect these tests with -m "not postgres"',
-            pytrace=False,
-        )
-    name = f"mtl_test_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        try:
-            yield url
-        finally:
-            close_database(url)
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database_or_fail() as url:
+        yield url
 
 
 @pytest.fixture(

@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from mtlsearch.search.optuna_factory import create_optuna_study
-from mtlsearch.search.spec import StudySpec, validate_against_experiment
+from mtlsearch.search.spec import StudySpec
+from service.services.studies import create_study
 from storage import Database, StudyInfo, StudyRepository
+from tests.utils.specs import quick_spec
 
-
-def synthetic_spec(name: str = "s", **overrides: Any) -> dict[str, Any]:
-    """A quick study of the generated `synthetic` experiment (2 epochs, 200 samples)."""
-    search_space: dict[str, Any] = {"epochs": 2, "max_train_samples": 200}
-    search_space.update(overrides.pop("search_space", {}))
-    spec: dict[str, Any] = {
-        "name": name,
-        "experiment": "synthetic",
-        "n_trials": 3,
-        "seed": 0,
-        "sampler": "random",
-        "pruner": "none",
-        "objective": {"kind": "weighted_mean"},
-        "search_space": search_space,
-    }
-    spec.update(overrides)
-    return spec
+#: `quick_spec` with fewer samples: these tests train many trials in process.
+synthetic_spec = partial(quick_spec, max_train_samples=200)
 
 
 def submit(database: Database, spec: dict[str, Any]) -> StudyInfo:
     """Create the study row and its Optuna study, as ``POST /api/v1/studies`` does."""
-    model = StudySpec.model_validate(spec)
-    experiment = validate_against_experiment(model)
+    public = create_study(database, StudySpec.model_validate(spec))
     with database.session() as session:
-        info = StudyRepository(session).create(
-            name=model.name,
-            experiment=model.experiment,
-            spec=model.model_dump(mode="json"),
-            n_trials=model.n_trials,
-            time_budget_s=model.time_budget_s,
-        )
-    create_optuna_study(
-        database.optuna_storage(), model, info.optuna_study_name, experiment=experiment
-    )
-    return info
+        return StudyRepository(session).get(public.id)
