@@ -198,7 +198,7 @@ def check_finite(bad: Tensor, task_names: tuple[str, ...], epoch: int) -> None:
 
 
 @contextmanager
-def _progress(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
     if not enabled:
         yield lambda n: None
         return
@@ -270,7 +270,7 @@ def train_trial(
     stop_reason: str | None = None
     val_metrics: dict[str, float] = {}
     model.train()
-    with _progress(progress, resolved.epochs * steps_per_epoch, resolved.experiment) as advance:
+    with progress_bar(progress, resolved.epochs * steps_per_epoch, resolved.experiment) as advance:
         for epoch in range(resolved.epochs):
             loss_sum = torch.zeros(ctx.num_tasks, device=device)
             weight_sum = torch.zeros(ctx.num_tasks, device=device)

@@ -74,11 +74,9 @@ from mtl_core.trainer import (
     EVAL_CHUNK,
     compute_metrics,
     prepare_data,
+    progress_bar,
     resolve_config,
     resolve_device,
-)
-from mtl_core.trainer import (
-    _progress as progress_bar,
 )
 
 logger = logging.getLogger(__name__)
