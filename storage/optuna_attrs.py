@@ -1,23 +1,32 @@
 """Write several user attributes of an Optuna trial in one transaction.
 
-Optuna's storage API writes one attribute per transaction (a row lock, an upsert and a commit
+Optuna's storage API writes one attribute per transaction (a row read, an upsert and a commit
 each). A worker stores seven or eight attributes per finished trial, which on PostgreSQL was
-the largest part of its per-trial overhead (``benchmarks/worker_overhead.py``). On an RDB
-storage this module writes them all in one transaction through the storage's own
-(private) per-attribute helper; on any other storage, or if that helper is not there in an
-Optuna release, it falls back to the public one-by-one call.
+the largest part of its per-trial overhead (``benchmarks/worker_overhead.py``). On SQLite and
+PostgreSQL this module checks the trial once and upserts all attributes in one statement, in
+one transaction, on Optuna's own table (through Optuna's private ORM models, pinned by the
+``optuna<6`` requirement); on any other storage it falls back to the public one-by-one call.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import TrialState
+from sqlalchemy.dialects import postgresql, sqlite
 
 logger = logging.getLogger(__name__)
+
+# Both dialects' INSERT has ``on_conflict_do_update`` (an upsert).
+_UPSERT_DIALECTS: dict[str, Callable[..., Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
 
 
 def _rdb_backend(storage: BaseStorage) -> RDBStorage | None:
@@ -27,21 +36,37 @@ def _rdb_backend(storage: BaseStorage) -> RDBStorage | None:
 
 
 def set_trial_user_attrs(storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """Set every ``key: value`` of ``attrs`` on trial ``trial_id`` (JSON-serialisable values)."""
+    """Set every ``key: value`` of ``attrs`` on trial ``trial_id`` (JSON-serialisable values).
+
+    Raises `optuna.exceptions.UpdateFinishedTrialError` if the trial has finished, as
+    ``set_trial_user_attr`` does.
+    """
     if not attrs:
         return
     backend = _rdb_backend(storage)
-    write_one = getattr(backend, "_set_trial_attr_without_commit", None)
-    if backend is None or write_one is None:
+    insert = _UPSERT_DIALECTS.get(backend.engine.name) if backend is not None else None
+    if backend is None or insert is None:
         for key, value in attrs.items():
             storage.set_trial_user_attr(trial_id, key, value)
         return
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            write_one(session, models.TrialUserAttributeModel, trial_id, key, value)
+    table = models.TrialUserAttributeModel
+    rows = [
+        {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+        for key, value in attrs.items()
+    ]
+    with _create_scoped_session(backend.scoped_session) as session:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        backend.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+        statement = insert(table).values(rows)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[table.trial_id, table.key],
+                set_={"value_json": statement.excluded.value_json},
+            )
+        )
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:

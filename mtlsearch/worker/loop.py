@@ -381,7 +381,8 @@ class Worker:
             return Decision(Verdict.CANCEL, reason)
         if self.stopping and report.epoch < job.epochs:
             return Decision(Verdict.STOP, STOPPED_REASON)
-        if reported and job.trial.should_prune():
+        # After the last epoch the trial ends anyway: no pruner query.
+        if reported and report.epoch < job.epochs and job.trial.should_prune():
             pruner = context.spec.pruner
             return Decision(
                 Verdict.PRUNE, f"pruned by the {pruner} pruner after epoch {report.epoch}"
