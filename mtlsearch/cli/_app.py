@@ -31,3 +31,5 @@ def main(
 ) -> None:
     level = logging.DEBUG if verbose else getattr(logging, get_settings().log_level)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per HTTP request is noise in a command's output; --verbose shows it.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)

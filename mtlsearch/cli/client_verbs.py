@@ -83,7 +83,7 @@ def status(
             if study_id is None:
                 _print_table(client.list(limit=100))
             else:
-                _print_study(client.status(study_id))
+                _print_study(client.status(study_id), client.url)
     except ClientError as exc:
         raise _fail(exc) from None
 
@@ -118,7 +118,7 @@ def _print_table(studies: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _print_study(study: dict[str, Any]) -> None:
+def _print_study(study: dict[str, Any], base_url: str) -> None:
     trials = study.get("trials") or {}
     rows = [
         ("id", study["id"]),
@@ -134,7 +134,7 @@ def _print_study(study: dict[str, Any]) -> None:
         ("pareto front", study.get("pareto_size")),
         ("created", study.get("created_at")),
         ("finished", study.get("finished_at")),
-        ("dashboard", study.get("dashboard_url")),
+        ("dashboard", f"{base_url}{study.get('dashboard_url') or '/dashboard'}"),
     ]
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
