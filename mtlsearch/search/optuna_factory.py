@@ -103,14 +103,15 @@ def build_pruner(
 ) -> optuna.pruners.BasePruner:
     """The pruner named by ``spec.pruner``; steps are 1-based epochs.
 
-    median: `MedianPruner` (5 startup trials, 1 warm-up step); hyperband: `HyperbandPruner`
+    median: `MedianPruner` (5 startup trials; never before epoch 2, since the first epoch's
+    value says little about a weighting that only acts over training); hyperband: `HyperbandPruner`
     from 1 epoch to the study's largest epoch count; none (and every multi-objective study,
     which Optuna cannot prune): `NopPruner`.
     """
     if spec.objective.kind == "multi" or spec.pruner == "none":
         return optuna.pruners.NopPruner()
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if spec.pruner == "hyperband":
         resource: int | str = max_epochs(spec, experiment) or "auto"
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resource)

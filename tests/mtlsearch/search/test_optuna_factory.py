@@ -67,7 +67,7 @@ def test_grid_sampler_looks_up_the_experiment_by_name() -> None:
 def test_build_pruner() -> None:
     median = build_pruner(make_spec(pruner="median"))
     assert isinstance(median, optuna.pruners.MedianPruner)
-    assert median._n_startup_trials == 5 and median._n_warmup_steps == 1
+    assert median._n_startup_trials == 5 and median._n_warmup_steps == 2
     hyperband = build_pruner(make_spec(pruner="hyperband", search_space={"epochs": 7}))
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert hyperband._max_resource == 7 and hyperband._min_resource == 1
