@@ -1,8 +1,10 @@
 """MultiMNIST: two overlapping MNIST digits on one 36x36 canvas, one task per digit.
 
-Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018 (after
-Sabour et al. 2017), in the 36x36 form of Lin et al., "Pareto Multi-Task Learning",
-NeurIPS 2019.
+Built as Sener & Koltun build it ("Multi-Task Learning as Multi-Objective Optimization",
+NeurIPS 2018, after Sabour et al. 2017; their released loader): the left digit on rows/cols
+0-27 of a 36x36 canvas, the right digit on rows/cols 6-33, overlapping by pixel-wise maximum,
+then the canvas is resized to 28x28 by nearest neighbour. ``image_size=36`` keeps the full
+36x36 canvas instead (the image size of Lin et al., "Pareto Multi-Task Learning", NeurIPS 2019).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ TEST_LABELS = DataFile(
 
 CANVAS = 36
 DIGIT = 28
-OFFSET = CANVAS - DIGIT  # the right digit starts at row and column 8
+OFFSET = 6  # the right digit starts at row and column 6 (Sener & Koltun's loader)
+IMAGE_SIZES = (28, 36)
 # Digits 0..49999 of MNIST's training file make training pairs, 50000..59999 validation pairs.
 VAL_DIGITS_START = 50_000
 MNIST_MEAN = 0.1307
@@ -75,12 +78,25 @@ def source_indices(num_pairs: int, num_digits: int, seed: int, split: int) -> np
 
 
 def compose(images: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Canvases uint8 ``[N, 36, 36]``: left digit at rows/cols 0-27, right at 8-35, pixel max."""
+    """Canvases uint8 ``[N, 36, 36]``: left digit at rows/cols 0-27, right at 6-33, pixel max."""
     canvas = np.zeros((len(pairs), CANVAS, CANVAS), dtype=np.uint8)
     canvas[:, :DIGIT, :DIGIT] = images[pairs[:, 0]]
-    lower_right = canvas[:, OFFSET:, OFFSET:]
+    lower_right = canvas[:, OFFSET : OFFSET + DIGIT, OFFSET : OFFSET + DIGIT]
     np.maximum(lower_right, images[pairs[:, 1]], out=lower_right)
     return canvas
+
+
+def nearest_rows(size: int) -> np.ndarray:
+    """Rows (and columns) of the 36x36 canvas that a nearest-neighbour resize to ``size`` keeps."""
+    return np.floor(np.arange(size) * CANVAS / size).astype(np.int64)
+
+
+def resize_nearest(canvas: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of ``[N, 36, 36]`` canvases to ``[N, size, size]``."""
+    if size == CANVAS:
+        return canvas
+    rows = nearest_rows(size)
+    return canvas[:, rows][:, :, rows]
 
 
 def _to_inputs(canvas: np.ndarray, normalize: bool) -> np.ndarray:
@@ -89,7 +105,7 @@ def _to_inputs(canvas: np.ndarray, normalize: bool) -> np.ndarray:
     if normalize:
         x -= np.float32(MNIST_MEAN)
         x *= np.float32(1.0 / MNIST_STD)
-    return x.reshape(len(canvas), 1, CANVAS, CANVAS)
+    return x.reshape(len(canvas), 1, canvas.shape[1], canvas.shape[2])
 
 
 _Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs, left labels, right labels
@@ -97,7 +113,7 @@ _Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs, left labels, righ
 
 @functools.lru_cache(maxsize=4)
 def _build(
-    root: str, sizes: tuple[int, int, int], seed: int, normalize: bool
+    root: str, sizes: tuple[int, int, int], seed: int, normalize: bool, image_size: int
 ) -> tuple[_Arrays, _Arrays, _Arrays]:
     data_dir = Path(root)
     train_images = read_idx_images(data_dir / TRAIN_IMAGES.relative_path)
@@ -123,7 +139,7 @@ def _build(
     out = []
     for split, ((images, labels), size) in enumerate(zip(pools, sizes, strict=True)):
         pairs = source_indices(size, len(images), seed, split)
-        x = _to_inputs(compose(images, pairs), normalize)
+        x = _to_inputs(resize_nearest(compose(images, pairs), image_size), normalize)
         y = labels[pairs].astype(np.int64)
         out.append((x, np.ascontiguousarray(y[:, 0]), np.ascontiguousarray(y[:, 1])))
     logger.info("built MultiMNIST %s from %s", "/".join(map(str, sizes)), data_dir)
@@ -135,12 +151,18 @@ def _split(arrays: _Arrays) -> Split:
     return Split(torch.from_numpy(x), [torch.from_numpy(left), torch.from_numpy(right)])
 
 
-def _lenet_blocks() -> list[nn.Module]:
-    # The MGDA paper's LeNet; 36x36 → conv5 32 → pool 16 → conv5 12 → pool 6: 20·6·6 = 720.
+def lenet_flat_dim(image_size: int) -> int:
+    """Width after the LeNet's two conv5 + pool2 stages: 28 → 20·4·4 = 320, 36 → 20·6·6 = 720."""
+    side = ((image_size - 4) // 2 - 4) // 2
+    return 20 * side * side
+
+
+def _lenet_blocks(image_size: int) -> list[nn.Module]:
+    # The MGDA paper's LeNet (320 → 50 on 28x28 inputs).
     return [
         nn.Sequential(nn.Conv2d(1, 10, 5), nn.MaxPool2d(2), nn.ReLU()),
         nn.Sequential(nn.Conv2d(10, 20, 5), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten()),
-        nn.Sequential(nn.Linear(720, 50), nn.ReLU()),
+        nn.Sequential(nn.Linear(lenet_flat_dim(image_size), 50), nn.ReLU()),
     ]
 
 
@@ -150,14 +172,16 @@ def _digit_head(task_index: int) -> nn.Module:
 
 @register_experiment
 class MultiMNIST(Experiment):
-    """MultiMNIST 36x36: classify the top-left ("left") and bottom-right ("right") digit.
+    """MultiMNIST: classify the top-left ("left") and bottom-right ("right") digit.
 
-    Sener & Koltun, NeurIPS 2018; the 36x36 setup of Pareto MTL (Lin et al., NeurIPS 2019).
-    Each sample overlays two different MNIST digits by pixel-wise maximum: the "left" digit on
-    rows/cols 0-27, the "right" one on rows/cols 8-35. Pairs are drawn with a fixed seed, so the
-    set is the same on every machine. Training pairs use MNIST training digits 0-49999,
-    validation pairs digits 50000-59999, test pairs the t10k digits. The Pareto-MTL pickle held
-    120,000 training and 20,000 test images; pass those sizes to match it.
+    Sener & Koltun, NeurIPS 2018. Each sample overlays two different MNIST digits on a 36x36
+    canvas by pixel-wise maximum: the "left" digit on rows/cols 0-27, the "right" one on
+    rows/cols 6-33; the canvas is then resized to 28x28 by nearest neighbour, as in their loader
+    (``image_size=36`` keeps the canvas, the size Pareto MTL, Lin et al. 2019, trains on).
+    Pairs are drawn with a fixed seed, so the set is the same on every machine. Training pairs
+    use MNIST training digits 0-49999, validation pairs digits 50000-59999, test pairs the
+    t10k digits. The Pareto-MTL pickle held 120,000 training and 20,000 test images; pass
+    those sizes to match it.
 
     The built arrays are cached in this process and shared between calls: treat the tensors of
     the returned splits as read-only.
@@ -167,14 +191,16 @@ class MultiMNIST(Experiment):
         val_size: number of validation pairs (default 10,000).
         test_size: number of test pairs (default 10,000).
         seed: seed of the pair draws.
+        image_size: 28 (default: Sener & Koltun's resize) or 36 (the full canvas).
         normalize: scale pixels to [0, 1] and then standardise with MNIST's mean 0.1307 and
             std 0.3081 (as the Pareto-MTL code does); False keeps [0, 1].
     """
 
     name: ClassVar[str] = "multi_mnist"
     description: ClassVar[str] = (
-        "MultiMNIST 36x36 (Sener & Koltun 2018): two overlapping MNIST digits, "
-        "10-way classification of the top-left and the bottom-right digit; LeNet trunk."
+        "MultiMNIST (Sener & Koltun 2018): two overlapping MNIST digits on a 36x36 canvas, "
+        "resized to 28x28; 10-way classification of the top-left and the bottom-right digit; "
+        "LeNet trunk."
     )
     tasks: ClassVar[tuple[Task, ...]] = (
         Task("left", "cross_entropy", "accuracy", 10, ("macro_f1",)),
@@ -192,7 +218,10 @@ class MultiMNIST(Experiment):
         test_size: int = 10_000,
         seed: int = 0,
         normalize: bool = True,
+        image_size: int = 28,
     ) -> None:
+        if image_size not in IMAGE_SIZES:
+            raise ValueError(f"image_size must be one of 28, 36, got {image_size=}")
         for label, value in (
             ("train_size", train_size),
             ("val_size", val_size),
@@ -205,19 +234,22 @@ class MultiMNIST(Experiment):
         self.test_size = test_size
         self.seed = seed
         self.normalize = normalize
+        self.image_size = image_size
 
     def load_splits(self, data_dir: Path | None) -> DataSplits:
         if data_dir is None:
             raise DataError("no data directory set: pass --data-dir or set MTLSEARCH_DATA_DIR")
         sizes = (self.train_size, self.val_size, self.test_size)
-        train, val, test = _build(cache_key(data_dir), sizes, self.seed, self.normalize)
+        train, val, test = _build(
+            cache_key(data_dir), sizes, self.seed, self.normalize, self.image_size
+        )
         return DataSplits(_split(train), _split(val), _split(test))
 
     def network_parts(self) -> NetworkParts:
         return NetworkParts(
-            make_blocks=_lenet_blocks,
+            make_blocks=functools.partial(_lenet_blocks, self.image_size),
             representation_dim=50,
             make_head=_digit_head,
-            input_dim=CANVAS * CANVAS,
+            input_dim=self.image_size * self.image_size,
             num_tasks=len(self.tasks),
         )

@@ -14,9 +14,9 @@ from mtl_core.experiments import multi_mnist as mm
 from mtl_core.experiments.data import read_idx_images, read_idx_labels
 
 
-def small(seed: int = 0, normalize: bool = True) -> mm.MultiMNIST:
+def small(seed: int = 0, normalize: bool = True, image_size: int = 28) -> mm.MultiMNIST:
     """600 / 200 / 100 pairs: quick to build."""
-    return mm.MultiMNIST(600, 200, 100, seed=seed, normalize=normalize)
+    return mm.MultiMNIST(600, 200, 100, seed=seed, normalize=normalize, image_size=image_size)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def mnist(data_dir: Path) -> dict[str, np.ndarray]:
 def test_default_sizes_shapes_and_ranges(data_dir: Path) -> None:
     splits = get_experiment("multi_mnist").load(data_dir)
     for split, n in ((splits.train, 60_000), (splits.val, 10_000), (splits.test, 10_000)):
-        assert split.x.shape == (n, 1, 36, 36)
+        assert split.x.shape == (n, 1, 28, 28)
         assert split.x.dtype == torch.float32
         assert torch.isfinite(split.x).all()
         for target in split.targets:
@@ -45,13 +45,16 @@ def test_default_sizes_shapes_and_ranges(data_dir: Path) -> None:
     assert float(splits.train.x.max()) == pytest.approx(hi, abs=1e-5)
 
 
-def _by_hand(images: np.ndarray, left: int, right: int) -> np.ndarray:
+def _by_hand(images: np.ndarray, left: int, right: int, size: int = 28) -> np.ndarray:
+    """Sener & Koltun's loader, pixel by pixel: 36x36 canvas, right digit at 6, resize."""
     canvas = np.zeros((36, 36), dtype=np.float32)
     canvas[0:28, 0:28] = images[left]
     for r in range(28):
         for c in range(28):
-            canvas[8 + r, 8 + c] = max(canvas[8 + r, 8 + c], images[right][r, c])
-    return canvas / 255.0
+            canvas[6 + r, 6 + c] = max(canvas[6 + r, 6 + c], images[right][r, c])
+    # nearest neighbour 36 -> 28 keeps canvas row floor(i * 36 / 28) for output row i
+    keep = [int(i * 36 // size) for i in range(size)]
+    return canvas[np.ix_(keep, keep)] / 255.0
 
 
 def test_samples_are_two_placed_digits_from_disjoint_sources(
@@ -75,14 +78,38 @@ def test_samples_are_two_placed_digits_from_disjoint_sources(
         for i in (0, len(split) - 1):
             expected = _by_hand(images, int(pairs[i, 0]), int(pairs[i, 1]))
             np.testing.assert_allclose(split.x[i, 0].numpy(), expected, atol=1e-6)
-    # The top-left 8x8 corner holds only the left digit, the bottom-right only the right one.
+    # The canvas's top-left 6x6 corner holds only the left digit, rows/cols 28-33 only the
+    # right one; the resize keeps canvas rows 0, 1, 2, 3, 5 and 28, 29, 30, 32, 33 of them.
     i = 0
     pairs = mm.source_indices(len(splits.train), 50_000, seed=0, split=0)
     left, right = mnist["train_images"][pairs[i, 0]], mnist["train_images"][pairs[i, 1]]
-    np.testing.assert_allclose(splits.train.x[i, 0, :8, :8].numpy() * 255, left[:8, :8], atol=1e-3)
+    keep = mm.nearest_rows(28)
+    corner = keep[keep < 6]
     np.testing.assert_allclose(
-        splits.train.x[i, 0, 28:, 28:].numpy() * 255, right[20:, 20:], atol=1e-3
+        splits.train.x[i, 0, : len(corner), : len(corner)].numpy() * 255,
+        left[np.ix_(corner, corner)],
+        atol=1e-3,
     )
+    far = np.flatnonzero((keep >= 28) & (keep < 34))
+    np.testing.assert_allclose(
+        splits.train.x[i, 0][np.ix_(far, far)].numpy() * 255,
+        right[np.ix_(keep[far] - 6, keep[far] - 6)],
+        atol=1e-3,
+    )
+
+
+def test_image_size_36_keeps_the_canvas(data_dir: Path, mnist: dict[str, np.ndarray]) -> None:
+    experiment = small(normalize=False, image_size=36)
+    split = experiment.load(data_dir).test
+    assert split.x.shape[-2:] == (36, 36)
+    pairs = mm.source_indices(len(split), 10_000, seed=0, split=2)
+    expected = _by_hand(mnist["test_images"], int(pairs[0, 0]), int(pairs[0, 1]), size=36)
+    np.testing.assert_allclose(split.x[0, 0].numpy(), expected, atol=1e-6)
+    parts = experiment.network_parts()
+    assert parts.input_dim == 36 * 36
+    assert nn.Sequential(*parts.make_blocks())(split.x[:3]).shape == (3, 50)
+    with pytest.raises(ValueError, match="image_size must be one of 28, 36"):
+        mm.MultiMNIST(image_size=32)
 
 
 def test_normalised_inputs_are_the_unit_inputs_standardised(data_dir: Path) -> None:
@@ -114,7 +141,7 @@ def test_a_split_does_not_change_with_another_split_size(data_dir: Path) -> None
 def test_network_parts_forward(data_dir: Path) -> None:
     experiment = small()
     parts = experiment.network_parts()
-    assert parts.input_dim == 36 * 36 and parts.representation_dim == 50
+    assert parts.input_dim == 28 * 28 and parts.representation_dim == 50
     assert parts.num_tasks == 2
     blocks = parts.make_blocks()
     assert len(blocks) == 3
