@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(
         60.0, gt=0, description="A running trial without a heartbeat for this long is failed."
     )
+    db_pool_size: int = Field(
+        5,
+        ge=1,
+        description="PostgreSQL connections a process keeps open (one pool per process). A "
+        "worker uses about three at once (loop, heartbeat, prefetch/tell); size the server's "
+        "max_connections for (pool size + overflow) x (workers + API servers).",
+    )
+    db_max_overflow: int = Field(
+        5, ge=0, description="PostgreSQL connections a process may open above db_pool_size."
+    )
     log_level: str = Field("INFO", description="Python logging level.")
 
     @field_validator("log_level")

@@ -82,13 +82,23 @@ def display_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def engine_options(url: URL) -> dict[str, Any]:
-    """Keyword arguments of `create_engine` for this backend (picklable: Optuna keeps them)."""
+def engine_options(url: URL, settings: Settings | None = None) -> dict[str, Any]:
+    """Keyword arguments of `create_engine` for this backend (picklable: Optuna keeps them).
+
+    PostgreSQL's pool is sized by ``Settings.db_pool_size`` / ``db_max_overflow``: every
+    worker and API process holds one pool, and together they must fit the server's
+    ``max_connections``.
+    """
     if url.get_backend_name() == "sqlite":
         # sqlite3's `timeout` is its busy handler: a writer waits for the lock instead of
         # failing at once with "database is locked".
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True}
+    settings = settings or get_settings()
+    return {
+        "pool_pre_ping": True,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+    }
 
 
 def prepare_sqlite_file(url: URL) -> None:
@@ -193,7 +203,7 @@ class Database:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(
                     self.url.render_as_string(hide_password=False),
-                    engine_kwargs=engine_options(self.url),
+                    engine_kwargs=engine_options(self.url, settings),
                     heartbeat_interval=max(1, math.ceil(settings.worker_heartbeat_s)),
                     grace_period=max(1, math.ceil(settings.stale_after_s)),
                     heartbeat_stale_trial_callback=(

@@ -143,3 +143,19 @@ def test_sqlite_two_processes_write_without_locking_errors(sqlite_url: str) -> N
     assert outcomes == ["ok", "ok"]
     with get_database(sqlite_url).session() as session:
         assert StudyRepository(session).get(study_id).trials_reserved == 120
+
+
+def test_postgres_pool_is_sized_by_the_settings(postgres_url: str) -> None:
+    from mtlsearch.settings import Settings
+    from storage import Database
+    from storage.migrate import upgrade
+
+    upgrade(postgres_url)
+    settings = Settings(db_url=postgres_url, db_pool_size=3, db_max_overflow=2)
+    database = Database(postgres_url, settings=settings)
+    try:
+        pool = database.engine.pool
+        assert pool.size() == 3  # type: ignore[attr-defined]
+        assert pool._max_overflow == 2  # type: ignore[attr-defined]
+    finally:
+        database.dispose()
