@@ -63,6 +63,16 @@ def worker(
         Path | None,
         typer.Option("--data-dir", help="Data sets (default: $MTLSEARCH_DATA_DIR)."),
     ] = None,
+    prefetch: Annotated[
+        bool,
+        typer.Option(
+            "--prefetch/--no-prefetch",
+            help="Ask the next trial in the background while the current one trains, so the "
+            "device does not wait on the database between trials (one-by-one training; the "
+            "prefetched trial holds a budget slot until it runs). Results are told in the "
+            "background either way.",
+        ),
+    ] = True,
 ) -> None:
     """Train the trials of the running studies until stopped.
 
@@ -77,7 +87,12 @@ def worker(
     try:
         k = parse_batch(batch)
         options = WorkerOptions(
-            device=device, batch=k, max_trials=max_trials, idle_exit_s=idle_exit, data_dir=data_dir
+            device=device,
+            batch=k,
+            max_trials=max_trials,
+            idle_exit_s=idle_exit,
+            data_dir=data_dir,
+            prefetch=prefetch,
         )
     except (typer.BadParameter, ValueError) as exc:
         raise fail(f"--batch: {exc}" if isinstance(exc, typer.BadParameter) else str(exc)) from None

@@ -8,7 +8,20 @@ the parameter suggestions, one heartbeat row and one ``worker`` attribute, per e
 ``report`` (plus the pruner's read of the study, served from Optuna's cache) and a read of the
 study's status (cancel; at most one a second), then the result attributes and ``tell``. The
 worker row is written by the heartbeat thread only, never per trial.
-``benchmarks/worker_overhead.py`` measures it.
+
+Overlap: only the per-epoch work stays on the training thread. `Worker.finish` (result
+attributes, ``tell``, slot release, failure counting, completion check) runs on one background
+*finisher* thread, in order, while the loop goes on; and with ``WorkerOptions.prefetch`` (the
+default) the next job (maintenance, pick + reserve, ``ask``, suggestions) is prepared on a
+*prefetch* thread while the current trial trains, one job ahead, so the next trial starts at
+once. A prefetched trial holds its slot and its Optuna heartbeat while it waits; if the worker
+stops, or its study is no longer running when its turn comes, it is told FAIL without training
+and its slot is released. The sampler therefore asks one trial before the previous one is told
+(TPE sees one finished trial fewer). Decisions that depend on pending tells (``max_trials``,
+``idle_exit_s``, stopping, the return of `Worker.run`) wait for the finisher first, and a study
+is never completed while this worker holds an untold trial of it. The batched runner asks its
+own jobs and is not prefetched (its tells still run on the finisher).
+``benchmarks/worker_overhead.py`` measures the cost left on the critical path.
 
 Budget: ``StudyRepository.reserve_trial`` takes one of the study's ``n_trials`` slots before
 each ``ask``; a trial that ends FAIL (its own failure, a cancel, a worker stop, or a stale trial
@@ -34,6 +47,8 @@ import socket
 import threading
 import time
 import warnings
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,6 +123,9 @@ class WorkerOptions:
             worker, with no COMPLETE or PRUNED in between, is marked failed.
         idle_sleep_s: first and longest sleep between two looks for work (doubling).
         worker_id: default ``<hostname>-<pid>-<6 hex>``.
+        prefetch: prepare the next job (pick + reserve + ask + suggest) on a background thread
+            while the current trial trains, one job ahead (one-by-one training only; the
+            batched runner asks its own jobs).
     """
 
     device: str = "cpu"
@@ -120,6 +138,7 @@ class WorkerOptions:
     max_consecutive_failures: int = 5
     idle_sleep_s: tuple[float, float] = (0.2, 5.0)
     worker_id: str | None = None
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         if self.batch != "auto" and (not isinstance(self.batch, int) or self.batch < 1):
@@ -168,7 +187,17 @@ class Worker:
         self.trials_started = 0
         self.trials_done = 0
         self._stop = threading.Event()
+        # Guards what the loop, the prefetch and the finisher threads share: the counters
+        # above, `_contexts`, `_untold` and the StudyContext counters. Never held across I/O.
+        self._lock = threading.RLock()
         self._contexts: dict[str, StudyContext] = {}
+        #: Asked, not yet told trials of this worker, by study id (see `maybe_complete`).
+        self._untold: Counter[str] = Counter()
+        #: Studies seen (or made) no longer running: their status without a query.
+        self._ended: dict[str, StudyStatus | str] = {}
+        self._finisher: ThreadPoolExecutor | None = None
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._ahead: Future[Job | None] | None = None
         self._heartbeat: Heartbeat | None = None
         self._last_maintenance = -math.inf
         self.runner: TrialRunner = (
@@ -217,11 +246,26 @@ class Worker:
         """Work until stopped, ``max_trials`` or ``idle_exit_s``; returns trials finished."""
         if self._heartbeat is None:
             self.register()
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix=f"finisher-{self.id}")
+        self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix=f"prefetch-{self.id}")
         try:
             self._loop()
         finally:
-            self._shutdown()
+            try:
+                self._drop_prefetched()
+            finally:
+                self.drain()
+                self._finisher.shutdown(wait=True)
+                self._prefetcher.shutdown(wait=True)
+                self._finisher = self._prefetcher = None
+                self._shutdown()
         return self.trials_done
+
+    def drain(self) -> None:
+        """Wait until every finish handed to the finisher thread has landed."""
+        if self._finisher is not None:
+            # One thread, first in first out: a no-op done means everything before it is.
+            self._finisher.submit(lambda: None).result()
 
     def _shutdown(self) -> None:
         heartbeat = self._heartbeat
@@ -241,12 +285,20 @@ class Worker:
         low, high = self.options.idle_sleep_s
         sleep = low
         idle_since: float | None = None
+        prefetch = self.options.prefetch and not isinstance(self.runner, BatchedRunner)
         while not self.stopping:
-            if self._out_of_trials():
-                logger.info("worker %s reached --max-trials %s", self.id, self.options.max_trials)
-                return
-            self.maintain()
-            job = self.next_job_any()
+            job = self._take_prefetched()
+            if job is None:
+                # Pending tells release slots, count trials and complete studies: the
+                # decisions below must see them.
+                self.drain()
+                if self._out_of_trials():
+                    logger.info(
+                        "worker %s reached --max-trials %s", self.id, self.options.max_trials
+                    )
+                    return
+                self.maintain()
+                job = self.next_job_any()
             if job is None:
                 now = time.monotonic()
                 idle_since = idle_since if idle_since is not None else now
@@ -259,26 +311,74 @@ class Worker:
                 sleep = min(sleep * 2, high)
                 continue
             idle_since, sleep = None, low
+            if prefetch and not self.stopping:
+                assert self._prefetcher is not None
+                self._ahead = self._prefetcher.submit(self._prefetch)
+            self._beat(WorkerStatus.BUSY, job)
             self.runner.run(job)
-            self._beat(WorkerStatus.IDLE)
+
+    def _prefetch(self) -> Job | None:
+        # On the prefetch thread, while the loop trains: what the loop would do next.
+        self.maintain()
+        return self.next_job_any()
+
+    def _take_prefetched(self) -> Job | None:
+        """The prefetched job, if there is one and it may still train; else None.
+
+        Raises what preparing it raised (as the loop did when it prepared jobs itself).
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        job = ahead.result()
+        if job is None:
+            return None
+        if self.stopping:
+            self.finish(job, Outcome(TrialState.FAIL, reason=STOPPED_REASON))
+            return None
+        # Cancelled while it waited? (Rate-limited like the per-epoch check: a cancel seen
+        # later stops it after its first epoch instead.)
+        status = self._status(job.study)
+        if status is not StudyStatus.RUNNING:
+            reason = CANCELLED_REASON if status is StudyStatus.CANCELLED else f"study {status}"
+            self.finish(job, Outcome(TrialState.FAIL, reason=reason))
+            return None
+        return job
+
+    def _drop_prefetched(self) -> None:
+        """Tell a prefetched job that will not train FAIL (worker stopped); frees its slot."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        try:
+            job = ahead.result()
+        except Exception as exc:
+            logger.warning("preparing the next trial failed while stopping: %s", exc)
+            return
+        if job is not None:
+            self.finish(job, Outcome(TrialState.FAIL, reason=STOPPED_REASON))
 
     def _out_of_trials(self) -> bool:
         limit = self.options.max_trials
-        return limit is not None and self.trials_started >= limit
+        with self._lock:
+            return limit is not None and self.trials_started >= limit
 
     def _beat(self, status: WorkerStatus, job: Job | None = None) -> None:
         if self._heartbeat is not None:
+            with self._lock:
+                done = self.trials_done
             self._heartbeat.set_state(
                 status,
                 job.study.id if job else None,
                 job.trial.number if job else None,
-                trials_done=self.trials_done,
+                trials_done=done,
             )
 
     # --- studies ---------------------------------------------------------------------------
 
     def _context(self, info: StudyInfo) -> StudyContext | None:
-        context = self._contexts.get(info.id)
+        with self._lock:
+            context = self._contexts.get(info.id)
         if context is None:
             context, why = load_study_context(self.database, info, self.id)
             if context is None:
@@ -296,9 +396,11 @@ class Worker:
                 if not isinstance(exc, DataError):
                     self._fail_study(context, f"single-task baselines failed: {exc}")
                 return None
-            self._contexts[info.id] = context
-        context.info = info
-        context.reserved_hint = info.trials_reserved
+            with self._lock:
+                self._contexts[info.id] = context
+        with self._lock:
+            context.info = info
+            context.reserved_hint = info.trials_reserved
         return context
 
     def next_job_any(self) -> Job | None:
@@ -320,7 +422,7 @@ class Worker:
             if not context.time_left():
                 self.maybe_complete(context)
                 continue
-            job = self.next_job(context)
+            job = self._ask(context)  # the loop beats when it starts training it
             if job is not None:
                 return job
             self.maybe_complete(context)
@@ -328,11 +430,18 @@ class Worker:
 
     def next_job(self, study: StudyContext) -> Job | None:
         """Reserve one slot of ``study`` and ask a trial (re-queued ones come first)."""
+        job = self._ask(study)
+        if job is not None:  # asked by the batched runner for its batch: it trains now
+            self._beat(WorkerStatus.BUSY, job)
+        return job
+
+    def _ask(self, study: StudyContext) -> Job | None:
         while not self.stopping and not self._out_of_trials() and study.time_left():
             with self.database.session() as session:
                 if not StudyRepository(session).reserve_trial(study.id):
                     return None
-            study.reserved_hint += 1
+            with self._lock:
+                study.reserved_hint += 1
             try:
                 with warnings.catch_warnings():
                     # "Heartbeat ... supposed to be used with Study.optimize": we beat ourselves.
@@ -341,7 +450,9 @@ class Worker:
             except Exception:
                 self._release(study)
                 raise
-            self.trials_started += 1
+            with self._lock:
+                self.trials_started += 1
+                self._untold[study.id] += 1
             assert self._heartbeat is not None
             self._heartbeat.add_trial(trial._trial_id)
             start_attrs: dict[str, object] = {WORKER_ATTR: self.id}
@@ -358,7 +469,6 @@ class Worker:
                 )
                 continue
             job = Job(study, trial, config, planned_epochs(study, config.epochs))
-            self._beat(WorkerStatus.BUSY, job)
             logger.debug("trial %d of study %s: %s", trial.number, study.id, config)
             return job
         return None
@@ -392,18 +502,47 @@ class Worker:
     def _status(self, context: StudyContext) -> StudyStatus | str:
         # Read at most once per STATUS_CHECK_S: a cancel is seen after the first epoch that
         # ends a second or more later, and epochs of tiny models cost no query each.
+        with self._lock:
+            ended = self._ended.get(context.id)
+        if ended is not None:
+            return ended
         now = time.monotonic()
         if now - context.status_checked < STATUS_CHECK_S:
             return StudyStatus.RUNNING
         context.status_checked = now
+        status: StudyStatus | str
         try:
             with self.database.session() as session:
-                return StudyRepository(session).get(context.id).status
+                status = StudyRepository(session).get(context.id).status
         except NotFoundError:
-            return "deleted"
+            status = "deleted"
+        if status is not StudyStatus.RUNNING:
+            # Final: a job of it prefetched meanwhile is then told at once, not trained.
+            with self._lock:
+                self._ended[context.id] = status
+        return status
 
     def finish(self, job: Job, outcome: Outcome) -> None:
-        """Record the job's attributes, tell Optuna, release a failed trial's slot."""
+        """Record the job's attributes, tell Optuna, release a failed trial's slot.
+
+        Inside `run` this is queued for the finisher thread and returns at once; `drain`
+        waits for it. The trial keeps its Optuna heartbeat until it is told.
+        """
+        if self._finisher is None:
+            self._finish_now(job, outcome)
+        else:
+            self._finisher.submit(self._finish_logged, job, outcome)
+
+    def _finish_logged(self, job: Job, outcome: Outcome) -> None:
+        try:
+            self._finish_now(job, outcome)
+        except Exception:
+            # The slot was released (see _finish_now); the worker goes on.
+            logger.exception(
+                "could not record trial %d of study %s", job.trial.number, job.study.id
+            )
+
+    def _finish_now(self, job: Job, outcome: Outcome) -> None:
         context, trial = job.study, job.trial
         state, reason = outcome.state, outcome.reason
         values: list[float] | None = None
@@ -452,19 +591,25 @@ class Worker:
             self._release(context)
             raise
         self._end_trial(job)
-        self.trials_done += 1
+        with self._lock:
+            self.trials_done += 1
         if state is TrialState.FAIL:
             self._release(context)
         self._log(job, state, reason, values)
         self._count_failures(context, state, outcome, reason)
-        n_trials = context.info.n_trials
-        near_end = n_trials is not None and context.reserved_hint >= n_trials
+        with self._lock:
+            n_trials = context.info.n_trials
+            near_end = n_trials is not None and context.reserved_hint >= n_trials
         if near_end and state is not TrialState.FAIL:
             self.maybe_complete(context)
 
     def _end_trial(self, job: Job) -> None:
         if self._heartbeat is not None:
             self._heartbeat.discard_trial(job.trial._trial_id)
+        with self._lock:
+            self._untold[job.study.id] -= 1
+            if self._untold[job.study.id] <= 0:
+                del self._untold[job.study.id]
 
     def _log(
         self, job: Job, state: TrialState, reason: str | None, values: list[float] | None
@@ -481,18 +626,17 @@ class Worker:
     def _count_failures(
         self, context: StudyContext, state: TrialState, outcome: Outcome, reason: str | None
     ) -> None:
-        if state is not TrialState.FAIL:
-            context.consecutive_failures = 0
-            return
-        if not outcome.counts_as_failure:
-            return
-        context.consecutive_failures += 1
-        context.last_failure = reason
-        if context.consecutive_failures >= self.options.max_consecutive_failures:
-            self._fail_study(
-                context,
-                f"{context.consecutive_failures} trials failed in a row; last: {reason}",
-            )
+        with self._lock:
+            if state is not TrialState.FAIL:
+                context.consecutive_failures = 0
+                return
+            if not outcome.counts_as_failure:
+                return
+            context.consecutive_failures += 1
+            context.last_failure = reason
+            failures = context.consecutive_failures
+        if failures >= self.options.max_consecutive_failures:
+            self._fail_study(context, f"{failures} trials failed in a row; last: {reason}")
 
     def _fail_study(self, context: StudyContext, message: str) -> None:
         with self.database.session() as session:
@@ -500,6 +644,8 @@ class Worker:
                 context.id, StudyStatus.FAILED, message, expected=StudyStatus.RUNNING
             )
         if changed:
+            with self._lock:
+                self._ended[context.id] = StudyStatus.FAILED
             logger.error("study %s marked failed: %s", context.id, message)
 
     def _release(self, context: StudyContext) -> None:
@@ -510,7 +656,13 @@ class Worker:
 
     def maybe_complete(self, context: StudyContext) -> bool:
         """Mark the study completed (and store its ``best``) if its budget or time is used up
-        and no trial runs or waits; True if this call did it."""
+        and no trial runs or waits; True if this call did it.
+
+        Never while this worker holds an asked, untold trial of it (a prefetched one, or one
+        the finisher has not told yet): the finish of that trial checks again."""
+        with self._lock:
+            if self._untold[context.id] > 0:
+                return False
         study = context.study
         if study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             return False
@@ -534,7 +686,9 @@ class Worker:
                 ArtifactRepository(session).put(context.id, "best", record)
         if changed:
             logger.info("study %s completed%s", context.id, f" ({message})" if message else "")
-            self._contexts.pop(context.id, None)
+            with self._lock:
+                self._contexts.pop(context.id, None)
+                self._ended[context.id] = StudyStatus.COMPLETED
         return changed
 
     def maintain(self, force: bool = False) -> None:
@@ -546,8 +700,9 @@ class Worker:
         self._last_maintenance = now
         with self.database.session() as session:
             running, _ = StudyRepository(session).list(limit=1000, status=StudyStatus.RUNNING)
-        for stale_id in set(self._contexts) - {info.id for info in running}:
-            del self._contexts[stale_id]  # cancelled, completed or deleted meanwhile
+        with self._lock:
+            for stale_id in set(self._contexts) - {info.id for info in running}:
+                del self._contexts[stale_id]  # cancelled, completed or deleted meanwhile
         for info in running:
             context = self._context(info)
             if context is None:

@@ -3,8 +3,9 @@
 The loop (`mtlsearch.worker.loop.Worker`) hands a runner its first `Job`; the runner trains it
 (and, batched, more jobs of the same study that it asks through the host), asks the host what
 to do after every epoch (`TrialHost.on_epoch`: go on, prune, the study was cancelled, the
-worker is stopping), and hands every job back finished (`TrialHost.finish`). A runner never
-touches the database itself, so the loop does not care which one runs.
+worker is stopping), and hands every job back finished (`TrialHost.finish`, which the worker
+queues for its finisher thread, so the runner goes on at once). A runner never touches the
+database itself, so the loop does not care which one runs.
 """
 
 from __future__ import annotations
@@ -187,6 +188,11 @@ class BatchedRunner(TrialRunner):
     is refilled with a new job of the same study (until the budget is spent or the worker
     stops). Jobs that cannot join the batch (a strategy without a batched form, another
     architecture or epoch count) train one by one afterwards.
+
+    The worker's prefetch (``WorkerOptions.prefetch``) is not used with this runner: a batch
+    asks its own jobs (the first K, then refills on the training thread), and one job prepared
+    ahead would only hold a slot the batch can fill itself. Its finished jobs still go to the
+    worker's finisher thread.
 
     Args:
         host: the worker loop.

@@ -99,16 +99,21 @@ def test_trials_complete_within_the_budget(database: Database) -> None:
     assert me.id == worker.id and me.status is WorkerStatus.STOPPED and me.trials_done == 3
 
 
-def test_failing_trials_are_recorded_and_a_failing_study_is_given_up(database: Database) -> None:
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_failing_trials_are_recorded_and_a_failing_study_is_given_up(
+    database: Database, prefetch: bool
+) -> None:
     broken = submit(
         database, synthetic_spec("broken", n_trials=2, search_space={"lr": 1e12, "epochs": 1})
     )
     healthy = submit(database, synthetic_spec("healthy", n_trials=2))
-    make_worker(database, max_consecutive_failures=3).run()
+    make_worker(database, max_consecutive_failures=3, prefetch=prefetch).run()
 
     failed = load(database, broken).trials
-    assert [t.state for t in failed] == [TrialState.FAIL] * 3
-    assert all("NaN or infinite" in t.user_attrs["fail_reason"] for t in failed)
+    # With prefetch, one more trial may have been asked before the third failure was told.
+    assert len(failed) == 3 or (prefetch and len(failed) == 4)
+    assert [t.state for t in failed] == [TrialState.FAIL] * len(failed)
+    assert all("NaN or infinite" in t.user_attrs["fail_reason"] for t in failed[:3])
     row = study_row(database, broken.id)
     assert row.status is StudyStatus.FAILED and row.trials_reserved == 0
     assert row.message is not None and "3 trials failed in a row" in row.message
@@ -148,10 +153,12 @@ def test_cancelling_a_study_stops_its_running_trial(database: Database) -> None:
     thread.join(timeout=60)
     assert not thread.is_alive()
 
-    (trial,) = load(database, info).trials
-    assert trial.state is TrialState.FAIL
-    assert trial.user_attrs["fail_reason"] == CANCELLED_REASON
+    trials = load(database, info).trials
+    (trial,) = [t for t in trials if t.intermediate_values]
     assert len(trial.intermediate_values) < 400
+    # with prefetch, the next trial asked meanwhile is told FAIL without training
+    assert len(trials) <= 2 and all(t.state is TrialState.FAIL for t in trials)
+    assert all(t.user_attrs["fail_reason"] == CANCELLED_REASON for t in trials)
     row = study_row(database, info.id)
     assert row.status is StudyStatus.CANCELLED and row.trials_reserved == 0
 
@@ -166,9 +173,10 @@ def test_a_stopped_worker_fails_its_trial_and_gives_the_slot_back(database: Data
     thread.join(timeout=60)
     assert not thread.is_alive()
 
-    (trial,) = load(database, info).trials
-    assert trial.state is TrialState.FAIL
-    assert trial.user_attrs["fail_reason"] == STOPPED_REASON
+    trials = load(database, info).trials
+    assert len([t for t in trials if t.intermediate_values]) == 1 and len(trials) <= 2
+    assert all(t.state is TrialState.FAIL for t in trials)
+    assert all(t.user_attrs["fail_reason"] == STOPPED_REASON for t in trials)
     assert study_row(database, info.id).trials_reserved == 0
     with database.session() as session:
         assert WorkerRepository(session).get(worker.id, 60).status is WorkerStatus.STOPPED
@@ -261,3 +269,81 @@ def test_unknown_experiment_is_passed_over(database: Database) -> None:
     assert study_row(database, info.id).status is StudyStatus.COMPLETED
     row = study_row(database, other.id)
     assert row.status is StudyStatus.RUNNING and row.trials_reserved == 0
+
+
+def finished(trials: list[optuna.trial.FrozenTrial]) -> int:
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+@pytest.mark.slow
+def test_a_stopped_prefetching_worker_leaves_nothing_running_and_the_budget_exact(
+    database: Database,
+) -> None:
+    info = submit(database, synthetic_spec(n_trials=8, search_space={"epochs": 10}))
+    worker = make_worker(database, idle_exit_s=None, prefetch=True)
+    thread = run_in_thread(worker)
+    wait_for(lambda: finished(load(database, info).trials) >= 1)
+    worker.request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    trials = load(database, info).trials
+    assert not [t for t in trials if t.state is TrialState.RUNNING]
+    stopped = [t for t in trials if t.state is TrialState.FAIL]
+    # at least the prefetched trial, which never trained
+    assert stopped and all(t.user_attrs["fail_reason"] == STOPPED_REASON for t in stopped)
+    assert any(not t.intermediate_values for t in stopped)
+    assert study_row(database, info.id).trials_reserved == finished(trials)
+
+    # Another worker ends the study with exactly its budget.
+    make_worker(database, prefetch=True).run()
+    trials = load(database, info).trials
+    assert finished(trials) == 8
+    row = study_row(database, info.id)
+    assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 8
+
+
+def test_the_finishers_tells_land_before_run_returns(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=5))
+    worker = make_worker(database, max_trials=3, prefetch=True)
+    assert worker.run() == 3
+
+    trials = load(database, info).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all("val_metrics" in t.user_attrs for t in trials)
+    assert study_row(database, info.id).trials_reserved == 3
+    with database.session() as session:
+        assert WorkerRepository(session).get(worker.id, 60).trials_done == 3
+
+
+@pytest.mark.slow
+def test_cancelling_the_study_of_a_prefetched_job_releases_its_slot(database: Database) -> None:
+    first = submit(database, synthetic_spec("first", n_trials=1, search_space={"epochs": 400}))
+    second = submit(database, synthetic_spec("second", n_trials=1, search_space={"epochs": 400}))
+    worker = make_worker(database, idle_exit_s=0.5, prefetch=True)
+    thread = run_in_thread(worker)
+
+    def one_trains_one_waits() -> bool:
+        running = running_trials(database, first) + running_trials(database, second)
+        return len(running) == 2 and any(t.intermediate_values for t in running)
+
+    wait_for(one_trains_one_waits)
+    (waiting,) = [
+        info
+        for info in (first, second)
+        if not running_trials(database, info)[0].intermediate_values
+    ]
+    with database.session() as session:
+        # The study in training too, so that the loop gets to the prefetched job.
+        for info in sorted((first, second), key=lambda info: info is not waiting):
+            StudyRepository(session).set_status(info.id, StudyStatus.CANCELLED)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    (trial,) = load(database, waiting).trials
+    assert trial.state is TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == CANCELLED_REASON
+    assert not trial.intermediate_values  # never trained
+    for info in (first, second):
+        row = study_row(database, info.id)
+        assert row.status is StudyStatus.CANCELLED and row.trials_reserved == 0
