@@ -301,6 +301,12 @@ class Worker:
                 job = self.next_job_any()
             if job is None:
                 now = time.monotonic()
+                if idle_since is None:
+                    # Just out of work, with every tell of ours landed (drained above): the
+                    # finish of a study's last trial may have seen another worker's trial still
+                    # running, and that worker's local budget view may not know it took the last
+                    # slot. Whoever goes idle last sees every trial told and completes the study.
+                    self.maintain(force=True)
                 idle_since = idle_since if idle_since is not None else now
                 exit_after = self.options.idle_exit_s
                 if exit_after is not None and now - idle_since >= exit_after:

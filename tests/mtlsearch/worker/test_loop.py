@@ -10,6 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from mtl_core.experiments import get_experiment
+from mtlsearch.search.space import suggest_trial_config
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.settings import Settings
 from mtlsearch.worker import (
@@ -347,3 +349,32 @@ def test_cancelling_the_study_of_a_prefetched_job_releases_its_slot(database: Da
     for info in (first, second):
         row = study_row(database, info.id)
         assert row.status is StudyStatus.CANCELLED and row.trials_reserved == 0
+
+
+def test_an_idle_worker_completes_a_study_whose_last_tell_was_not_followed_up(
+    database: Database,
+) -> None:
+    # Two workers tell a study's last two trials at once: each one's completion check can see
+    # the other's trial still running. The budget is used up, every trial is told, and nobody
+    # marked the study completed: the next worker to go idle must.
+    spec = synthetic_spec(n_trials=2)
+    info = submit(database, spec)
+    worker = make_worker(database, maintenance_s=3600.0)
+    worker.register()
+    worker.maintain(force=True)  # its last routine pass ran before the trials were told
+    study = load(database, info)
+    for _ in range(2):
+        with database.session() as session:
+            assert StudyRepository(session).reserve_trial(info.id)
+        trial = study.ask()
+        suggest_trial_config(
+            trial, StudySpec.model_validate(spec), get_experiment("synthetic"), "cpu"
+        )
+        study.tell(trial, 0.5)
+    assert study_row(database, info.id).status == StudyStatus.RUNNING
+
+    assert worker.run() == 0  # finds no work: the idle pass must complete the study
+    assert study_row(database, info.id).status == StudyStatus.COMPLETED
+    with database.session() as session:
+        best = ArtifactRepository(session).get(info.id, "best")
+    assert best is not None
