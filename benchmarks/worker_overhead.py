@@ -253,21 +253,17 @@ def main() -> None:
         write_section("Worker overhead", "\n".join(lines))
 
 
-#: Written after looking at the figures above (rerun: check it still holds).
+#: What the table measures and how to read it; the figures themselves are in the lines above,
+#: computed from this run (no number is written here by hand).
 CONCLUSION = (
-    "With training to overlap (50 ms per epoch), prefetch takes the overhead on the critical "
-    "path under the 50 ms target on both backends: 18–21 ms on SQLite and 19–27 ms on Postgre"
-    "SQL, against 50–98 ms with prefetch off. What is left there is the per-epoch work (a rep"
-    "ort, the pruner's read, at most one status read a second) and CPU the finisher and prefe"
-    "tch threads take from the training thread (the GIL; TPE's fit is Python). Without traini"
-    "ng (N = 0) there is nothing to overlap with and the figure is the storage work itself: p"
-    "refetch does not help there (SQLite 30–46 ms either way; PostgreSQL random 62 → 42 ms, T"
-    "PE 74 → 90 ms, the threads then compete for the same two cores), and PostgreSQL with TPE"
-    " stays above the target. Prefetch off still tells on the finisher thread, but the loop w"
-    "aits for it before picking the next job, which is the sequential path of before. Measure"
-    "d on a 2-core machine shared with other jobs: rows differ by up to ~20 ms between runs, "
-    "and a thread that sleeps waits for a core to wake up again, which is why prefetch off co"
-    "sts more with sleeps (50–98 ms) than without (30–74 ms)."
+    "How to read it: with training to overlap (the 50 ms/epoch columns) the prefetch rows are "
+    "the overhead a real worker adds to each trial: the per-epoch work (a report, the pruner's "
+    "read, at most one status read a second) and the CPU the finisher and prefetch threads take "
+    "from the training thread (the GIL; TPE's fit is Python). Without training (N = 0) there is "
+    "nothing to overlap with, and the figure is the storage and sampler work itself, which grows "
+    "with TPE's fit and with PostgreSQL's round trips; prefetch cannot help there. Prefetch off "
+    "still tells on the finisher thread, but the loop waits for it before picking the next "
+    "job (the sequential path). On a shared 2-core machine rows move by 10-20 ms between runs."
 )
 
 
