@@ -195,6 +195,8 @@ class Worker:
         self._untold: Counter[str] = Counter()
         #: Studies seen (or made) no longer running: their status without a query.
         self._ended: dict[str, StudyStatus | str] = {}
+        # study id -> ((reserved, in use), first seen): slots reserved by no trial
+        self._orphan_slots: dict[str, tuple[tuple[int, int], float]] = {}
         self._finisher: ThreadPoolExecutor | None = None
         self._prefetcher: ThreadPoolExecutor | None = None
         self._ahead: Future[Job | None] | None = None
@@ -717,8 +719,46 @@ class Worker:
                 self._release(context)
                 logger.info("released the slot of stale trial %d of %s", trial.number, info.id)
             budget_taken = info.n_trials is not None and info.trials_reserved >= info.n_trials
+            if budget_taken:
+                self._reclaim_orphan_slots(context, info)
             if budget_taken or not context.time_left():
                 self.maybe_complete(context)
+
+    def _reclaim_orphan_slots(self, context: StudyContext, info: StudyInfo) -> None:
+        """Give back slots that no trial holds (a worker died between reserve and ``ask``).
+
+        Slots in use are the COMPLETE, PRUNED and RUNNING trials (a FAIL gave its slot back, a
+        WAITING retry takes one when asked). Reservations above that, unchanged for
+        ``Settings.stale_after_s`` (a live worker asks within milliseconds of reserving), are
+        reclaimed with a conditional update that loses no reservation taken meanwhile.
+        """
+        in_use = len(
+            context.study.get_trials(
+                deepcopy=False,
+                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+            )
+        )
+        seen = (info.trials_reserved, in_use)
+        now = time.monotonic()
+        with self._lock:
+            if in_use >= info.trials_reserved:
+                self._orphan_slots.pop(info.id, None)
+                return
+            first_seen, since = self._orphan_slots.setdefault(info.id, (seen, now))
+            if first_seen != seen:
+                self._orphan_slots[info.id] = (seen, now)
+                return
+            if now - since < self.settings.stale_after_s:
+                return
+            del self._orphan_slots[info.id]
+        with self.database.session() as session:
+            reclaimed = StudyRepository(session).reclaim_slots(info.id, *seen)
+        if reclaimed:
+            logger.warning(
+                "study %s: %d reserved slot(s) held by no trial given back",
+                info.id,
+                seen[0] - seen[1],
+            )
 
 
 __all__ = ["WORKER_ATTR", "Worker", "WorkerOptions"]

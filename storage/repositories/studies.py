@@ -320,6 +320,26 @@ class StudyRepository:
         )
         return rowcount(self._session, statement) == 1
 
+    def reclaim_slots(self, study_id: str, seen_reserved: int, in_use: int) -> bool:
+        """Set the reservations back to ``in_use`` if they are still ``seen_reserved``.
+
+        For slots reserved by a worker that died before it asked its trial: nobody will give
+        them back. Conditional on the count not having moved since the caller looked, so a
+        reservation taken meanwhile is never lost (the caller tries again later).
+
+        Returns:
+            True if the reservations were set back.
+        """
+        if not 0 <= in_use < seen_reserved:
+            raise ValueError(f"need 0 <= in_use < seen_reserved, got {in_use=}, {seen_reserved=}")
+        statement = (
+            update(StudyRecord)
+            .where(StudyRecord.id == study_id, StudyRecord.trials_reserved == seen_reserved)
+            .values(trials_reserved=in_use)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(self._session, statement) == 1
+
     def pick_for_worker(self) -> StudyInfo | None:
         """The running study with budget left that was served least recently, stamped as served.
 

@@ -378,3 +378,17 @@ def test_an_idle_worker_completes_a_study_whose_last_tell_was_not_followed_up(
     with database.session() as session:
         best = ArtifactRepository(session).get(info.id, "best")
     assert best is not None
+
+
+def test_slots_reserved_by_no_trial_are_given_back(database: Database) -> None:
+    # A worker killed between reserving a slot and asking its trial leaves the reservation
+    # behind; nobody else would ever give it back, and the study could never finish.
+    info = submit(database, synthetic_spec(n_trials=2))
+    for _ in range(2):
+        with database.session() as session:
+            assert StudyRepository(session).reserve_trial(info.id)
+    worker = make_worker(database, idle_exit_s=8.0)
+    assert worker.run() == 2  # after stale_after_s (1 s here) with the counts unchanged
+    assert study_row(database, info.id).status == StudyStatus.COMPLETED
+    assert [t.state for t in load(database, info).trials] == [TrialState.COMPLETE] * 2
+    assert study_row(database, info.id).trials_reserved == 2

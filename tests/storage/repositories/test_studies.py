@@ -208,3 +208,17 @@ def test_pick_for_worker_returns_none_without_running_studies(database: Database
         StudyRepository(session).set_status(study_id, StudyStatus.FAILED, "diverged")
     with database.session() as session:
         assert StudyRepository(session).pick_for_worker() is None
+
+
+def test_reclaim_slots_only_when_the_count_has_not_moved(database: Database) -> None:
+    with database.session() as session:
+        repo = StudyRepository(session)
+        study = repo.create(name="orphans", experiment="e", spec=SPEC, n_trials=5)
+        for _ in range(3):
+            assert repo.reserve_trial(study.id)
+        assert not repo.reclaim_slots(study.id, seen_reserved=2, in_use=1)  # moved: no-op
+        assert repo.get(study.id).trials_reserved == 3
+        assert repo.reclaim_slots(study.id, seen_reserved=3, in_use=1)
+        assert repo.get(study.id).trials_reserved == 1
+        with pytest.raises(ValueError, match="in_use < seen_reserved"):
+            repo.reclaim_slots(study.id, seen_reserved=1, in_use=1)
