@@ -7,18 +7,26 @@ DATA_DIR ?= $(abspath ../shared/data)
 
 export MTLSEARCH_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: run test lint typecheck venv clean
+.PHONY: run test lint typecheck venv lock clean
 
 venv: $(STAMP)
 
-# torch==2.13.0 is the CPU build that lies on these machines; installing it first keeps pip
-# from resolving `torch` to a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# Every package comes from requirements.lock, pinned and hashed; the project itself is installed
+# on top without resolving anything. torch is locked to 2.13.0+cpu, the CPU build that lies on
+# these machines: its hash matches no CUDA build, so pip can never download one.
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Upgrade on purpose: re-resolve every dependency within pyproject.toml's ranges, then run
+# `make test` on the new versions before committing the new lock.
+lock: $(STAMP)
+	$(BIN)/pip-compile --upgrade --allow-unsafe --constraint=constraints-lock.txt --extra=dev \
+		--generate-hashes --no-emit-find-links --no-emit-index-url \
+		--output-file=requirements.lock --strip-extras pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/mtlsearch up

@@ -64,6 +64,8 @@ def state_counts(session: Session, ids: Collection[int]) -> dict[int, dict[str, 
         .group_by(om.TrialModel.study_id, om.TrialModel.state)
     ).all()
     for sid, state, n in rows:
+        if sid is None:
+            continue
         counts[int(sid)][STATE_NAMES[state]] = int(n)
     return counts
 
@@ -106,6 +108,8 @@ def best_values(session: Session, dirs: dict[int, list[str]]) -> dict[int, float
     ).all()
     result: dict[int, float] = {}
     for sid, low, high in rows:
+        if sid is None:
+            continue
         best = high if single[int(sid)] == "maximize" else low
         if best is not None:
             result[int(sid)] = float(best)
@@ -210,7 +214,7 @@ def trial_page(
             om.TrialValueModel.stored_repr_to_value(value, value_type)
         )
     params: dict[int, dict[str, Any]] = {}
-    for trial_id, name, value, dist in session.execute(
+    for param_trial_id, name, value, dist in session.execute(
         select(
             om.TrialParamModel.trial_id,
             om.TrialParamModel.param_name,
@@ -218,18 +222,18 @@ def trial_page(
             om.TrialParamModel.distribution_json,
         ).where(om.TrialParamModel.trial_id.in_(ids))
     ):
-        params.setdefault(int(trial_id), {})[str(name)] = json_to_distribution(
+        params.setdefault(int(param_trial_id or 0), {})[str(name)] = json_to_distribution(
             dist
         ).to_external_repr(value)
     attrs: dict[int, dict[str, Any]] = {}
-    for trial_id, key, value_json in session.execute(
+    for attr_trial_id, key, value_json in session.execute(
         select(
             om.TrialUserAttributeModel.trial_id,
             om.TrialUserAttributeModel.key,
             om.TrialUserAttributeModel.value_json,
         ).where(om.TrialUserAttributeModel.trial_id.in_(ids))
     ):
-        attrs.setdefault(int(trial_id), {})[str(key)] = json.loads(value_json)
+        attrs.setdefault(int(attr_trial_id or 0), {})[str(key)] = json.loads(value_json)
     page = []
     for trial_id, number, state, start, complete in rows:
         vals = values.get(int(trial_id))
@@ -263,6 +267,7 @@ def finished_durations(session: Session) -> list[tuple[str, float]]:
     return [
         (STATE_NAMES[state], max(0.0, (complete - start).total_seconds()))
         for state, start, complete in rows
+        if start is not None and complete is not None
     ]
 
 
@@ -275,7 +280,7 @@ def waiting_counts(session: Session, ids: Collection[int]) -> dict[int, int]:
         .where(om.TrialModel.study_id.in_(list(ids)), om.TrialModel.state == TrialState.WAITING)
         .group_by(om.TrialModel.study_id)
     ).all()
-    return {int(sid): int(n) for sid, n in rows}
+    return {int(sid): int(n) for sid, n in rows if sid is not None}
 
 
 __all__ = [
