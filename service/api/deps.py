@@ -42,7 +42,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="Needed on POST and DELETE when the server has MTLSEARCH_API_TOKEN set.",
+    description="Needed on every call that is not GET, HEAD or OPTIONS when the server has "
+    "MTLSEARCH_API_TOKEN set.",
 )
 
 
