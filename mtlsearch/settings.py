@@ -30,7 +30,21 @@ class Settings(BaseSettings):
         "experiments that read files.",
     )
     api_token: str | None = Field(
-        None, description="Bearer token required on mutating REST calls when set."
+        None,
+        description="When set, the bearer token every request that is not GET, HEAD or OPTIONS "
+        "needs, to the API and to the mounted optuna-dashboard (which is then read-only for a "
+        "browser). Checked before the body is read.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description="Largest request body accepted (API and dashboard), in bytes; a larger one "
+        "is refused with 413 before it is read (from Content-Length, or while it streams in).",
+    )
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers the server answers (Starlette's TrustedHostMiddleware, e.g. "
+        '["mtl.example.com", "*.example.com"]); others get 400. Empty (default): any host.',
     )
     api_url: str = Field(
         "http://127.0.0.1:8000", description="Where the CLI and client reach the API."

@@ -3,17 +3,18 @@
 Routes never build error responses: services and repositories raise the errors below (or
 storage's, or the spec's `SpecError`), and `domain_error_handler` turns each into a status
 and a ``{"detail": "<one line>"}`` body. FastAPI's own request validation stays 422; its
-handler keeps FastAPI's error list and adds one readable ``message`` line.
+handler keeps FastAPI's error list (without each error's ``input``, which would echo the whole
+body) and adds one readable ``message`` line.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -93,13 +94,55 @@ def describe_errors(errors: Sequence[Any]) -> str:
     return f"{path}: {message}" if path else message
 
 
+#: Longest ``message`` and ``msg`` a 422 answer carries (a validator may quote its input).
+MAX_MESSAGE_CHARS = 500
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` as plain JSON: non-finite floats and other objects become strings."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return _truncate(str(value))
+
+
+def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's errors without ``input`` (it echoes the whole body, NaN included) and with
+    JSON-safe ``ctx``."""
+    public = []
+    for err in errors:
+        item: dict[str, Any] = {
+            "type": str(err.get("type", "")),
+            "loc": _json_safe(list(err.get("loc") or ())),
+            "msg": _truncate(str(err.get("msg", ""))),
+        }
+        if err.get("ctx"):
+            item["ctx"] = _json_safe(err["ctx"])
+        public.append(item)
+    return public
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422 with its error list kept and a readable ``message`` added."""
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    message = describe_errors(errors)
+    """FastAPI's 422 with its error list (less each ``input``) and a readable ``message``."""
+    try:
+        errors = list(exc.errors()) if isinstance(exc, RequestValidationError) else []
+        message = _truncate(describe_errors(errors))
+        body = {"detail": public_errors(errors), "message": message}
+    except Exception:  # never a 500 from the error handler itself
+        logger.exception("could not describe a validation error")
+        message = "invalid request"
+        body = {"detail": [], "message": message}
     logger.info("%s %s → 422: %s", request.method, request.url.path, message)
-    return JSONResponse({"detail": jsonable_encoder(errors), "message": message}, status_code=422)
+    return JSONResponse(body, status_code=422)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -117,6 +160,7 @@ __all__ = [
     "describe_errors",
     "domain_error_handler",
     "install_error_handlers",
+    "public_errors",
     "status_for",
     "validation_error_handler",
 ]

@@ -14,12 +14,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mtlsearch.settings import Settings
 from service.api.main import API_PREFIX, api_router
 from service.api.routes import health, metrics
 from service.dashboard import DASHBOARD_PATH, Dashboard
 from service.errors import install_error_handlers
+from service.middleware import BodyLimit, TokenGuard
 from service.services.experiments import load_experiments
 from service.services.metrics import build_registry
 from storage import Database
@@ -32,8 +34,9 @@ Search the loss weights and weighting strategy of a multi-task model.
 
 * `POST {API_PREFIX}/studies` with a study spec starts a study; workers train its trials.
 * `GET {API_PREFIX}/studies/{{id}}/best` gives the best weights, strategy and config.
-* Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the server has
-  `MTLSEARCH_API_TOKEN` set; GET calls are open.
+* Every call that is not GET, HEAD or OPTIONS (to the API and to the dashboard) needs
+  `Authorization: Bearer <token>` when the server has `MTLSEARCH_API_TOKEN` set, checked
+  before the body is read; GET calls are open. Bodies above `MTLSEARCH_MAX_BODY_BYTES` get 413.
 * Errors: `{{"detail": "<one line>"}}` (422 from request validation keeps FastAPI's error list
   under `detail` and adds a one-line `message`).
 * optuna-dashboard of the same database: [{DASHBOARD_PATH}]({DASHBOARD_PATH}).
@@ -74,6 +77,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics.router)
     # Last: everything our routes do not match (/dashboard, its /api/* and /static/*).
     app.mount("/", dashboard, name="dashboard")
+    # add_middleware puts each one outside the previous: hosts, then body size, then token.
+    app.add_middleware(TokenGuard, token=settings.api_token)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.trusted_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     return app
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from mtlsearch.settings import Settings
 from service.errors import AuthenticationError
+from service.middleware import bearer_error
 from storage import Database
 
 
@@ -42,7 +42,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="Needed on POST and DELETE when the server has MTLSEARCH_API_TOKEN set.",
+    description="Needed on every call that is not GET, HEAD or OPTIONS when the server has "
+    "MTLSEARCH_API_TOKEN set.",
 )
 
 
@@ -52,20 +53,18 @@ def require_token(
 ) -> None:
     """Refuse a mutating call without ``Authorization: Bearer <token>`` when a token is set.
 
+    `service.middleware.TokenGuard` refuses such a call before its body is read; this
+    dependency declares the bearer scheme in OpenAPI and checks again (same `bearer_error`).
+
     Raises:
         AuthenticationError: the header is missing, not a bearer token, or the wrong token.
     """
     expected = settings.api_token
     if not expected:
         return
-    if credentials is None:
-        raise AuthenticationError(
-            "missing bearer token: send 'Authorization: Bearer <token>' (this server requires "
-            "one on POST and DELETE)"
-        )
-    # Compared as bytes: compare_digest on str accepts ASCII only.
-    if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise AuthenticationError("wrong bearer token")
+    error = bearer_error(credentials.credentials if credentials else None, expected)
+    if error is not None:
+        raise AuthenticationError(error)
 
 
 TokenDep = Depends(require_token)

@@ -58,13 +58,19 @@ def rendered_text(browser: str, url: str, profile: Path) -> str:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_dashboard_renders_the_study_and_its_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [None, "browser-token"], ids=["open", "token"])
+def test_dashboard_renders_the_study_and_its_trials(tmp_path: Path, token: str | None) -> None:
+    # With a token the dashboard is read-only for the browser (it never sends the header),
+    # and still shows everything.
     browser = chromium()
     db_url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with start_server(db_url) as base_url:
+        with start_server(db_url, token=token) as base_url:
             spec = {"name": "browser-study", "experiment": "synthetic", "n_trials": 10}
-            study = httpx.post(f"{base_url}/api/v1/studies", json=spec, timeout=30).json()
+            study = httpx.post(
+                f"{base_url}/api/v1/studies", json=spec, headers=headers, timeout=30
+            ).json()
             trials = add_finished_trials(
                 get_database(db_url).optuna_storage(),
                 study["optuna_study_name"],

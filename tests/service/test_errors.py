@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 
 from mtlsearch.search.spec import SpecError
 from service.errors import (
@@ -10,6 +15,7 @@ from service.errors import (
     ConflictError,
     describe_errors,
     status_for,
+    validation_error_handler,
 )
 from storage import NotFoundError, StorageError, StudyExistsError
 
@@ -62,3 +68,32 @@ def test_describe_errors_names_the_field() -> None:
 def test_describe_errors_keeps_a_root_message_with_its_own_path() -> None:
     errors = [{"type": "value_error", "loc": ("body",), "msg": "Value error, n_trials: give one"}]
     assert describe_errors(errors) == "n_trials: give one"
+
+
+def _request() -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/api/v1/studies", "headers": []})
+
+
+def test_the_422_handler_drops_input_and_makes_ctx_json_safe() -> None:
+    errors = [
+        {
+            "type": "greater_than",
+            "loc": ("body", "n_trials"),
+            "msg": "Input should be greater than 0",
+            "input": float("nan"),
+            "ctx": {"gt": float("inf"), "error": ValueError("bad")},
+        },
+        {"type": "extra_forbidden", "loc": ("body", "junk"), "msg": "x", "input": "x" * 10**6},
+    ]
+    response = asyncio.run(validation_error_handler(_request(), RequestValidationError(errors)))
+    assert response.status_code == 422
+    body = json.loads(response.body)
+    assert len(response.body) < 1000
+    assert all("input" not in err for err in body["detail"])
+    assert body["detail"][0]["ctx"] == {"gt": "inf", "error": "bad"}
+    assert body["message"] == "n_trials: Input should be greater than 0"
+
+
+def test_the_422_handler_never_raises() -> None:
+    response = asyncio.run(validation_error_handler(_request(), RuntimeError("not a 422")))
+    assert response.status_code == 422
