@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,12 @@ class Settings(BaseSettings):
         5, ge=0, description="PostgreSQL connections a process may open above db_pool_size."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    test_hook: Literal["exit-after-ask"] | None = Field(
+        None,
+        description="TEST HOOK for the chaos tests, never for production: 'exit-after-ask' "
+        "makes a worker die (os._exit) right after study.ask(), before the trial's first "
+        "heartbeat.",
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -25,7 +25,7 @@ from mtlsearch.worker.runners import (
     TrialRunner,
     Verdict,
 )
-from mtlsearch.worker.stale import STALE_REASON, fail_stale_trials
+from mtlsearch.worker.stale import STALE_REASON, StaleTrial, fail_stale_trials
 
 __all__ = [
     "CANCELLED_REASON",
@@ -38,6 +38,7 @@ __all__ = [
     "Job",
     "OneByOneRunner",
     "Outcome",
+    "StaleTrial",
     "TrialHost",
     "TrialRunner",
     "Verdict",

@@ -202,6 +202,7 @@ class Worker:
         self._ahead: Future[Job | None] | None = None
         self._heartbeat: Heartbeat | None = None
         self._last_maintenance = -math.inf
+        self._test_hook = self.settings.test_hook
         self.runner: TrialRunner = (
             OneByOneRunner(self)
             if self.options.batch == 1
@@ -427,14 +428,24 @@ class Worker:
             context = self._context(info)
             if context is None:
                 continue
-            if not context.time_left():
+            try:
+                if not context.time_left():
+                    self.maybe_complete(context)
+                    continue
+                job = self._ask(context)  # the loop beats when it starts training it
+                if job is not None:
+                    return job
                 self.maybe_complete(context)
-                continue
-            job = self._ask(context)  # the loop beats when it starts training it
-            if job is not None:
-                return job
-            self.maybe_complete(context)
+            except KeyError:  # the Optuna study is gone (see `_drop_study`)
+                self._drop_study(context)
         return None
+
+    def _drop_study(self, context: StudyContext) -> None:
+        """Forget a study whose Optuna study was deleted or renamed underneath this worker."""
+        logger.warning("study %s has no Optuna study any more: dropped", context.id)
+        with self._lock:
+            self._contexts.pop(context.id, None)
+            self._ended[context.id] = "deleted"
 
     def next_job(self, study: StudyContext) -> Job | None:
         """Reserve one slot of ``study`` and ask a trial (re-queued ones come first)."""
@@ -455,9 +466,16 @@ class Worker:
                     # "Heartbeat ... supposed to be used with Study.optimize": we beat ourselves.
                     warnings.simplefilter("ignore", UserWarning)
                     trial = study.study.ask()
+            except KeyError:
+                # Its Optuna study was deleted (or renamed) underneath us: not our failure.
+                self._release(study)
+                self._drop_study(study)
+                return None
             except Exception:
                 self._release(study)
                 raise
+            if self._test_hook == "exit-after-ask":
+                os._exit(3)  # chaos test: die between ask() and the first trial heartbeat
             with self._lock:
                 self.trials_started += 1
                 self._untold[study.id] += 1
@@ -715,9 +733,12 @@ class Worker:
             context = self._context(info)
             if context is None:
                 continue
-            for trial in fail_stale_trials(context.study):
-                self._release(context)
-                logger.info("released the slot of stale trial %d of %s", trial.number, info.id)
+            try:
+                # One transaction per trial: FAIL, reason, slot released, retry queued.
+                fail_stale_trials(context.study, info.id)
+            except KeyError:
+                self._drop_study(context)
+                continue
             budget_taken = info.n_trials is not None and info.trials_reserved >= info.n_trials
             if budget_taken:
                 self._reclaim_orphan_slots(context, info)

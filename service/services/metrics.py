@@ -6,7 +6,8 @@ database's (every worker on every machine), not this process's:
 * ``mtlsearch_trials{study, study_id, state}``: trials per study and Optuna state;
 * ``mtlsearch_studies{status}``: studies per status;
 * ``mtlsearch_trial_duration_seconds{state}``: histogram of finished trials' durations;
-* ``mtlsearch_live_workers`` and ``mtlsearch_workers{status}``;
+* ``mtlsearch_live_workers`` and ``mtlsearch_workers{status}`` (idle and busy count live
+  workers only, heartbeat within ``stale_after_s``; a killed worker's row still says busy);
 * ``mtlsearch_queue_depth``: trials still to run in running studies (n_trials minus the slots
   workers reserved, plus WAITING trials such as retries).
 """
@@ -24,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from mtlsearch.settings import Settings
 from service.services import optuna_tables as ot
-from storage import Database, StudyRepository, StudyStatus, WorkerRepository
+from storage import Database, StudyRepository, StudyStatus, WorkerRepository, WorkerStatus
 from storage.repositories.studies import MAX_PAGE
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,10 @@ class DatabaseCollector(Collector):
             "mtlsearch_live_workers", "Workers that heart-beat recently.", value=live
         )
         by_status = GaugeMetricFamily("mtlsearch_workers", "Workers per status.", labels=["status"])
-        worker_statuses = Counter(w.status.value for w in workers)
+        # Only live workers are idle or busy: a killed worker's row still says "busy".
+        worker_statuses = Counter(
+            w.status.value for w in workers if w.live or w.status is WorkerStatus.STOPPED
+        )
         for status_name in ("idle", "busy", "stopped"):
             by_status.add_metric([status_name], worker_statuses.get(status_name, 0))
         yield by_status

@@ -207,7 +207,7 @@ def test_a_stale_trial_is_failed_and_retried_once_with_its_params(database: Data
     (retry,) = retries
     assert retry.state is TrialState.COMPLETE
     assert retry.params == original.params
-    assert retry.user_attrs["fail_reason"] is None
+    assert retry.user_attrs.get("fail_reason") is None
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2
     row = study_row(database, info.id)
     assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 2
