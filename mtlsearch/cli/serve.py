@@ -28,7 +28,7 @@ def serve(
     token: str | None = typer.Option(
         None,
         "--token",
-        help="Bearer token required on POST and DELETE (default: $MTLSEARCH_API_TOKEN).",
+        help="Bearer token required on every call that is not GET (default: $MTLSEARCH_API_TOKEN).",
     ),
 ) -> None:
     """Migrate the database, then serve the REST API (/api/v1, /docs) and the dashboard."""
@@ -54,7 +54,10 @@ def serve(
     console.print(f"API docs   {base}/docs", highlight=False, soft_wrap=True)
     console.print(f"dashboard  {base}/dashboard", highlight=False, soft_wrap=True)
     if settings.api_token:
-        console.print("POST and DELETE need the bearer token", highlight=False)
+        console.print(
+            "every call that is not GET needs the bearer token (dashboard read-only)",
+            highlight=False,
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
