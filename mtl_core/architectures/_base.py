@@ -79,7 +79,7 @@ class NetworkParts:
 class ArchitectureConfig(BaseModel):
     """Base of every architecture's typed hyper-parameters; unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Architecture(abc.ABC):

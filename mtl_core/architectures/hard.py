@@ -64,7 +64,7 @@ class HardConfig(ArchitectureConfig):
             None shares the whole trunk (the classic shared-bottom model).
     """
 
-    shared_depth: int | None = Field(None, ge=0)
+    shared_depth: int | None = Field(None, ge=0, le=1_000)
 
 
 class HardSharingModel(MultiTaskModel):

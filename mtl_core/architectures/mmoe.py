@@ -30,7 +30,7 @@ class MMoEConfig(ArchitectureConfig):
         num_experts: how many expert trunks the tasks share.
     """
 
-    num_experts: int = Field(4, ge=1)
+    num_experts: int = Field(4, ge=1, le=64)
 
 
 class MMoEModel(MultiTaskModel):

@@ -19,7 +19,7 @@ from mtl_core.context import StepContext, TaskContext
 class ScheduleConfig(BaseModel):
     """Base of every schedule's typed hyper-parameters; unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Schedule(abc.ABC):

@@ -28,7 +28,7 @@ class AuxDecayConfig(ScheduleConfig):
     """
 
     task: str
-    until_epoch: int = Field(ge=1)
+    until_epoch: int = Field(ge=1, le=10_000)
     shape: Literal["linear", "cosine", "exponential"] = "linear"
     final: float = Field(1e-3, gt=0, lt=1)
 

@@ -25,7 +25,7 @@ class CurriculumConfig(ScheduleConfig):
     """
 
     order: list[str] | None = None
-    stage_epochs: int = Field(1, ge=1)
+    stage_epochs: int = Field(1, ge=1, le=10_000)
     ramp_epochs: float = Field(1.0, ge=0, allow_inf_nan=False)
 
 

@@ -23,7 +23,7 @@ class PretrainConfig(ScheduleConfig):
     """
 
     task: str
-    epochs: int = Field(1, ge=1)
+    epochs: int = Field(1, ge=1, le=10_000)
 
 
 @SCHEDULES.register("pretrain")

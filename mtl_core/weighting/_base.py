@@ -37,7 +37,7 @@ from mtl_core.context import StepContext, TaskContext
 class StrategyConfig(BaseModel):
     """Base of every strategy's typed hyper-parameters; unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 @dataclass

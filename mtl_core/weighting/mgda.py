@@ -46,7 +46,7 @@ class MGDAConfig(StrategyConfig):
 
     normalization: Normalization = Field("none", description="Task-gradient normalisation.")
     upper_bound: bool = Field(False, description="MGDA-UB on the shared representation.")
-    max_iter: int = Field(250, ge=1, description="Frank-Wolfe iteration cap.")
+    max_iter: int = Field(250, ge=1, le=10_000, description="Frank-Wolfe iteration cap.")
 
 
 @STRATEGIES.register("mgda")

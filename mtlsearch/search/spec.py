@@ -23,10 +23,24 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    JsonValue,
     Tag,
     ValidationError,
     model_validator,
+)
+
+from mtlsearch.search.spec_bounds import (
+    MAX_BATCH_SIZE,
+    MAX_CHOICES,
+    MAX_EPOCHS,
+    MAX_N_TRIALS,
+    MAX_SEED,
+    MAX_TIME_BUDGET_S,
+    MAX_TRAIN_SAMPLES,
+    FiniteFloat,
+    FiniteJson,
+    Number,
+    Scalar,
+    bounded_int,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +50,6 @@ SamplerName = Literal["tpe", "gp", "random", "grid", "nsga2"]
 PrunerName = Literal["median", "hyperband", "none"]
 ObjectiveKind = Literal["delta_m", "weighted_mean", "multi"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
-Scalar = bool | int | float | str
 
 #: Samplers that handle several objectives (a Pareto front). In Optuna 5 every sampler offered
 #: here does: TPE (MOTPE), NSGA-II, random, grid, and GPSampler (log-EHVI).
@@ -75,8 +88,8 @@ class WeightRange(_Model):
     same as u = ln w uniform in [ln lo, ln hi].
     """
 
-    lo: float = Field(gt=0, allow_inf_nan=False, description="Smallest weight (> 0).")
-    hi: float = Field(gt=0, allow_inf_nan=False, description="Largest weight (>= lo).")
+    lo: FiniteFloat = Field(gt=0, description="Smallest weight (> 0).")
+    hi: FiniteFloat = Field(gt=0, description="Largest weight (>= lo).")
 
     @model_validator(mode="after")
     def _ordered(self) -> WeightRange:
@@ -88,8 +101,10 @@ class WeightRange(_Model):
 class WeightChoices(_Model):
     """A task's weight picked among explicit values (relative to the reference task)."""
 
-    choices: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
-        min_length=1, description="The weights to choose among (each >= 0)."
+    choices: list[Annotated[FiniteFloat, Field(ge=0)]] = Field(
+        min_length=1,
+        max_length=MAX_CHOICES,
+        description=f"The weights to choose among (each >= 0; at most {MAX_CHOICES}).",
     )
 
 
@@ -106,7 +121,7 @@ def _weight_kind(value: Any) -> str:
 WeightSpec = Annotated[
     Annotated[WeightRange, Tag("range")]
     | Annotated[WeightChoices, Tag("choices")]
-    | Annotated[float, Tag("fixed"), Field(ge=0, allow_inf_nan=False)],
+    | Annotated[FiniteFloat, Field(ge=0), Tag("fixed")],
     Discriminator(_weight_kind),
 ]
 
@@ -118,12 +133,10 @@ class ParamRange(_Model):
     needs a ``step`` (or use ``choices``).
     """
 
-    low: int | float = Field(allow_inf_nan=False, description="Lower bound (inclusive).")
-    high: int | float = Field(allow_inf_nan=False, description="Upper bound (inclusive, >= low).")
+    low: Number = Field(description="Lower bound (inclusive).")
+    high: Number = Field(description="Upper bound (inclusive, >= low).")
     log: bool = Field(default=False, description="Search on a log scale (needs low > 0, no step).")
-    step: int | float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Discretisation step (optional)."
-    )
+    step: Number | None = Field(default=None, gt=0, description="Discretisation step (optional).")
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamRange:
@@ -140,9 +153,11 @@ class ParamRange(_Model):
         step = self.step if self.step is not None else (1 if integer else None)
         if step is None:
             return None
-        count = math.floor((self.high - self.low) / step + 1e-9) + 1
-        if count > MAX_GRID_POINTS + 1:
+        # (high - low) / step overflows to inf for a tiny step: compare before flooring.
+        ratio = (self.high - self.low) / step
+        if not math.isfinite(ratio) or ratio > MAX_GRID_POINTS:
             return [self.low] * (MAX_GRID_POINTS + 1)  # only its size matters: too large
+        count = math.floor(ratio + 1e-9) + 1
         values = [self.low + k * step for k in range(count)]
         if integer or all(isinstance(x, int) for x in (self.low, step)):
             return [round(v) for v in values]
@@ -152,7 +167,11 @@ class ParamRange(_Model):
 class ParamChoices(_Model):
     """A hyper-parameter picked among explicit values."""
 
-    choices: list[Scalar] = Field(min_length=1, description="The values to choose among.")
+    choices: list[Scalar] = Field(
+        min_length=1,
+        max_length=MAX_CHOICES,
+        description=f"The values to choose among (at most {MAX_CHOICES}).",
+    )
 
 
 def _param_kind(value: Any) -> str:
@@ -171,14 +190,14 @@ def _param_kind(value: Any) -> str:
 ParamSpec = Annotated[
     Annotated[ParamRange, Tag("range")]
     | Annotated[ParamChoices, Tag("choices")]
-    | Annotated[JsonValue, Tag("fixed")],
+    | Annotated[FiniteJson, Tag("fixed")],
     Discriminator(_param_kind),
 ]
 
 NumberSpec = Annotated[
     Annotated[ParamRange, Tag("range")]
     | Annotated[ParamChoices, Tag("choices")]
-    | Annotated[int | float, Tag("fixed")],
+    | Annotated[Number, Tag("fixed")],
     Discriminator(_param_kind),
 ]
 
@@ -256,15 +275,16 @@ class SearchSpace(_Model):
     optimizer: OptimizerName | None = Field(
         default=None, description="Optimizer (default: experiment's)."
     )
-    weight_decay: float | None = Field(
+    weight_decay: FiniteFloat | None = Field(
         default=None, ge=0, description="Weight decay of every trial."
     )
-    grad_clip: float | None = Field(
+    grad_clip: FiniteFloat | None = Field(
         default=None, gt=0, description="Gradient-norm clip of every trial."
     )
-    max_train_samples: int | None = Field(
+    max_train_samples: Annotated[int, bounded_int(1, MAX_TRAIN_SAMPLES)] | None = Field(
         default=None,
         ge=1,
+        le=MAX_TRAIN_SAMPLES,
         description="Train every trial on the first N training samples (quick runs).",
     )
 
@@ -310,13 +330,25 @@ class StudySpec(_Model):
         default="median",
         description="median (default), hyperband or none. Multi-objective studies never prune.",
     )
-    n_trials: int | None = Field(default=None, ge=1, description="Number of trials of the study.")
-    time_budget_s: float | None = Field(
-        default=None, gt=0, description="Stop starting trials after this many seconds."
-    )
-    seed: int | None = Field(
+    n_trials: Annotated[int, bounded_int(1, MAX_N_TRIALS)] | None = Field(
         default=None,
-        description="Seeds the sampler and every trial's training (default 0 for training).",
+        ge=1,
+        le=MAX_N_TRIALS,
+        description=f"Number of trials of the study (1..{MAX_N_TRIALS}).",
+    )
+    time_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIME_BUDGET_S,
+        allow_inf_nan=False,
+        description="Stop starting trials after this many seconds (at most a year).",
+    )
+    seed: Annotated[int, bounded_int(0, MAX_SEED)] | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEED,
+        description=f"Seeds the sampler and every trial's training (0..{MAX_SEED}; default 0 "
+        "for training).",
     )
 
     @model_validator(mode="before")
@@ -407,11 +439,16 @@ def _check_space(space: SearchSpace) -> None:
             if name in names[:i]:
                 raise _error(f"search_space.{field}.{i}.name", f"{name!r} is listed twice")
     _check_number(space.lr, "search_space.lr", integer=False)
-    _check_number(space.epochs, "search_space.epochs", integer=True)
-    _check_number(space.batch_size, "search_space.batch_size", integer=True)
+    _check_number(space.epochs, "search_space.epochs", integer=True, most=MAX_EPOCHS)
+    _check_number(space.batch_size, "search_space.batch_size", integer=True, most=MAX_BATCH_SIZE)
 
 
-def _check_number(spec: ParamRange | ParamChoices | float | None, path: str, integer: bool) -> None:
+def _check_number(
+    spec: ParamRange | ParamChoices | float | None,
+    path: str,
+    integer: bool,
+    most: float | None = None,
+) -> None:
     if spec is None:
         return
     if isinstance(spec, ParamRange):
@@ -429,6 +466,8 @@ def _check_number(spec: ParamRange | ParamChoices | float | None, path: str, int
             raise _error(path, f"must be an integer, got {value!r}")
         if value <= 0:
             raise _error(path, f"must be > 0, got {value!r}")
+        if most is not None and value > most:
+            raise _error(path, f"must be between 1 and {most}, got {value!r}")
 
 
 def is_weight_one(weight: WeightRange | WeightChoices | float) -> bool:

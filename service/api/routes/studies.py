@@ -24,7 +24,7 @@ router = APIRouter(prefix="/studies", tags=["studies"])
 StudyId = Annotated[
     str, Path(min_length=1, max_length=64, description="The study's id (from POST or GET).")
 ]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows to skip (0..2**31-1).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (1..1000).")]
 
 

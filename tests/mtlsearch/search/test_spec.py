@@ -74,7 +74,45 @@ def test_defaults() -> None:
         ({"sampler": "cmaes"}, "sampler", "'tpe', 'gp', 'random', 'grid' or 'nsga2'"),
         ({"pruner": "asha"}, "pruner", "'median', 'hyperband' or 'none'"),
         ({"n_trials": None}, "n_trials", "time_budget_s"),
-        ({"n_trials": 0}, "n_trials", "greater than or equal to 1"),
+        ({"n_trials": 0}, "n_trials", "between 1 and 2147483647"),
+        # Trust: values that once reached a 5xx.
+        ({"n_trials": 2**31}, "n_trials", "between 1 and 2147483647"),
+        ({"n_trials": 1e19}, "n_trials", "between 1 and 2147483647"),
+        ({"seed": -5}, "seed", "between 0 and 4294967295"),
+        ({"time_budget_s": float("inf")}, "time_budget_s", "finite"),
+        ({"time_budget_s": float("nan")}, "time_budget_s", "finite"),
+        ({"search_space": {"weight_decay": float("inf")}}, "search_space.weight_decay", "finite"),
+        ({"search_space": {"grad_clip": float("nan")}}, "search_space.grad_clip", "finite"),
+        (
+            {"search_space": {"lr": {"choices": [float("inf")]}}},
+            "search_space.lr.choices",
+            "finite",
+        ),
+        (
+            {"search_space": {"lr": {"low": 1e-300, "high": 1e300, "step": 1e-300}}},
+            "search_space.lr",
+            "between -1e+15 and 1e+15",
+        ),
+        (
+            {"search_space": {"strategies": [{"name": "cagrad", "params": {"c": float("inf")}}]}},
+            "search_space.strategies.0.params.c",
+            "finite",
+        ),
+        (
+            {
+                "search_space": {
+                    "strategies": [{"name": "cagrad", "params": {"c": [[float("nan")]]}}]
+                }
+            },
+            "search_space.strategies.0.params.c",
+            "finite",
+        ),
+        ({"search_space": {"epochs": 10**6}}, "search_space.epochs", "between 1 and 10000"),
+        (
+            {"search_space": {"batch_size": {"choices": list(range(1, 1002))}}},
+            "search_space.batch_size.choices",
+            "at most 1000",
+        ),
         ({"time_budget_s": -1}, "time_budget_s", "greater than 0"),
         ({"name": "has space"}, "name", "pattern"),
         ({"name": "x" * 65}, "name", "at most 64"),
@@ -335,3 +373,29 @@ def test_literal_parameter_needs_choices() -> None:
     )
     assert err.field == "search_space.strategies.0.params.rescale"
     assert "give choices" in err.message
+
+
+def test_a_grid_step_too_small_for_a_float_says_too_many_points() -> None:
+    # (high - low) / step overflows: once an OverflowError (500), now "too many points".
+    message = error_of(
+        spec_data(
+            sampler="grid", search_space={"lr": {"low": 1e-300, "high": 1e10, "step": 1e-300}}
+        )
+    )
+    assert "more than the 10,000 allowed" in message
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "param", "value"),
+    [
+        ("architectures", "mmoe", "num_experts", 10**9),
+        ("strategies", "mgda", "max_iter", {"low": 1, "high": 10**9}),
+        ("strategies", "mgda", "max_iter", {"choices": [1, 10**9]}),
+    ],
+)
+def test_component_integers_are_bounded(group: str, name: str, param: str, value: Any) -> None:
+    spec = StudySpec.model_validate(
+        spec_data(search_space={group: [{"name": name, "params": {param: value}}]})
+    )
+    with pytest.raises(SpecError, match="less than or equal to"):
+        validate_against_experiment(spec)
