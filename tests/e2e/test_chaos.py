@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,21 @@ def assert_exact(database: Database, info: StudyInfo, n_trials: int) -> Counter[
     return states
 
 
+def _busy_or_done(proc: WorkerProcess, database: Database, study_id: str) -> bool:
+    """The worker has registered (it is about to train), or the study is over."""
+    if " on cpu (" in proc.text:
+        return True
+    return study_row(database, study_id).status is not StudyStatus.RUNNING
+
+
 def run_with_kills(
     db_url: str, tmp_path: Path, n_workers: int, n_victims: int, rounds: int, seed: int
 ) -> tuple[Counter[str], Chaos]:
     upgrade(db_url)
     database = Database(db_url)
-    n_trials = 16
-    info = submit(database, quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 6}))
+    n_trials = 30
+    spec = quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 8})
+    info = submit(database, spec)
     rng = random.Random(seed)
     chaos = Chaos()
     procs = [
@@ -96,8 +105,12 @@ def run_with_kills(
     ]
     try:
         for round_ in range(rounds):
-            time.sleep(rng.uniform(0.3, 2.0))
             victim = rng.randrange(n_victims)
+            # Once it has registered, at a random moment of its work.
+            wait_for(partial(_busy_or_done, procs[victim], database, info.id), timeout=60)
+            if study_row(database, info.id).status is not StudyStatus.RUNNING:
+                break
+            time.sleep(rng.uniform(0.5, 2.5))  # asking, training or telling
             procs[victim].kill()  # SIGKILL: no tell, no release, no stop mark
             chaos.kills += 1
             log = tmp_path / f"w{victim}-{round_}.log"
@@ -115,15 +128,15 @@ def run_with_kills(
 
 @pytest.mark.postgres
 def test_postgres_four_workers_two_killed_repeatedly(postgres_url: str, tmp_path: Path) -> None:
-    states, chaos = run_with_kills(postgres_url, tmp_path, 4, 2, rounds=6, seed=1)
+    states, chaos = run_with_kills(postgres_url, tmp_path, 4, 2, rounds=5, seed=1)
     print(f"postgres: {chaos.kills} kills, {dict(states)}")
-    assert chaos.kills == 6
+    assert chaos.kills >= 3 and states["retried"] >= 1  # the kills did hit trials
 
 
 def test_sqlite_three_workers_two_killed_repeatedly(sqlite_url: str, tmp_path: Path) -> None:
-    states, chaos = run_with_kills(sqlite_url, tmp_path, 3, 2, rounds=5, seed=2)
+    states, chaos = run_with_kills(sqlite_url, tmp_path, 3, 2, rounds=4, seed=2)
     print(f"sqlite: {chaos.kills} kills, {dict(states)}")
-    assert chaos.kills == 5
+    assert chaos.kills >= 3 and states["retried"] >= 1  # the kills did hit trials
 
 
 def test_a_kill_between_ask_and_first_heartbeat_is_retried(sqlite_url: str, tmp_path: Path) -> None:
