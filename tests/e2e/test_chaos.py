@@ -94,7 +94,7 @@ def run_with_kills(
 ) -> tuple[Counter[str], Chaos]:
     upgrade(db_url)
     database = Database(db_url)
-    n_trials = 30
+    n_trials = 20
     spec = quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 8})
     info = submit(database, spec)
     rng = random.Random(seed)
