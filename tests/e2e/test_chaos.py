@@ -90,11 +90,16 @@ def _busy_or_done(proc: WorkerProcess, database: Database, study_id: str) -> boo
 
 
 def run_with_kills(
-    db_url: str, tmp_path: Path, n_workers: int, n_victims: int, rounds: int, seed: int
+    db_url: str,
+    tmp_path: Path,
+    n_workers: int,
+    n_victims: int,
+    rounds: int,
+    seed: int,
+    n_trials: int,
 ) -> tuple[Counter[str], Chaos]:
     upgrade(db_url)
     database = Database(db_url)
-    n_trials = 30
     spec = quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 8})
     info = submit(database, spec)
     rng = random.Random(seed)
@@ -128,13 +133,13 @@ def run_with_kills(
 
 @pytest.mark.postgres
 def test_postgres_four_workers_two_killed_repeatedly(postgres_url: str, tmp_path: Path) -> None:
-    states, chaos = run_with_kills(postgres_url, tmp_path, 4, 2, rounds=5, seed=1)
+    states, chaos = run_with_kills(postgres_url, tmp_path, 4, 2, rounds=5, seed=1, n_trials=40)
     print(f"postgres: {chaos.kills} kills, {dict(states)}")
     assert chaos.kills >= 3 and states["retried"] >= 1  # the kills did hit trials
 
 
 def test_sqlite_three_workers_two_killed_repeatedly(sqlite_url: str, tmp_path: Path) -> None:
-    states, chaos = run_with_kills(sqlite_url, tmp_path, 3, 2, rounds=4, seed=2)
+    states, chaos = run_with_kills(sqlite_url, tmp_path, 3, 2, rounds=4, seed=2, n_trials=20)
     print(f"sqlite: {chaos.kills} kills, {dict(states)}")
     assert chaos.kills >= 3 and states["retried"] >= 1  # the kills did hit trials
 
