@@ -13,6 +13,14 @@ class ConfigError(MTLError, ValueError):
     """A trial or component configuration that cannot run (names the bad value)."""
 
 
+class ExperimentError(ConfigError):
+    """An experiment whose tasks, network parts or data do not fit together.
+
+    Raised when the experiment is registered and when its data are first loaded; the message
+    names the experiment, the task and what was expected against what was found.
+    """
+
+
 class DataError(MTLError):
     """A data file that is missing, truncated or fails its checksum."""
 
@@ -28,6 +36,7 @@ class TrialStopped(MTLError):
 __all__ = [
     "ConfigError",
     "DataError",
+    "ExperimentError",
     "MTLError",
     "TrainingDiverged",
     "TrialStopped",

@@ -83,13 +83,23 @@ class Experiment(abc.ABC):
         return tuple(t.name for t in self.tasks)
 
     def load(self, data_dir: Path | str | None) -> DataSplits:
-        """Verify the data files under ``data_dir`` and return the splits (on CPU)."""
+        """Verify the data files under ``data_dir`` and return the splits (on CPU).
+
+        Raises:
+            DataError: a data file is missing or fails its checksum.
+            ExperimentError: the splits do not fit the tasks or the network parts (inputs not
+                float32 tensors of ``input_dim`` features, not one target per task, a target
+                whose shape or dtype does not fit its loss).
+        """
+        from mtl_core.experiments._checks import check_splits
         from mtl_core.experiments.data import verify_files
 
         root = Path(data_dir) if data_dir is not None else None
         if self.files:
             verify_files(root, self.files)
-        return self.load_splits(root)
+        splits = self.load_splits(root)
+        check_splits(self, splits, self.network_parts())
+        return splits
 
     @abc.abstractmethod
     def load_splits(self, data_dir: Path | None) -> DataSplits:

@@ -22,6 +22,7 @@ from dataclasses import asdict
 from typing import TypeVar
 
 from mtl_core.experiments._base import Experiment, ExperimentInfo
+from mtl_core.experiments._checks import check_definition
 from mtl_core.registry import Registry
 from mtl_core.tasks import build_metric
 
@@ -29,7 +30,27 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mtlsearch.experiments"
 
-EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
+
+class ExperimentRegistry(Registry[type[Experiment]]):
+    """The experiment registry: each class is checked (`check_definition`) before it enters.
+
+    Both ``@register_experiment`` and ``EXPERIMENTS.register(name)`` come through `add`, so a
+    task with an unknown loss or network parts that do not match the tasks never register.
+    """
+
+    def add(self, name: str, obj: type[Experiment]) -> None:
+        if name in self._entries and self._entries[name] is obj:
+            return
+        if isinstance(obj, type) and issubclass(obj, Experiment):
+            check_definition(obj)
+        super().add(name, obj)
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plugin that registered itself and then failed its checks)."""
+        self._entries.pop(name, None)
+
+
+EXPERIMENTS = ExperimentRegistry("experiment")
 
 E = TypeVar("E", bound=type[Experiment])
 
@@ -86,17 +107,23 @@ def _load_entry_points() -> list[str]:
     loaded: list[str] = []
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         label = f"entry point {entry_point.name!r} ({entry_point.value})"
+        before = set(EXPERIMENTS.names())
         try:
             obj = entry_point.load()
             if not (isinstance(obj, type) and issubclass(obj, Experiment)):
                 raise TypeError(f"it loads {obj!r}, not an Experiment subclass")
-            if getattr(obj, "name", None) != entry_point.name:
+            class_name = getattr(obj, "name", None)
+            if class_name != entry_point.name:
                 raise ValueError(
-                    f"its name must equal the class name {getattr(obj, 'name', None)!r}"
+                    f"the entry-point name must equal the class's `name` {class_name!r}"
                 )
             register_experiment(obj)
         except Exception as exc:
-            logger.warning("skipping experiment plugin %s: %s", label, exc)
+            # Importing the module may have registered its classes with the decorator; a
+            # plugin that is skipped must leave nothing behind.
+            for name in set(EXPERIMENTS.names()) - before:
+                EXPERIMENTS.remove(name)
+            logger.warning("experiment plugin %s not registered: %s", label, exc)
             continue
         loaded.append(entry_point.name)
     return loaded
@@ -111,6 +138,9 @@ def _import_allowed_module(module: str) -> bool:
     try:
         importlib.import_module(module)
     except Exception as exc:
+        if not already_imported:  # what it registered before failing goes too
+            for name in set(EXPERIMENTS.names()) - before:
+                EXPERIMENTS.remove(name)
         logger.warning("skipping experiment module %r: %s: %s", module, type(exc).__name__, exc)
         return False
     if not already_imported and set(EXPERIMENTS.names()) == before:

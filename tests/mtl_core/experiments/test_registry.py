@@ -204,3 +204,32 @@ def test_entry_points_register_and_check_their_name(
     assert "wrong_name" in caplog.text and "not_a_class" in caplog.text
     assert "other_exp" not in list_experiments()
     assert load_plugins() == []
+
+
+def test_entry_point_with_a_mismatched_name_is_not_registered(
+    plugin_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The module registers its class itself on import, under the class's own name.
+    _write_plugin(plugin_path, "mtlsearch_test_plugin_self", "Self", "self_exp", register=True)
+    _write_distribution(plugin_path, "other_name = mtlsearch_test_plugin_self:Self\n")
+    with caplog.at_level(logging.WARNING, logger="mtl_core.experiments._registry"):
+        assert load_plugins() == []
+    assert "self_exp" not in list_experiments()
+    assert "other_name" not in list_experiments()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "other_name" in warnings[0] and "not registered" in warnings[0]
+    assert "'self_exp'" in warnings[0]
+
+
+def test_module_with_a_bad_loss_is_skipped_in_one_line(
+    plugin_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = PLUGIN_SOURCE.format(
+        cls="BadLoss", name="bad_loss_exp", register='EXPERIMENTS.register("bad_loss_exp")(BadLoss)'
+    ).replace('Task("b", "mse"', 'Task("b", "msee"')
+    (plugin_path / "mtlsearch_test_plugin_bad_loss.py").write_text(source)
+    with caplog.at_level(logging.WARNING, logger="mtl_core.experiments._registry"):
+        assert load_plugins(["mtlsearch_test_plugin_bad_loss"]) == []
+    assert "bad_loss_exp" not in list_experiments()
+    assert "experiment 'bad_loss_exp' task 'b': unknown loss 'msee'" in caplog.text
