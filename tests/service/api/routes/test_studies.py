@@ -208,7 +208,35 @@ GRID_TOO_LARGE = spec_json(
             "search_space.strategies.0.name: unknown strategy 'magic'",
             id="unknown-strategy",
         ),
-        pytest.param(spec_json(n_trials=0), "n_trials: Input should be greater", id="n-trials"),
+        pytest.param(
+            spec_json(n_trials=0), "n_trials: must be an integer between 1", id="n-trials"
+        ),
+        # Trust: bodies that once reached a 500 or a 503.
+        pytest.param(spec_json(n_trials=2**31), "between 1 and 2147483647", id="n-trials-int32"),
+        pytest.param(
+            b'{"name": "inf", "experiment": "synthetic", "n_trials": 1e19}',
+            "between 1 and 2147483647",
+            id="n-trials-1e19",
+        ),
+        pytest.param(spec_json(seed=-5), "seed: must be an integer between 0", id="seed"),
+        pytest.param(
+            b'{"name": "inf", "experiment": "synthetic", "time_budget_s": Infinity}',
+            "time_budget_s: Input should be a finite number",
+            id="time-budget-inf",
+        ),
+        pytest.param(
+            b'{"name": "nan", "experiment": "synthetic", "n_trials": 2, '
+            b'"search_space": {"strategies": [{"name": "cagrad", "params": {"c": NaN}}]}}',
+            "search_space.strategies.0.params.c",
+            id="cagrad-c-nan",
+        ),
+        pytest.param(
+            spec_json(
+                search_space={"architectures": [{"name": "mmoe", "params": {"num_experts": 10**9}}]}
+            ),
+            "less than or equal to 64",
+            id="mmoe-experts",
+        ),
     ],
 )
 def test_bad_spec_is_422_naming_the_problem_and_writes_nothing(
@@ -227,6 +255,13 @@ def test_bad_spec_is_422_naming_the_problem_and_writes_nothing(
     assert isinstance(message, str) and "\n" not in message
     assert expected in message
     assert (served.study_names(), served.optuna_study_names()) == before
+
+
+@pytest.mark.parametrize("path", ["", "/1/trials"])
+def test_an_offset_past_32_bits_is_422(served: Served, path: str) -> None:
+    # Once 500 (SQLite) or 503 (PostgreSQL: integer out of range).
+    response = served.client.get(f"{API}{path}", params={"offset": 2**63})
+    assert response.status_code == 422, response.text
 
 
 def test_grid_too_large_names_the_limit(served: Served) -> None:
