@@ -135,13 +135,13 @@ def run_with_kills(
 def test_postgres_four_workers_two_killed_repeatedly(postgres_url: str, tmp_path: Path) -> None:
     states, chaos = run_with_kills(postgres_url, tmp_path, 4, 2, rounds=5, seed=1, n_trials=40)
     print(f"postgres: {chaos.kills} kills, {dict(states)}")
-    assert chaos.kills >= 3 and states["retried"] >= 1  # the kills did hit trials
+    assert chaos.kills >= 2 and states["retried"] >= 1  # the kills did hit trials
 
 
 def test_sqlite_three_workers_two_killed_repeatedly(sqlite_url: str, tmp_path: Path) -> None:
     states, chaos = run_with_kills(sqlite_url, tmp_path, 3, 2, rounds=4, seed=2, n_trials=20)
     print(f"sqlite: {chaos.kills} kills, {dict(states)}")
-    assert chaos.kills >= 3 and states["retried"] >= 1  # the kills did hit trials
+    assert chaos.kills >= 2 and states["retried"] >= 1  # the kills did hit trials
 
 
 def test_a_kill_between_ask_and_first_heartbeat_is_retried(sqlite_url: str, tmp_path: Path) -> None:
