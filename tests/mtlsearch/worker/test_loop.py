@@ -33,18 +33,16 @@ from storage import (
     WorkerRepository,
     WorkerStatus,
 )
-from storage.migrate import upgrade
 from tests.mtlsearch.worker.helpers import submit, synthetic_spec
+from tests.utils.databases import migrated_database
 
 SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
 
 
 @pytest.fixture
 def database(sqlite_url: str) -> Iterator[Database]:
-    upgrade(sqlite_url)
-    database = Database(sqlite_url, settings=SETTINGS)
-    yield database
-    database.dispose()
+    with migrated_database(sqlite_url, SETTINGS) as database:
+        yield database
 
 
 def make_worker(database: Database, **options: object) -> Worker:

@@ -13,8 +13,8 @@ from mtlsearch.settings import Settings
 from mtlsearch.worker import STALE_REASON, Worker, WorkerOptions, fail_stale_trials
 from mtlsearch.worker import stale as stale_module
 from storage import Database, StudyInfo, StudyRepository
-from storage.migrate import upgrade
 from tests.mtlsearch.worker.helpers import submit, synthetic_spec
+from tests.utils.databases import migrated_database
 
 SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
 GRACE_S = 1.0  # Optuna's grace period: stale_after_s rounded up to whole seconds
@@ -24,10 +24,8 @@ PAST_BEAT_S = 2.2
 
 @pytest.fixture
 def database(sqlite_url: str) -> Iterator[Database]:
-    upgrade(sqlite_url)
-    database = Database(sqlite_url, settings=SETTINGS)
-    yield database
-    database.dispose()
+    with migrated_database(sqlite_url, SETTINGS) as database:
+        yield database
 
 
 def load(database: Database, info: StudyInfo) -> optuna.Study:

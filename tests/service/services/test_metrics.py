@@ -11,18 +11,16 @@ from sqlalchemy import update
 from mtlsearch.settings import Settings
 from service.services.metrics import build_registry
 from storage import Database, WorkerRepository
-from storage.migrate import upgrade
 from storage.models import WorkerRecord, utcnow
+from tests.utils.databases import migrated_database
 
 SETTINGS = Settings(stale_after_s=5.0)
 
 
 @pytest.fixture
 def database(sqlite_url: str) -> Iterator[Database]:
-    upgrade(sqlite_url)
-    database = Database(sqlite_url, settings=SETTINGS)
-    yield database
-    database.dispose()
+    with migrated_database(sqlite_url, SETTINGS) as database:
+        yield database
 
 
 def test_busy_and_idle_count_live_workers_only(database: Database) -> None:
