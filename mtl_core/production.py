@@ -26,9 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_core.context import StepContext, TaskContext
+from mtl_core.context import TaskContext
 from mtl_core.errors import ConfigError
-from mtl_core.weighting import ParameterGroups, WeightingStrategy, build_strategy
+from mtl_core.weighting import (
+    STRATEGIES,
+    MixedStrategy,
+    StepInputs,
+    parse_strategy_config,
+    strategy_gradients,
+)
 
 
 class MultiTaskLoss(nn.Module):
@@ -65,9 +71,11 @@ class MultiTaskLoss(nn.Module):
             )
         self.device = torch.device(device)
         ctx = TaskContext(self.task_names, self.device, epochs, torch.Generator().manual_seed(seed))
-        self.strategy: WeightingStrategy = build_strategy(
-            strategy, dict(strategy_params or {}), ctx
-        )
+        config = parse_strategy_config(strategy, dict(strategy_params or {}))
+        # The training core's strategy at K = 1: the same code that trained the study.
+        self.strategy = MixedStrategy([strategy], 1, len(self.task_names), self.device)
+        self.strategy.reset_slot(0, strategy, config, ctx)
+        self.space = STRATEGIES.get(strategy).gradient_space(config)
         self.strategy_parameters = nn.ParameterList(self.strategy.parameters())
         self.fixed_weights: Tensor
         self.register_buffer(
@@ -96,17 +104,24 @@ class MultiTaskLoss(nn.Module):
         representation: Tensor | None = None,
     ) -> dict[str, float]:
         """Back-propagate one step of the strategy; returns this step's weights (Σ = T)."""
-        stacked = self._stack(losses)
-        groups = ParameterGroups(
-            shared=list(shared_parameters),
-            task_specific=list(task_parameters),
-            last_shared=list(last_shared_parameters or shared_parameters),
-            representation=representation,
+        stacked = self._stack(losses).unsqueeze(0)
+        shared = list(shared_parameters)
+        task_specific = list(task_parameters)
+        inputs = StepInputs(
+            losses=stacked,
+            scale=self.fixed_weights.unsqueeze(0),
+            last_shared=list(last_shared_parameters or shared),
+            occupied=torch.ones(1, dtype=torch.bool, device=self.device),
         )
-        step = StepContext(self._epoch, self._step, 0, self._step)
-        weights = self.strategy.backward(stacked, self.fixed_weights, groups, step)
+        shared_grads, task_grads, strategy_grads, weights = strategy_gradients(
+            self.strategy, inputs, shared, task_specific, self.space, representation
+        )
+        tensors = [*shared, *task_specific, *self.strategy.parameters()]
+        with torch.no_grad():
+            for p, g in zip(tensors, [*shared_grads, *task_grads, *strategy_grads], strict=True):
+                p.grad = g.detach().clone() if p.grad is None else p.grad + g
         self._step += 1
-        return dict(zip(self.task_names, weights.tolist(), strict=True))
+        return dict(zip(self.task_names, weights[0].tolist(), strict=True))
 
     def epoch_end(self, mean_losses: Mapping[str, float] | Sequence[float]) -> None:
         """Tell epoch-level strategies (DWA) the epoch-mean loss of each task."""
@@ -115,7 +130,10 @@ class MultiTaskLoss(nn.Module):
             if isinstance(mean_losses, Mapping)
             else list(mean_losses)
         )
-        self.strategy.on_epoch_end(self._epoch, torch.tensor(values, device=self.device))
+        self.strategy.on_epoch_end(
+            torch.ones(1, dtype=torch.bool, device=self.device),
+            torch.tensor([values], device=self.device),
+        )
         self._epoch += 1
 
 

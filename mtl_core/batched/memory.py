@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from mtl_core.config import TrialConfig
 from mtl_core.experiments import DataSplits, Experiment, get_experiment
-from mtl_core.trainer import prepare_data, resolve_config
+from mtl_core.trial_setup import prepare_data, resolve_config
 
 logger = logging.getLogger(__name__)
 

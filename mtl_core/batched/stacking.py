@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.utils._pytree import tree_map
 
 from mtl_core.architectures import MultiTaskModel
 
@@ -165,8 +166,35 @@ class StackedForward:
     ) -> Any:
         """Run every trial on ``x`` (shared ``[B, ...]``, or ``[K, B, ...]`` if batched)."""
         self.template.train(training)
+        if next(iter(params.values())).shape[0] == 1:
+            return self._alone(
+                params, buffers, x, *extra, x_batched=x_batched, extra_batched=extra_batched
+            )
         in_dims = (0, 0, 0 if x_batched else None, *((0 if extra_batched else None),) * len(extra))
         return vmap(self._one, in_dims=in_dims, randomness="different")(params, buffers, x, *extra)
+
+    def _alone(
+        self,
+        params: Params,
+        buffers: Params,
+        x: Tensor,
+        *extra: Any,
+        x_batched: bool,
+        extra_batched: bool,
+    ) -> Any:
+        """K = 1: the model called directly on row 0 (views, so gradients and BatchNorm's
+        in-place statistics reach the stacked tensors); vmap's overhead is skipped."""
+        one = {n: p[0] for n, p in params.items()}
+        one_buffers = {n: b[0] for n, b in buffers.items()}
+        if x_batched:
+            x = x[0]
+        if extra_batched:
+            extra = tuple(e[0] for e in extra)
+        return _unsqueeze(self._one(one, one_buffers, x, *extra))
+
+
+def _unsqueeze(value: Any) -> Any:
+    return tree_map(lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t, value)
 
 
 def write_slot(stacked: Params, index: int, single: Params) -> None:

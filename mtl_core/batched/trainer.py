@@ -1,25 +1,30 @@
-"""Train K trials of one experiment in one pass over shared data (`train_batch`, `BatchedRun`).
+"""The one trainer: K trials of one experiment in one pass over shared data (`BatchedRun`).
 
-Design
-------
+A trial trained alone is K = 1 (`mtl_core.trainer.train_trial`); a worker drives K slots,
+pruning and refilling them (`BatchedRun.run`); `train_batch` trains a list of configs.
+
 *Slots.* A `BatchedRun` holds K slots. Each slot holds one trial: its resolved config, its
-`TaskContext` (own seeded generator, shared by its schedule and strategy exactly as in
-`mtl_core.trainer.train_trial`), its schedule, its epoch counter and history. Parameters,
-buffers (BatchNorm running statistics included), optimizer state, per-trial hyper-parameters
-(learning rate, weight decay, clip norm, fixed weights) and strategy state are tensors of
-leading dim K (`stacking`, `optim`, `strategies`).
+`TaskContext` (own seeded generator, shared by its schedule and strategy), its schedule, its
+epoch counter and history. Parameters, buffers (BatchNorm running statistics included),
+optimizer state, per-trial hyper-parameters (learning rate, weight decay, clip norm, fixed
+weights) and strategy state are tensors of leading dim K (`stacking`, `optim`,
+`mtl_core.weighting`).
 
-*One step.* All K models run as one ``vmap(functional_call)`` on the same batch; the ``[K, T]``
-task losses feed the batched strategy; one backward of the sum over trials gives every trial
-its own gradient (trials share no parameter); a fused optimizer updates all K at once.
-Gradient strategies get ``[K, T, P]`` per-task gradients from T backward passes over all
-trials (no loop over trials). No host sync inside the epoch: the NaN flag is accumulated on
-the device and read once per epoch.
+*One step.* All K models run as one ``vmap(functional_call)`` on the same batch (at K = 1 the
+model is called directly: no vmap); the ``[K, T]`` task losses feed the strategy, and
+`mtl_core.weighting.strategy_gradients` turns its decision into one gradient per tensor (one
+backward of the sum over trials for loss-based strategies; T backward passes over all trials
+for gradient methods, never a loop over trials); a fused optimizer updates all K at once. No
+host sync inside the epoch: the divergence flags are accumulated on the device and read once
+per epoch.
 
-*Data order.* Trials of one run share ``data_seed``: the run draws the epoch permutations
-from one ``torch.Generator().manual_seed(data_seed)``, the i-th draw being epoch i's order,
-the same sequence a one-by-one run of any of its trials draws. Each trial's resolved config
-records this ``data_seed`` so ``train_trial`` reproduces it.
+*Random draws, per trial, in this order.* At the start of each of its epochs a trial's
+schedule draws the multipliers of every step of that epoch from the trial's generator; then,
+step by step, its strategy draws (RLW's logits, PCGrad's task orders) from the same
+generator. The model's initial weights come from ``torch.manual_seed(seed)`` and the epoch's
+data order from ``torch.Generator().manual_seed(data_seed)``, the i-th draw being epoch i's
+order. None of it depends on K or on the other slots, so a trial trained in a batch equals
+the same trial trained alone (up to floating-point reassociation in batched kernels).
 
 *Pruning and refill (masking).* Epochs run in lockstep for every slot (same data size and
 batch size, so the same number of steps). After each epoch the caller may `stop` a slot
@@ -30,8 +35,9 @@ step valid) but the optimizer leaves them untouched and nothing is reported for 
 slots sit at different epochs they read different permutations, so the batch is gathered per
 slot (``[K, B, ...]`` input) for those epochs; otherwise one shared ``[B, ...]`` batch is used.
 
-*Divergence.* A trial whose loss became NaN/inf is ended after that epoch with
-``stop_reason`` starting with `DIVERGED`; the others carry on (trials are independent).
+*Divergence, per slot.* A trial whose loss, task gradients or solver became NaN/inf is ended
+after that epoch with ``stop_reason`` starting with `DIVERGED` (naming the task, or the
+strategy's step, and the epoch); the other slots carry on unchanged (trials share no tensor).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from torch import Tensor
 
 from mtl_core.architectures import MultiTaskModel, build_model
 from mtl_core.batched.optim import StackedOptimizer, clip_per_trial
+from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.stacking import (
     Params,
     StackedForward,
@@ -55,12 +62,6 @@ from mtl_core.batched.stacking import (
     model_state,
     stack_models,
     write_slot,
-)
-from mtl_core.batched.strategies import (
-    BATCHED,
-    MixedStrategy,
-    StepInputs,
-    parse_strategy_config,
 )
 from mtl_core.config import ResolvedConfig, TrialConfig
 from mtl_core.context import StepContext, TaskContext
@@ -70,13 +71,19 @@ from mtl_core.results import EpochReport, TrialResult
 from mtl_core.schedules import build_schedule
 from mtl_core.schedules._base import Schedule
 from mtl_core.tasks import build_loss
-from mtl_core.trainer import (
+from mtl_core.trial_setup import (
     EVAL_CHUNK,
     compute_metrics,
     prepare_data,
     progress_bar,
     resolve_config,
     resolve_device,
+)
+from mtl_core.weighting import (
+    MixedStrategy,
+    StepInputs,
+    parse_strategy_config,
+    strategy_gradients,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,96 +93,6 @@ Precision = Literal["fp32", "bf16"]
 DIVERGED = "diverged: "
 #: Schedules whose multipliers depend on the step only (computed once per epoch and shared).
 _STEP_ONLY_SCHEDULES = frozenset({"joint", "curriculum", "pretrain", "aux_decay"})
-#: Strategies that need shared parameters (GradNorm's W, the combined task gradients).
-_NEED_SHARED = frozenset({"gradnorm", "pcgrad", "mgda", "cagrad"})
-#: Fields that must agree for trials to share one batch.
-_BATCH_KEY_FIELDS = (
-    "experiment",
-    "architecture",
-    "architecture_params",
-    "schedule",
-    "schedule_params",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "device",
-    "max_train_samples",
-)
-
-
-def batchable(config: TrialConfig) -> bool:
-    """Whether ``config`` has a batched form (its strategy and settings are supported)."""
-    if config.strategy not in BATCHED:
-        return False
-    if config.strategy == "mgda" and config.strategy_params.get("upper_bound", False):
-        return False
-    try:
-        parse_strategy_config(config.strategy, config.strategy_params)
-        resolved = resolve_config(config, get_experiment(config.experiment))
-    except (ConfigError, KeyError, ValueError):
-        return False
-    # Strategies that read the shared parameters fail on soft sharing (none are shared):
-    # one-by-one training reports that error for the one trial instead of the whole batch.
-    return not (resolved.architecture == "soft" and config.strategy in _NEED_SHARED)
-
-
-def _batch_key(resolved: ResolvedConfig, epochs: bool = True) -> tuple[Any, ...]:
-    values = resolved.model_dump()
-    fields = [f for f in _BATCH_KEY_FIELDS if epochs or f != "epochs"]
-    key: list[Any] = [repr(values[name]) for name in fields]
-    key.append(BATCHED[resolved.strategy].uses_task_gradients)
-    return tuple(key)
-
-
-def can_batch_together(configs: Sequence[TrialConfig]) -> bool:
-    """Whether ``configs`` can train in one batch.
-
-    They must be `batchable`, of one experiment, and agree on architecture (and its
-    parameters), schedule (and its parameters), epochs, batch size, optimizer kind, device
-    and training-set size; their strategies must all be loss-based or all gradient-based;
-    explicit ``data_seed`` values must agree (the batch shares one data order).
-    """
-    if not configs or not all(batchable(c) for c in configs):
-        return False
-    try:
-        experiment = get_experiment(configs[0].experiment)
-        resolved = [resolve_config(c, experiment) for c in configs]
-    except (ConfigError, KeyError, ValueError):
-        return False
-    if any(c.experiment != configs[0].experiment for c in configs):
-        return False
-    if len({_batch_key(r) for r in resolved}) != 1:
-        return False
-    return len({c.data_seed for c in configs if c.data_seed is not None}) <= 1
-
-
-def plan_batches(configs: Sequence[TrialConfig], max_k: int) -> list[list[int]]:
-    """Group ``configs`` (by index) into batches of at most ``max_k`` that can train together.
-
-    Configs that are not `batchable` come back as groups of one: train those with
-    `mtl_core.trainer.train_trial`. Order within a group follows ``configs``.
-    """
-    if max_k < 1:
-        raise ValueError(f"max_k must be >= 1, got {max_k=}")
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    out: list[list[int]] = []
-    for index, config in enumerate(configs):
-        if not batchable(config):
-            out.append([index])
-            continue
-        try:
-            resolved = resolve_config(config, get_experiment(config.experiment))
-        except (ConfigError, KeyError, ValueError):
-            out.append([index])
-            continue
-        key = (*_batch_key(resolved), config.data_seed)
-        group = groups.setdefault(key, [])
-        group.append(index)
-        if len(group) == max_k:
-            out.append(group)
-            groups[key] = []
-    out.extend(group for group in groups.values() if group)
-    return out
 
 
 @dataclass
@@ -239,14 +156,16 @@ class BatchedRun:
         num_slots = len(configs) if num_slots is None else num_slots
         if num_slots < len(configs):
             raise ValueError(f"num_slots must be >= len(configs), got {num_slots=}")
-        if not can_batch_together(configs):
+        # One trial alone trains whatever it is (its own errors surface as they are).
+        if len(configs) > 1 and not can_batch_together(configs):
             raise ConfigError("these trials cannot be trained in one batch; train them one by one")
         self.experiment: Experiment = get_experiment(configs[0].experiment)
         first = resolve_config(configs[0], self.experiment)
         explicit = [c.data_seed for c in configs if c.data_seed is not None]
         self.data_seed = explicit[0] if explicit else first.data_seed
         # A refill may run a different number of epochs (each slot keeps its own count).
-        self.key = _batch_key(first, epochs=False)
+        self.key = batch_key(first, epochs=False)
+        self.space = gradient_space(first)
         self.device = resolve_device(first.device)
         self.precision: Precision = precision
         self.num_slots = num_slots
@@ -313,7 +232,7 @@ class BatchedRun:
 
     def _resolve(self, config: TrialConfig) -> ResolvedConfig:
         resolved = resolve_config(config, self.experiment)
-        if _batch_key(resolved, epochs=False) != self.key:
+        if batch_key(resolved, epochs=False) != self.key:
             raise ConfigError("trial does not fit this batch (see can_batch_together)")
         if config.data_seed is not None and config.data_seed != self.data_seed:
             raise ConfigError(
@@ -364,8 +283,8 @@ class BatchedRun:
         """
         if self.slots[slot] is not None:
             raise ValueError(f"slot {slot} is not free")
-        if not batchable(config):
-            raise ConfigError(f"strategy {config.strategy!r} has no batched form")
+        if self.num_slots > 1 and not batchable(config):
+            raise ConfigError("this trial cannot share a batch; train it alone")
         resolved = self._resolve(config)
         model, new = self._build_trial(resolved, slot if tag is None else tag)
         params, buffers = model_state(model)
@@ -425,10 +344,12 @@ class BatchedRun:
         representation: Tensor | None,
         regularization: Tensor,
         *targets: Tensor,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor | None]:
         losses = torch.stack(
             [fn(out, tgt) for fn, out, tgt in zip(self._losses, outputs, targets, strict=True)]
         )
+        if self.space == "representation":
+            return losses.float(), regularization.float(), representation
         return losses.float(), regularization.float()
 
     def _perm(self, epoch: int) -> Tensor:
@@ -465,90 +386,38 @@ class BatchedRun:
                 per_epoch[epoch] = column
         return table.to(self.device, non_blocking=True)
 
-    def _flat_shared(self, grads: Sequence[Tensor]) -> Tensor:
-        k = self.num_slots
-        return torch.cat([g.reshape(k, -1) for g in grads], dim=1)
-
     def _step(
         self, x: Tensor, targets: list[Tensor], batched: bool, scale: Tensor, occupied: Tensor
     ) -> tuple[Tensor, Tensor]:
         """One optimisation step of every slot; returns (losses ``[K, T]``, weights)."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            losses, reg = self._compiled(
+            out = self._compiled(
                 self.params, self.buffers, x, *targets, x_batched=batched, extra_batched=batched
             )
-        names = list(self.spec.param_names)
-        model_params = [self.params[n] for n in names]
-        strategy_params = self.strategy.parameters()
+        losses, reg = out[0], out[1]
         inputs = StepInputs(
             losses=losses,
             scale=scale,
             last_shared=[self.params[n] for n in self.spec.last_shared],
             occupied=occupied,
         )
-        if not self.strategy.uses_task_gradients:
-            objective, weights = self.strategy.objective(inputs)
-            total = objective.sum() + reg.sum()
-            grads = list(
-                torch.autograd.grad(
-                    total,
-                    [*model_params, *strategy_params],
-                    allow_unused=True,
-                    materialize_grads=True,
-                )
-            )
-        else:
-            grads, weights = self._gradient_step(losses, reg, scale, inputs)
-            grads += [torch.zeros_like(p) for p in strategy_params]
+        shared, task_grads, strategy_grads, weights = strategy_gradients(
+            self.strategy,
+            inputs,
+            [self.params[n] for n in self._shared_names],
+            [self.params[n] for n in self._task_names],
+            self.space,
+            representation=out[2] if len(out) > 2 else None,
+            regularization=reg,
+        )
+        by_name = dict(zip(self._shared_names, shared, strict=True))
+        by_name.update(zip(self._task_names, task_grads, strict=True))
+        grads = [by_name[n] for n in self.spec.param_names]
         if self._clipping:
-            clip_per_trial(grads[: len(model_params)], self.clip)
-        self.optimizer.step(grads, occupied, all_active=self._all_live)
+            clip_per_trial(grads, self.clip)
+        self.optimizer.step([*grads, *strategy_grads], occupied, all_active=self._all_live)
         self._version += 1
         return losses.detach(), weights.detach()
-
-    def _gradient_step(
-        self, losses: Tensor, reg: Tensor, scale: Tensor, inputs: StepInputs
-    ) -> tuple[list[Tensor], Tensor]:
-        shared = [self.params[n] for n in self._shared_names]
-        if not shared:
-            raise ConfigError(
-                f"strategy {self.strategy.names} needs an architecture with shared parameters "
-                "(hard sharing or MMoE); this model has none"
-            )
-        weighted = losses * scale
-        rows = []
-        for t in range(self.num_tasks):
-            # One backward per task covers every trial: the trials share no parameter.
-            task_grads = torch.autograd.grad(
-                weighted[:, t].sum(),
-                shared,
-                retain_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-            rows.append(self._flat_shared(task_grads))
-        per_task = torch.stack(rows, dim=1)  # [K, T, P]
-        combined, weights = self.strategy.combine(per_task, inputs)
-        grads_by_name: dict[str, Tensor] = {}
-        offset = 0
-        for name, p in zip(self._shared_names, shared, strict=True):
-            n = p[0].numel()
-            grads_by_name[name] = combined[:, offset : offset + n].reshape(p.shape).to(p.dtype)
-            offset += n
-        task_params = [self.params[n] for n in self._task_names]
-        total = weighted.sum() + reg.sum()
-        if task_params:
-            task_grads = torch.autograd.grad(
-                total, task_params, retain_graph=True, allow_unused=True, materialize_grads=True
-            )
-            grads_by_name.update(zip(self._task_names, task_grads, strict=True))
-        if reg.requires_grad:
-            reg_grads = torch.autograd.grad(
-                reg.sum(), shared, allow_unused=True, materialize_grads=True
-            )
-            for name, g in zip(self._shared_names, reg_grads, strict=True):
-                grads_by_name[name] = grads_by_name[name] + g
-        return [grads_by_name[n] for n in self.spec.param_names], weights
 
     def probe_step(self) -> None:
         """One training step and one evaluation chunk on the first batch (memory probes).
@@ -591,6 +460,7 @@ class BatchedRun:
         loss_sum = torch.zeros(self.num_slots, self.num_tasks, device=self.device)
         weight_sum = torch.zeros_like(loss_sum)
         bad = torch.zeros(self.num_slots, self.num_tasks, dtype=torch.bool, device=self.device)
+        bad_step = torch.zeros(self.num_slots, dtype=torch.bool, device=self.device)
         if batched:
             perm_rows = torch.stack([perms[e] for e in slot_epoch])  # [K, N]
         for s in range(self.steps_per_epoch):
@@ -601,6 +471,8 @@ class BatchedRun:
             scale = self.fixed_weights * table[s]
             losses, weights = self._step(x, targets, batched, scale, occupied)
             bad |= ~torch.isfinite(losses)
+            # A finite loss with a non-finite step: the task gradients or the solver.
+            bad_step |= ~torch.isfinite(weights).all(dim=-1)
             loss_sum += losses
             weight_sum += weights
             if advance is not None:
@@ -609,7 +481,7 @@ class BatchedRun:
         self.strategy.on_epoch_end(occupied, mean_losses)
         val_outputs = self._predict(self.data.val)
         # One host transfer per epoch for the flags, losses and weights of every slot.
-        host_bad = bad.any(dim=-1).cpu().tolist()
+        host_bad = (bad.any(dim=-1) | bad_step).cpu().tolist()
         host_losses = mean_losses.cpu().tolist()
         host_weights = (weight_sum / self.steps_per_epoch).cpu().tolist()
         task_names = self.experiment.task_names
@@ -620,9 +492,14 @@ class BatchedRun:
             slot.epoch += 1
             if host_bad[index]:
                 names = [n for n, b in zip(task_names, bad[index].tolist(), strict=True) if b]
+                what = (
+                    f"loss of task(s) {', '.join(names)}"
+                    if names
+                    else f"step of strategy {slot.config.strategy!r} (task gradients or solver)"
+                )
                 reason = (
-                    f"{DIVERGED}loss of task(s) {', '.join(names)} became NaN or infinite in "
-                    f"epoch {slot.epoch}; lower the learning rate or the weights, or set grad_clip"
+                    f"{DIVERGED}{what} became NaN or infinite in epoch {slot.epoch}; "
+                    "lower the learning rate or the weights, or set grad_clip"
                 )
                 self._finished.append(self._finish(index, reason))
                 continue

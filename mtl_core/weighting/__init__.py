@@ -1,7 +1,9 @@
-"""Weighting strategies: turn per-task losses (and gradients) into one update.
+"""Weighting strategies: turn per-task losses (and gradients) of K trials into one update each.
 
-Importing this package registers every built-in strategy in `STRATEGIES`; build one with
-`build_strategy(name, params, ctx)` and list them with `list_strategies()`.
+Importing this package registers every built-in strategy in `STRATEGIES`, one module per
+strategy, each written once over a leading trial dimension K (see `_base`). Build one with
+`build_strategy(name, num_slots, num_tasks, device)`, fill a slot with `reset_slot`, and let
+`strategy_gradients` turn a step into gradients.
 """
 
 from __future__ import annotations
@@ -18,22 +20,39 @@ from mtl_core.weighting import (  # noqa: F401 - imported to register the strate
     rlw,
     uncertainty,
 )
+from mtl_core.weighting._autograd import strategy_gradients, task_gradients
 from mtl_core.weighting._base import (
-    ParameterGroups,
+    GradientSpace,
+    GradientWeighting,
+    LossWeighting,
+    StepInputs,
     StrategyConfig,
     WeightingStrategy,
-    backward_task_parameters,
-    normalise_weights,
+    masked_softmax,
+    normalise,
 )
-from mtl_core.weighting._registry import STRATEGIES, build_strategy, list_strategies
+from mtl_core.weighting._mixed import MixedStrategy
+from mtl_core.weighting._registry import (
+    STRATEGIES,
+    build_strategy,
+    list_strategies,
+    parse_strategy_config,
+)
 
 __all__ = [
     "STRATEGIES",
-    "ParameterGroups",
+    "GradientSpace",
+    "GradientWeighting",
+    "LossWeighting",
+    "MixedStrategy",
+    "StepInputs",
     "StrategyConfig",
     "WeightingStrategy",
-    "backward_task_parameters",
     "build_strategy",
     "list_strategies",
-    "normalise_weights",
+    "masked_softmax",
+    "normalise",
+    "parse_strategy_config",
+    "strategy_gradients",
+    "task_gradients",
 ]

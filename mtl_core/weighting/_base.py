@@ -1,23 +1,30 @@
-"""The weighting-strategy contract.
+"""The weighting-strategy contract, written once over a leading trial dimension K.
 
-A strategy turns the per-task losses of one step into gradients on the model's parameters.
-The trainer calls, once per optimisation step,
+A strategy holds K *slots*, one trial each (K = 1 when a trial trains alone); its per-trial
+state is ``[K, T]`` tensors and its per-trial hyper-parameters ``[K]`` tensors, set by
+`WeightingStrategy.reset_slot` from the trial's typed config. Two kinds, after torchjd's
+split of a *weighting* (what to combine) from the autograd plumbing (`_autograd`):
 
-    weights = strategy.backward(losses, scale, params, step)
+* `LossWeighting`: ``objective(inputs)`` maps the ``[K, T]`` task losses to a ``[K]``
+  objective with graph; its gradient, summed over trials, is each trial's update (trials
+  share no parameter, so one backward of the sum serves all K).
+* `GradientWeighting`: ``combine(grads, inputs)`` maps the per-trial task gradients on the
+  shared parameters ``[K, T, P]`` to the combined ``[K, P]``; linear methods (MGDA, CAGrad)
+  give their coefficients instead, which also lets MGDA-UB solve on the representation.
 
-then clips and steps the optimizer. Conventions every strategy keeps (tests check them):
+Conventions every strategy keeps (tests check them):
 
-* ``losses`` is ``[T]`` with graph; ``scale`` is ``[T]``, detached, >= 0: the study's fixed
-  weights times the schedule's multiplier for this step. A task with ``scale == 0`` is inactive
-  this step: it adds no gradient anywhere (gradient methods leave it out of the combination).
+* ``scale`` is ``[K, T]``, detached, >= 0: the study's fixed weights times the schedule's
+  multiplier. A task with ``scale == 0`` is inactive this step: it adds no gradient anywhere.
 * Loss-based strategies back-propagate ``Σ_t λ_t · scale_t · L_t`` (+ their own regulariser).
-* Gradient methods combine the per-task gradients of ``scale_t · L_t`` on the *shared*
-  parameters only; every task-specific parameter receives its own task's gradient of
-  ``scale_t · L_t`` (use `backward_task_parameters`).
-* The returned weights are ``[T]``, detached, normalised so that Σ_t λ_t = T over the active
-  tasks (0 for inactive ones), so strategies compare.
-* Learnable strategy parameters (uncertainty's s, GradNorm's w) are returned by
-  `parameters()`; the trainer adds them to the optimizer.
+* Gradient methods combine the gradients of ``scale_t · L_t`` on the *shared* parameters;
+  every task-specific parameter receives its own task's gradient of ``scale_t · L_t``.
+* The returned weights are ``[K, T]``, detached, normalised so that Σ_t λ_t = T over the
+  active tasks (0 for inactive ones), so strategies compare.
+* Random draws come from each trial's own generator (``TaskContext.generator``), once per
+  step, only for occupied slots: a trial draws the same numbers whatever K it trains in.
+* Learnable state (uncertainty's s, GradNorm's w) is ``[K, T]`` leaf tensors returned by
+  `parameters()`; the trainer adds them to the trials' optimizer.
 """
 
 from __future__ import annotations
@@ -25,13 +32,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, Literal, TypeVar, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict
-from torch import Tensor, nn
+from torch import Tensor
 
-from mtl_core.context import StepContext, TaskContext
+from mtl_core.context import TaskContext
+
+#: Where a strategy works: on the losses, on the shared parameters' task gradients, or on the
+#: task gradients w.r.t. the shared representation (MGDA-UB).
+GradientSpace = Literal["loss", "parameters", "representation"]
 
 
 class StrategyConfig(BaseModel):
@@ -40,76 +51,129 @@ class StrategyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+ConfigT = TypeVar("ConfigT", bound=StrategyConfig)
+
+
 @dataclass
-class ParameterGroups:
-    """The model's parameters as the strategies see them.
+class StepInputs:
+    """What a strategy sees at one step.
 
     Args:
-        shared: parameters every task reaches (gradient methods combine gradients here).
-        task_specific: everything else (heads, task columns, gates).
-        last_shared: GradNorm's W, the last shared layer.
-        representation: this step's shared representation (MGDA-UB), or None.
+        losses: ``[K, T]`` task losses with graph.
+        scale: ``[K, T]`` detached, fixed weights × schedule multipliers (0 = inactive).
+        last_shared: the last shared layer's parameters (GradNorm's W), leading dim K.
+        occupied: ``[K]`` bool, slots holding a live trial (free slots must not change).
     """
 
-    shared: list[nn.Parameter]
-    task_specific: list[nn.Parameter]
-    last_shared: list[nn.Parameter]
-    representation: Tensor | None = None
+    losses: Tensor
+    scale: Tensor
+    last_shared: Sequence[Tensor]
+    occupied: Tensor
 
 
-class WeightingStrategy(abc.ABC):
+def masked_softmax(logits: Tensor, active: Tensor) -> Tensor:
+    """Row-wise softmax over the active entries (inactive ones, and empty rows, get 0)."""
+    masked = torch.where(active, logits, torch.full_like(logits, float("-inf")))
+    return torch.nan_to_num(torch.softmax(masked, dim=-1), nan=0.0)
+
+
+def normalise(weights: Tensor, active: Tensor) -> Tensor:
+    """Row-wise: Σ = number of active tasks, 0 elsewhere; a row with total <= 0 gets 1s.
+
+    Divides before multiplying by the task count, so weights near the float maximum do not
+    overflow; no host sync (safe in the step path on a GPU).
+    """
+    weights = torch.where(active, weights.detach(), torch.zeros_like(weights))
+    total = weights.sum(dim=-1, keepdim=True)
+    positive = torch.isfinite(total) & (total > 0)
+    safe_total = torch.where(positive, total, torch.ones_like(total))
+    scaled = weights / safe_total * active.sum(dim=-1, keepdim=True).to(weights.dtype)
+    return torch.where(positive, scaled, active.to(weights.dtype))
+
+
+def to_device(host: Tensor, device: torch.device) -> Tensor:
+    """Copy a small CPU tensor to ``device`` without making the host wait for the GPU."""
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+class WeightingStrategy(abc.ABC, Generic[ConfigT]):
     """Base class: one subclass per strategy module, registered in `STRATEGIES`.
 
     Args:
-        config: the strategy's own typed config (validated by `config_cls`).
-        ctx: the task context (task count, device, epochs, seeded generator).
+        num_slots: K, the trials trained together (1 for a trial alone).
+        num_tasks: T.
+        device: where the per-slot state lives.
     """
 
     name: ClassVar[str]
     config_cls: ClassVar[type[StrategyConfig]] = StrategyConfig
-    #: True for methods that need per-task gradients on the shared parameters.
+    #: True for methods that combine per-task gradients (`GradientWeighting`).
     uses_task_gradients: ClassVar[bool] = False
 
-    def __init__(self, config: StrategyConfig, ctx: TaskContext) -> None:
-        self.config = config
-        self.ctx = ctx
+    def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
+        self.num_slots = num_slots
+        self.num_tasks = num_tasks
+        self.device = device
+        self.contexts: list[TaskContext | None] = [None] * num_slots
 
-    def parameters(self) -> list[nn.Parameter]:
-        """Learnable parameters of the strategy itself (trained by the same optimizer)."""
+    @classmethod
+    def gradient_space(cls, config: StrategyConfig) -> GradientSpace:
+        """What the strategy works on for ``config`` (trials batch only with their kind)."""
+        return "parameters" if cls.uses_task_gradients else "loss"
+
+    def _zeros(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.zeros(self.num_slots, self.num_tasks, device=self.device, dtype=dtype)
+
+    def _per_slot(self, value: float, dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.full((self.num_slots,), value, device=self.device, dtype=dtype)
+
+    def reset_slot(self, slot: int, config: StrategyConfig, ctx: TaskContext) -> None:
+        """Put a new trial (its typed config and context) in ``slot``; its state restarts."""
+        if not isinstance(config, self.config_cls):
+            raise TypeError(f"strategy {self.name!r} takes a {self.config_cls.__name__}")
+        self.contexts[slot] = ctx
+        self._reset(slot, cast(ConfigT, config))
+
+    def _reset(self, slot: int, config: ConfigT) -> None:
+        """Set ``slot``'s hyper-parameters from ``config`` and zero its state."""
+
+    def release_slot(self, slot: int) -> None:
+        """The trial in ``slot`` left; the slot draws nothing until it is reset."""
+        self.contexts[slot] = None
+
+    def parameters(self) -> list[Tensor]:
+        """Learnable ``[K, ...]`` leaf tensors, trained by the trials' optimizer."""
         return []
 
-    def on_epoch_end(self, epoch: int, mean_train_losses: Tensor) -> None:  # noqa: B027
-        """Called after each epoch with the epoch-mean *unscaled* train loss per task."""
+    def on_epoch_end(self, ended: Tensor, mean_losses: Tensor) -> None:
+        """``ended``: ``[K]`` bool, slots that finished an epoch; ``mean_losses``: ``[K, T]``
+        epoch-mean *unscaled* training losses."""
+
+
+class LossWeighting(WeightingStrategy[ConfigT]):
+    """A strategy that forms the objective from the losses alone."""
 
     @abc.abstractmethod
-    def backward(
-        self, losses: Tensor, scale: Tensor, params: ParameterGroups, step: StepContext
-    ) -> Tensor:
-        """Back-propagate one step; return this step's weights ``[T]`` (Σ = T, detached)."""
+    def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
+        """(``[K]`` objective with graph, ``[K, T]`` weights)."""
 
 
-def backward_task_parameters(
-    weighted_losses: Tensor, task_specific: Sequence[nn.Parameter]
-) -> None:
-    """Give each task-specific parameter its own task's gradient (summed over tasks).
+class GradientWeighting(WeightingStrategy[ConfigT]):
+    """A strategy that combines the per-task gradients on the shared parameters."""
 
-    A head of task t is reached by L_t only, so one backward of Σ_t (scale_t L_t) restricted
-    to the task-specific parameters gives each its own task's gradient.
-    """
-    params = [p for p in task_specific if p.requires_grad]
-    if params:
-        torch.autograd.backward(weighted_losses.sum(), inputs=params, retain_graph=True)
+    uses_task_gradients = True
 
+    def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
+        """``[K, T, P]`` task gradients → (combined ``[K, P]``, weights ``[K, T]``).
 
-def normalise_weights(weights: Tensor, active: Tensor) -> Tensor:
-    """Scale ``weights`` so that they sum to the number of active tasks; zero the rest.
+        The default is the linear combination with `coefficients`.
+        """
+        coeff = self.coefficients(grads, inputs)
+        combined = torch.einsum("kt,ktp->kp", coeff, grads)
+        return combined, normalise(coeff, inputs.scale > 0)
 
-    A non-positive total falls back to 1 per active task. No host sync (no ``if`` on a
-    device value), so it is safe in the step path on a GPU.
-    """
-    weights = torch.where(active, weights.detach(), torch.zeros_like(weights))
-    total = weights.sum()
-    positive = total > 0
-    safe_total = torch.where(positive, total, torch.ones_like(total))
-    scaled = weights * active.sum().to(weights.dtype) / safe_total
-    return torch.where(positive, scaled, active.to(weights.dtype))
+    def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
+        """``[K, T]`` coefficients of the update on the rows of ``grads`` (linear methods)."""
+        raise NotImplementedError(f"strategy {self.name!r} is not a linear combination")

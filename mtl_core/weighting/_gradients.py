@@ -1,138 +1,61 @@
-"""Private helpers shared by the weighting strategies.
-
-Per-task gradients on the shared parameters (flattened to one ``[T, P]`` matrix), writing a
-combined gradient back into ``.grad``, masked softmax / normalisation, and the small simplex
-solvers (min-norm point, CAGrad's dual) that run on a ``T x T`` Gram matrix.
-"""
+"""The small simplex solvers behind MGDA and CAGrad, over K trials' T x T problems."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import Tensor, nn
-
-from mtl_core.errors import ConfigError
+from torch import Tensor
 
 FloatArray = npt.NDArray[np.float64]
 
 
-def require_shared(params: Sequence[nn.Parameter], strategy: str) -> list[nn.Parameter]:
-    """The trainable shared parameters, or `ConfigError` when there are none."""
-    shared = [p for p in params if p.requires_grad]
-    if not shared:
-        raise ConfigError(
-            f"strategy {strategy!r} needs an architecture with shared parameters "
-            "(hard sharing or MMoE); this model has none"
-        )
-    return shared
+def min_norm_weights(
+    gram: Tensor, active: Tensor, max_iter: Tensor, tol: float = 1e-6, max_iter_host: int = 250
+) -> Tensor:
+    """Batched min-norm point ``[K, T]`` of ``[K, T, T]`` Gram matrices.
 
-
-def active_mask(scale: Tensor) -> Tensor:
-    """``[T]`` bool: the tasks that train this step (``scale > 0``)."""
-    return scale > 0
-
-
-def masked_softmax(logits: Tensor, active: Tensor) -> Tensor:
-    """Softmax over the active entries; inactive ones (and an all-inactive vector) get 0."""
-    masked = torch.where(active, logits, torch.full_like(logits, float("-inf")))
-    return torch.nan_to_num(torch.softmax(masked, dim=0), nan=0.0)
-
-
-def task_gradients(losses: Tensor, scale: Tensor, inputs: Sequence[Tensor]) -> Tensor:
-    """Gradients of ``scale_t * L_t`` w.r.t. ``inputs`` for every task, as ``[T, P]``.
-
-    Every task is differentiated (no host sync to find the active ones); an inactive task's
-    row is exactly zero because its loss is multiplied by ``scale_t = 0``. The graph is
-    retained so that the heads' backward (and further tasks) can follow.
+    Two tasks: the closed form of `mtl_core.weighting._gradients.min_norm_two_tasks`. More:
+    Frank–Wolfe as in `frank_wolfe_min_norm` (uniform start over the active tasks, exact line
+    search, stop when the L1 change < ``tol`` or after ``max_iter[k]`` iterations), run on
+    all K at once with a per-trial "done" flag instead of an early ``break``; the loop runs
+    ``max_iter_host`` (>= every ``max_iter[k]``, known on the host: no sync) times.
     """
-    rows = []
-    weighted = losses * scale
-    for t in range(losses.shape[0]):
-        grads = torch.autograd.grad(
-            weighted[t],
-            list(inputs),
-            retain_graph=True,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        rows.append(torch.cat([g.reshape(-1) for g in grads]))
-    return torch.stack(rows)
-
-
-def accumulate_flat_grad(params: Sequence[nn.Parameter], flat_grad: Tensor) -> None:
-    """Add a flat gradient to ``.grad`` of ``params`` (accumulate so the trainer zeroes)."""
-    offset = 0
-    for p in params:
-        n = p.numel()
-        g = flat_grad[offset : offset + n].view_as(p).to(p.dtype)
-        offset += n
-        if p.grad is None:
-            p.grad = g.clone()
-        else:
-            p.grad.add_(g)
-
-
-def min_norm_2(v11: Tensor, v12: Tensor, v22: Tensor) -> Tensor:
-    """gamma minimising ‖gamma a + (1 - gamma) b‖² given a·a, a·b, b·b (Sener & Koltun, Alg. 1)."""
-    denom = v11 + v22 - 2 * v12
-    safe = torch.where(denom > 0, denom, torch.ones_like(denom))
-    gamma = torch.where(denom > 0, (v22 - v12) / safe, torch.full_like(denom, 0.5))
-    return gamma.clamp(0.0, 1.0)
-
-
-def min_norm_two_tasks(gram: Tensor, active: Tensor) -> Tensor:
-    """Exact min-norm weights ``[2]`` for two tasks, on the device (no host sync).
-
-    With one active task all weight goes to it; with none the weights are zero.
-    """
-    gamma = min_norm_2(gram[0, 0], gram[0, 1], gram[1, 1])
-    both = torch.stack([gamma, 1 - gamma])
-    return torch.where(active.all(), both, active.to(gram.dtype))
-
-
-def frank_wolfe_min_norm(
-    gram: FloatArray, active: npt.NDArray[np.bool_], max_iter: int = 250, tol: float = 1e-6
-) -> FloatArray:
-    """Min-norm point of the convex hull of the active task gradients, by Frank-Wolfe.
-
-    Sener & Koltun (NeurIPS 2018), Algorithm 2: start at the uniform point; each iteration
-    moves toward the vertex with the smallest ``(G alpha)_t`` with the exact 2-point line search.
-    Works on the ``T x T`` Gram matrix only.
-
-    Args:
-        gram: ``G = g gᵀ`` of the task gradients (float64).
-        active: which tasks take part (the others keep weight 0).
-        max_iter: iteration cap.
-        tol: stop once the L1 change of the weights falls below this.
-    """
-    idx = np.flatnonzero(active)
-    alpha = np.zeros(gram.shape[0], dtype=np.float64)
-    if idx.size == 0:
-        return alpha
-    if idx.size == 1:
-        alpha[idx[0]] = 1.0
-        return alpha
-    g = gram[np.ix_(idx, idx)]
-    a = np.full(idx.size, 1.0 / idx.size)
-    for _ in range(max_iter):
-        ga = g @ a
-        t = int(np.argmin(ga))
-        v11 = float(a @ ga)
-        v12 = float(ga[t])
-        v22 = float(g[t, t])
+    dtype = gram.dtype
+    if gram.shape[-1] == 2:
+        v11, v12, v22 = gram[:, 0, 0], gram[:, 0, 1], gram[:, 1, 1]
         denom = v11 + v22 - 2 * v12
-        gamma = 0.5 if denom <= 0 else min(max((v22 - v12) / denom, 0.0), 1.0)
-        new = gamma * a
-        new[t] += 1 - gamma
-        change = float(np.abs(new - a).sum())
-        a = new
-        if change < tol:
-            break
-    alpha[idx] = a
-    return alpha
+        safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+        gamma = torch.where(denom > 0, (v22 - v12) / safe, torch.full_like(denom, 0.5))
+        gamma = gamma.clamp(0.0, 1.0)
+        both = torch.stack([gamma, 1 - gamma], dim=-1)
+        return torch.where(active.all(dim=-1, keepdim=True), both, active.to(dtype))
+    gram = gram.double()
+    n_active = active.sum(dim=-1, keepdim=True)
+    a = active.double() / n_active.clamp_min(1).double()
+    done = n_active.squeeze(-1) <= 1
+    big = torch.finfo(torch.float64).max
+    limit = max_iter_host
+    for it in range(limit):
+        ga = torch.einsum("kij,kj->ki", gram, a)
+        t = torch.where(active, ga, torch.full_like(ga, big)).argmin(dim=-1)
+        v11 = (a * ga).sum(dim=-1)
+        v12 = ga.gather(-1, t.unsqueeze(-1)).squeeze(-1)
+        v22 = gram.diagonal(dim1=-2, dim2=-1).gather(-1, t.unsqueeze(-1)).squeeze(-1)
+        denom = v11 + v22 - 2 * v12
+        safe = torch.where(denom > 0, denom, torch.ones_like(denom))
+        gamma = torch.where(denom > 0, ((v22 - v12) / safe).clamp(0.0, 1.0), 0.5 + 0 * denom)
+        new = gamma.unsqueeze(-1) * a
+        new = new.scatter_add(-1, t.unsqueeze(-1), (1 - gamma).unsqueeze(-1))
+        change = (new - a).abs().sum(dim=-1)
+        step = ~done & (it < max_iter)
+        a = torch.where(step.unsqueeze(-1), new, a)
+        done = done | (step & (change < tol))
+    single = n_active.squeeze(-1) == 1
+    a = torch.where(single.unsqueeze(-1), active.double(), a)
+    return a.to(dtype)
 
 
 def project_simplex(v: FloatArray) -> FloatArray:
@@ -186,3 +109,30 @@ def cagrad_dual(gram: FloatArray, c: float, steps: int = 200) -> FloatArray:
         w, f = cand, f_cand
         lr *= 2.0
     return w
+
+
+def cagrad_coefficients(
+    grads: Tensor, active: Tensor, c: list[float], rescale: list[int]
+) -> Tensor:
+    """``[K, T]`` coefficients of CAGrad's update on the rows of ``[K, T, P]`` ``grads``."""
+    gram = grads @ grads.transpose(-1, -2)
+    host_gram = gram.double().cpu().numpy()
+    host_active = active.cpu().numpy()
+    coeffs = np.zeros(active.shape, dtype=np.float64)
+    for k in range(grads.shape[0]):  # the T x T solve only; gradients stay batched
+        mask = host_active[k]
+        idx = np.flatnonzero(mask)
+        if c[k] == 0:
+            coeffs[k] = mask / max(idx.size, 1)
+        elif idx.size == 1:
+            coeffs[k, idx[0]] = 1.0
+        elif idx.size > 1:
+            g = host_gram[k][np.ix_(idx, idx)]
+            w = cagrad_dual(g, c[k])
+            b = np.full(idx.size, 1.0 / idx.size)
+            g0_norm = math.sqrt(max(float(b @ g @ b), 0.0))
+            gw_norm = math.sqrt(max(float(w @ g @ w), 0.0))
+            lam = c[k] * g0_norm / (gw_norm + 1e-8)
+            divisor = {0: 1.0, 1: 1.0 + c[k] ** 2, 2: 1.0 + c[k]}[rescale[k]]
+            coeffs[k, idx] = (b + lam * w) / divisor
+    return torch.from_numpy(coeffs).to(grads.device, grads.dtype)

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from mtl_core.context import StepContext, TaskContext
 from mtl_core.weighting._base import (
-    ParameterGroups,
+    LossWeighting,
+    StepInputs,
     StrategyConfig,
-    WeightingStrategy,
-    normalise_weights,
+    masked_softmax,
+    normalise,
 )
-from mtl_core.weighting._gradients import active_mask, masked_softmax
 from mtl_core.weighting._registry import STRATEGIES
-
-logger = logging.getLogger(__name__)
 
 
 class FAMOConfig(StrategyConfig):
@@ -37,7 +32,7 @@ class FAMOConfig(StrategyConfig):
 
 
 @STRATEGIES.register("famo")
-class FAMO(WeightingStrategy):
+class FAMO(LossWeighting[FAMOConfig]):
     """Balance the rates of loss decrease in O(1) memory and time per step.
 
     Liu et al., "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023 (Algorithm 1).
@@ -47,65 +42,80 @@ class FAMO(WeightingStrategy):
         L = Σ_t scale_t · z_t · log D_t / c,   so ∇L = Σ_t scale_t λ_t ∇L_t,  λ_t = z_t/(c D_t)
         ξ ← Adam step on  J_softmax(ξ)ᵀ δ,   δ_t = log D_t(k-1) - log D_t(k)
 
-    (the paper's ``δ`` is the log-loss decrease of step k; the ξ update moves weight toward
-    the tasks whose loss fell least). ξ has its own Adam (lr ``lr``, weight decay
-    ``weight_decay``) as in the paper, so it is *not* in `parameters()`.
+    (the ξ update moves weight toward the tasks whose loss fell least). ξ has its own Adam
+    (lr ``lr``, L2 weight decay ``weight_decay``, betas 0.9/0.999) as in the paper, so it
+    is *not* in `parameters()`.
 
     One-step lag: the paper compares the losses of the same batch before and after the
     model update; here the trainer owns the forward pass, so the decrease is measured at the
-    next `backward` call, between the previous step's losses and this step's (a different
-    batch). ξ is updated first, then this step's weights are formed. Tasks not active in
-    both steps get δ = 0; the softmax runs over the active tasks.
-
-    Conventions: the loss uses λ (Σ λ = 1 over the active tasks, as in the paper); the
-    reported weights are λ normalised to Σ = T over the active tasks (0 for inactive ones).
-
-    Args:
-        config: `FAMOConfig` (``lr``, ``weight_decay``, ``eps``).
-        ctx: the task context (task count, device).
+    next step, between the previous step's losses and this step's (a different batch). ξ is
+    updated first, then this step's weights are formed. Tasks not active in both steps get
+    δ = 0; the softmax runs over the active tasks. The loss uses λ (Σ λ = 1 over the active
+    tasks, as in the paper); reported weights are λ normalised to Σ = T.
     """
 
     name = "famo"
     config_cls = FAMOConfig
+    _betas = (0.9, 0.999)
+    _adam_eps = 1e-8
 
-    def __init__(self, config: StrategyConfig, ctx: TaskContext) -> None:
-        super().__init__(config, ctx)
-        assert isinstance(config, FAMOConfig)
-        self.eps = config.eps
-        self.logits = nn.Parameter(torch.zeros(ctx.num_tasks, device=ctx.device))
-        self._optimizer = torch.optim.Adam(
-            [self.logits], lr=config.lr, weight_decay=config.weight_decay
-        )
-        self._prev_log_losses: Tensor | None = None
-        self._prev_active: Tensor | None = None
+    def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
+        super().__init__(num_slots, num_tasks, device)
+        self.eps = self._per_slot(1e-8)
+        self.lr = self._per_slot(0.025)
+        self.weight_decay = self._per_slot(1e-3)
+        self.logits = self._zeros()
+        self.exp_avg = self._zeros()
+        self.exp_avg_sq = self._zeros()
+        self.adam_steps = torch.zeros(num_slots, device=device, dtype=torch.float64)
+        self.prev_log_losses = self._zeros()
+        self.prev_active = self._zeros(torch.bool)
+        self.has_prev = torch.zeros(num_slots, device=device, dtype=torch.bool)
 
-    def task_distribution(self, active: Tensor) -> Tensor:
-        """z = softmax(ξ) over the active tasks (0 elsewhere), detached."""
-        return masked_softmax(self.logits.detach(), active)
+    def _reset(self, slot: int, config: FAMOConfig) -> None:
+        self.eps[slot] = config.eps
+        self.lr[slot] = config.lr
+        self.weight_decay[slot] = config.weight_decay
+        for state in (self.logits, self.exp_avg, self.exp_avg_sq, self.prev_log_losses):
+            state[slot] = 0
+        self.adam_steps[slot] = 0
+        self.prev_active[slot] = False
+        self.has_prev[slot] = False
 
     def _update_logits(self, log_losses: Tensor, active: Tensor) -> None:
-        if self._prev_log_losses is None or self._prev_active is None:
-            return
-        both = active & self._prev_active
-        delta = torch.where(both, self._prev_log_losses - log_losses, torch.zeros_like(log_losses))
-        z = self.task_distribution(both)
-        # Jᵀδ of the softmax, the gradient the paper's autograd call produces.
-        self.logits.grad = (z * (delta - (z * delta).sum())).to(self.logits.dtype)
-        self._optimizer.step()
-        self.logits.grad = None
+        both = active & self.prev_active
+        delta = torch.where(both, self.prev_log_losses - log_losses, torch.zeros_like(log_losses))
+        z = masked_softmax(self.logits, both)
+        grad = z * (delta - (z * delta).sum(dim=-1, keepdim=True))
+        step = self.has_prev
+        self.adam_steps = self.adam_steps + step.double()
+        beta1, beta2 = self._betas
+        steps = self.adam_steps.clamp(min=1)
+        bc1 = (1 - beta1**steps).unsqueeze(-1)
+        bc2_sqrt = (1 - beta2**steps).sqrt().unsqueeze(-1)
+        grad = grad + self.weight_decay.unsqueeze(-1) * self.logits
+        m = torch.lerp(self.exp_avg, grad, 1 - beta1)
+        v = torch.addcmul(self.exp_avg_sq * beta2, grad, grad, value=1 - beta2)
+        denom = v.sqrt() / bc2_sqrt.float() + self._adam_eps
+        new_logits = self.logits - (self.lr.unsqueeze(-1).double() / bc1).float() * (m / denom)
+        keep = step.unsqueeze(-1)
+        self.exp_avg = torch.where(keep, m, self.exp_avg)
+        self.exp_avg_sq = torch.where(keep, v, self.exp_avg_sq)
+        self.logits = torch.where(keep, new_logits, self.logits)
 
-    def backward(
-        self, losses: Tensor, scale: Tensor, params: ParameterGroups, step: StepContext
-    ) -> Tensor:
-        active = active_mask(scale)
-        log_losses = torch.log(losses.detach() + self.eps)
-        self._update_logits(log_losses, active)
-        self._prev_log_losses = log_losses
-        self._prev_active = active
-
-        z = self.task_distribution(active).to(losses.dtype)
-        shifted = losses + self.eps
-        c = (z / shifted.detach()).sum()
+    def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
+        losses, scale = inputs.losses, inputs.scale
+        active = scale > 0
+        eps = self.eps.unsqueeze(-1).to(losses.dtype)
+        log_losses = torch.log(losses.detach() + eps)
+        self._update_logits(log_losses.float(), active)
+        occupied = inputs.occupied
+        self.prev_log_losses = log_losses.float()
+        self.prev_active = active
+        self.has_prev = self.has_prev | occupied
+        z = masked_softmax(self.logits, active).to(losses.dtype)
+        shifted = losses + eps
+        c = (z / shifted.detach()).sum(dim=-1, keepdim=True)
         tiny = torch.finfo(losses.dtype).tiny
-        (scale * z * torch.log(shifted) / c.clamp_min(tiny)).sum().backward()
-        return normalise_weights(z / (c.clamp_min(tiny) * shifted.detach()), active)
+        objective = (scale * z * torch.log(shifted) / c.clamp_min(tiny)).sum(dim=-1)
+        return objective, normalise(z / (c.clamp_min(tiny) * shifted.detach()), active)

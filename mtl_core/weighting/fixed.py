@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from torch import Tensor
 
-from mtl_core.context import StepContext
-from mtl_core.weighting._base import (
-    ParameterGroups,
-    StrategyConfig,
-    WeightingStrategy,
-    normalise_weights,
-)
-from mtl_core.weighting._gradients import active_mask
+from mtl_core.weighting._base import LossWeighting, StepInputs, StrategyConfig, normalise
 from mtl_core.weighting._registry import STRATEGIES
-
-logger = logging.getLogger(__name__)
 
 
 class FixedConfig(StrategyConfig):
@@ -24,7 +13,7 @@ class FixedConfig(StrategyConfig):
 
 
 @STRATEGIES.register("fixed")
-class Fixed(WeightingStrategy):
+class Fixed(LossWeighting[FixedConfig]):
     """Linear scalarisation with fixed weights: ``L = Σ_t scale_t L_t`` (λ_t = 1).
 
     The study's fixed weights (and the schedule's multiplier) arrive through ``scale``; the
@@ -32,20 +21,13 @@ class Fixed(WeightingStrategy):
     Xin et al. (NeurIPS 2022) and Kurin et al. (NeurIPS 2022) found well-tuned fixed weights
     competitive with the dynamic methods.
 
-    Conventions: reported weights are λ = 1 on the active tasks (Σ λ = number of active
-    tasks), 0 on inactive ones.
-
-    Args:
-        config: `FixedConfig` (empty).
-        ctx: the task context.
+    Reported weights: λ = 1 on the active tasks, 0 on inactive ones.
     """
 
     name = "fixed"
     config_cls = FixedConfig
 
-    def backward(
-        self, losses: Tensor, scale: Tensor, params: ParameterGroups, step: StepContext
-    ) -> Tensor:
-        (losses * scale).sum().backward()
-        active = active_mask(scale)
-        return normalise_weights(active.to(losses.dtype), active)
+    def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
+        active = inputs.scale > 0
+        objective = (inputs.losses * inputs.scale).sum(dim=-1)
+        return objective, normalise(active.to(inputs.losses.dtype), active)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor
 
-from mtl_core.context import StepContext
-from mtl_core.weighting._base import ParameterGroups, StrategyConfig, WeightingStrategy
-from mtl_core.weighting._gradients import active_mask, masked_softmax
+from mtl_core.weighting._base import (
+    LossWeighting,
+    StepInputs,
+    StrategyConfig,
+    masked_softmax,
+    to_device,
+)
 from mtl_core.weighting._registry import STRATEGIES
-
-logger = logging.getLogger(__name__)
 
 
 class RLWConfig(StrategyConfig):
@@ -20,7 +20,7 @@ class RLWConfig(StrategyConfig):
 
 
 @STRATEGIES.register("rlw")
-class RLW(WeightingStrategy):
+class RLW(LossWeighting[RLWConfig]):
     """Draw random loss weights at every step.
 
     Lin et al., "Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-Task
@@ -28,26 +28,26 @@ class RLW(WeightingStrategy):
 
         λ = softmax(z),   z ~ N(0, I),   L = Σ_t λ_t scale_t L_t,
 
-    with z drawn from the trial's seeded generator (``ctx.generator``) so a trial is
-    reproducible; the softmax runs over the active tasks.
-
-    Conventions: the loss uses λ as drawn (Σ λ = 1, as in the paper); the reported weights
-    are λ x T (T = active tasks), 0 for inactive ones.
-
-    Args:
-        config: `RLWConfig` (empty).
-        ctx: the task context (task count, device, generator).
+    with z drawn from each trial's seeded generator, so a trial is reproducible whatever
+    batch it trains in; the softmax runs over the active tasks. The loss uses λ as drawn
+    (Σ λ = 1, as in the paper); reported weights are λ x T (T = active tasks).
     """
 
     name = "rlw"
     config_cls = RLWConfig
 
-    def backward(
-        self, losses: Tensor, scale: Tensor, params: ParameterGroups, step: StepContext
-    ) -> Tensor:
-        z = torch.randn(self.ctx.num_tasks, generator=self.ctx.generator)
-        z = z.to(losses.device, losses.dtype, non_blocking=True)
-        active = active_mask(scale)
+    def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
+        # One small CPU draw per live trial keeps each trial's stream its own; free slots
+        # draw nothing.
+        rows = [
+            torch.randn(self.num_tasks, generator=ctx.generator)
+            if ctx is not None
+            else torch.zeros(self.num_tasks)
+            for ctx in self.contexts
+        ]
+        losses = inputs.losses
+        z = to_device(torch.stack(rows), losses.device).to(losses.dtype)
+        active = inputs.scale > 0
         weights = masked_softmax(z, active)
-        (weights * scale * losses).sum().backward()
-        return weights * active.sum().to(weights.dtype)
+        objective = (weights * inputs.scale * losses).sum(dim=-1)
+        return objective, weights * active.sum(dim=-1, keepdim=True).to(weights.dtype)

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor, nn
 
-from mtl_core.context import StepContext, TaskContext
-from mtl_core.weighting._base import (
-    ParameterGroups,
-    StrategyConfig,
-    WeightingStrategy,
-    normalise_weights,
-)
-from mtl_core.weighting._gradients import active_mask
+from mtl_core.weighting._base import LossWeighting, StepInputs, StrategyConfig, normalise
 from mtl_core.weighting._registry import STRATEGIES
-
-logger = logging.getLogger(__name__)
 
 
 class UncertaintyConfig(StrategyConfig):
@@ -25,7 +14,7 @@ class UncertaintyConfig(StrategyConfig):
 
 
 @STRATEGIES.register("uncertainty")
-class Uncertainty(WeightingStrategy):
+class Uncertainty(LossWeighting[UncertaintyConfig]):
     """Learn one log-variance per task and weight each loss by its precision.
 
     Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
@@ -34,32 +23,27 @@ class Uncertainty(WeightingStrategy):
 
         L = Σ_t scale_t · (exp(-s_t) · L_t + s_t),   s_t = log sigma_t², s_t(0) = 0,
 
-    summed over the active tasks (``scale_t > 0``). ``s`` is returned by `parameters()` and
-    trained by the trainer's optimizer; ∂L/∂s_t = scale_t · (1 - exp(-s_t) L_t).
+    summed over the active tasks. ``s`` (``[K, T]``) is returned by `parameters()` and
+    trained by the trials' optimizer; ∂L/∂s_t = scale_t · (1 - exp(-s_t) L_t).
 
-    Conventions: reported weights are exp(-s) normalised to Σ = T over the active tasks
-    (0 for inactive ones); the gradient reaches the model through the weighted sum (no
-    per-task gradient combination).
-
-    Args:
-        config: `UncertaintyConfig` (empty).
-        ctx: the task context (task count, device).
+    Reported weights: exp(-s) normalised to Σ = T over the active tasks.
     """
 
     name = "uncertainty"
     config_cls = UncertaintyConfig
 
-    def __init__(self, config: StrategyConfig, ctx: TaskContext) -> None:
-        super().__init__(config, ctx)
-        self.log_vars = nn.Parameter(torch.zeros(ctx.num_tasks, device=ctx.device))
+    def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
+        super().__init__(num_slots, num_tasks, device)
+        self.log_vars = nn.Parameter(self._zeros())
 
-    def parameters(self) -> list[nn.Parameter]:
+    def _reset(self, slot: int, config: UncertaintyConfig) -> None:
+        with torch.no_grad():
+            self.log_vars[slot].zero_()
+
+    def parameters(self) -> list[Tensor]:
         return [self.log_vars]
 
-    def backward(
-        self, losses: Tensor, scale: Tensor, params: ParameterGroups, step: StepContext
-    ) -> Tensor:
+    def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         s = self.log_vars
-        (scale * (torch.exp(-s) * losses + s)).sum().backward()
-        active = active_mask(scale)
-        return normalise_weights(torch.exp(-s.detach()), active)
+        objective = (inputs.scale * (torch.exp(-s) * inputs.losses + s)).sum(dim=-1)
+        return objective, normalise(torch.exp(-s.detach()), inputs.scale > 0)

@@ -1,0 +1,108 @@
+"""The autograd plumbing of one step, shared by the trainer and `MultiTaskLoss`.
+
+A strategy decides *what* to combine (`_base`); this module turns its decision into one
+gradient per tensor: the model's shared and task-specific parameters (leading dim K, or
+plain tensors with K = 1) and the strategy's own learnable tensors. Gradients are returned,
+not accumulated, so the caller clips and steps as it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from mtl_core.errors import ConfigError
+from mtl_core.weighting._base import GradientSpace, StepInputs, normalise
+from mtl_core.weighting._mixed import MixedStrategy
+
+
+def _grads(total: Tensor, inputs: Sequence[Tensor], retain: bool = False) -> list[Tensor]:
+    if not inputs:
+        return []
+    return list(
+        torch.autograd.grad(
+            total, list(inputs), retain_graph=retain, allow_unused=True, materialize_grads=True
+        )
+    )
+
+
+def task_gradients(weighted: Tensor, inputs: Sequence[Tensor], num_slots: int) -> Tensor:
+    """Per-trial gradients of every task's ``weighted[:, t]`` w.r.t. ``inputs``: ``[K, T, P]``.
+
+    One backward per task reaches all K trials at once (trials share no parameter); an
+    inactive task's row is exactly zero because its loss is multiplied by 0. The graph is
+    kept for the backward passes that follow.
+    """
+    rows = []
+    for t in range(weighted.shape[-1]):
+        grads = _grads(weighted[:, t].sum(), inputs, retain=True)
+        rows.append(torch.cat([g.reshape(num_slots, -1) for g in grads], dim=1))
+    return torch.stack(rows, dim=1)
+
+
+def _unflatten(flat: Tensor, like: Sequence[Tensor], num_slots: int) -> list[Tensor]:
+    out, offset = [], 0
+    for p in like:
+        n = p.numel() // num_slots
+        out.append(flat[:, offset : offset + n].reshape(p.shape).to(p.dtype))
+        offset += n
+    return out
+
+
+def strategy_gradients(
+    strategy: MixedStrategy,
+    inputs: StepInputs,
+    shared: Sequence[Tensor],
+    task_specific: Sequence[Tensor],
+    space: GradientSpace,
+    representation: Tensor | None = None,
+    regularization: Tensor | None = None,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor]:
+    """One step's gradients: (shared, task-specific, strategy tensors, weights ``[K, T]``).
+
+    ``space`` is where the batch's strategies work (`WeightingStrategy.gradient_space`):
+    ``loss`` back-propagates the strategy's objective; ``parameters`` combines the task
+    gradients on ``shared`` and gives every task-specific tensor its own task's gradient;
+    ``representation`` (MGDA-UB) solves on the task gradients w.r.t. ``representation``
+    and back-propagates the weighted losses through the whole model.
+    """
+    k = strategy.num_slots
+    extra = strategy.parameters()
+    reg = (
+        regularization.sum()
+        if regularization is not None and regularization.requires_grad
+        else torch.zeros((), device=inputs.losses.device)
+    )
+    n_shared = len(shared)
+    if space == "loss":
+        objective, weights = strategy.objective(inputs)
+        grads = _grads(objective.sum() + reg, [*shared, *task_specific, *extra])
+        end = n_shared + len(task_specific)
+        return grads[:n_shared], grads[n_shared:end], grads[end:], weights
+    if not shared:
+        raise ConfigError(
+            f"strategy {', '.join(strategy.names)} needs an architecture with shared parameters "
+            "(hard sharing or MMoE); this model has none"
+        )
+    weighted = inputs.losses * inputs.scale
+    no_extra = [torch.zeros_like(p) for p in extra]
+    if space == "representation":
+        if representation is None:
+            raise ConfigError(
+                "strategy 'mgda' with upper_bound=true needs an architecture that exposes a "
+                "shared representation (hard sharing)"
+            )
+        per_task = task_gradients(weighted, [representation], k)
+        coeff = strategy.coefficients(per_task, inputs).detach()
+        grads = _grads((coeff * weighted).sum() + reg, [*shared, *task_specific])
+        weights = normalise(coeff, inputs.scale > 0)
+        return grads[:n_shared], grads[n_shared:], no_extra, weights
+    per_task = task_gradients(weighted, shared, k)
+    combined, weights = strategy.combine(per_task, inputs)
+    shared_grads = _unflatten(combined, shared, k)
+    task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
+    if reg.requires_grad:
+        shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
+    return shared_grads, task_grads, no_extra, weights
