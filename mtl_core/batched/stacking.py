@@ -148,6 +148,11 @@ class StackedForward:
         self.template = template
         self.per_trial = per_trial
 
+    def _set_mode(self, training: bool) -> None:
+        # Walking the modules every step costs as much as a small layer's forward.
+        if training != self.template.training:
+            self.template.train(training)
+
     def _one(self, params: Params, buffers: Params, x: Tensor, *extra: Any) -> Any:
         outputs, representation, reg = functional_call(self.template, (params, buffers), (x,))
         if self.per_trial is not None:
@@ -165,32 +170,45 @@ class StackedForward:
         training: bool = True,
     ) -> Any:
         """Run every trial on ``x`` (shared ``[B, ...]``, or ``[K, B, ...]`` if batched)."""
-        self.template.train(training)
-        if next(iter(params.values())).shape[0] == 1:
-            return self._alone(
-                params, buffers, x, *extra, x_batched=x_batched, extra_batched=extra_batched
-            )
+        self._set_mode(training)
         in_dims = (0, 0, 0 if x_batched else None, *((0 if extra_batched else None),) * len(extra))
         return vmap(self._one, in_dims=in_dims, randomness="different")(params, buffers, x, *extra)
 
-    def _alone(
+
+class DirectForward(StackedForward):
+    """K = 1: the model called directly, no vmap nor functional call.
+
+    ``template`` wraps the *real* model (`FunctionalModel`), whose own tensors are the
+    storage that the [1, ...] stacked tensors view (`unsqueezed_state`), so the arguments
+    ``params`` and ``buffers`` are not needed; outputs get the leading dimension 1.
+    """
+
+    def __call__(
         self,
         params: Params,
         buffers: Params,
         x: Tensor,
         *extra: Any,
-        x_batched: bool,
-        extra_batched: bool,
+        x_batched: bool = False,
+        extra_batched: bool = False,
+        training: bool = True,
     ) -> Any:
-        """K = 1: the model called directly on row 0 (views, so gradients and BatchNorm's
-        in-place statistics reach the stacked tensors); vmap's overhead is skipped."""
-        one = {n: p[0] for n, p in params.items()}
-        one_buffers = {n: b[0] for n, b in buffers.items()}
+        self._set_mode(training)
         if x_batched:
             x = x[0]
         if extra_batched:
             extra = tuple(e[0] for e in extra)
-        return _unsqueeze(self._one(one, one_buffers, x, *extra))
+        outputs, representation, reg = self.template(x)
+        if self.per_trial is None:
+            return _unsqueeze(outputs)
+        return _unsqueeze(self.per_trial(outputs, representation, reg, *extra))
+
+
+def unsqueezed_state(model: nn.Module) -> tuple[Params, Params]:
+    """One model's parameters and buffers as [1, ...] views (writes reach the model)."""
+    params = {name: p.unsqueeze(0) for name, p in model.named_parameters()}
+    buffers = {name: b.unsqueeze(0) for name, b in model.named_buffers()}
+    return params, buffers
 
 
 def _unsqueeze(value: Any) -> Any:

@@ -56,11 +56,15 @@ from mtl_core.architectures import MultiTaskModel, build_model
 from mtl_core.batched.optim import StackedOptimizer, clip_per_trial
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.stacking import (
+    DirectForward,
+    FunctionalModel,
     Params,
     StackedForward,
     meta_template,
+    model_spec,
     model_state,
     stack_models,
+    unsqueezed_state,
     write_slot,
 )
 from mtl_core.config import ResolvedConfig, TrialConfig
@@ -187,10 +191,19 @@ class BatchedRun:
             slots.append(slot)
         # Free slots hold a copy of the first model until refilled (their rows are masked).
         models += [models[0]] * (num_slots - len(models))
-        params, buffers, self.spec = stack_models(models)
-        self.params: Params = params
-        self.buffers: Params = buffers
-        self.template = meta_template(models[0])
+        self.params: Params
+        self.buffers: Params
+        if num_slots == 1:
+            # Alone: the model's own tensors are the storage and the stacked [1, ...] tensors
+            # are views of them; gradients are taken on the model's parameters.
+            self.spec = model_spec(models[0])
+            self.params, self.buffers = unsqueezed_state(models[0])
+            self._targets: Params = dict(models[0].named_parameters())
+            self.template = FunctionalModel(models[0])
+        else:
+            self.params, self.buffers, self.spec = stack_models(models)
+            self._targets = self.params
+            self.template = meta_template(models[0])
         self.slots: list[_Slot | None] = [*slots, *([None] * (num_slots - len(slots)))]
         for index, (slot, r) in enumerate(zip(slots, resolved, strict=True)):
             self.strategy.reset_slot(
@@ -217,7 +230,9 @@ class BatchedRun:
         self._data_gen = torch.Generator().manual_seed(self.data_seed)
         self._perms: list[Tensor] = []
         self._finished: list[FinishedTrial] = []
-        self._forward = StackedForward(self.template, self._per_trial)
+        forward_cls = DirectForward if num_slots == 1 else StackedForward
+        self._forward = forward_cls(self.template, self._per_trial)
+        self._evaluate = forward_cls(self.template)
         self._compiled: Callable[..., Any] = self._forward
         if compile:
             self._compiled = torch.compile(self._forward)
@@ -398,14 +413,14 @@ class BatchedRun:
         inputs = StepInputs(
             losses=losses,
             scale=scale,
-            last_shared=[self.params[n] for n in self.spec.last_shared],
+            last_shared=[self._targets[n] for n in self.spec.last_shared],
             occupied=occupied,
         )
         shared, task_grads, strategy_grads, weights = strategy_gradients(
             self.strategy,
             inputs,
-            [self.params[n] for n in self._shared_names],
-            [self.params[n] for n in self._task_names],
+            [self._targets[n] for n in self._shared_names],
+            [self._targets[n] for n in self._task_names],
             self.space,
             representation=out[2] if len(out) > 2 else None,
             regularization=reg,
@@ -413,6 +428,8 @@ class BatchedRun:
         by_name = dict(zip(self._shared_names, shared, strict=True))
         by_name.update(zip(self._task_names, task_grads, strict=True))
         grads = [by_name[n] for n in self.spec.param_names]
+        if self.num_slots == 1:  # gradients of the model's own [...] parameters
+            grads = [g.unsqueeze(0) for g in grads]
         if self._clipping:
             clip_per_trial(grads, self.clip)
         self.optimizer.step([*grads, *strategy_grads], occupied, all_active=self._all_live)
@@ -536,7 +553,7 @@ class BatchedRun:
     def _predict(self, split: Split) -> list[Tensor]:
         """Every slot's outputs on a split: one ``[K, N, ...]`` tensor per task."""
         chunks: list[tuple[Tensor, ...]] = []
-        forward = StackedForward(self.template)
+        forward = self._evaluate
         size = self._eval_chunk()
         for start in range(0, len(split), size):
             x = split.x[start : start + size].to(self.device, non_blocking=True)
