@@ -201,7 +201,10 @@ class DirectForward(StackedForward):
         outputs, representation, reg = self.template(x)
         if self.per_trial is None:
             return _unsqueeze(outputs)
-        return _unsqueeze(self.per_trial(outputs, representation, reg, *extra))
+        result = self.per_trial(outputs, representation, reg, *extra)
+        # A representation passed through (MGDA-UB) stays the tensor the losses were computed
+        # from: gradients w.r.t. an unsqueezed view of it would be zero.
+        return (*_unsqueeze(result[:2]), *result[2:])
 
 
 def unsqueezed_state(model: nn.Module) -> tuple[Params, Params]:
