@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,3 +46,9 @@ def test_one_short_trial_trains_with_finite_metrics_for_every_task(registered: s
     assert set(result.val_metrics) == {"temperature", "fault", "mode"}
     assert all(math.isfinite(v) for v in result.val_metrics.values()), result.val_metrics
     assert all(math.isfinite(v) for v in result.test_metrics.values()), result.test_metrics
+
+
+def test_the_doc_shows_the_example_as_it_is() -> None:
+    root = Path(__file__).resolve().parents[3]
+    code = (root / "examples" / "my_experiment.py").read_text(encoding="utf-8")
+    assert f"```python\n{code}```" in (root / "docs" / "experiments.md").read_text(encoding="utf-8")
