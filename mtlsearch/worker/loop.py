@@ -223,7 +223,7 @@ class Worker:
 
     def register(self) -> str:
         """Record this worker in ``mtl_workers`` and start its heartbeat; returns its id."""
-        from mtl_core.experiments import load_plugins
+        from mtl_core.experiments import list_experiments, load_plugins
 
         load_plugins(self.settings.allowed_experiment_modules)
         with self.database.session() as session:
@@ -232,6 +232,9 @@ class Worker:
                 pid=os.getpid(),
                 device=self.device,
                 worker_id=self.options.worker_id,
+                # After load_plugins: the API matches studies against what it can really run.
+                experiments=list_experiments(),
+                batch_size=self.options.batch,
             )
         self.id = info.id
         self._heartbeat = Heartbeat(self.database, self.id, self.heartbeat_s)
