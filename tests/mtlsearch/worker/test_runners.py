@@ -1,0 +1,73 @@
+"""The batched runner with real training on the `synthetic` experiment, on a SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mtlsearch.settings import Settings
+from mtlsearch.worker import Worker, WorkerOptions
+from storage import Database, StudyInfo, StudyRepository, StudyStatus
+from tests.mtlsearch.worker.helpers import submit, synthetic_spec
+from tests.utils.databases import migrated_database
+
+SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
+#: One learning rate that diverges in the first epoch, one that trains.
+DIVERGING_LR, HEALTHY_LR = 1e12, 3e-3
+
+
+@pytest.fixture
+def database(sqlite_url: str) -> Iterator[Database]:
+    with migrated_database(sqlite_url, SETTINGS) as database:
+        yield database
+
+
+def make_worker(database: Database, **options: object) -> Worker:
+    defaults: dict[str, object] = {"idle_exit_s": 0.0, "heartbeat_s": 1.0}
+    defaults.update(options)
+    return Worker(database, WorkerOptions(**defaults), settings=SETTINGS)  # type: ignore[arg-type]
+
+
+def trials_of(database: Database, info: StudyInfo) -> list[optuna.trial.FrozenTrial]:
+    storage = database.optuna_storage()
+    return optuna.load_study(study_name=info.optuna_study_name, storage=storage).trials
+
+
+def status_of(database: Database, info: StudyInfo) -> StudyStatus:
+    with database.session() as session:
+        return StudyRepository(session).get(info.id).status
+
+
+def test_diverged_slots_of_a_batch_do_not_fail_its_healthy_study(database: Database) -> None:
+    k = 8
+    spec = synthetic_spec(n_trials=k, search_space={"lr": {"choices": [DIVERGING_LR, HEALTHY_LR]}})
+    info = submit(database, spec)
+    # A fixed worker id seeds the sampler: the same draws every run.
+    make_worker(database, batch=k, max_consecutive_failures=2, worker_id="w0").run()
+
+    trials = trials_of(database, info)
+    diverging = [t for t in trials if t.params["lr"] == DIVERGING_LR]
+    healthy = [t for t in trials if t.params["lr"] == HEALTHY_LR]
+    # More diverged trials than the streak allows, all in the first epoch of one batch.
+    assert len(diverging) >= 2 and healthy, [t.params for t in trials]
+    assert all(t.state is TrialState.FAIL for t in diverging)
+    assert all("NaN or infinite" in t.user_attrs["fail_reason"] for t in diverging)
+    assert [t.state for t in healthy] == [TrialState.COMPLETE] * len(healthy)
+    assert status_of(database, info) is not StudyStatus.FAILED
+
+
+def test_a_batch_whose_trials_all_diverge_counts_once_per_epoch(database: Database) -> None:
+    spec = synthetic_spec(n_trials=8, search_space={"lr": DIVERGING_LR})
+    info = submit(database, spec)
+    make_worker(database, batch=4, max_consecutive_failures=2).run()
+
+    trials = trials_of(database, info)
+    # The four failures of the first epoch count once: the refills make the second round.
+    assert len(trials) > 4 and all(t.state is TrialState.FAIL for t in trials)
+    with database.session() as session:
+        row = StudyRepository(session).get(info.id)
+    assert row.status is StudyStatus.FAILED
+    assert row.message is not None and "trials in 2 batch epochs)" in row.message
