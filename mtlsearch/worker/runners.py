@@ -120,16 +120,18 @@ class TrialRunner(abc.ABC):
         """Train ``first`` (and maybe more jobs of its study) to the end."""
 
 
-def out_of_memory(exc: BaseException, config: TrialConfig, device: str) -> Outcome:
+def out_of_memory(exc: BaseException, job: Job, device: str) -> Outcome:
     """The FAIL outcome of a trial that ran out of memory alone (K=1): a resource failure.
 
     It says nothing about the study's search space, so it does not count towards its streak.
     """
+    from mtl_core.trainer import resolve_config
+
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    batch = f"batch_size {config.batch_size}" if config.batch_size else "its default batch_size"
-    reason = f"out of memory on {device} training 1 trial (K=1, {batch}): {first}".rstrip(": ")
+    batch_size = resolve_config(job.config, job.study.experiment).batch_size
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+    reason = f"out of memory on {device} training 1 trial (K=1, batch_size {batch_size}): {first}"
     return Outcome(TrialState.FAIL, reason=reason, counts_as_failure=False)
 
 
@@ -176,7 +178,7 @@ class OneByOneRunner(TrialRunner):
             data = self.host.data_for(job)
             result = train_trial(job.config, None, on_epoch=on_epoch, data=data)
         except torch.cuda.OutOfMemoryError as exc:
-            outcome = out_of_memory(exc, job.config, self.host.device)
+            outcome = out_of_memory(exc, job, self.host.device)
             logger.warning(
                 "trial %d of study %s failed: %s", job.trial.number, job.study.id, outcome.reason
             )
@@ -346,7 +348,7 @@ class BatchedRunner(TrialRunner):
                     torch.cuda.empty_cache()
                 if k == 1:
                     (job,) = retry
-                    outcome = out_of_memory(error, job.config, self.host.device)
+                    outcome = out_of_memory(error, job, self.host.device)
                     logger.warning(
                         "trial %d of study %s failed: %s",
                         job.trial.number,

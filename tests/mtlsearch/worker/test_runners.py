@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
+import mtl_core.batched
+from mtl_core.batched import BatchedRun, SlotReport
 from mtlsearch.settings import Settings
 from mtlsearch.worker import Worker, WorkerOptions
 from storage import Database, StudyInfo, StudyRepository, StudyStatus
@@ -71,3 +75,67 @@ def test_a_batch_whose_trials_all_diverge_counts_once_per_epoch(database: Databa
         row = StudyRepository(session).get(info.id)
     assert row.status is StudyStatus.FAILED
     assert row.message is not None and "trials in 2 batch epochs)" in row.message
+
+
+class SmallDevice(BatchedRun):
+    """A `BatchedRun` on a device that holds at most `fits` trials: more run out of memory in
+    the first epoch, as CUDA does. Records K and the trial numbers of each batch it trains
+    (started with, then refilled)."""
+
+    fits = 4
+    batches: list[tuple[int, list[int]]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        numbers = [slot.tag.trial.number for slot in self.slots if slot is not None]
+        self.batches.append((self.num_slots, numbers))
+
+    def run_epoch(self, *args: Any, **kwargs: Any) -> list[SlotReport]:
+        if self.num_slots > self.fits:
+            raise torch.cuda.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate 2.00 GiB for K={self.num_slots}"
+            )
+        return super().run_epoch(*args, **kwargs)
+
+    def refill(self, slot: int, config: Any, tag: Any = None) -> Any:
+        resolved = super().refill(slot, config, tag)
+        self.batches[-1][1].append(tag.trial.number)
+        return resolved
+
+
+@pytest.fixture
+def small_device(monkeypatch: pytest.MonkeyPatch) -> type[SmallDevice]:
+    monkeypatch.setattr(SmallDevice, "batches", [])
+    monkeypatch.setattr(mtl_core.batched, "BatchedRun", SmallDevice)
+    return SmallDevice
+
+
+def test_out_of_memory_retries_the_same_trials_at_half_the_batch(
+    database: Database, small_device: type[SmallDevice]
+) -> None:
+    info = submit(database, synthetic_spec(n_trials=8))
+    make_worker(database, batch=8).run()
+
+    trials = trials_of(database, info)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8  # no trial asked anew
+    # The eight trials start again at K=4: four at once, the other four in the slots they free.
+    assert small_device.batches == [(8, list(range(8))), (4, list(range(8)))]
+    assert status_of(database, info) is StudyStatus.COMPLETED
+
+
+def test_out_of_memory_alone_fails_the_trial_as_a_resource_failure(
+    database: Database, small_device: type[SmallDevice]
+) -> None:
+    small_device.fits = 0
+    info = submit(database, synthetic_spec(n_trials=4))
+    make_worker(database, batch=2, max_trials=2, max_consecutive_failures=1).run()
+
+    trials = trials_of(database, info)
+    assert [k for k, _ in small_device.batches] == [2, 1, 1]
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2
+    for trial in trials:
+        reason = trial.user_attrs["fail_reason"]
+        assert reason.startswith("out of memory on cpu training 1 trial (K=1, batch_size 128): ")
+        assert "Tried to allocate" in reason
+    # Not counted towards the streak: one counted failure would have failed the study.
+    assert status_of(database, info) is StudyStatus.RUNNING
