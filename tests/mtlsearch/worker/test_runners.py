@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -12,8 +13,11 @@ from optuna.trial import TrialState
 
 import mtl_core.batched
 from mtl_core.batched import BatchedRun, SlotReport
+from mtl_core.config import TrialConfig
+from mtl_core.experiments import get_experiment
 from mtlsearch.settings import Settings
 from mtlsearch.worker import Worker, WorkerOptions
+from mtlsearch.worker.runners import BatchedRunner, Job
 from storage import Database, StudyInfo, StudyRepository, StudyStatus
 from tests.mtlsearch.worker.helpers import submit, synthetic_spec
 from tests.utils.databases import migrated_database
@@ -139,3 +143,40 @@ def test_out_of_memory_alone_fails_the_trial_as_a_resource_failure(
         assert "Tried to allocate" in reason
     # Not counted towards the streak: one counted failure would have failed the study.
     assert status_of(database, info) is StudyStatus.RUNNING
+
+
+class CpuHost:
+    """The part of `TrialHost` that sizing a batch uses."""
+
+    device = "cpu"
+
+    def data_for(self, job: Job) -> None:
+        return None
+
+
+def test_auto_batch_size_is_estimated_per_architecture_batch_size_and_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    estimated: list[TrialConfig] = []
+
+    def estimate(experiment: object, config: TrialConfig, *args: object, **kwargs: object) -> int:
+        estimated.append(config)
+        return len(estimated)
+
+    monkeypatch.setattr(mtl_core.batched, "auto_batch_size", estimate)
+    study = SimpleNamespace(experiment=get_experiment("synthetic"))
+
+    def job(**config: object) -> Job:
+        trial_config = TrialConfig(experiment="synthetic", **config)
+        return Job(study, None, trial_config, 2)  # type: ignore[arg-type]
+
+    runner = BatchedRunner(CpuHost(), "auto")  # type: ignore[arg-type]
+    assert runner.slots_for(job()) == 1
+    # The synthetic experiment's defaults (hard sharing, batch size 128): the same estimate.
+    assert runner.slots_for(job(architecture="hard", batch_size=128, lr=1e-2)) == 1
+    assert runner.slots_for(job(architecture="mmoe")) == 2
+    assert runner.slots_for(job(architecture="mmoe", architecture_params={"num_experts": 8})) == 3
+    assert runner.slots_for(job(batch_size=32)) == 4
+    assert runner.slots_for(job(max_train_samples=100)) == 5
+    assert runner.slots_for(job(architecture="mmoe")) == 2
+    assert len(estimated) == 5
