@@ -139,7 +139,10 @@ class WorkerRecord(Base):
     """One worker process and its last heartbeat.
 
     ``current_study_id`` is deliberately not a foreign key: a study may be deleted while a
-    worker still reports it, and a heartbeat must never fail for that.
+    worker still reports it, and a heartbeat must never fail for that. ``experiments`` are the
+    names the worker's registry held when it registered (plugins included), so the API can say
+    when no live worker can serve a study; ``batch_size`` is its ``--batch`` (``"1"``, ``"8"``,
+    ``"auto"``), None for rows written before it was recorded.
     """
 
     __tablename__ = "mtl_workers"
@@ -155,6 +158,8 @@ class WorkerRecord(Base):
     current_study_id: Mapped[str | None] = mapped_column(String(12))
     current_trial_number: Mapped[int | None] = mapped_column(Integer)
     trials_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    experiments: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    batch_size: Mapped[str | None] = mapped_column(String(16))
 
 
 class ArtifactRecord(Base):

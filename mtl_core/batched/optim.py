@@ -174,23 +174,3 @@ class StackedOptimizer:
             new_p = p - _expand(self.lr, p) * new_buf
             buf.copy_(torch.where(keep, new_buf, buf))
             p.copy_(torch.where(keep, new_p, p))
-
-    def state_tensors(self) -> list[Tensor]:
-        """Every per-slot state tensor (leading dim K), for compaction."""
-        return [
-            self.step_count,
-            self.has_momentum,
-            self.lr,
-            self.weight_decay,
-            *self.exp_avg,
-            *self.exp_avg_sq,
-        ]
-
-    def index_select(self, keep: Tensor) -> None:
-        """Keep only the slots in ``keep`` (the parameters are compacted by the caller)."""
-        self.step_count = self.step_count[keep]
-        self.has_momentum = self.has_momentum[keep]
-        self.lr = self.lr[keep]
-        self.weight_decay = self.weight_decay[keep]
-        self.exp_avg = [s[keep] for s in self.exp_avg]
-        self.exp_avg_sq = [s[keep] for s in self.exp_avg_sq]

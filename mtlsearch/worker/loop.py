@@ -120,7 +120,9 @@ class WorkerOptions:
         maintenance_s: seconds between passes over all running studies (stale trials,
             completion, time budgets); default: the heartbeat interval.
         max_consecutive_failures: a study whose trials fail this many times in a row on this
-            worker, with no COMPLETE or PRUNED in between, is marked failed.
+            worker, with no COMPLETE or PRUNED in between, is marked failed. Batched, one epoch
+            of a batch counts once however many of its trials failed, and not at all when one
+            of them trained on healthy (see `mtlsearch.worker.runners.BatchedRunner`).
         idle_sleep_s: first and longest sleep between two looks for work (doubling).
         worker_id: default ``<hostname>-<pid>-<6 hex>``.
         prefetch: prepare the next job (pick + reserve + ask + suggest) on a background thread
@@ -223,7 +225,7 @@ class Worker:
 
     def register(self) -> str:
         """Record this worker in ``mtl_workers`` and start its heartbeat; returns its id."""
-        from mtl_core.experiments import load_plugins
+        from mtl_core.experiments import list_experiments, load_plugins
 
         load_plugins(self.settings.allowed_experiment_modules)
         with self.database.session() as session:
@@ -232,6 +234,9 @@ class Worker:
                 pid=os.getpid(),
                 device=self.device,
                 worker_id=self.options.worker_id,
+                # After load_plugins: the API matches studies against what it can really run.
+                experiments=list_experiments(),
+                batch_size=self.options.batch,
             )
         self.id = info.id
         self._heartbeat = Heartbeat(self.database, self.id, self.heartbeat_s)
@@ -652,17 +657,26 @@ class Worker:
     def _count_failures(
         self, context: StudyContext, state: TrialState, outcome: Outcome, reason: str | None
     ) -> None:
+        # The streak counts rounds: a trial one by one, an epoch of a batch (its failures share
+        # `Outcome.failure_round` and count once). A COMPLETE or PRUNED trial resets it.
         with self._lock:
             if state is not TrialState.FAIL:
                 context.consecutive_failures = 0
+                context.failed_trials = 0
+                context.failure_round = None
                 return
             if not outcome.counts_as_failure:
                 return
-            context.consecutive_failures += 1
+            context.failed_trials += 1
             context.last_failure = reason
-            failures = context.consecutive_failures
+            if outcome.failure_round is not None and outcome.failure_round is context.failure_round:
+                return
+            context.failure_round = outcome.failure_round
+            context.consecutive_failures += 1
+            failures, trials = context.consecutive_failures, context.failed_trials
         if failures >= self.options.max_consecutive_failures:
-            self._fail_study(context, f"{failures} trials failed in a row; last: {reason}")
+            rounds = "" if trials == failures else f" ({trials} trials in {failures} batch epochs)"
+            self._fail_study(context, f"{failures} trials failed in a row{rounds}; last: {reason}")
 
     def _fail_study(self, context: StudyContext, message: str) -> None:
         with self.database.session() as session:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -78,15 +79,19 @@ class Outcome:
         state: COMPLETE, PRUNED or FAIL.
         result: the training result (absent when training raised).
         reason: why a FAIL or PRUNED happened (``fail_reason`` / ``stop_reason``).
-        counts_as_failure: the trial itself failed (diverged, bad config, crash), as opposed to
-            being stopped from outside (cancel, worker stop); only these count towards failing
-            a study whose trials keep failing.
+        counts_as_failure: the failure counts towards the study's failure streak (see
+            `mtlsearch.worker.loop.Worker`): the trial itself failed (diverged, bad config,
+            crash) and, in a batch, no other trial of its epoch trained on healthy. Not for a
+            trial stopped from outside (cancel, worker stop) nor out of memory at K=1.
+        failure_round: the round the failure belongs to (one epoch of one batch); failures of
+            one round count once. None: the trial is a round of its own.
     """
 
     state: TrialState
     result: TrialResult | None = None
     reason: str | None = None
     counts_as_failure: bool = False
+    failure_round: object | None = None
 
 
 class TrialHost(Protocol):
@@ -115,13 +120,24 @@ class TrialRunner(abc.ABC):
         """Train ``first`` (and maybe more jobs of its study) to the end."""
 
 
+def out_of_memory(exc: BaseException, job: Job, device: str) -> Outcome:
+    """The FAIL outcome of a trial that ran out of memory alone (K=1): a resource failure.
+
+    It says nothing about the study's search space, so it does not count towards its streak.
+    """
+    from mtl_core.trainer import resolve_config
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    batch_size = resolve_config(job.config, job.study.experiment).batch_size
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
+    reason = f"out of memory on {device} training 1 trial (K=1, batch_size {batch_size}): {first}"
+    return Outcome(TrialState.FAIL, reason=reason, counts_as_failure=False)
+
+
 def failure_of(exc: BaseException) -> Outcome:
-    """The FAIL outcome of an exception raised by training."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        reason = f"CUDA out of memory: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-    elif isinstance(exc, TrainingDiverged | ConfigError | DataError):
+    """The FAIL outcome of an exception raised by training (not an out-of-memory)."""
+    if isinstance(exc, TrainingDiverged | ConfigError | DataError):
         reason = str(exc)
     else:
         reason = f"{type(exc).__name__}: {exc}"
@@ -161,6 +177,11 @@ class OneByOneRunner(TrialRunner):
         try:
             data = self.host.data_for(job)
             result = train_trial(job.config, None, on_epoch=on_epoch, data=data)
+        except torch.cuda.OutOfMemoryError as exc:
+            outcome = out_of_memory(exc, job, self.host.device)
+            logger.warning(
+                "trial %d of study %s failed: %s", job.trial.number, job.study.id, outcome.reason
+            )
         except Exception as exc:
             outcome = failure_of(exc)
             logger.log(
@@ -189,6 +210,16 @@ class BatchedRunner(TrialRunner):
     stops). Jobs that cannot join the batch (a strategy without a batched form, another
     architecture or epoch count) train one by one afterwards.
 
+    Out of memory, the batch starts again at K/2 with the same trials (their epochs so far are
+    lost; Optuna keeps the values they reported and ignores the repeats), down to K=1; a trial
+    out of memory alone fails as a resource failure, which does not count towards its study's
+    failure streak.
+
+    Each epoch of a batch is one round of its study's failure streak: its failed trials count
+    once together, and not at all when another trial of the batch trained on healthy through
+    that epoch (the study can train; those trials' configs were the trouble). Trials that train
+    on do not reset the streak: only a COMPLETE or PRUNED trial does, as one by one.
+
     The worker's prefetch (``WorkerOptions.prefetch``) is not used with this runner: a batch
     asks its own jobs (the first K, then refills on the training thread), and one job prepared
     ahead would only hold a slot the batch can fill itself. Its finished jobs still go to the
@@ -206,13 +237,28 @@ class BatchedRunner(TrialRunner):
         self.host = host
         self.k = k
         self.single = OneByOneRunner(host)
-        self._auto: dict[tuple[str, int | None], int] = {}
+        self._auto: dict[tuple[object, ...], int] = {}
+
+    def auto_key(self, job: Job) -> tuple[object, ...]:
+        """What the memory of one trial depends on: experiment, architecture and its params,
+        batch size, data size and device."""
+        from mtl_core.trainer import resolve_config
+
+        resolved = resolve_config(job.config, job.study.experiment)
+        return (
+            job.study.experiment.name,
+            resolved.architecture,
+            json.dumps(resolved.architecture_params, sort_keys=True, default=str),
+            resolved.batch_size,
+            resolved.max_train_samples,
+            self.host.device,
+        )
 
     def slots_for(self, job: Job) -> int:
-        """K for this job's study (auto: measured once per experiment and data size)."""
+        """K for this job's study (auto: estimated once per `auto_key`)."""
         if isinstance(self.k, int):
             return self.k
-        key = (job.study.experiment.name, job.config.max_train_samples)
+        key = self.auto_key(job)
         if key not in self._auto:
             from mtl_core.batched import auto_batch_size
 
@@ -225,7 +271,7 @@ class BatchedRunner(TrialRunner):
                 max_k=cap,
             )
             self._auto[key] = k
-            logger.info("batch size for %s: K=%d", job.study.experiment.name, k)
+            logger.info("batch size for %s: K=%d", key, k)
         return self._auto[key]
 
     def run(self, first: Job) -> None:
@@ -248,26 +294,14 @@ class BatchedRunner(TrialRunner):
         self._run_batch(jobs, k)
 
     def _run_batch(self, jobs: list[Job], k: int) -> None:
-        from mtl_core.batched import BatchedRun, can_batch_together
+        from mtl_core.batched import can_batch_together
 
         together = [j for j in jobs if can_batch_together([jobs[0].config, j.config])]
         alone = [j for j in jobs if j not in together]
         if len(together) > 1 and not can_batch_together([j.config for j in together]):
             alone, together = [*together[1:], *alone], together[:1]
         if len(together) > 1:
-            try:
-                run = BatchedRun(
-                    [j.config for j in together],
-                    None,
-                    num_slots=k,
-                    data=self.host.data_for(together[0]),
-                    tags=together,
-                )
-            except Exception as exc:
-                logger.warning("cannot batch these trials (%s); training one by one", exc)
-                alone = [*together, *alone]
-            else:
-                alone += self._drive(run, together[0].study)
+            alone += self._train_together(together, k)
         else:
             alone = [*together, *alone]
         for index, job in enumerate(alone):
@@ -278,20 +312,94 @@ class BatchedRunner(TrialRunner):
                     self.host.finish(waiting, Outcome(TrialState.FAIL, reason=STOPPED_REASON))
                 raise
 
-    def _drive(self, run: object, study: StudyContext) -> list[Job]:
-        """Run the batch to its end; return asked jobs that could not join it."""
+    def _train_together(self, jobs: list[Job], k: int) -> list[Job]:
+        """Train ``jobs`` in batches of K, halving K on an out-of-memory; return the jobs to
+        train one by one."""
+        from mtl_core.batched import BatchedRun
+
+        study = jobs[0].study
+        waiting = list(jobs)  # not in a batch yet: these fill the slots before new asks do
+        leftovers: list[Job] = []
+        retry: list[Job]
+        error: BaseException | None
+        try:
+            while waiting:
+                first, waiting[:] = waiting[:k], waiting[k:]
+                try:
+                    run = BatchedRun(
+                        [j.config for j in first],
+                        None,
+                        num_slots=k,
+                        data=self.host.data_for(first[0]),
+                        tags=first,
+                    )
+                except torch.cuda.OutOfMemoryError as exc:
+                    retry, error = first, exc
+                except Exception as exc:
+                    logger.warning("cannot batch these trials (%s); training one by one", exc)
+                    return [*leftovers, *first, *waiting]
+                else:
+                    retry, error = self._drive(run, study, waiting, leftovers)
+                    del run
+                if not retry:
+                    continue
+                assert error is not None
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if k == 1:
+                    (job,) = retry
+                    outcome = out_of_memory(error, job, self.host.device)
+                    logger.warning(
+                        "trial %d of study %s failed: %s",
+                        job.trial.number,
+                        study.id,
+                        outcome.reason,
+                    )
+                    self.host.finish(job, outcome)
+                    continue
+                k //= 2
+                logger.warning(
+                    "out of memory with K=%d on %s; trials %s start again at K=%d",
+                    2 * k,
+                    self.host.device,
+                    [j.trial.number for j in retry],
+                    k,
+                )
+                if self.k == "auto":
+                    # The estimate was too high for this study's trials: keep the K that fits.
+                    key = self.auto_key(retry[0])
+                    self._auto[key] = min(self._auto.get(key, k), k)
+                waiting[:0] = retry
+        except BaseException:
+            for job in waiting:
+                self.host.finish(job, Outcome(TrialState.FAIL, reason=STOPPED_REASON))
+            raise
+        return leftovers
+
+    def _drive(
+        self, run: object, study: StudyContext, waiting: list[Job], leftovers: list[Job]
+    ) -> tuple[list[Job], BaseException | None]:
+        """Run the batch to its end, refilling free slots from ``waiting`` first, then with new
+        asks; jobs that could not join it go to ``leftovers``.
+
+        Returns the live jobs and the error when it ran out of memory (to start again with a
+        smaller K), else ``([], None)``.
+        """
         from mtl_core.batched import DIVERGED, BatchedRun
 
         assert isinstance(run, BatchedRun)
         decisions: dict[int, Decision] = {}
-        leftovers: list[Job] = []
         try:
             while run.occupied():
                 reports = run.run_epoch()
+                # One round of the failure streak (see the class docstring).
+                round_ = object()
                 finished = []
+                healthy = False
                 for item in reports:
                     job: Job = item.tag
                     decision = self.host.on_epoch(job, item.report)
+                    healthy = healthy or decision.verdict in (Verdict.CONTINUE, Verdict.PRUNE)
                     if decision.verdict is not Verdict.CONTINUE:
                         decisions[id(job)] = decision
                         finished.append(run.stop(item.slot, decision.reason))
@@ -302,30 +410,39 @@ class BatchedRunner(TrialRunner):
                     result = done.result
                     if result.stop_reason and result.stop_reason.startswith(DIVERGED):
                         reason = result.stop_reason[len(DIVERGED) :]
-                        outcome = Outcome(TrialState.FAIL, result, reason, counts_as_failure=True)
+                        outcome = Outcome(TrialState.FAIL, result, reason, not healthy)
                     else:
                         outcome = outcome_of(result, decisions.pop(id(job), GO_ON))
+                    outcome.failure_round = round_
                     self.host.finish(job, outcome)
                 for slot in run.free_slots():
-                    new = self.host.next_job(study)
+                    new = waiting.pop(0) if waiting else self.host.next_job(study)
                     if new is None:
                         break
                     try:
                         run.refill(slot, new.config, new)
                     except ConfigError:
                         leftovers.append(new)
+                    except BaseException:
+                        waiting.insert(0, new)  # not in the batch: retried or told stopped
+                        raise
+        except torch.cuda.OutOfMemoryError as exc:
+            live = [run.slots[index] for index in run.occupied()]
+            return [slot.tag for slot in live if slot is not None], exc
         except BaseException as exc:
             failure = failure_of(exc) if isinstance(exc, Exception) else None
+            if failure is not None:
+                failure.failure_round = object()  # one crash of the batch: counts once
             for index in run.occupied():
-                live = run.slots[index]
-                assert live is not None
+                live_slot = run.slots[index]
+                assert live_slot is not None
                 self.host.finish(
-                    live.tag, failure or Outcome(TrialState.FAIL, reason=STOPPED_REASON)
+                    live_slot.tag, failure or Outcome(TrialState.FAIL, reason=STOPPED_REASON)
                 )
             if failure is None:
                 raise
             logger.error("batch of study %s failed: %s", study.id, failure.reason)
-        return leftovers
+        return [], None
 
 
 __all__ = [

@@ -49,7 +49,11 @@ class StudyContext:
     #: Budget slots taken as last seen (from the last pick, plus this worker's reservations
     #: since): only near the end is it worth checking whether the study is complete.
     reserved_hint: int = 0
+    #: Rounds failed in a row (a trial, or an epoch of a batch) and the trials among them.
     consecutive_failures: int = 0
+    failed_trials: int = 0
+    #: `Outcome.failure_round` of the last counted failure: the others of its round are not.
+    failure_round: object | None = None
     #: `time.monotonic()` of the last status read (cancel check); -inf: never.
     status_checked: float = float("-inf")
     last_failure: str | None = None

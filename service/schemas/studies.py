@@ -55,7 +55,11 @@ class StudyPublic(BaseModel):
         description="Fraction done: finished trials / n_trials, or elapsed / time_budget_s "
         "(the larger when both are set); 1 once completed.",
     )
-    message: str | None = Field(description="Why the study stopped, when it did.")
+    message: str | None = Field(
+        description="Why the study stopped, when it did. On GET of a running study whose "
+        'experiment no live worker has: "no live worker has experiment \'X\'" (with ": no '
+        'worker is live" when none is); computed when read, never stored.'
+    )
     optuna_study_name: str = Field(description="Name of the Optuna study in the database.")
     optuna_study_id: int | None = Field(description="Id of the Optuna study in the database.")
     dashboard_url: str | None = Field(

@@ -14,7 +14,15 @@ class WorkerPublic(BaseModel):
     id: str
     hostname: str
     pid: int
-    device: str = Field(description="e.g. 'cuda:0' or 'cpu'.")
+    device: str = Field(description="Where it trains, e.g. 'cuda:0' or 'cpu'.")
+    experiments: list[str] = Field(
+        description="The experiments it can run: its registry when it registered, plugins "
+        "included, sorted. Empty for a worker that registered before workers reported them."
+    )
+    batch_size: int | Literal["auto"] | None = Field(
+        description="Its --batch: trials trained together (1: one by one), or 'auto' (as many "
+        "as fit the device); null if it did not say."
+    )
     status: Literal["idle", "busy", "stopped"]
     live: bool = Field(description="Not stopped and heart-beat within Settings.stale_after_s.")
     started_at: datetime

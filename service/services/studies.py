@@ -26,6 +26,7 @@ from service.errors import ConflictError
 from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
 from service.schemas.trials import TrialPublic, TrialsPublic
 from service.services import optuna_tables as ot
+from service.services.workers import live_experiments, unserved_message
 from storage import (
     ArtifactRepository,
     Database,
@@ -57,8 +58,23 @@ def _progress(info: StudyInfo, counts: dict[str, int], now: datetime) -> float:
     return min(1.0, max(fractions))
 
 
-def publish(session: Session, infos: Sequence[StudyInfo]) -> list[StudyPublic]:
-    """The public view of `infos`, with trial counts and best values (a few batched queries)."""
+def _message(info: StudyInfo, served: frozenset[str] | None, check: bool) -> str | None:
+    # Computed at read time, never stored: a worker starting or dying changes it at once.
+    if check and info.status is StudyStatus.RUNNING:
+        return unserved_message(info.experiment, served) or info.message
+    return info.message
+
+
+def publish(
+    session: Session, infos: Sequence[StudyInfo], stale_after_s: float | None = None
+) -> list[StudyPublic]:
+    """The public view of `infos`, with trial counts and best values (a few batched queries).
+
+    With `stale_after_s`, a running study whose experiment no live worker has says so in its
+    ``message``.
+    """
+    check = stale_after_s is not None
+    served = live_experiments(session, stale_after_s) if stale_after_s is not None else None
     ids = ot.study_ids(session, (info.optuna_study_name for info in infos))
     present = set(ids.values())
     counts = ot.state_counts(session, present)
@@ -90,7 +106,7 @@ def publish(session: Session, infos: Sequence[StudyInfo]) -> list[StudyPublic]:
                 best_value=best.get(sid) if sid is not None else None,
                 pareto_size=pareto,
                 progress=_progress(info, full_counts.model_dump(), now),
-                message=info.message,
+                message=_message(info, served, check),
                 optuna_study_name=info.optuna_study_name,
                 optuna_study_id=sid,
                 dashboard_url=f"/dashboard/studies/{sid}" if sid is not None else None,
@@ -164,22 +180,34 @@ def _drop_quietly(database: Database, name: str) -> None:
 
 
 def list_studies(
-    database: Database, *, offset: int, limit: int, status: StudyStatus | None
+    database: Database,
+    *,
+    offset: int,
+    limit: int,
+    status: StudyStatus | None,
+    stale_after_s: float,
 ) -> StudiesPublic:
-    """One page of studies, newest first."""
+    """One page of studies, newest first.
+
+    Args:
+        stale_after_s: when a worker stops counting as live (for unserved studies' message).
+    """
     with database.session() as session:
         infos, count = StudyRepository(session).list(offset=offset, limit=limit, status=status)
-        return StudiesPublic(data=publish(session, infos), count=count)
+        return StudiesPublic(data=publish(session, infos, stale_after_s), count=count)
 
 
-def get_study(database: Database, study_id: str) -> StudyPublic:
+def get_study(database: Database, study_id: str, stale_after_s: float) -> StudyPublic:
     """One study.
+
+    Args:
+        stale_after_s: when a worker stops counting as live (for an unserved study's message).
 
     Raises:
         NotFoundError: naming the id.
     """
     with database.session() as session:
-        return publish(session, [StudyRepository(session).get(study_id)])[0]
+        return publish(session, [StudyRepository(session).get(study_id)], stale_after_s)[0]
 
 
 def cancel_study(database: Database, study_id: str) -> StudyPublic:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +30,15 @@ class WorkerInfo:
     current_trial_number: int | None
     trials_done: int
     live: bool
+    experiments: tuple[str, ...] = ()
+    batch_size: int | str | None = None
+
+
+def _batch_size(stored: str | None) -> int | str | None:
+    # Stored as text so that "auto" and a number share one column.
+    if stored is None or not stored.isdigit():
+        return stored
+    return int(stored)
 
 
 def _info(record: WorkerRecord, live_since: datetime | None) -> WorkerInfo:
@@ -50,6 +60,8 @@ def _info(record: WorkerRecord, live_since: datetime | None) -> WorkerInfo:
         current_trial_number=record.current_trial_number,
         trials_done=record.trials_done,
         live=live,
+        experiments=tuple(record.experiments or ()),
+        batch_size=_batch_size(record.batch_size),
     )
 
 
@@ -64,7 +76,14 @@ class WorkerRepository:
         self._session = session
 
     def register(
-        self, *, hostname: str, pid: int, device: str, worker_id: str | None = None
+        self,
+        *,
+        hostname: str,
+        pid: int,
+        device: str,
+        worker_id: str | None = None,
+        experiments: Sequence[str] = (),
+        batch_size: int | str | None = None,
     ) -> WorkerInfo:
         """Record a starting worker (idle, zero trials). Registering an id again resets it.
 
@@ -73,11 +92,19 @@ class WorkerRepository:
             pid: its process id.
             device: e.g. ``"cuda:0"`` or ``"cpu"``.
             worker_id: default ``"<hostname>-<pid>-<6 hex>"``.
+            experiments: the experiment names it can run (its registry, plugins included).
+            batch_size: its ``--batch``: an int >= 1 or ``"auto"``; None if unknown.
         """
         if not hostname:
             raise ValueError(f"hostname must not be empty, got {hostname!r}")
         if not device:
             raise ValueError(f"device must not be empty, got {device!r}")
+        if isinstance(experiments, str):
+            raise TypeError(f"experiments must be a sequence of names, got {experiments!r}")
+        if batch_size not in (None, "auto") and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be an int >= 1 or 'auto', got {batch_size!r}")
         worker_id = worker_id or f"{hostname}-{pid}-{secrets.token_hex(3)}"
         now = utcnow()
         record = self._session.get(WorkerRecord, worker_id) or WorkerRecord(id=worker_id)
@@ -90,6 +117,8 @@ class WorkerRepository:
         record.current_study_id = None
         record.current_trial_number = None
         record.trials_done = 0
+        record.experiments = sorted(set(experiments))
+        record.batch_size = None if batch_size is None else str(batch_size)
         self._session.add(record)
         self._session.flush()
         return _info(record, live_since=now)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import storage
 from mtlsearch.cli import app
+from storage import WorkerRepository, close_database, get_database
 from storage.migrate import (
     MIGRATIONS_DIR,
     VERSION_TABLE,
@@ -20,7 +21,7 @@ from storage.migrate import (
     include_object,
     upgrade,
 )
-from storage.models import Base
+from storage.models import Base, utcnow
 
 OUR_TABLES = {"mtl_studies", "mtl_workers", "mtl_artifacts", "mtl_baselines", VERSION_TABLE}
 
@@ -86,10 +87,37 @@ def test_migrations_match_the_models(db_url: str) -> None:
     assert differences == []
 
 
+def test_upgrade_from_0001_keeps_a_worker_row(db_url: str) -> None:
+    assert upgrade(db_url, "0001") == "0001"
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO mtl_workers (id, hostname, pid, device, started_at, "
+                    "last_heartbeat, status, trials_done) VALUES ('old', 'h', 1, 'cuda:0', "
+                    ":now, :now, 'idle', 4)"
+                ),
+                {"now": utcnow()},
+            )
+    finally:
+        engine.dispose()
+    assert upgrade(db_url) == head_revision()
+    try:
+        with get_database(db_url).session() as session:
+            (worker,) = WorkerRepository(session).list(live_within_s=60)
+    finally:
+        close_database(db_url)
+    assert (worker.id, worker.device, worker.trials_done) == ("old", "cuda:0", 4)
+    # Registered before workers said what they run: it serves nothing until it registers again.
+    assert (worker.experiments, worker.batch_size) == ((), None)
+
+
 def test_migration_files_are_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0002_worker_capabilities.py").is_file()
     assert MIGRATIONS_DIR.parent == Path(storage.__file__ or "").parent
 
 

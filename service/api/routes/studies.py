@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service.api.deps import DatabaseDep, TokenDep
+from service.api.deps import DatabaseDep, SettingsDep, TokenDep
 from service.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES, ErrorPublic
 from service.schemas.studies import (
     BestPublic,
@@ -57,6 +57,7 @@ def create_study(spec: StudyCreate, database: DatabaseDep) -> StudyPublic:
 @router.get("", response_model=StudiesPublic, summary="List studies", responses=ERROR_RESPONSES)
 def list_studies(
     database: DatabaseDep,
+    settings: SettingsDep,
     offset: Offset = 0,
     limit: Limit = 50,
     status: Annotated[StudyStatusName | None, Query(description="Only this status.")] = None,
@@ -67,15 +68,19 @@ def list_studies(
         offset=offset,
         limit=limit,
         status=StudyStatus(status) if status is not None else None,
+        stale_after_s=settings.stale_after_s,
     )
 
 
 @router.get(
     "/{study_id}", response_model=StudyPublic, summary="Get a study", responses=ERROR_RESPONSES
 )
-def get_study(study_id: StudyId, database: DatabaseDep) -> StudyPublic:
-    """A study: status, trial counts by state, best value or Pareto size, progress, spec."""
-    return service.get_study(database, study_id)
+def get_study(study_id: StudyId, database: DatabaseDep, settings: SettingsDep) -> StudyPublic:
+    """A study: status, trial counts by state, best value or Pareto size, progress, spec.
+
+    A running study whose experiment no live worker has says so in its ``message``.
+    """
+    return service.get_study(database, study_id, settings.stale_after_s)
 
 
 @router.post(

@@ -88,3 +88,41 @@ def test_register_again_resets_the_worker(database: Database) -> None:
         0,
         WorkerStatus.IDLE,
     )
+
+
+@pytest.mark.parametrize("batch_size", [1, 8, "auto", None])
+def test_experiments_and_batch_size_round_trip(database: Database, batch_size: int | str) -> None:
+    with database.session() as session:
+        WorkerRepository(session).register(
+            hostname="h",
+            pid=1,
+            device="cuda:0",
+            worker_id="w",
+            experiments=["synthetic", "adult", "my_plugin", "adult"],
+            batch_size=batch_size,
+        )
+    with database.session() as session:
+        (worker,) = WorkerRepository(session).list(live_within_s=60)
+        # A heartbeat leaves what the worker registered with alone.
+        WorkerRepository(session).heartbeat("w", "busy", "s", 1)
+    with database.session() as session:
+        beaten = WorkerRepository(session).get("w", live_within_s=60)
+    assert worker.experiments == ("adult", "my_plugin", "synthetic")
+    assert worker.batch_size == batch_size and worker.device == "cuda:0"
+    assert (beaten.experiments, beaten.batch_size) == (worker.experiments, batch_size)
+
+
+def test_registering_without_experiments_serves_nothing(database: Database) -> None:
+    with database.session() as session:
+        worker = WorkerRepository(session).register(hostname="h", pid=1, device="cpu")
+    assert (worker.experiments, worker.batch_size) == ((), None)
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, "big", True])
+def test_bad_batch_size_is_refused(database: Database, batch_size: int | str) -> None:
+    with database.session() as session:
+        repo = WorkerRepository(session)
+        with pytest.raises(ValueError, match="batch_size"):
+            repo.register(hostname="h", pid=1, device="cpu", batch_size=batch_size)
+        with pytest.raises(TypeError, match="experiments"):
+            repo.register(hostname="h", pid=1, device="cpu", experiments="adult")

@@ -230,6 +230,13 @@ GRID_TOO_LARGE = spec_json(
             "search_space.strategies.0.params.c",
             id="cagrad-c-nan",
         ),
+        # The bound of `c` above rejects NaN on its own; a choice list has no bound to do it.
+        pytest.param(
+            b'{"name": "nan", "experiment": "synthetic", "n_trials": 2, '
+            b'"search_space": {"lr": {"choices": [NaN]}}}',
+            "must be a finite number, got nan",
+            id="lr-choices-nan",
+        ),
         pytest.param(
             spec_json(
                 search_space={"architectures": [{"name": "mmoe", "params": {"num_experts": 10**9}}]}

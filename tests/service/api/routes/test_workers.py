@@ -24,3 +24,27 @@ def test_lists_registered_workers_with_liveness(served: Served) -> None:
     assert by_id[busy.id]["trials_done"] == 9
     assert by_id[stopped.id]["live"] is False
     assert body["live"] == sum(w["live"] for w in body["data"])
+
+
+def test_shows_each_workers_experiments_device_and_batch_size(served: Served) -> None:
+    with get_database(served.db_url).session() as session:
+        repo = WorkerRepository(session)
+        gpu = repo.register(
+            hostname="gpu-host",
+            pid=1,
+            device="cuda:1",
+            experiments=["synthetic", "adult"],
+            batch_size="auto",
+        )
+        cpu = repo.register(
+            hostname="cpu-host", pid=2, device="cpu", experiments=["synthetic"], batch_size=4
+        )
+
+    by_id = {w["id"]: w for w in served.client.get("/api/v1/workers").json()["data"]}
+    assert {k: by_id[gpu.id][k] for k in ("experiments", "device", "batch_size", "live")} == {
+        "experiments": ["adult", "synthetic"],
+        "device": "cuda:1",
+        "batch_size": "auto",
+        "live": True,
+    }
+    assert (by_id[cpu.id]["experiments"], by_id[cpu.id]["batch_size"]) == (["synthetic"], 4)
