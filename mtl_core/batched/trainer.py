@@ -53,7 +53,6 @@ import torch
 from torch import Tensor
 
 from mtl_core.architectures import MultiTaskModel, build_model
-from mtl_core.batched.optim import StackedOptimizer, clip_per_trial
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.stacking import (
     DirectForward,
@@ -71,6 +70,7 @@ from mtl_core.config import ResolvedConfig, TrialConfig
 from mtl_core.context import StepContext, TaskContext
 from mtl_core.errors import ConfigError, TrialStopped
 from mtl_core.experiments import DataSplits, Experiment, Split, get_experiment
+from mtl_core.optim import StackedOptimizer, clip_per_trial
 from mtl_core.results import EpochReport, TrialResult
 from mtl_core.schedules import build_schedule
 from mtl_core.schedules._base import Schedule

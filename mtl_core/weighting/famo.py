@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtl_core.optim import StackedOptimizer
 from mtl_core.weighting._base import (
     LossWeighting,
     StepInputs,
@@ -56,8 +57,6 @@ class FAMO(LossWeighting[FAMOConfig]):
 
     name = "famo"
     config_cls = FAMOConfig
-    _betas = (0.9, 0.999)
-    _adam_eps = 1e-8
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         super().__init__(num_slots, num_tasks, device)
@@ -65,20 +64,17 @@ class FAMO(LossWeighting[FAMOConfig]):
         self.lr = self._per_slot(0.025)
         self.weight_decay = self._per_slot(1e-3)
         self.logits = self._zeros()
-        self.exp_avg = self._zeros()
-        self.exp_avg_sq = self._zeros()
-        self.adam_steps = torch.zeros(num_slots, device=device, dtype=torch.float64)
+        # ξ's own Adam, per slot (the trials' optimizer's arithmetic, its own state).
+        self._optimizer = StackedOptimizer("adam", [self.logits], self.lr, self.weight_decay)
         self.prev_log_losses = self._zeros()
         self.prev_active = self._zeros(torch.bool)
         self.has_prev = torch.zeros(num_slots, device=device, dtype=torch.bool)
 
     def _reset(self, slot: int, config: FAMOConfig) -> None:
         self.eps[slot] = config.eps
-        self.lr[slot] = config.lr
-        self.weight_decay[slot] = config.weight_decay
-        for state in (self.logits, self.exp_avg, self.exp_avg_sq, self.prev_log_losses):
-            state[slot] = 0
-        self.adam_steps[slot] = 0
+        self._optimizer.reset_slot(slot, config.lr, config.weight_decay)
+        self.logits[slot] = 0
+        self.prev_log_losses[slot] = 0
         self.prev_active[slot] = False
         self.has_prev[slot] = False
 
@@ -86,22 +82,9 @@ class FAMO(LossWeighting[FAMOConfig]):
         both = active & self.prev_active
         delta = torch.where(both, self.prev_log_losses - log_losses, torch.zeros_like(log_losses))
         z = masked_softmax(self.logits, both)
+        # Jᵀδ of the softmax, the gradient the paper's autograd call produces.
         grad = z * (delta - (z * delta).sum(dim=-1, keepdim=True))
-        step = self.has_prev
-        self.adam_steps = self.adam_steps + step.double()
-        beta1, beta2 = self._betas
-        steps = self.adam_steps.clamp(min=1)
-        bc1 = (1 - beta1**steps).unsqueeze(-1)
-        bc2_sqrt = (1 - beta2**steps).sqrt().unsqueeze(-1)
-        grad = grad + self.weight_decay.unsqueeze(-1) * self.logits
-        m = torch.lerp(self.exp_avg, grad, 1 - beta1)
-        v = torch.addcmul(self.exp_avg_sq * beta2, grad, grad, value=1 - beta2)
-        denom = v.sqrt() / bc2_sqrt.float() + self._adam_eps
-        new_logits = self.logits - (self.lr.unsqueeze(-1).double() / bc1).float() * (m / denom)
-        keep = step.unsqueeze(-1)
-        self.exp_avg = torch.where(keep, m, self.exp_avg)
-        self.exp_avg_sq = torch.where(keep, v, self.exp_avg_sq)
-        self.logits = torch.where(keep, new_logits, self.logits)
+        self._optimizer.step([grad], self.has_prev)
 
     def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         losses, scale = inputs.losses, inputs.scale

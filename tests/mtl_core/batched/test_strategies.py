@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from mtl_core.batched.strategies import (
     BATCHED,
     masked_softmax,
     min_norm_weights,
     normalise,
 )
+
 from mtl_core.weighting import STRATEGIES
 from mtl_core.weighting._base import normalise_weights as one_normalise
 from mtl_core.weighting._gradients import frank_wolfe_min_norm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtl_core.batched.optim import StackedOptimizer, clip_per_trial
+from mtl_core.optim import StackedOptimizer, clip_per_trial
 
 
 @pytest.mark.parametrize("all_live", [False, True])
