@@ -171,6 +171,17 @@ class StackedForward:
     ) -> Any:
         """Run every trial on ``x`` (shared ``[B, ...]``, or ``[K, B, ...]`` if batched)."""
         self._set_mode(training)
+        return self._run(params, buffers, x, extra, x_batched, extra_batched)
+
+    def _run(
+        self,
+        params: Params,
+        buffers: Params,
+        x: Tensor,
+        extra: tuple[Any, ...],
+        x_batched: bool,
+        extra_batched: bool,
+    ) -> Any:
         in_dims = (0, 0, 0 if x_batched else None, *((0 if extra_batched else None),) * len(extra))
         return vmap(self._one, in_dims=in_dims, randomness="different")(params, buffers, x, *extra)
 
@@ -183,17 +194,15 @@ class DirectForward(StackedForward):
     ``params`` and ``buffers`` are not needed; outputs get the leading dimension 1.
     """
 
-    def __call__(
+    def _run(
         self,
         params: Params,
         buffers: Params,
         x: Tensor,
-        *extra: Any,
-        x_batched: bool = False,
-        extra_batched: bool = False,
-        training: bool = True,
+        extra: tuple[Any, ...],
+        x_batched: bool,
+        extra_batched: bool,
     ) -> Any:
-        self._set_mode(training)
         if x_batched:
             x = x[0]
         if extra_batched:
