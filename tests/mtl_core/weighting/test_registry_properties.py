@@ -29,8 +29,10 @@ from mtl_core.weighting import (
 from mtl_core.weighting.pcgrad import project_conflicting
 from tests.mtl_core.weighting._toy import linear_problem, make_ctx
 
-#: Every registered strategy with its defaults, plus the variants that change its maths.
-VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in STRATEGIES.names()] + [
+#: Every registered strategy with its defaults.
+REGISTERED: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in STRATEGIES.names()]
+#: ... plus the variants that change its maths.
+VARIANTS = REGISTERED + [
     ("mgda", {"normalization": "l2"}),
     ("mgda", {"normalization": "loss+"}),
     ("cagrad", {"c": 0.0}),
@@ -41,6 +43,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in STRATEGIES.
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
 STEPS = 3
+SOLVER_ITERATIONS = 20
 PROPERTY_SETTINGS = settings(
     max_examples=25,
     deadline=None,
@@ -59,13 +62,14 @@ class Case:
     seed: int
 
 
-cases = st.builds(
-    Case,
-    num_slots=st.sampled_from([1, 4]),
-    num_tasks=st.sampled_from([2, 3, 5]),
-    kind=st.sampled_from(KINDS),
-    seed=st.integers(0, 2**31 - 1),
-)
+def _cases(num_slots: list[int]) -> st.SearchStrategy[Case]:
+    return st.builds(
+        Case,
+        num_slots=st.sampled_from(num_slots),
+        num_tasks=st.sampled_from([2, 3, 5]),
+        kind=st.sampled_from(KINDS),
+        seed=st.integers(0, 2**31 - 1),
+    )
 
 
 def _gradients(case: Case, gen: torch.Generator) -> Tensor:
@@ -131,6 +135,10 @@ def _steps(case: Case, occupied: Tensor) -> list[Step]:
 
 
 def _build(name: str, params: dict[str, Any], case: Case, seeds: list[int]) -> WeightingStrategy:
+    cls = STRATEGIES.get(name)
+    if "max_iter" in cls.config_cls.model_fields:
+        # These tests check conventions, not solver accuracy: a short iteration cap will do.
+        params = {"max_iter": SOLVER_ITERATIONS, **params}
     config = parse_strategy_config(name, params)
     strategy = STRATEGIES.get(name)(len(seeds), case.num_tasks, torch.device("cpu"))
     for slot, seed in enumerate(seeds):
@@ -171,7 +179,7 @@ def _close(actual: Tensor, expected: Tensor) -> None:
 
 @pytest.mark.parametrize(("name", "params"), VARIANTS, ids=lambda v: str(v))
 @PROPERTY_SETTINGS
-@given(case=cases)
+@given(case=_cases([1, 4]))
 def test_outputs_finite_and_weights_sum_to_the_active_tasks(
     name: str, params: dict[str, Any], case: Case
 ) -> None:
@@ -204,9 +212,9 @@ def test_outputs_finite_and_weights_sum_to_the_active_tasks(
         _epoch_end(strategy, step)
 
 
-@pytest.mark.parametrize(("name", "params"), VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "params"), REGISTERED, ids=lambda v: str(v))
 @PROPERTY_SETTINGS
-@given(case=cases.filter(lambda c: c.num_slots == 4), free=st.sampled_from([(), (1,), (0, 3)]))
+@given(case=_cases([4]), free=st.sampled_from([(), (1,), (0, 3)]))
 def test_k_rows_equal_k_single_trials_and_free_slots_stay_out(
     name: str, params: dict[str, Any], case: Case, free: tuple[int, ...]
 ) -> None:
@@ -243,7 +251,7 @@ def test_k_rows_equal_k_single_trials_and_free_slots_stay_out(
 
 
 @PROPERTY_SETTINGS
-@given(case=cases, order_seed=st.integers(0, 2**31 - 1))
+@given(case=_cases([1, 4]), order_seed=st.integers(0, 2**31 - 1))
 def test_pcgrad_each_projection_removes_the_conflict_it_handles(
     case: Case, order_seed: int
 ) -> None:
