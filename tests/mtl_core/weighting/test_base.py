@@ -25,6 +25,13 @@ def test_normalise_does_not_overflow_near_the_float_maximum() -> None:
     )
 
 
+def test_normalise_keeps_the_ratios_of_weights_whose_sum_overflows() -> None:
+    # Each weight is finite, only their float32 sum is not: dividing first keeps 3 : 1.
+    weights = torch.tensor([[3e38, 1e38, 0.0]])
+    active = torch.ones(1, 3, dtype=torch.bool)
+    torch.testing.assert_close(normalise(weights, active), torch.tensor([[2.25, 0.75, 0.0]]))
+
+
 def test_normalise_detaches() -> None:
     weights = torch.tensor([[1.0, 2.0]], requires_grad=True)
     assert not normalise(weights, torch.ones(1, 2, dtype=torch.bool)).requires_grad
