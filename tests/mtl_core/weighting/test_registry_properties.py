@@ -32,7 +32,8 @@ from tests.mtl_core.weighting._toy import linear_problem, make_ctx
 #: Every registered strategy with its defaults.
 REGISTERED: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in STRATEGIES.names()]
 #: ... plus the variants that change its maths.
-VARIANTS = REGISTERED + [
+VARIANTS = [
+    *REGISTERED,
     ("mgda", {"normalization": "l2"}),
     ("mgda", {"normalization": "loss+"}),
     ("cagrad", {"c": 0.0}),
