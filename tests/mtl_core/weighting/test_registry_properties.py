@@ -39,7 +39,9 @@ VARIANTS = [
     ("cagrad", {"c": 0.0}),
     ("cagrad", {"c": 0.9, "rescale": 0}),
     ("dwa", {"tau": 0.5}),
-    ("loss_balance", {"gamma": 0.0}),
+    ("loss_balance", {"gamma": 0.0, "beta": 0.5}),
+    ("gradnorm", {"alpha": 0.0}),
+    ("famo", {"lr": 0.1, "weight_decay": 0.0}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
@@ -135,14 +137,18 @@ def _steps(case: Case, occupied: Tensor) -> list[Step]:
     return steps
 
 
-def _build(name: str, params: dict[str, Any], case: Case, seeds: list[int]) -> WeightingStrategy:
+def _build(
+    name: str, params: dict[str, Any] | list[dict[str, Any]], case: Case, seeds: list[int]
+) -> WeightingStrategy:
+    """Strategy ``name`` with one slot per seed; ``params`` for all slots, or one per slot."""
     cls = STRATEGIES.get(name)
-    if "max_iter" in cls.config_cls.model_fields:
-        # These tests check conventions, not solver accuracy: a short iteration cap will do.
-        params = {"max_iter": SOLVER_ITERATIONS, **params}
-    config = parse_strategy_config(name, params)
-    strategy = STRATEGIES.get(name)(len(seeds), case.num_tasks, torch.device("cpu"))
-    for slot, seed in enumerate(seeds):
+    per_slot = params if isinstance(params, list) else [params] * len(seeds)
+    strategy = cls(len(seeds), case.num_tasks, torch.device("cpu"))
+    for slot, (seed, slot_params) in enumerate(zip(seeds, per_slot, strict=True)):
+        if "max_iter" in cls.config_cls.model_fields:
+            # These tests check conventions, not solver accuracy: a short cap will do.
+            slot_params = {"max_iter": SOLVER_ITERATIONS, **slot_params}
+        config = parse_strategy_config(name, slot_params)
         strategy.reset_slot(slot, config, make_ctx(case.num_tasks, seed))
     return strategy
 
@@ -213,15 +219,20 @@ def test_outputs_finite_and_weights_sum_to_the_active_tasks(
         _epoch_end(strategy, step)
 
 
-@pytest.mark.parametrize(("name", "params"), REGISTERED, ids=lambda v: str(v))
+@pytest.mark.parametrize("name", STRATEGIES.names())
 @PROPERTY_SETTINGS
-@given(case=_cases([4]), free=st.sampled_from([(), (1,), (0, 3)]))
+@given(case=_cases([4]), free=st.sampled_from([(), (1,), (0, 3)]), data=st.data())
 def test_k_rows_equal_k_single_trials_and_free_slots_stay_out(
-    name: str, params: dict[str, Any], case: Case, free: tuple[int, ...]
+    name: str, case: Case, free: tuple[int, ...], data: st.DataObject
 ) -> None:
+    """Each slot may hold its own hyper-parameters, as the trials of one batch do."""
+    choices = [params for variant, params in VARIANTS if variant == name]
+    per_slot = data.draw(st.lists(st.sampled_from(choices), min_size=4, max_size=4))
     seeds = [case.seed + 7 * k for k in range(case.num_slots)]
-    batched = _build(name, params, case, seeds)
-    singles = [_build(name, params, case, [seed]) for seed in seeds]
+    batched = _build(name, per_slot, case, seeds)
+    singles = [
+        _build(name, [params], case, [seed]) for params, seed in zip(per_slot, seeds, strict=True)
+    ]
     occupied = torch.ones(case.num_slots, dtype=torch.bool)
     held: dict[int, TaskContext | None] = {}
     states: dict[int, Tensor] = {}
