@@ -1,12 +1,20 @@
-"""Small real models and contexts for the weighting-strategy tests (CPU, built in-process)."""
+"""Small real models, contexts and hand-made problems for the weighting-strategy tests (CPU)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mtl_core.context import StepContext, TaskContext
-from mtl_core.weighting import ParameterGroups
+from mtl_core.context import TaskContext
+from mtl_core.weighting import (
+    StepInputs,
+    WeightingStrategy,
+    build_strategy,
+    parse_strategy_config,
+)
 
 
 def make_ctx(num_tasks: int = 2, seed: int = 0, epochs: int = 10) -> TaskContext:
@@ -19,13 +27,57 @@ def make_ctx(num_tasks: int = 2, seed: int = 0, epochs: int = 10) -> TaskContext
     )
 
 
-def step_ctx(epoch: int = 0, step: int = 0, steps_per_epoch: int = 10) -> StepContext:
-    return StepContext(
-        epoch=epoch,
-        step=step,
-        steps_per_epoch=steps_per_epoch,
-        global_step=epoch * steps_per_epoch + step,
-    )
+def make_strategy(
+    name: str,
+    params: dict[str, Any] | None = None,
+    num_tasks: int = 2,
+    seeds: Sequence[int] = (0,),
+) -> WeightingStrategy[Any]:
+    """Strategy ``name`` with one slot per seed, every slot filled with the same config."""
+    config = parse_strategy_config(name, params)
+    strategy = build_strategy(name, len(seeds), num_tasks, "cpu")
+    for slot, seed in enumerate(seeds):
+        strategy.reset_slot(slot, config, make_ctx(num_tasks, seed))
+    return strategy
+
+
+def step_inputs(
+    losses: Tensor,
+    scale: Tensor | Sequence[float] | None = None,
+    last_shared: Sequence[Tensor] = (),
+    occupied: Tensor | None = None,
+) -> StepInputs:
+    """`StepInputs` for ``losses`` (``[T]`` is one trial, ``[K, T]`` is K)."""
+    if losses.dim() == 1:
+        losses = losses.unsqueeze(0)
+    scale_t = torch.ones_like(losses) if scale is None else torch.as_tensor(scale)
+    scale_t = scale_t.to(losses.dtype).reshape(losses.shape).detach()
+    if occupied is None:
+        occupied = torch.ones(losses.shape[0], dtype=torch.bool)
+    return StepInputs(losses, scale_t, list(last_shared), occupied)
+
+
+def leaf_losses(values: Sequence[float]) -> Tensor:
+    """A ``[1, T]`` leaf of losses: its ``.grad`` after a backward is ∂objective/∂L_t."""
+    return torch.tensor([list(values)], requires_grad=True)
+
+
+def linear_problem(
+    vectors: Tensor | Sequence[Sequence[float]], offsets: Tensor | Sequence[float] | None = None
+) -> tuple[nn.Parameter, Tensor]:
+    """Shared θ = 0 and losses L_t = c_t + g_t·θ, so ∇_θ L_t = g_t exactly.
+
+    ``vectors`` is ``[T, P]`` (one trial: θ is ``[P]``, losses ``[1, T]``) or ``[K, T, P]``
+    (K trials: θ is ``[K, P]``, losses ``[K, T]``, trial k's losses depend on θ_k only).
+    """
+    g = torch.as_tensor(vectors, dtype=torch.float32)
+    if g.dim() == 2:
+        theta = nn.Parameter(torch.zeros(g.shape[1]))
+        c = torch.as_tensor(offsets if offsets is not None else [1.0] * g.shape[0])
+        return theta, (c.float() + g @ theta).unsqueeze(0)
+    theta = nn.Parameter(torch.zeros(g.shape[0], g.shape[2]))
+    c = torch.as_tensor(offsets) if offsets is not None else torch.ones(g.shape[:2])
+    return theta, c.float() + torch.einsum("ktp,kp->kt", g, theta)
 
 
 class ToyMTL(nn.Module):
@@ -42,16 +94,16 @@ class ToyMTL(nn.Module):
         z = self.trunk(x)
         return [head(z).squeeze(-1) for head in self.heads], z
 
-    def groups(self, representation: Tensor | None = None) -> ParameterGroups:
-        return ParameterGroups(
-            shared=list(self.trunk.parameters()),
-            task_specific=list(self.heads.parameters()),
-            last_shared=list(self.trunk[0].parameters()),
-            representation=representation,
-        )
+    def shared(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())
+
+    def task_specific(self) -> list[nn.Parameter]:
+        return list(self.heads.parameters())
 
 
-def toy_data(num_tasks: int = 2, n: int = 64, in_dim: int = 6, seed: int = 1):
+def toy_data(
+    num_tasks: int = 2, n: int = 64, in_dim: int = 6, seed: int = 1
+) -> tuple[Tensor, list[Tensor]]:
     """Inputs and regression targets; task t's targets are 10^t times larger (unequal scales)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, in_dim, generator=g)
@@ -62,20 +114,7 @@ def toy_data(num_tasks: int = 2, n: int = 64, in_dim: int = 6, seed: int = 1):
     return x, targets
 
 
-def toy_losses(model: ToyMTL, x: Tensor, targets: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """Per-task MSE ``[T]`` and the shared representation."""
+def toy_losses(model: ToyMTL, x: Tensor, targets: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """Per-task MSE losses and the shared representation."""
     outputs, z = model(x)
-    losses = torch.stack(
-        [nn.functional.mse_loss(o, y) for o, y in zip(outputs, targets, strict=True)]
-    )
-    return losses, z
-
-
-def linear_problem(vectors: list[list[float]], offsets: list[float] | None = None):
-    """One shared parameter θ = 0 and losses L_t = c_t + g_t·θ, so ∇_θ L_t = g_t exactly."""
-    g = torch.tensor(vectors, dtype=torch.float32)
-    theta = nn.Parameter(torch.zeros(g.shape[1]))
-    c = torch.tensor(offsets if offsets is not None else [1.0] * g.shape[0])
-    losses = c + g @ theta
-    groups = ParameterGroups(shared=[theta], task_specific=[], last_shared=[theta])
-    return theta, losses, groups
+    return [nn.functional.mse_loss(o, y) for o, y in zip(outputs, targets, strict=True)], z

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from mtl_core.weighting import ParameterGroups, build_strategy
-from tests.mtl_core.weighting._toy import make_ctx, step_ctx
-
-EMPTY = ParameterGroups(shared=[], task_specific=[], last_shared=[])
+from mtl_core.weighting import LossWeighting, WeightingStrategy
+from tests.mtl_core.weighting._toy import leaf_losses, make_strategy, step_inputs
 
 
-def _step(strategy, losses: list[float], scale: list[float] | None = None):
-    leaf = torch.tensor(losses, requires_grad=True)
-    weights = strategy.backward(leaf, torch.tensor(scale or [1.0] * len(losses)), EMPTY, step_ctx())
-    return weights, leaf.grad
+def _step(
+    strategy: WeightingStrategy, losses: list[float], scale: list[float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    assert isinstance(strategy, LossWeighting)
+    leaf = leaf_losses(losses)
+    objective, weights = strategy.objective(step_inputs(leaf, scale))
+    (grad,) = torch.autograd.grad(objective.sum(), [leaf])
+    return weights[0], grad[0]
 
 
 def test_two_steps_by_hand() -> None:
-    strategy = build_strategy("loss_balance", {"beta": 0.5, "gamma": 1.0}, make_ctx(2))
+    strategy = make_strategy("loss_balance", {"beta": 0.5, "gamma": 1.0})
     # Step 1: m̂ = (2, 4) = start, slowness (1, 1), raw = 2 / m̂ = (1, 0.5).
     weights, grad = _step(strategy, [2.0, 4.0])
     torch.testing.assert_close(weights, torch.tensor([4 / 3, 2 / 3]))
@@ -29,8 +31,8 @@ def test_two_steps_by_hand() -> None:
 
 
 def test_boost_favours_the_slow_task() -> None:
-    plain = build_strategy("loss_balance", {"beta": 0.5, "gamma": 0.0}, make_ctx(2))
-    boosted = build_strategy("loss_balance", {"beta": 0.5, "gamma": 1.0}, make_ctx(2))
+    plain = make_strategy("loss_balance", {"beta": 0.5, "gamma": 0.0})
+    boosted = make_strategy("loss_balance", {"beta": 0.5, "gamma": 1.0})
     for losses in ([2.0, 4.0], [1.0, 4.0], [0.5, 3.9]):
         w_plain, _ = _step(plain, losses)
         w_boost, _ = _step(boosted, losses)
@@ -38,11 +40,21 @@ def test_boost_favours_the_slow_task() -> None:
 
 
 def test_inactive_task_keeps_its_ema_and_gets_zero_weight() -> None:
-    strategy = build_strategy("loss_balance", {"beta": 0.5}, make_ctx(2))
+    strategy = make_strategy("loss_balance", {"beta": 0.5})
+    reference = make_strategy("loss_balance", {"beta": 0.5})
     _step(strategy, [2.0, 4.0])
+    _step(reference, [2.0, 4.0])
     weights, grad = _step(strategy, [1.0, 100.0], [1.0, 0.0])
     assert weights.tolist() == [1.0, 0.0]
-    assert grad is not None and grad[1] == 0
-    # Task 1's EMA did not see the 100: back to both active, same state as a fresh step.
+    assert grad[1] == 0
+    # Task 1's EMA did not see the 100: it keeps the weight it had after its first step.
     weights, _ = _step(strategy, [1.0, 4.0])
     assert weights[1] > 0.3
+
+
+def test_a_zero_loss_gets_a_bounded_weight() -> None:
+    weights, _ = _step(make_strategy("loss_balance"), [0.0, 1.0])
+    assert torch.isfinite(weights).all()
+    torch.testing.assert_close(weights.sum(), torch.tensor(2.0))
+    weights, _ = _step(make_strategy("loss_balance"), [0.0, 0.0])
+    assert weights.tolist() == [1.0, 1.0]

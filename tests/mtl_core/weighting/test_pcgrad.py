@@ -4,56 +4,77 @@ from __future__ import annotations
 
 import torch
 
-from mtl_core.weighting import build_strategy
+from mtl_core.weighting import GradientWeighting, WeightingStrategy
 from mtl_core.weighting.pcgrad import project_conflicting
-from tests.mtl_core.weighting._toy import linear_problem, make_ctx, step_ctx
+from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+
+
+def _combine(
+    strategy: WeightingStrategy, grads: torch.Tensor, scale: list[float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    assert isinstance(strategy, GradientWeighting)
+    k, t = grads.shape[:2]
+    combined, weights = strategy.combine(grads, step_inputs(torch.ones(k, t), scale))
+    return combined, weights
+
+
+def _orders(generator: torch.Generator, num_tasks: int) -> torch.Tensor:
+    """One trial's ``[1, T, T]`` orders, drawn as PCGrad documents (one randperm per task)."""
+    return torch.stack([torch.randperm(num_tasks, generator=generator) for _ in range(num_tasks)])[
+        None
+    ]
 
 
 def test_conflicting_pair_is_projected_and_summed() -> None:
-    theta, losses, groups = linear_problem([[1.0, 0.0], [-1.0, 1.0]])
-    strategy = build_strategy("pcgrad", None, make_ctx(2))
-    weights = strategy.backward(losses, torch.ones(2), groups, step_ctx())
+    grads = torch.tensor([[[1.0, 0.0], [-1.0, 1.0]]])
+    combined, weights = _combine(make_strategy("pcgrad"), grads)
     # g1' = g1 + ½ g2 = (½, ½); g2' = g2 + g1 = (0, 1).
-    assert theta.grad is not None
-    torch.testing.assert_close(theta.grad, torch.tensor([0.5, 1.5]))
-    assert weights.tolist() == [1.0, 1.0]
+    torch.testing.assert_close(combined, torch.tensor([[0.5, 1.5]]))
+    assert weights.tolist() == [[1.0, 1.0]]
 
 
-def test_non_conflicting_pair_is_unchanged() -> None:
-    theta, losses, groups = linear_problem([[1.0, 0.0], [1.0, 1.0]])
-    build_strategy("pcgrad", None, make_ctx(2)).backward(
-        losses, torch.tensor([1.0, 2.0]), groups, step_ctx()
-    )
-    assert theta.grad is not None
-    torch.testing.assert_close(theta.grad, torch.tensor([3.0, 2.0]))
+def test_non_conflicting_pair_is_summed_unchanged() -> None:
+    grads = torch.tensor([[[1.0, 0.0], [2.0, 2.0]]])
+    combined, _ = _combine(make_strategy("pcgrad"), grads, [1.0, 2.0])
+    torch.testing.assert_close(combined, torch.tensor([[3.0, 2.0]]))
 
 
 def test_projection_uses_original_gradients_and_removes_conflict() -> None:
-    grads = torch.tensor([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]])
-    projected = project_conflicting(grads, torch.Generator().manual_seed(0))
+    grads = torch.tensor([[[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]]])
+    projected = project_conflicting(grads, _orders(torch.Generator().manual_seed(0), 3))[0]
+    g = grads[0]
     for i in range(3):
         for j in range(3):
-            if i != j and grads[i] @ grads[j] < 0:
-                # After projecting off g_j, g_i' no longer points against it, unless a
-                # later projection re-introduced a (smaller) conflict.
-                assert projected[i] @ grads[j] >= grads[i] @ grads[j]
+            if i != j and g[i] @ g[j] < 0:
+                # Projecting off g_j never makes g_i point further against it.
+                assert projected[i] @ g[j] >= g[i] @ g[j]
     # g1 conflicts only with g2: g1' = (½, ½) whatever the order.
     torch.testing.assert_close(projected[0], torch.tensor([0.5, 0.5]))
 
 
-def test_random_order_follows_the_generator() -> None:
-    grads = torch.tensor([[1.0, 0.2], [-1.0, 1.0], [0.3, -1.0]])
-    a = project_conflicting(grads, torch.Generator().manual_seed(5))
-    b = project_conflicting(grads, torch.Generator().manual_seed(5))
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-    orders = {
-        tuple(project_conflicting(grads, torch.Generator().manual_seed(s)).flatten().tolist())
-        for s in range(20)
-    }
-    assert len(orders) > 1  # the order matters for 3 tasks, and it does vary
+def test_combine_projects_in_the_order_drawn_from_the_trial_generator() -> None:
+    grads = torch.tensor([[[1.0, 0.2], [-1.0, 1.0], [0.3, -1.0]]])
+    results = set()
+    for seed in range(20):
+        combined, _ = _combine(make_strategy("pcgrad", num_tasks=3, seeds=[seed]), grads)
+        expected = project_conflicting(grads, _orders(torch.Generator().manual_seed(seed), 3))
+        torch.testing.assert_close(combined, expected.sum(dim=1), rtol=0, atol=0)
+        results.add(tuple(combined.flatten().tolist()))
+    assert len(results) > 1  # the order matters for 3 tasks, and it does vary
+
+
+def test_same_seed_same_projection_every_step() -> None:
+    grads = torch.tensor([[[1.0, 0.2], [-1.0, 1.0], [0.3, -1.0]]])
+    a = make_strategy("pcgrad", num_tasks=3, seeds=[5])
+    b = make_strategy("pcgrad", num_tasks=3, seeds=[5])
+    for _ in range(4):
+        torch.testing.assert_close(_combine(a, grads)[0], _combine(b, grads)[0], rtol=0, atol=0)
 
 
 def test_zero_rows_stay_out() -> None:
-    grads = torch.tensor([[1.0, 0.0], [0.0, 0.0], [-1.0, 1.0]])
-    projected = project_conflicting(grads, torch.Generator().manual_seed(0))
-    assert torch.count_nonzero(projected[1]) == 0
+    grads = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]])
+    projected = project_conflicting(grads, _orders(torch.Generator().manual_seed(0), 3))
+    assert torch.count_nonzero(projected[0, 1]) == 0
+    combined, weights = _combine(make_strategy("pcgrad", num_tasks=3), grads, [1.0, 0.0, 1.0])
+    torch.testing.assert_close(combined, torch.tensor([[0.5, 1.5]]))
+    assert weights.tolist() == [[1.0, 0.0, 1.0]]

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from mtl_core.weighting import ParameterGroups, build_strategy
-from tests.mtl_core.weighting._toy import make_ctx, step_ctx
-
-EMPTY = ParameterGroups(shared=[], task_specific=[], last_shared=[])
+from mtl_core.weighting import LossWeighting
+from tests.mtl_core.weighting._toy import leaf_losses, make_strategy, step_inputs
 
 
-def _draw(seed: int, steps: int = 5) -> list[torch.Tensor]:
-    strategy = build_strategy("rlw", None, make_ctx(3, seed=seed))
+def _draw(seed: int, steps: int = 5, scale: list[float] | None = None) -> list[torch.Tensor]:
+    strategy = make_strategy("rlw", num_tasks=3, seeds=[seed])
+    assert isinstance(strategy, LossWeighting)
     out = []
     for _ in range(steps):
-        losses = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
-        weights = strategy.backward(losses, torch.ones(3), EMPTY, step_ctx())
-        assert losses.grad is not None
-        # The loss uses softmax(z) (Σ = 1); the report is x T.
-        torch.testing.assert_close(losses.grad, weights / 3)
-        out.append(weights)
+        losses = leaf_losses([1.0, 2.0, 3.0])
+        objective, weights = strategy.objective(step_inputs(losses, scale))
+        (grad,) = torch.autograd.grad(objective.sum(), [losses])
+        # The loss uses softmax(z) (Σ = 1 over the active tasks); the report is x T.
+        n_active = sum(1 for s in scale or [1.0] * 3 if s > 0)
+        torch.testing.assert_close(grad, weights / n_active * torch.tensor(scale or [1.0] * 3))
+        out.append(weights[0])
     return out
 
 
@@ -35,3 +35,11 @@ def test_deterministic_under_a_seeded_generator() -> None:
 def test_matches_softmax_of_the_generator_draw() -> None:
     expected = torch.softmax(torch.randn(3, generator=torch.Generator().manual_seed(3)), 0) * 3
     torch.testing.assert_close(_draw(3, steps=1)[0], expected)
+
+
+def test_softmax_runs_over_the_active_tasks_only() -> None:
+    z = torch.randn(3, generator=torch.Generator().manual_seed(4))
+    expected = torch.zeros(3)
+    expected[[0, 2]] = torch.softmax(z[[0, 2]], 0) * 2
+    weights = _draw(4, steps=1, scale=[1.0, 0.0, 2.0])[0]
+    torch.testing.assert_close(weights, expected)
