@@ -80,15 +80,22 @@ def masked_softmax(logits: Tensor, active: Tensor) -> Tensor:
 def normalise(weights: Tensor, active: Tensor) -> Tensor:
     """Row-wise: Σ = number of active tasks, 0 elsewhere; a row with total <= 0 gets 1s.
 
-    Divides before multiplying by the task count, so weights near the float maximum do not
-    overflow; no host sync (safe in the step path on a GPU).
+    Scales by the row's largest weight and divides before multiplying by the task count, so
+    weights near the float maximum do not overflow; a row holding a NaN or infinite weight
+    comes back NaN. No host sync (safe on a GPU).
     """
     weights = torch.where(active, weights.detach(), torch.zeros_like(weights))
+    # Relative to the row's largest weight first, so a sum of huge weights cannot overflow.
+    largest = weights.amax(dim=-1, keepdim=True)
+    usable = torch.isfinite(largest) & (largest > 0)
+    weights = weights / torch.where(usable, largest, torch.ones_like(largest))
     total = weights.sum(dim=-1, keepdim=True)
-    positive = torch.isfinite(total) & (total > 0)
+    positive = usable & (total > 0)
     safe_total = torch.where(positive, total, torch.ones_like(total))
     scaled = weights / safe_total * active.sum(dim=-1, keepdim=True).to(weights.dtype)
-    return torch.where(positive, scaled, active.to(weights.dtype))
+    normalised = torch.where(positive, scaled, active.to(weights.dtype))
+    # A non-finite weight is a diverged step: keep it visible (the trainer stops that trial).
+    return torch.where(torch.isfinite(largest), normalised, torch.full_like(normalised, torch.nan))
 
 
 def to_device(host: Tensor, device: torch.device) -> Tensor:

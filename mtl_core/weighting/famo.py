@@ -78,20 +78,21 @@ class FAMO(LossWeighting[FAMOConfig]):
         self.prev_active[slot] = False
         self.has_prev[slot] = False
 
-    def _update_logits(self, log_losses: Tensor, active: Tensor) -> None:
+    def _update_logits(self, log_losses: Tensor, active: Tensor, occupied: Tensor) -> None:
         both = active & self.prev_active
         delta = torch.where(both, self.prev_log_losses - log_losses, torch.zeros_like(log_losses))
         z = masked_softmax(self.logits, both)
         # Jᵀδ of the softmax, the gradient the paper's autograd call produces.
         grad = z * (delta - (z * delta).sum(dim=-1, keepdim=True))
-        self._optimizer.step([grad], self.has_prev)
+        # Only live slots that have a previous step move; free slots stay as they are.
+        self._optimizer.step([grad], self.has_prev & occupied)
 
     def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         losses, scale = inputs.losses, inputs.scale
         active = scale > 0
         eps = self.eps.unsqueeze(-1).to(losses.dtype)
         log_losses = torch.log(losses.detach() + eps)
-        self._update_logits(log_losses.float(), active)
+        self._update_logits(log_losses.float(), active, inputs.occupied)
         occupied = inputs.occupied
         self.prev_log_losses = log_losses.float()
         self.prev_active = active
