@@ -302,7 +302,7 @@ def _cagrad_dual_row(gram: FloatArray, active: BoolArray, c: float, tol: float) 
 
 def _gram_float64(grads: Tensor) -> Tensor:
     """``[K, T, T]`` Gram matrix accumulated in float64, chunked over P to bound memory."""
-    num_slots, num_tasks, num_params = grads.shape
+    num_slots, num_tasks, _ = grads.shape
     chunk = max(1, _CHUNK_ELEMENTS // max(1, num_slots * num_tasks))
     gram = torch.zeros(num_slots, num_tasks, num_tasks, dtype=torch.float64, device=grads.device)
     for part in grads.detach().split(chunk, dim=2):
