@@ -197,13 +197,18 @@ def _min_norm_row(gram: FloatArray, active: BoolArray, tol: float) -> FloatArray
     return alpha
 
 
-def wolfe_min_norm(gram: FloatArray, tol: float = 1e-10) -> FloatArray:
+def wolfe_min_norm(
+    gram: FloatArray, tol: float = 1e-10, start: list[int] | None = None
+) -> FloatArray:
     """Wolfe's min-norm-point algorithm on one ``n x n`` Gram matrix (float64, finite).
 
     Major step: add the vertex ``j = argmin_t (G alpha)_t`` unless the duality gap
     ``alphaᵀGalpha - (G alpha)_j`` is within ``tol`` (relative). Minor steps: move to the
     affine min-norm point of the support, dropping vertices whose weight would turn negative.
     An all-zero Gram matrix (every point is optimal) gives the uniform weights.
+
+    ``start``, a guess of the optimal support, is used when its affine min-norm point has
+    positive weights (a valid starting corral); otherwise the solve starts from one vertex.
     """
     n = gram.shape[0]
     scale = float(np.max(np.diag(gram)))
@@ -212,6 +217,10 @@ def wolfe_min_norm(gram: FloatArray, tol: float = 1e-10) -> FloatArray:
     g = gram / scale
     support = [int(np.argmin(np.diag(g)))]
     lam = np.ones(1)
+    if start:
+        mu = _affine_min_norm(g[np.ix_(start, start)])
+        if np.all(mu > 0):
+            support, lam = list(start), mu
     for _ in range(20 * n + 20):
         ga = g[:, support] @ lam
         sq = float(lam @ ga[support])
@@ -240,7 +249,7 @@ def wolfe_min_norm(gram: FloatArray, tol: float = 1e-10) -> FloatArray:
 
 
 def _affine_min_norm(g: FloatArray) -> FloatArray:
-    """``argmin_{Σ mu = 1} muᵀ G mu`` from its KKT system (least squares: G may be singular)."""
+    """``argmin_{Σ mu = 1} muᵀ G mu`` from its KKT system (least squares if it is singular)."""
     m = g.shape[0]
     kkt = np.zeros((m + 1, m + 1))
     kkt[:m, :m] = g
@@ -248,7 +257,12 @@ def _affine_min_norm(g: FloatArray) -> FloatArray:
     kkt[m, :m] = 1.0
     rhs = np.zeros(m + 1)
     rhs[m] = 1.0
-    sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+    try:
+        sol = np.linalg.solve(kkt, rhs)
+    except np.linalg.LinAlgError:
+        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+    if not np.all(np.isfinite(sol)):
+        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
     mu = sol[:m]
     return np.asarray(mu / mu.sum(), dtype=np.float64)
 
@@ -275,9 +289,14 @@ def _cagrad_dual_row(gram: FloatArray, active: BoolArray, c: float, tol: float) 
     g = g / g0_sq
     cross = cross / g0_sq
 
+    last: list[int] = []
+
     def weights_at(lam: float) -> FloatArray:
+        # successive λ share their support near the root: start from the last one
         shifted = g + lam * (cross[:, None] + cross[None, :]) + lam * lam
-        return wolfe_min_norm(shifted, 1e-13)
+        v = wolfe_min_norm(shifted, 1e-13, last)
+        last[:] = [int(i) for i in np.flatnonzero(v > 0)]
+        return v
 
     def phi(lam: float) -> float:
         v = weights_at(lam)
