@@ -29,7 +29,7 @@ from torch import Tensor
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Gaps below this (relative to the largest squared gradient norm) are rounding noise.
+# Duality gaps below this times ‖d‖ max_t ‖g_t‖ are rounding noise.
 _GAP_FLOOR = 1e-14
 # float64 elements per chunk when reducing over the parameter dimension P on the device.
 _CHUNK_ELEMENTS = 1 << 24
@@ -45,7 +45,8 @@ def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor
     Two tasks: the closed form ``gamma = clip((G22 - G12) / (G11 + G22 - 2 G12), 0, 1)``,
     computed on the device without a host sync. More: Wolfe's min-norm-point algorithm in
     float64 on the host (one transfer for all K), stopped on the duality gap
-    ``‖d‖² - min_t ⟨g_t, d⟩ ≤ tol · ‖d‖²`` (or ``≤ 1e-14 · max_t ‖g_t‖²`` when ``d ≈ 0``).
+    ``‖d‖² - min_t ⟨g_t, d⟩ ≤ tol · ‖d‖²`` (or ``≤ 1e-14 ‖d‖ max_t ‖g_t‖``, rounding, when
+    ``d ≈ 0``); it runs on points ``v_t`` rebuilt from ``G`` by its eigen-decomposition.
     Each inner step solves the affine min-norm problem on the current support exactly, so
     weights that are exactly 0 at the optimum come out exactly 0.
 
@@ -90,9 +91,10 @@ def cagrad_weights(
     of the shifted gradients ``g_t + λ g0`` at the root of ``c ‖g0‖ λ = ‖g_w(λ)‖`` (the two
     problems share their stationarity condition there), found by Brent's method to
     ``|λ - λ*| ≤ tol · λ_max`` with each min-norm problem solved by Wolfe's algorithm.
-    The Gram matrix is accumulated in float64 on the device, so nearly cancelling
-    combinations keep their digits, and ``‖g0‖``, ``‖g_w*‖`` are measured on the gradient
-    vectors themselves (float64 accumulation), not read off the Gram matrix.
+    The host gets, instead of a Gram matrix, the ``T x T`` factor ``R`` of ``gradsᵀ = QR``
+    (float64 on the device): points isometric to the gradients, on which nearly cancelling
+    combinations keep their digits. ``‖g0‖`` and ``‖g_w*‖`` are measured on the gradient
+    vectors themselves (float64 accumulation on the device).
 
     ``c = 0`` gives the mean without a solve; one active task gives that task's gradient
     (coefficient 1, no rescaling); ``‖g_w*‖ ≤ 1e-12 ‖g0‖`` (a Pareto-stationary point) gives
@@ -113,12 +115,13 @@ def cagrad_weights(
         raise ValueError(f"tol must be > 0, got {tol=}")
     num_slots, num_tasks, _ = grads.shape
     c64 = c.to(grads.device, torch.float64)
-    gram = _gram_float64(grads)
-    finite = torch.isfinite(gram).flatten(1).all(dim=1) & torch.isfinite(c64)
+    finite = torch.isfinite(grads).flatten(1).all(dim=1) & torch.isfinite(c64)
+    # non-finite trials would break the QR; their rows are NaN in the end anyway
+    points = _r_factor(torch.where(finite[:, None, None], grads, 0.0))
     # one transfer carries every trial's T x T problem
     packed = torch.cat(
         [
-            gram.flatten(1),
+            points.flatten(1),
             active.to(torch.float64),
             c64.unsqueeze(1),
             rescale.to(grads.device, torch.float64).unsqueeze(1),
@@ -127,7 +130,7 @@ def cagrad_weights(
     ).cpu()
     host = packed.numpy()
     t2 = num_tasks * num_tasks
-    host_gram = host[:, :t2].reshape(num_slots, num_tasks, num_tasks)
+    host_points = host[:, :t2].reshape(num_slots, num_tasks, num_tasks)
     host_active = host[:, t2 : t2 + num_tasks] > 0.5
     host_c = host[:, t2 + num_tasks]
     host_rescale = host[:, t2 + num_tasks + 1]
@@ -138,7 +141,7 @@ def cagrad_weights(
     w = np.zeros((num_slots, num_tasks))
     for k in range(num_slots):
         if np.isfinite(host_c[k]) and host_c[k] > 0 and host_active[k].sum() > 1:
-            w[k] = _cagrad_dual_row(host_gram[k], host_active[k], float(host_c[k]), tol)
+            w[k] = _cagrad_dual_row(host_points[k], host_active[k], float(host_c[k]), tol)
     w_dev = torch.from_numpy(w).to(grads.device)
 
     act = active.to(torch.float64)
@@ -193,45 +196,54 @@ def _min_norm_row(gram: FloatArray, active: BoolArray, tol: float) -> FloatArray
     if idx.size == 1:
         alpha[idx] = 1.0
     elif idx.size > 1:
-        alpha[idx] = wolfe_min_norm(gram[np.ix_(idx, idx)], tol)
+        alpha[idx] = wolfe_min_norm(_points_of_gram(gram[np.ix_(idx, idx)]), tol)
     return alpha
 
 
-def wolfe_min_norm(
-    gram: FloatArray, tol: float = 1e-10, start: list[int] | None = None
-) -> FloatArray:
-    """Wolfe's min-norm-point algorithm on one ``n x n`` Gram matrix (float64, finite).
+def _points_of_gram(gram: FloatArray) -> FloatArray:
+    """Rows ``v_t`` with ``⟨v_s, v_t⟩ = G_st``, from the eigen-decomposition of ``G``."""
+    vals, vecs = np.linalg.eigh((gram + gram.T) / 2)
+    return np.asarray(vecs * np.sqrt(np.maximum(vals, 0.0)), dtype=np.float64)
 
-    Major step: add the vertex ``j = argmin_t (G alpha)_t`` unless the duality gap
-    ``alphaᵀGalpha - (G alpha)_j`` is within ``tol`` (relative). Minor steps: move to the
-    affine min-norm point of the support, dropping vertices whose weight would turn negative.
-    An all-zero Gram matrix (every point is optimal) gives the uniform weights.
+
+def wolfe_min_norm(
+    points: FloatArray, tol: float = 1e-10, start: list[int] | None = None
+) -> FloatArray:
+    """Wolfe's min-norm-point algorithm on the rows of ``points [n, m]`` (float64, finite).
+
+    Major step: add the vertex ``j = argmin_t ⟨v_t, x⟩`` unless the duality gap
+    ``‖x‖² - ⟨v_j, x⟩`` is within ``tol · ‖x‖²`` (or rounding, ``1e-14 ‖x‖ max_t ‖v_t‖``).
+    Minor steps: move to the affine min-norm point of the support, dropping vertices whose
+    weight would turn negative. Working on the points, not their Gram matrix, keeps the
+    digits of nearly cancelling combinations. All-zero points give the uniform weights.
 
     ``start``, a guess of the optimal support, is used when its affine min-norm point has
     positive weights (a valid starting corral); otherwise the solve starts from one vertex.
     """
-    n = gram.shape[0]
-    scale = float(np.max(np.diag(gram)))
+    n = points.shape[0]
+    sq_norms = np.einsum("ij,ij->i", points, points)
+    scale = float(np.max(sq_norms))
     if scale <= 0:
         return np.full(n, 1.0 / n)
-    g = gram / scale
-    support = [int(np.argmin(np.diag(g)))]
+    v = points / math.sqrt(scale)
+    support = [int(np.argmin(sq_norms))]
     lam = np.ones(1)
     if start:
-        mu = _affine_min_norm(g[np.ix_(start, start)])
+        mu = _affine_min_norm(v[start])
         if np.all(mu > 0):
             support, lam = list(start), mu
     for _ in range(20 * n + 20):
-        ga = g[:, support] @ lam
-        sq = float(lam @ ga[support])
-        j = int(np.argmin(ga))
-        gap = sq - float(ga[j])
-        if gap <= tol * sq or gap <= _GAP_FLOOR or j in support:
+        x = lam @ v[support]
+        sq = float(x @ x)
+        vx = v @ x
+        j = int(np.argmin(vx))
+        gap = sq - float(vx[j])
+        if gap <= tol * sq or gap <= _GAP_FLOOR * math.sqrt(sq) or j in support:
             break
         support.append(j)
         lam = np.append(lam, 0.0)
         for _ in range(len(support)):
-            mu = _affine_min_norm(g[np.ix_(support, support)])
+            mu = _affine_min_norm(v[support])
             if np.all(mu > 0):
                 lam = mu
                 break
@@ -248,61 +260,52 @@ def wolfe_min_norm(
     return alpha / alpha.sum()
 
 
-def _affine_min_norm(g: FloatArray) -> FloatArray:
-    """``argmin_{Σ mu = 1} muᵀ G mu`` from its KKT system (least squares if it is singular)."""
-    m = g.shape[0]
-    kkt = np.zeros((m + 1, m + 1))
-    kkt[:m, :m] = g
-    kkt[:m, m] = 1.0
-    kkt[m, :m] = 1.0
-    rhs = np.zeros(m + 1)
-    rhs[m] = 1.0
-    try:
-        sol = np.linalg.solve(kkt, rhs)
-    except np.linalg.LinAlgError:
-        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    if not np.all(np.isfinite(sol)):
-        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
-    mu = sol[:m]
-    return np.asarray(mu / mu.sum(), dtype=np.float64)
+def _affine_min_norm(points: FloatArray) -> FloatArray:
+    """``argmin_{Σ mu = 1} ‖Σ mu_i v_i‖``, as least squares on the points themselves.
+
+    With ``mu_0 = 1 - Σ z`` the point is ``v_0 + Σ z_i (v_i - v_0)``: one least-squares solve
+    whose conditioning is that of the points, not its square (as with the Gram matrix).
+    """
+    if points.shape[0] == 1:
+        return np.ones(1)
+    base = points[0]
+    z = np.linalg.lstsq((points[1:] - base).T, -base, rcond=None)[0]
+    return np.asarray(np.concatenate([[1.0 - z.sum()], z]), dtype=np.float64)
 
 
-def _cagrad_dual_row(gram: FloatArray, active: BoolArray, c: float, tol: float) -> FloatArray:
+def _cagrad_dual_row(points: FloatArray, active: BoolArray, c: float, tol: float) -> FloatArray:
     """One trial's CAGrad dual minimiser ``w* [T]``; zeros when ``g0 = 0`` (nothing to solve).
 
+    ``points`` are rows ``v_t`` isometric to the task gradients (``⟨v_s, v_t⟩ = ⟨g_s, g_t⟩``).
     On the scaled problem (``‖g0‖ = 1``) the dual is ``min_w g_wᵀ g0 + c ‖g_w‖``. Its
     stationarity condition equals that of ``min_w ‖g_w + λ g0‖²`` when ``λ = ‖g_w‖ / c``, so
-    ``w*`` is the min-norm point of the shifted hull at the root of
+    ``w*`` is the min-norm point of the shifted points ``v_t + λ v0`` at the root of
     ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(0) ≤ 0`` and ``φ(λ_max) ≥ 0`` for
     ``λ_max = max_t ‖g_t‖ / c``; ``g_w(λ)`` is continuous, so Brent's method applies.
     """
-    w = np.zeros(gram.shape[0])
-    if not np.all(np.isfinite(gram)):
+    w = np.zeros(points.shape[0])
+    if not np.all(np.isfinite(points)):
         return w
     idx = np.flatnonzero(active)
-    g = gram[np.ix_(idx, idx)]
-    n = idx.size
-    cross = g @ np.full(n, 1.0 / n)  # ⟨g_t, g0⟩
-    g0_sq = float(cross.mean())
-    if not g0_sq > 1e-30 * max(float(np.max(np.diag(g))), 1e-300):
+    v = points[idx]
+    v0 = v.mean(axis=0)
+    g0_norm = float(np.linalg.norm(v0))
+    if not g0_norm > 1e-15 * float(np.max(np.linalg.norm(v, axis=1))):
         return w
-    g = g / g0_sq
-    cross = cross / g0_sq
-
+    v = v / g0_norm
+    v0 = v0 / g0_norm
     last: list[int] = []
 
     def weights_at(lam: float) -> FloatArray:
         # successive λ share their support near the root: start from the last one
-        shifted = g + lam * (cross[:, None] + cross[None, :]) + lam * lam
-        v = wolfe_min_norm(shifted, 1e-13, last)
-        last[:] = [int(i) for i in np.flatnonzero(v > 0)]
-        return v
+        u = wolfe_min_norm(v + lam * v0, 1e-14, last)
+        last[:] = [int(i) for i in np.flatnonzero(u > 0)]
+        return u
 
     def phi(lam: float) -> float:
-        v = weights_at(lam)
-        return c * lam - math.sqrt(max(float(v @ g @ v), 0.0))
+        return c * lam - float(np.linalg.norm(weights_at(lam) @ v))
 
-    hi = math.sqrt(float(np.max(np.diag(g)))) / c * (1.0 + 1e-9)
+    hi = float(np.max(np.linalg.norm(v, axis=1))) / c * (1.0 + 1e-9)
     lo = 0.0
     f_lo = phi(lo)
     if f_lo >= 0:  # origin in the hull: move off λ = 0, where φ vanishes trivially
@@ -314,20 +317,27 @@ def _cagrad_dual_row(gram: FloatArray, active: BoolArray, c: float, tol: float) 
     if phi(hi) <= 0:
         root = hi
     else:
-        root = float(brentq(phi, lo, hi, xtol=tol * hi, rtol=4 * np.finfo(float).eps))
+        rtol = max(tol, 4 * float(np.finfo(np.float64).eps))
+        root = float(brentq(phi, lo, hi, xtol=1e-300, rtol=rtol))
     w[idx] = weights_at(root)
     return w
 
 
-def _gram_float64(grads: Tensor) -> Tensor:
-    """``[K, T, T]`` Gram matrix accumulated in float64, chunked over P to bound memory."""
+def _r_factor(grads: Tensor) -> Tensor:
+    """``[K, T, T]`` rows ``v_t`` with ``⟨v_s, v_t⟩ = ⟨g_s, g_t⟩``: the R of ``gradsᵀ = QR``.
+
+    Computed in float64 on the device by a chunked (tall-skinny) QR over P, so memory stays
+    bounded and, unlike a Gram matrix, the conditioning is not squared.
+    """
     num_slots, num_tasks, _ = grads.shape
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, num_slots * num_tasks))
-    gram = torch.zeros(num_slots, num_tasks, num_tasks, dtype=torch.float64, device=grads.device)
+    chunk = max(num_tasks, _CHUNK_ELEMENTS // max(1, num_slots * num_tasks))
+    r = torch.zeros(num_slots, 0, num_tasks, dtype=torch.float64, device=grads.device)
     for part in grads.detach().split(chunk, dim=2):
-        p = part.to(torch.float64)
-        gram += p @ p.transpose(1, 2)
-    return gram
+        stacked = torch.cat([r, part.transpose(1, 2).to(torch.float64)], dim=1)
+        r = torch.linalg.qr(stacked, mode="r").R
+    if r.shape[1] < num_tasks:  # fewer parameters than tasks
+        r = torch.cat([r, r.new_zeros(num_slots, num_tasks - r.shape[1], num_tasks)], dim=1)
+    return r.transpose(1, 2)
 
 
 def _combination_norms(grads: Tensor, weights: Tensor) -> Tensor:

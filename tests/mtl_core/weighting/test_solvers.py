@@ -236,6 +236,20 @@ def test_cagrad_objective_matches_cvxpy_on_near_singular_grams(c: float) -> None
         assert math.isclose(float(np.min(g @ d)), optimum, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize("c", [0.4, 0.9])
+def test_cagrad_objective_on_nearly_cancelling_gradients(c: float) -> None:
+    # g1 + g2 nearly cancel (1e-3 of their norm): the step hinges on the tiny g_w, whose
+    # digits a Gram matrix loses; the objective is near 0, so compare on the scale ‖g0‖²
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        b = rng.standard_normal(6)
+        g = np.stack([10 * b, -10 * b + 1e-3 * rng.standard_normal(6), rng.standard_normal(6)])
+        d = _cagrad(g[None], np.ones((1, 3), dtype=bool), c)[0] @ g
+        _, optimum = _cvxpy_cagrad(g, c)
+        g0 = g.mean(axis=0)
+        assert abs(float(np.min(g @ d)) - optimum) <= 1e-8 * float(g0 @ g0)
+
+
 def test_cagrad_conventions() -> None:
     grads = torch.tensor(
         [
