@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchjd.aggregation import MGDA, CAGrad
 
+from mtl_core.weighting import _solvers as solvers
 from mtl_core.weighting._solvers import cagrad_weights, min_norm_weights, project_simplex
 
 FloatArray = npt.NDArray[np.float64]
@@ -316,3 +317,13 @@ def test_cagrad_matches_torchjd(batch: tuple[FloatArray, FloatArray], c: float) 
             continue  # near-Pareto-stationary: the direction of g_w is ill-determined
         theirs = oracle(torch.from_numpy(g[mask])).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-4 * scale)
+
+
+def test_cagrad_chunked_reductions_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the R factor and the norms are reduced over P in chunks; small chunks change nothing
+    grads = torch.randn(3, 4, 50, generator=torch.Generator().manual_seed(0))
+    active = torch.ones(3, 4, dtype=torch.bool)
+    args = (torch.tensor([0.2, 0.4, 0.9]), torch.tensor([0, 1, 2]))
+    whole = cagrad_weights(grads, active, *args)
+    monkeypatch.setattr(solvers, "_CHUNK_ELEMENTS", 64)
+    torch.testing.assert_close(cagrad_weights(grads, active, *args), whole, rtol=1e-5, atol=1e-6)
