@@ -65,8 +65,12 @@ def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor
     if gram.shape[-1] <= 2:
         alpha = _min_norm_closed_form(gram, active)
     else:
-        host = gram.detach().to("cpu", torch.float64).numpy()
-        mask = active.cpu().numpy()
+        num_slots, num_tasks, _ = gram.shape
+        # one transfer carries every trial's Gram matrix and mask
+        packed = torch.cat([gram.detach().flatten(1), active.to(gram.dtype)], dim=1)
+        flat = packed.to("cpu", torch.float64).numpy()
+        host = flat[:, : num_tasks * num_tasks].reshape(num_slots, num_tasks, num_tasks)
+        mask = flat[:, num_tasks * num_tasks :] > 0.5
         rows = [_min_norm_row(host[k], mask[k], tol) for k in range(host.shape[0])]
         solved = np.stack(rows) if rows else np.zeros(host.shape[:2])
         alpha = torch.from_numpy(solved).to(gram.device, gram.dtype)
@@ -90,7 +94,7 @@ def cagrad_weights(
     The dual is solved exactly up to ``tol``: its optimum is the min-norm point of the hull
     of the shifted gradients ``g_t + λ g0`` at the root of ``c ‖g0‖ λ = ‖g_w(λ)‖`` (the two
     problems share their stationarity condition there), found by Brent's method to
-    ``|λ - λ*| ≤ tol · λ_max`` with each min-norm problem solved by Wolfe's algorithm.
+    ``|λ - λ*| ≤ tol · λ*`` with each min-norm problem solved by Wolfe's algorithm.
     The host gets, instead of a Gram matrix, the ``T x T`` factor ``R`` of ``gradsᵀ = QR``
     (float64 on the device): points isometric to the gradients, on which nearly cancelling
     combinations keep their digits. ``‖g0‖`` and ``‖g_w*‖`` are measured on the gradient
@@ -152,7 +156,8 @@ def cagrad_weights(
     solved = w_dev.abs().sum(dim=1) > 0
     usable = solved & (gw_norm > 1e-12 * g0_norm)
     lam = torch.where(usable, c64 * g0_norm / torch.where(usable, gw_norm, 1.0), 0.0)
-    r = torch.where(rescale == 1, 1.0 + c64 * c64, torch.where(rescale == 2, 1.0 + c64, 1.0))
+    mode = rescale.to(grads.device)
+    r = torch.where(mode == 1, 1.0 + c64 * c64, torch.where(mode == 2, 1.0 + c64, 1.0))
     coeff = (mean + lam.unsqueeze(1) * w_dev) / r.unsqueeze(1)
     coeff = torch.where(count == 1, act, coeff)
     coeff = torch.where(finite.unsqueeze(1), coeff, math.nan)
@@ -305,20 +310,27 @@ def _cagrad_dual_row(points: FloatArray, active: BoolArray, c: float, tol: float
     def phi(lam: float) -> float:
         return c * lam - float(np.linalg.norm(weights_at(lam) @ v))
 
-    hi = float(np.max(np.linalg.norm(v, axis=1))) / c * (1.0 + 1e-9)
+    v_max = float(np.max(np.linalg.norm(v, axis=1)))
+    hi = v_max / c * (1.0 + 1e-9)
     lo = 0.0
     f_lo = phi(lo)
-    if f_lo >= 0:  # origin in the hull: move off λ = 0, where φ vanishes trivially
-        lo = 1e-12 * hi
+    if f_lo >= -1e-12 * v_max:  # origin in the hull: φ(0) = 0 up to rounding, move off
+        lo = 1e-9 * hi
         f_lo = phi(lo)
     if f_lo >= 0:  # the optimum is g_w = 0 (Pareto-stationary)
         w[idx] = weights_at(lo)
         return w
-    if phi(hi) <= 0:
+    f_hi = phi(hi)
+    if f_hi <= 0:
         root = hi
     else:
+
+        def bracketed(lam: float) -> float:
+            # the signs already found at the ends, not a re-evaluation that rounds to 0
+            return f_lo if lam == lo else f_hi if lam == hi else phi(lam)
+
         rtol = max(tol, 4 * float(np.finfo(np.float64).eps))
-        root = float(brentq(phi, lo, hi, xtol=1e-300, rtol=rtol))
+        root = float(brentq(bracketed, lo, hi, xtol=1e-300, rtol=rtol))
     w[idx] = weights_at(root)
     return w
 

@@ -251,6 +251,15 @@ def test_cagrad_objective_on_nearly_cancelling_gradients(c: float) -> None:
         assert abs(float(np.min(g @ d)) - optimum) <= 1e-8 * float(g0 @ g0)
 
 
+def test_cagrad_origin_inside_the_hull() -> None:
+    # g = (b, -b, b): the hull is the segment [-b, b] and g0 = b / 3, so the dual
+    # min_s (s/3 + c/3 |s|) ‖b‖² over s ∈ [-1, 1] picks g_w = -b and d = (1 - c) b / 3
+    b = np.array([1.0, -2.0, 0.5, 3.0])
+    g = np.stack([b, -b, b])
+    d = _cagrad(g[None], np.ones((1, 3), dtype=bool), 0.2)[0] @ g
+    np.testing.assert_allclose(d, 0.8 * b / 3, rtol=1e-10, atol=1e-12)
+
+
 def test_cagrad_conventions() -> None:
     grads = torch.tensor(
         [
