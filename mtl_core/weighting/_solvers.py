@@ -1,0 +1,363 @@
+"""Small simplex solvers, batched over a leading trial dimension K.
+
+Two problems on the ``T x T`` Gram matrix of the task gradients, both exact to a stated
+tolerance (not "good enough after N steps"):
+
+* the min-norm point of the convex hull of the active gradients (MGDA, Sener & Koltun,
+  NeurIPS 2018), by the closed form for two tasks and Wolfe's min-norm-point algorithm
+  (Wolfe, Math. Programming 1976) otherwise;
+* CAGrad's dual (Liu et al., NeurIPS 2021), reduced to a one-dimensional root search over
+  min-norm problems on shifted gradients.
+
+Conventions shared by both: ``active [K, T]`` bool; inactive tasks get weight 0, a single
+active task gets weight 1, no active task gives all zeros. A non-finite value anywhere in a
+trial's input makes that trial's row all-NaN (the caller marks the trial diverged); the other
+rows are unaffected and nothing raises. The host only ever sees the ``T x T`` problems, moved
+in one transfer for all K.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from scipy.optimize import brentq
+from torch import Tensor
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+# Duality gaps below this times ‖d‖ max_t ‖g_t‖ are rounding noise.
+_GAP_FLOOR = 1e-14
+# float64 elements per chunk when reducing over the parameter dimension P on the device.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor:
+    """Min-norm point ``alpha [K, T]`` of the convex hull of the active task gradients.
+
+    ``alpha = argmin_{alpha ∈ Δ(active)} alphaᵀ G alpha`` (MGDA; Sener & Koltun, NeurIPS 2018).
+    At the optimum ``d = Σ_t alpha_t g_t`` satisfies ``⟨g_t, d⟩ ≥ ‖d‖²`` for every active
+    ``t``, with equality where ``alpha_t > 0``: no active task is hurt by a step along ``-d``.
+
+    Two tasks: the closed form ``gamma = clip((G22 - G12) / (G11 + G22 - 2 G12), 0, 1)``,
+    computed on the device without a host sync. More: Wolfe's min-norm-point algorithm in
+    float64 on the host (one transfer for all K), stopped on the duality gap
+    ``‖d‖² - min_t ⟨g_t, d⟩ ≤ tol · ‖d‖²`` (or ``≤ 1e-14 ‖d‖ max_t ‖g_t‖``, rounding, when
+    ``d ≈ 0``); it runs on points ``v_t`` rebuilt from ``G`` by its eigen-decomposition.
+    Each inner step solves the affine min-norm problem on the current support exactly, so
+    weights that are exactly 0 at the optimum come out exactly 0.
+
+    Args:
+        gram: ``[K, T, T]`` Gram matrices ``G = g gᵀ``, any float dtype and device.
+        active: ``[K, T]`` bool, the tasks that take part.
+        tol: relative duality gap at which Wolfe's algorithm stops.
+
+    Returns:
+        ``[K, T]`` weights in ``gram``'s dtype and device; all-NaN rows where ``gram`` is not
+        finite.
+    """
+    if tol <= 0:
+        raise ValueError(f"tol must be > 0, got {tol=}")
+    finite = torch.isfinite(gram).flatten(1).all(dim=1, keepdim=True)
+    if gram.shape[-1] <= 2:
+        alpha = _min_norm_closed_form(gram, active)
+    else:
+        num_slots, num_tasks, _ = gram.shape
+        # one transfer carries every trial's Gram matrix and mask
+        packed = torch.cat([gram.detach().flatten(1), active.to(gram.dtype)], dim=1)
+        flat = packed.to("cpu", torch.float64).numpy()
+        host = flat[:, : num_tasks * num_tasks].reshape(num_slots, num_tasks, num_tasks)
+        mask = flat[:, num_tasks * num_tasks :] > 0.5
+        rows = [_min_norm_row(host[k], mask[k], tol) for k in range(host.shape[0])]
+        solved = np.stack(rows) if rows else np.zeros(host.shape[:2])
+        alpha = torch.from_numpy(solved).to(gram.device, gram.dtype)
+    return torch.where(finite, alpha, torch.full_like(alpha, math.nan))
+
+
+def cagrad_weights(
+    grads: Tensor, active: Tensor, c: Tensor, rescale: Tensor, tol: float = 1e-8
+) -> Tensor:
+    """Coefficients ``[K, T]`` of the CAGrad step ``d = Σ_t coeff_t g_t``.
+
+    Liu et al., "Conflict-Averse Gradient Descent for Multi-task Learning" (NeurIPS 2021):
+    with ``g0`` the mean of the active gradients and ``g_w = Σ_t w_t g_t``,
+
+        ``w* = argmin_{w ∈ Δ(active)} g_wᵀ g0 + c ‖g0‖ ‖g_w‖``,
+        ``d = (g0 + c ‖g0‖ / ‖g_w*‖ · g_w*) / r``,
+
+    ``r`` being 1, ``1 + c²`` or ``1 + c`` (``rescale`` 0, 1, 2). Unrescaled, ``d`` is the
+    point of the ball ``‖d - g0‖ ≤ c ‖g0‖`` that maximises ``min_t ⟨g_t, d⟩``.
+
+    The dual is solved exactly up to ``tol``: its optimum is the min-norm point of the hull
+    of the shifted gradients ``g_t + λ g0`` at the root of ``c ‖g0‖ λ = ‖g_w(λ)‖`` (the two
+    problems share their stationarity condition there), found by Brent's method to
+    ``|λ - λ*| ≤ tol · λ*`` with each min-norm problem solved by Wolfe's algorithm.
+    The host gets, instead of a Gram matrix, the ``T x T`` factor ``R`` of ``gradsᵀ = QR``
+    (float64 on the device): points isometric to the gradients, on which nearly cancelling
+    combinations keep their digits. ``‖g0‖`` and ``‖g_w*‖`` are measured on the gradient
+    vectors themselves (float64 accumulation on the device).
+
+    ``c = 0`` gives the mean without a solve; one active task gives that task's gradient
+    (coefficient 1, no rescaling); ``‖g_w*‖ ≤ 1e-12 ‖g0‖`` (a Pareto-stationary point) gives
+    ``g0 / r``.
+
+    Args:
+        grads: ``[K, T, P]`` task gradients.
+        active: ``[K, T]`` bool, the tasks that take part.
+        c: ``[K]`` radius factors, ``>= 0``.
+        rescale: ``[K]`` integer rescaling mode, 0, 1 or 2.
+        tol: relative accuracy of the root ``λ*``.
+
+    Returns:
+        ``[K, T]`` coefficients in ``grads``' dtype and device; all-NaN rows where ``grads``
+        or ``c`` is not finite.
+    """
+    if tol <= 0:
+        raise ValueError(f"tol must be > 0, got {tol=}")
+    num_slots, num_tasks, _ = grads.shape
+    c64 = c.to(grads.device, torch.float64)
+    finite = torch.isfinite(grads).flatten(1).all(dim=1) & torch.isfinite(c64)
+    # non-finite trials would break the QR; their rows are NaN in the end anyway
+    points = _r_factor(torch.where(finite[:, None, None], grads, 0.0))
+    # one transfer carries every trial's T x T problem
+    packed = torch.cat(
+        [
+            points.flatten(1),
+            active.to(torch.float64),
+            c64.unsqueeze(1),
+            rescale.to(grads.device, torch.float64).unsqueeze(1),
+        ],
+        dim=1,
+    ).cpu()
+    host = packed.numpy()
+    t2 = num_tasks * num_tasks
+    host_points = host[:, :t2].reshape(num_slots, num_tasks, num_tasks)
+    host_active = host[:, t2 : t2 + num_tasks] > 0.5
+    host_c = host[:, t2 + num_tasks]
+    host_rescale = host[:, t2 + num_tasks + 1]
+    if np.any(host_c < 0):
+        raise ValueError(f"c must be >= 0, got {host_c.tolist()}")
+    if not np.all(np.isin(host_rescale, (0.0, 1.0, 2.0))):
+        raise ValueError(f"rescale must be 0, 1 or 2, got {host_rescale.tolist()}")
+    w = np.zeros((num_slots, num_tasks))
+    for k in range(num_slots):
+        if np.isfinite(host_c[k]) and host_c[k] > 0 and host_active[k].sum() > 1:
+            w[k] = _cagrad_dual_row(host_points[k], host_active[k], float(host_c[k]), tol)
+    w_dev = torch.from_numpy(w).to(grads.device)
+
+    act = active.to(torch.float64)
+    count = act.sum(dim=1, keepdim=True)
+    mean = act / count.clamp_min(1.0)
+    norms = _combination_norms(grads, torch.stack([mean, w_dev], dim=1))
+    g0_norm, gw_norm = norms[:, 0], norms[:, 1]
+    solved = w_dev.abs().sum(dim=1) > 0
+    usable = solved & (gw_norm > 1e-12 * g0_norm)
+    lam = torch.where(usable, c64 * g0_norm / torch.where(usable, gw_norm, 1.0), 0.0)
+    mode = rescale.to(grads.device)
+    r = torch.where(mode == 1, 1.0 + c64 * c64, torch.where(mode == 2, 1.0 + c64, 1.0))
+    coeff = (mean + lam.unsqueeze(1) * w_dev) / r.unsqueeze(1)
+    coeff = torch.where(count == 1, act, coeff)
+    coeff = torch.where(finite.unsqueeze(1), coeff, math.nan)
+    return coeff.to(grads.dtype)
+
+
+def project_simplex(v: FloatArray) -> FloatArray:
+    """Euclidean projection onto the probability simplex (Duchi et al., ICML 2008).
+
+    A non-finite input gives an all-NaN result instead of an exception.
+    """
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        return np.full(v.shape, math.nan)
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    k = np.arange(1, v.size + 1)
+    # the first entry always qualifies (u_1 - (u_1 - 1) = 1 > 0), so rho exists
+    rho = int(np.nonzero(u - css / k > 0)[0][-1])
+    theta = css[rho] / (rho + 1)
+    return np.asarray(np.maximum(v - theta, 0.0), dtype=np.float64)
+
+
+def _min_norm_closed_form(gram: Tensor, active: Tensor) -> Tensor:
+    """Sener & Koltun's Algorithm 1 for ``T <= 2``, on the device."""
+    if gram.shape[-1] == 1:
+        return active.to(gram.dtype)
+    v11, v12, v22 = gram[:, 0, 0], gram[:, 0, 1], gram[:, 1, 1]
+    denom = v11 + v22 - 2 * v12
+    ok = denom > 0
+    gamma = torch.where(ok, (v22 - v12) / torch.where(ok, denom, 1.0), 0.5).clamp(0.0, 1.0)
+    both = torch.stack([gamma, 1 - gamma], dim=-1)
+    return torch.where(active.all(dim=-1, keepdim=True), both, active.to(gram.dtype))
+
+
+def _min_norm_row(gram: FloatArray, active: BoolArray, tol: float) -> FloatArray:
+    """One trial's min-norm weights ``[T]`` (NaN when ``gram`` is not finite)."""
+    alpha = np.zeros(gram.shape[0])
+    if not np.all(np.isfinite(gram)):
+        return np.full(gram.shape[0], math.nan)
+    idx = np.flatnonzero(active)
+    if idx.size == 1:
+        alpha[idx] = 1.0
+    elif idx.size > 1:
+        alpha[idx] = wolfe_min_norm(_points_of_gram(gram[np.ix_(idx, idx)]), tol)
+    return alpha
+
+
+def _points_of_gram(gram: FloatArray) -> FloatArray:
+    """Rows ``v_t`` with ``⟨v_s, v_t⟩ = G_st``, from the eigen-decomposition of ``G``."""
+    vals, vecs = np.linalg.eigh((gram + gram.T) / 2)
+    return np.asarray(vecs * np.sqrt(np.maximum(vals, 0.0)), dtype=np.float64)
+
+
+def wolfe_min_norm(
+    points: FloatArray, tol: float = 1e-10, start: list[int] | None = None
+) -> FloatArray:
+    """Wolfe's min-norm-point algorithm on the rows of ``points [n, m]`` (float64, finite).
+
+    Major step: add the vertex ``j = argmin_t ⟨v_t, x⟩`` unless the duality gap
+    ``‖x‖² - ⟨v_j, x⟩`` is within ``tol · ‖x‖²`` (or rounding, ``1e-14 ‖x‖ max_t ‖v_t‖``).
+    Minor steps: move to the affine min-norm point of the support, dropping vertices whose
+    weight would turn negative. Working on the points, not their Gram matrix, keeps the
+    digits of nearly cancelling combinations. All-zero points give the uniform weights.
+
+    ``start``, a guess of the optimal support, is used when its affine min-norm point has
+    positive weights (a valid starting corral); otherwise the solve starts from one vertex.
+    """
+    n = points.shape[0]
+    sq_norms = np.einsum("ij,ij->i", points, points)
+    scale = float(np.max(sq_norms))
+    if scale <= 0:
+        return np.full(n, 1.0 / n)
+    v = points / math.sqrt(scale)
+    support = [int(np.argmin(sq_norms))]
+    lam = np.ones(1)
+    if start:
+        mu = _affine_min_norm(v[start])
+        if np.all(mu > 0):
+            support, lam = list(start), mu
+    for _ in range(20 * n + 20):
+        x = lam @ v[support]
+        sq = float(x @ x)
+        vx = v @ x
+        j = int(np.argmin(vx))
+        gap = sq - float(vx[j])
+        if gap <= tol * sq or gap <= _GAP_FLOOR * math.sqrt(sq) or j in support:
+            break
+        support.append(j)
+        lam = np.append(lam, 0.0)
+        for _ in range(len(support)):
+            mu = _affine_min_norm(v[support])
+            if np.all(mu > 0):
+                lam = mu
+                break
+            neg = mu <= 0
+            ratios = lam[neg] / (lam[neg] - mu[neg])
+            theta = float(np.min(ratios))
+            lam = lam + theta * (mu - lam)
+            drop = int(np.flatnonzero(neg)[np.argmin(ratios)])
+            keep = [i for i in range(len(support)) if i != drop and lam[i] > 0]
+            support = [support[i] for i in keep]
+            lam = lam[keep] / lam[keep].sum()
+    alpha = np.zeros(n)
+    alpha[support] = np.maximum(lam, 0.0)
+    return alpha / alpha.sum()
+
+
+def _affine_min_norm(points: FloatArray) -> FloatArray:
+    """``argmin_{Σ mu = 1} ‖Σ mu_i v_i‖``, as least squares on the points themselves.
+
+    With ``mu_0 = 1 - Σ z`` the point is ``v_0 + Σ z_i (v_i - v_0)``: one least-squares solve
+    whose conditioning is that of the points, not its square (as with the Gram matrix).
+    """
+    if points.shape[0] == 1:
+        return np.ones(1)
+    base = points[0]
+    z = np.linalg.lstsq((points[1:] - base).T, -base, rcond=None)[0]
+    return np.asarray(np.concatenate([[1.0 - z.sum()], z]), dtype=np.float64)
+
+
+def _cagrad_dual_row(points: FloatArray, active: BoolArray, c: float, tol: float) -> FloatArray:
+    """One trial's CAGrad dual minimiser ``w* [T]``; zeros when ``g0 = 0`` (nothing to solve).
+
+    ``points`` are rows ``v_t`` isometric to the task gradients (``⟨v_s, v_t⟩ = ⟨g_s, g_t⟩``).
+    On the scaled problem (``‖g0‖ = 1``) the dual is ``min_w g_wᵀ g0 + c ‖g_w‖``. Its
+    stationarity condition equals that of ``min_w ‖g_w + λ g0‖²`` when ``λ = ‖g_w‖ / c``, so
+    ``w*`` is the min-norm point of the shifted points ``v_t + λ v0`` at the root of
+    ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(0) ≤ 0`` and ``φ(λ_max) ≥ 0`` for
+    ``λ_max = max_t ‖g_t‖ / c``; ``g_w(λ)`` is continuous, so Brent's method applies.
+    """
+    w = np.zeros(points.shape[0])
+    if not np.all(np.isfinite(points)):
+        return w
+    idx = np.flatnonzero(active)
+    v = points[idx]
+    v0 = v.mean(axis=0)
+    g0_norm = float(np.linalg.norm(v0))
+    if not g0_norm > 1e-15 * float(np.max(np.linalg.norm(v, axis=1))):
+        return w
+    v = v / g0_norm
+    v0 = v0 / g0_norm
+    last: list[int] = []
+
+    def weights_at(lam: float) -> FloatArray:
+        # successive λ share their support near the root: start from the last one
+        u = wolfe_min_norm(v + lam * v0, 1e-14, last)
+        last[:] = [int(i) for i in np.flatnonzero(u > 0)]
+        return u
+
+    def phi(lam: float) -> float:
+        return c * lam - float(np.linalg.norm(weights_at(lam) @ v))
+
+    v_max = float(np.max(np.linalg.norm(v, axis=1)))
+    hi = v_max / c * (1.0 + 1e-9)
+    lo = 0.0
+    f_lo = phi(lo)
+    if f_lo >= -1e-12 * v_max:  # origin in the hull: φ(0) = 0 up to rounding, move off
+        lo = 1e-9 * hi
+        f_lo = phi(lo)
+    if f_lo >= 0:  # the optimum is g_w = 0 (Pareto-stationary)
+        w[idx] = weights_at(lo)
+        return w
+    f_hi = phi(hi)
+    if f_hi <= 0:
+        root = hi
+    else:
+
+        def bracketed(lam: float) -> float:
+            # the signs already found at the ends, not a re-evaluation that rounds to 0
+            return f_lo if lam == lo else f_hi if lam == hi else phi(lam)
+
+        rtol = max(tol, 4 * float(np.finfo(np.float64).eps))
+        root = float(brentq(bracketed, lo, hi, xtol=1e-300, rtol=rtol))
+    w[idx] = weights_at(root)
+    return w
+
+
+def _r_factor(grads: Tensor) -> Tensor:
+    """``[K, T, T]`` rows ``v_t`` with ``⟨v_s, v_t⟩ = ⟨g_s, g_t⟩``: the R of ``gradsᵀ = QR``.
+
+    Computed in float64 on the device by a chunked (tall-skinny) QR over P, so memory stays
+    bounded and, unlike a Gram matrix, the conditioning is not squared.
+    """
+    num_slots, num_tasks, _ = grads.shape
+    chunk = max(num_tasks, _CHUNK_ELEMENTS // max(1, num_slots * num_tasks))
+    r = torch.zeros(num_slots, 0, num_tasks, dtype=torch.float64, device=grads.device)
+    for part in grads.detach().split(chunk, dim=2):
+        stacked = torch.cat([r, part.transpose(1, 2).to(torch.float64)], dim=1)
+        r = torch.linalg.qr(stacked, mode="r").R
+    if r.shape[1] < num_tasks:  # fewer parameters than tasks
+        r = torch.cat([r, r.new_zeros(num_slots, num_tasks - r.shape[1], num_tasks)], dim=1)
+    return r.transpose(1, 2)
+
+
+def _combination_norms(grads: Tensor, weights: Tensor) -> Tensor:
+    """``‖Σ_t weights[k, m, t] g[k, t]‖`` as ``[K, M]``, from the vectors, in float64."""
+    num_slots, num_tasks, _ = grads.shape
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, num_slots * max(num_tasks, weights.shape[1])))
+    sq = torch.zeros(weights.shape[:2], dtype=torch.float64, device=grads.device)
+    for part in grads.detach().split(chunk, dim=2):
+        v = torch.einsum("kmt,ktp->kmp", weights, part.to(torch.float64))
+        sq += (v * v).sum(dim=2)
+    return sq.sqrt()

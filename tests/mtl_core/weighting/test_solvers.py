@@ -1,0 +1,338 @@
+"""The batched simplex solvers: exactness, the optimality conditions, and torchjd as oracle."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import cvxpy as cp
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchjd.aggregation import MGDA, CAGrad
+
+from mtl_core.weighting import _solvers as solvers
+from mtl_core.weighting._solvers import cagrad_weights, min_norm_weights, project_simplex
+
+FloatArray = npt.NDArray[np.float64]
+KINDS = ("random", "conflicting", "near_parallel", "identical", "opposite", "zero")
+SOLVER_SETTINGS = settings(max_examples=30, deadline=None)
+ORACLE_SETTINGS = settings(max_examples=15, deadline=None)
+
+
+def _make_grads(kind: str, num_tasks: int, dim: int, scale: float, seed: int) -> FloatArray:
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(dim)
+    if kind == "random":
+        g = rng.standard_normal((num_tasks, dim))
+    elif kind == "conflicting":
+        g = rng.standard_normal((num_tasks, dim)) - 2.0 * base
+        g[0] = 3.0 * base
+    elif kind == "near_parallel":
+        g = base + 1e-3 * rng.standard_normal((num_tasks, dim))
+    elif kind == "identical":
+        g = np.tile(base, (num_tasks, 1))
+    elif kind == "opposite":
+        g = np.array([base if t % 2 == 0 else -base for t in range(num_tasks)])
+    else:
+        g = np.zeros((num_tasks, dim))
+    return np.asarray(g * scale, dtype=np.float64)
+
+
+@st.composite
+def batches(draw: st.DrawFn, tasks: tuple[int, ...] = (2, 3, 5)) -> tuple[FloatArray, FloatArray]:
+    """``(grads [K, T, P], active [K, T])`` over the gradient kinds and scales 1e-4..1e4."""
+    num_tasks = draw(st.sampled_from(tasks))
+    num_slots = draw(st.sampled_from((1, 4)))
+    dim = draw(st.integers(num_tasks, num_tasks + 4))
+    rows, masks = [], []
+    for _ in range(num_slots):
+        kind = draw(st.sampled_from(KINDS))
+        scale = 10.0 ** draw(st.floats(-4, 4))
+        rows.append(_make_grads(kind, num_tasks, dim, scale, draw(st.integers(0, 2**31))))
+        masks.append(draw(st.lists(st.booleans(), min_size=num_tasks, max_size=num_tasks)))
+    return np.stack(rows), np.array(masks, dtype=bool)
+
+
+def _exact_min_norm(gram: FloatArray) -> FloatArray:
+    """Min-norm weights by enumerating supports: the one whose affine optimum is feasible
+    and satisfies ``(G alpha)_t >= alphaᵀ G alpha`` everywhere (the KKT conditions)."""
+    n = gram.shape[0]
+    for size in range(1, n + 1):
+        for support in itertools.combinations(range(n), size):
+            s = list(support)
+            kkt = np.block([[gram[np.ix_(s, s)], np.ones((size, 1))], [np.ones((1, size)), 0]])
+            try:
+                mu = np.linalg.solve(kkt, np.r_[np.zeros(size), 1.0])[:size]
+            except np.linalg.LinAlgError:
+                continue
+            if np.any(mu < -1e-12):
+                continue
+            alpha = np.zeros(n)
+            alpha[s] = mu
+            ga = gram @ alpha
+            if np.all(ga >= alpha @ ga - 1e-12 * np.max(np.diag(gram))):
+                return alpha
+    raise AssertionError("no support satisfies the KKT conditions")
+
+
+def _mgda(grads: FloatArray, active: FloatArray) -> FloatArray:
+    g = torch.from_numpy(grads)
+    return min_norm_weights(g @ g.transpose(1, 2), torch.from_numpy(active)).numpy()
+
+
+def _cagrad(grads: FloatArray, active: FloatArray, c: float, rescale: int = 0) -> FloatArray:
+    k = grads.shape[0]
+    return cagrad_weights(
+        torch.from_numpy(grads),
+        torch.from_numpy(active),
+        torch.full((k,), c, dtype=torch.float64),
+        torch.full((k,), rescale, dtype=torch.long),
+    ).numpy()
+
+
+def _cvxpy_cagrad(g: FloatArray, c: float) -> tuple[FloatArray, float]:
+    """Unrescaled CAGrad step and optimal value ``max_d min_t ⟨g_t, d⟩``, from the vectors."""
+    scale = float(np.max(np.linalg.norm(g, axis=1)))
+    g = g / scale  # CLARABEL's tolerances are absolute
+    g0 = g.mean(axis=0)
+    w = cp.Variable(g.shape[0])
+    cost = (g @ g0) @ w + c * np.linalg.norm(g0) * cp.norm(g.T @ w)
+    problem = cp.Problem(cp.Minimize(cost), [w >= 0, cp.sum(w) == 1])
+    problem.solve(cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    gw = g.T @ np.asarray(w.value)
+    d = g0 + c * np.linalg.norm(g0) / np.linalg.norm(gw) * gw
+    return d * scale, float(problem.value) * scale**2
+
+
+# --- min-norm point ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_tasks", [3, 5, 8])
+def test_min_norm_matches_the_exact_point(num_tasks: int) -> None:
+    rng = np.random.default_rng(num_tasks)
+    for trial in range(5):
+        g = rng.standard_normal((num_tasks, num_tasks + 3))
+        if trial % 2:  # a far-away task whose exact weight is 0
+            g[-1] = 5.0 * g[:-1].mean(axis=0) + 3.0
+        alpha = _mgda(g[None], np.ones((1, num_tasks), dtype=bool))[0]
+        np.testing.assert_allclose(alpha, _exact_min_norm(g @ g.T), atol=1e-4)
+
+
+def test_min_norm_gives_an_exact_zero_weight() -> None:
+    # the last task lies beyond the face spanned by the others: its weight is exactly 0
+    g = np.array(
+        [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0], [3.0, 3.0, 3.0, 3.0]]
+    )
+    alpha = _mgda(g[None], np.ones((1, 5), dtype=bool))[0]
+    np.testing.assert_allclose(alpha, [0.25, 0.25, 0.25, 0.25, 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("num_tasks", [2, 3])
+def test_min_norm_non_finite_row_is_nan_and_others_unaffected(num_tasks: int) -> None:
+    gram = torch.eye(num_tasks).repeat(3, 1, 1)
+    gram[1, 0, 0] = math.nan
+    gram[2, 0, 1] = math.inf
+    alpha = min_norm_weights(gram, torch.ones(3, num_tasks, dtype=torch.bool))
+    assert torch.isnan(alpha[1:]).all()
+    torch.testing.assert_close(alpha[0], torch.full((num_tasks,), 1.0 / num_tasks))
+
+
+def test_min_norm_old_index_error_input() -> None:
+    gram = torch.tensor([[[math.nan, 1.0], [0.0, 1.0]]])
+    assert torch.isnan(min_norm_weights(gram, torch.ones(1, 2, dtype=torch.bool))).all()
+    assert np.isnan(project_simplex(np.array([math.nan, 1.0]))).all()
+    np.testing.assert_allclose(project_simplex(np.array([2.0, 0.0])), [1.0, 0.0])
+
+
+def test_min_norm_keeps_dtype_and_the_active_conventions() -> None:
+    gram = torch.eye(3, dtype=torch.float32).repeat(3, 1, 1)
+    active = torch.tensor([[True, False, True], [False, True, False], [False, False, False]])
+    alpha = min_norm_weights(gram, active)
+    assert alpha.dtype == torch.float32
+    torch.testing.assert_close(
+        alpha, torch.tensor([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    )
+
+
+@SOLVER_SETTINGS
+@given(batches())
+def test_min_norm_properties(batch: tuple[FloatArray, FloatArray]) -> None:
+    grads, active = batch
+    alpha = _mgda(grads, active)
+    assert np.all(np.isfinite(alpha))
+    for k in range(grads.shape[0]):
+        single = _mgda(grads[k : k + 1], active[k : k + 1])[0]
+        np.testing.assert_allclose(alpha[k], single, rtol=0, atol=1e-12)
+        a, mask, g = alpha[k], active[k], grads[k]
+        assert np.all(a >= 0) and np.all(a[~mask] == 0)
+        assert math.isclose(a.sum(), 1.0 if mask.any() else 0.0, abs_tol=1e-12)
+        d = a @ g
+        d_sq = float(d @ d)
+        # d ≠ 0 above rounding: ⟨g_t, d⟩ ≥ ‖d‖² for every active task
+        if mask.any() and d_sq > 1e-6 * float(np.max(np.sum(g * g, axis=1))):
+            assert float(np.min((g @ d)[mask])) / d_sq >= 1 - 1e-6
+
+
+@ORACLE_SETTINGS
+@given(batches(tasks=(2, 3, 5)))
+def test_min_norm_matches_torchjd(batch: tuple[FloatArray, FloatArray]) -> None:
+    # torchjd's MGDA takes the Jacobian [T, P] of the active tasks and returns Σ alpha_t g_t;
+    # it runs Frank-Wolfe until a step is below its epsilon, so it stops short of the exact
+    # point. Compare the steps d: ours has the smaller norm, and since the min-norm point d*
+    # is the projection of 0 onto the hull, every x of the hull has
+    # ‖x - d*‖² <= ‖x‖² - ‖d*‖²: theirs must lie within that distance of ours.
+    grads, active = batch
+    alpha = _mgda(grads, active)
+    oracle = MGDA(epsilon=1e-6, max_iters=1000)
+    for k in range(grads.shape[0]):
+        g = grads[k][active[k]]
+        if g.shape[0] < 2:
+            continue
+        ours = alpha[k] @ grads[k]
+        theirs = oracle(torch.from_numpy(g)).numpy()
+        scale = float(np.max(np.linalg.norm(g, axis=1)))
+        slack = float(theirs @ theirs) - float(ours @ ours)
+        assert slack >= -1e-9 * scale**2
+        assert float((ours - theirs) @ (ours - theirs)) <= slack + 1e-9 * scale**2
+
+
+# --- CAGrad -----------------------------------------------------------------------------
+
+
+def test_cagrad_near_cancelling_three_tasks() -> None:
+    # g1 + g2 cancels to (0, 0, 2e-3): a float32 Gram matrix rounds that combination to 0.
+    # By the mirror symmetry g1 <-> g2 the exact step has d_x = 0.
+    grads = torch.tensor([[[10.0, 0.0, 1e-3], [-10.0, 0.0, 1e-3], [0.0, 5.0, 0.0]]])
+    coeff = cagrad_weights(
+        grads, torch.ones(1, 3, dtype=torch.bool), torch.tensor([0.4]), torch.tensor([1])
+    )
+    d = (coeff[0] @ grads[0]).double().numpy()
+    expected, _ = _cvxpy_cagrad(grads[0].double().numpy(), 0.4)
+    np.testing.assert_allclose(d, expected / 1.16, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(d, [0.0, 1.43678, 0.575287], rtol=1e-4, atol=1e-5)
+
+
+def test_cagrad_near_cancelling_two_tasks() -> None:
+    grads = torch.tensor([[[10.0, 1e-3], [-10.0, 1e-3]]])
+    coeff = cagrad_weights(
+        grads, torch.ones(1, 2, dtype=torch.bool), torch.tensor([0.4]), torch.tensor([1])
+    )
+    d = (coeff[0] @ grads[0]).double().numpy()
+    np.testing.assert_allclose(d, [0.0, 1.2069e-3], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("c", [0.4, 0.9])
+def test_cagrad_objective_matches_cvxpy_on_near_singular_grams(c: float) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        g = rng.standard_normal((3, 6))
+        g[2] = 0.5 * (g[0] + g[1]) + 1e-6 * rng.standard_normal(6)  # rank ~2
+        d = _cagrad(g[None], np.ones((1, 3), dtype=bool), c)[0] @ g
+        _, optimum = _cvxpy_cagrad(g, c)
+        # the primal objective max_d min_t ⟨g_t, d⟩ equals the dual optimum (strong duality)
+        assert math.isclose(float(np.min(g @ d)), optimum, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("c", [0.4, 0.9])
+def test_cagrad_objective_on_nearly_cancelling_gradients(c: float) -> None:
+    # g1 + g2 nearly cancel (1e-3 of their norm): the step hinges on the tiny g_w, whose
+    # digits a Gram matrix loses; the objective is near 0, so compare on the scale ‖g0‖²
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        b = rng.standard_normal(6)
+        g = np.stack([10 * b, -10 * b + 1e-3 * rng.standard_normal(6), rng.standard_normal(6)])
+        d = _cagrad(g[None], np.ones((1, 3), dtype=bool), c)[0] @ g
+        _, optimum = _cvxpy_cagrad(g, c)
+        g0 = g.mean(axis=0)
+        assert abs(float(np.min(g @ d)) - optimum) <= 1e-8 * float(g0 @ g0)
+
+
+def test_cagrad_origin_inside_the_hull() -> None:
+    # g = (b, -b, b): the hull is the segment [-b, b] and g0 = b / 3, so the dual
+    # min_s (s/3 + c/3 |s|) ‖b‖² over s ∈ [-1, 1] picks g_w = -b and d = (1 - c) b / 3
+    b = np.array([1.0, -2.0, 0.5, 3.0])
+    g = np.stack([b, -b, b])
+    d = _cagrad(g[None], np.ones((1, 3), dtype=bool), 0.2)[0] @ g
+    np.testing.assert_allclose(d, 0.8 * b / 3, rtol=1e-10, atol=1e-12)
+
+
+def test_cagrad_conventions() -> None:
+    grads = torch.tensor(
+        [
+            [[1.0, 0.0], [0.0, 1.0]],
+            [[1.0, 2.0], [3.0, 4.0]],
+            [[1.0, 2.0], [3.0, 4.0]],
+            [[math.nan, 0.0], [0.0, 1.0]],
+            [[1.0, 2.0], [3.0, 4.0]],
+        ]
+    )
+    active = torch.tensor([[True, True], [False, True], [False, False], [True, True], [True, True]])
+    c = torch.tensor([0.0, 0.5, 0.5, 0.5, math.inf])
+    coeff = cagrad_weights(grads, active, c, torch.tensor([1, 1, 1, 1, 1]))
+    torch.testing.assert_close(coeff[:3], torch.tensor([[0.5, 0.5], [0.0, 1.0], [0.0, 0.0]]))
+    assert torch.isnan(coeff[3:]).all()
+
+
+def test_cagrad_rejects_bad_arguments() -> None:
+    grads, active = torch.ones(1, 2, 3), torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="rescale"):
+        cagrad_weights(grads, active, torch.tensor([0.4]), torch.tensor([3]))
+    with pytest.raises(ValueError, match="c must be"):
+        cagrad_weights(grads, active, torch.tensor([-0.1]), torch.tensor([0]))
+
+
+@SOLVER_SETTINGS
+@given(batches(), st.sampled_from((0.1, 0.4, 0.9)), st.sampled_from((0, 1, 2)))
+def test_cagrad_properties(batch: tuple[FloatArray, FloatArray], c: float, rescale: int) -> None:
+    grads, active = batch
+    coeff = _cagrad(grads, active, c, rescale)
+    assert np.all(np.isfinite(coeff))
+    r = {0: 1.0, 1: 1.0 + c * c, 2: 1.0 + c}[rescale]
+    for k in range(grads.shape[0]):
+        single = _cagrad(grads[k : k + 1], active[k : k + 1], c, rescale)[0]
+        np.testing.assert_allclose(coeff[k], single, rtol=0, atol=1e-12)
+        mask, g = active[k], grads[k]
+        assert np.all(coeff[k][~mask] == 0)
+        if mask.sum() < 2:
+            continue
+        g0 = g[mask].mean(axis=0)
+        d = r * coeff[k] @ g  # unrescaled
+        scale = float(np.max(np.linalg.norm(g, axis=1)))
+        assert np.linalg.norm(d - g0) <= c * np.linalg.norm(g0) * (1 + 1e-6) + 1e-12 * scale
+
+
+@ORACLE_SETTINGS
+@given(batches(tasks=(2, 3, 5)), st.sampled_from((0.2, 0.4, 0.9)))
+def test_cagrad_matches_torchjd(batch: tuple[FloatArray, FloatArray], c: float) -> None:
+    # torchjd's CAGrad takes the Jacobian [T, P] and returns Σ_t (1/T + c‖g0‖/‖g_w‖ w_t) g_t:
+    # the mean g0 (as ours, not the sum) and no rescaling, i.e. our rescale = 0. It solves
+    # the dual with CLARABEL on a trace-normalised Gram matrix and returns 0 when ‖g_w‖ falls
+    # below its norm_eps, so only non-degenerate rows (a clearly non-zero g_w) are compared.
+    grads, active = batch
+    coeff = _cagrad(grads, active, c)
+    oracle = CAGrad(c=c, norm_eps=0.0)
+    for k in range(grads.shape[0]):
+        mask, g = active[k], grads[k]
+        scale = float(np.max(np.linalg.norm(g, axis=1)))
+        g0 = g[mask].mean(axis=0) if mask.any() else np.zeros(g.shape[1])
+        if mask.sum() < 2 or np.linalg.norm(g0) <= 1e-3 * scale:
+            continue
+        ours = coeff[k] @ g
+        if abs(float(np.min(g[mask] @ ours))) < 1e-3 * c * float(np.linalg.norm(g0)) ** 2:
+            continue  # near-Pareto-stationary: the direction of g_w is ill-determined
+        theirs = oracle(torch.from_numpy(g[mask])).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=2e-4 * scale)
+
+
+def test_cagrad_chunked_reductions_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the R factor and the norms are reduced over P in chunks; small chunks change nothing
+    grads = torch.randn(3, 4, 50, generator=torch.Generator().manual_seed(0))
+    active = torch.ones(3, 4, dtype=torch.bool)
+    args = (torch.tensor([0.2, 0.4, 0.9]), torch.tensor([0, 1, 2]))
+    whole = cagrad_weights(grads, active, *args)
+    monkeypatch.setattr(solvers, "_CHUNK_ELEMENTS", 64)
+    torch.testing.assert_close(cagrad_weights(grads, active, *args), whole, rtol=1e-5, atol=1e-6)
