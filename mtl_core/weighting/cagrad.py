@@ -9,8 +9,8 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig
-from mtl_core.weighting._gradients import cagrad_coefficients
 from mtl_core.weighting._registry import STRATEGIES
+from mtl_core.weighting._solvers import cagrad_weights
 
 
 class CAGradConfig(StrategyConfig):
@@ -37,8 +37,9 @@ class CAGrad(GradientWeighting[CAGradConfig]):
 
         w* = argmin_{w ∈ Δ} g_wᵀ g0 + c ‖g0‖ ‖g_w‖
 
-    is solved on the T x T problem of every trial (on the host: one transfer per step for
-    all K), and the update is
+    is solved exactly to a stated tolerance (`_solvers.cagrad_weights`: a root search over
+    min-norm problems, on the T x T factor of each trial's gradients, on the host: one
+    transfer per step for all K; ‖g0‖ and ‖g_w‖ from the gradient vectors), and the update is
 
         d = (g0 + c ‖g0‖ / ‖g_w*‖ · g_w*) / r,   r = 1, 1 + c² or 1 + c (``rescale``).
 
@@ -51,8 +52,8 @@ class CAGrad(GradientWeighting[CAGradConfig]):
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         super().__init__(num_slots, num_tasks, device)
-        self.c = [0.4] * num_slots
-        self.rescale = [1] * num_slots
+        self.c = self._per_slot(0.4, torch.float64)
+        self.rescale = self._per_slot(1, torch.long)
 
     def _reset(self, slot: int, config: CAGradConfig) -> None:
         self.c[slot] = config.c
@@ -60,5 +61,5 @@ class CAGrad(GradientWeighting[CAGradConfig]):
 
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
         # Free slots solve nothing (c = 0 is the mean, no solve).
-        c = [c if ctx is not None else 0.0 for c, ctx in zip(self.c, self.contexts, strict=True)]
-        return cagrad_coefficients(grads, inputs.scale > 0, c, self.rescale)
+        c = torch.where(inputs.occupied, self.c, torch.zeros_like(self.c))
+        return cagrad_weights(grads, inputs.scale > 0, c, self.rescale)

@@ -14,8 +14,8 @@ from mtl_core.weighting._base import (
     StepInputs,
     StrategyConfig,
 )
-from mtl_core.weighting._gradients import min_norm_weights
 from mtl_core.weighting._registry import STRATEGIES
+from mtl_core.weighting._solvers import min_norm_weights
 
 Normalization = Literal["none", "l2", "loss", "loss+"]
 _MODES: tuple[Normalization, ...] = ("none", "l2", "loss", "loss+")
@@ -29,12 +29,10 @@ class MGDAConfig(StrategyConfig):
             (by its norm), ``loss`` (by the task loss), ``loss+`` (by both).
         upper_bound: MGDA-UB: solve on the gradients w.r.t. the shared representation
             instead of the shared parameters (cheaper for a wide trunk).
-        max_iter: iteration cap of the min-norm solver (more than two tasks).
     """
 
     normalization: Normalization = Field("none", description="Task-gradient normalisation.")
     upper_bound: bool = Field(False, description="MGDA-UB on the shared representation.")
-    max_iter: int = Field(250, ge=1, le=10_000, description="Min-norm solver iteration cap.")
 
 
 @STRATEGIES.register("mgda")
@@ -47,7 +45,9 @@ class MGDA(GradientWeighting[MGDAConfig]):
         alpha = argmin_{alpha ∈ Δ} ‖Σ_t alpha_t ĝ_t‖²,
         update on the shared parameters: Σ_t alpha_t ĝ_t = Σ_t (alpha_t / n_t) g_t,
 
-    exact for two tasks (closed form, on the device). ``normalization`` sets n_t: ``none``
+    exact for two tasks (closed form, on the device) and for more by Wolfe's min-norm-point
+    algorithm with a duality-gap stop (`_solvers.min_norm_weights`, on the host: one transfer
+    of the K small Gram matrices per step). ``normalization`` sets n_t: ``none``
     (1, the default), ``l2`` (‖g_t‖), ``loss`` (L_t) or ``loss+`` (L_t ‖g_t‖); with ``l2``
     / ``loss+`` the study's scale cancels out of ĝ_t.
 
@@ -65,8 +65,6 @@ class MGDA(GradientWeighting[MGDAConfig]):
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         super().__init__(num_slots, num_tasks, device)
         self.mode = torch.zeros(num_slots, dtype=torch.long, device=device)
-        self.max_iter = torch.full((num_slots,), 250, dtype=torch.long, device=device)
-        self.max_iter_host = [1] * num_slots
 
     @classmethod
     def gradient_space(cls, config: StrategyConfig) -> GradientSpace:
@@ -78,8 +76,6 @@ class MGDA(GradientWeighting[MGDAConfig]):
 
     def _reset(self, slot: int, config: MGDAConfig) -> None:
         self.mode[slot] = _MODES.index(config.normalization)
-        self.max_iter[slot] = config.max_iter
-        self.max_iter_host[slot] = config.max_iter
 
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
         losses = inputs.losses.detach()
@@ -95,7 +91,6 @@ class MGDA(GradientWeighting[MGDAConfig]):
         norms = torch.where(active & (norms > 0), norms, ones)
         normalised = grads / norms.unsqueeze(-1)
         gram = normalised @ normalised.transpose(-1, -2)
-        limit = max(self.max_iter_host, default=1)
-        alpha = min_norm_weights(gram, active, self.max_iter, max_iter_host=limit)
+        alpha = min_norm_weights(gram, active)
         single = active.sum(dim=-1, keepdim=True) == 1
         return torch.where(single, active.to(alpha.dtype), alpha / norms)

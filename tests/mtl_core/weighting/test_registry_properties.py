@@ -46,7 +46,6 @@ VARIANTS = [
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
 STEPS = 3
-SOLVER_ITERATIONS = 20
 PROPERTY_SETTINGS = settings(
     max_examples=25,
     deadline=None,
@@ -145,9 +144,6 @@ def _build(
     per_slot = params if isinstance(params, list) else [params] * len(seeds)
     strategy = cls(len(seeds), case.num_tasks, torch.device("cpu"))
     for slot, (seed, slot_params) in enumerate(zip(seeds, per_slot, strict=True)):
-        if "max_iter" in cls.config_cls.model_fields:
-            # These tests check conventions, not solver accuracy: a short cap will do.
-            slot_params = {"max_iter": SOLVER_ITERATIONS, **slot_params}
         config = parse_strategy_config(name, slot_params)
         strategy.reset_slot(slot, config, make_ctx(case.num_tasks, seed))
     return strategy

@@ -7,7 +7,13 @@ from typing import Any
 import torch
 
 from mtl_core.context import TaskContext
-from mtl_core.weighting import LossWeighting, StepInputs, build_strategy, parse_strategy_config
+from mtl_core.weighting import (
+    GradientWeighting,
+    LossWeighting,
+    StepInputs,
+    build_strategy,
+    parse_strategy_config,
+)
 
 
 def _filled(name: str, num_tasks: int, params: dict[str, Any] | None = None) -> LossWeighting[Any]:
@@ -56,3 +62,35 @@ def test_loss_balance_with_losses_far_apart_does_not_overflow() -> None:
     _, weights = strategy.objective(inputs)
     assert torch.isfinite(weights).all()
     assert abs(float(weights.sum()) - 3.0) < 1e-4
+
+
+def _cagrad_step(vectors: list[list[float]], c: float) -> torch.Tensor:
+    strategy = build_strategy("cagrad", 1, len(vectors))
+    assert isinstance(strategy, GradientWeighting)
+    ctx = TaskContext(
+        tuple(f"t{i}" for i in range(len(vectors))), torch.device("cpu"), 1, torch.Generator()
+    )
+    strategy.reset_slot(0, parse_strategy_config("cagrad", {"c": c}), ctx)
+    grads = torch.tensor([vectors])
+    inputs = _inputs([1.0] * len(vectors))
+    combined, _ = strategy.combine(grads, inputs)
+    return combined[0]
+
+
+def test_cagrad_step_when_two_task_gradients_nearly_cancel() -> None:
+    # g0 = (0, 5/3, 2e-3/3); the dual's optimum weighs g1 and g2 alike (the problem is
+    # symmetric in them), so the step has no x part. A float32 Gram matrix once gave
+    # (-4.0, 1.437, 57471).
+    step = _cagrad_step([[10.0, 0.0, 1e-3], [-10.0, 0.0, 1e-3], [0.0, 5.0, 0.0]], 0.4)
+    torch.testing.assert_close(step, torch.tensor([0.0, 1.43678, 0.575287]), atol=2e-4, rtol=1e-4)
+
+
+def test_cagrad_step_of_two_opposite_gradients_with_a_common_part() -> None:
+    # g0 = (0, 1e-3) and the best g_w is g0 itself: d = g0 (1 + c) / (1 + c²).
+    step = _cagrad_step([[10.0, 1e-3], [-10.0, 1e-3]], 0.4)
+    torch.testing.assert_close(step, torch.tensor([0.0, 1e-3 * 1.4 / 1.16]), atol=1e-6, rtol=1e-3)
+
+
+def test_cagrad_with_a_nan_gradient_gives_a_nan_step_not_an_exception() -> None:
+    step = _cagrad_step([[float("nan"), 1.0], [0.0, 1.0]], 0.4)
+    assert torch.isnan(step).all()

@@ -167,7 +167,6 @@ def test_strategies_needing_shared_parameters_reject_models_without(name: str) -
         ("loss_balance", {"beta": 1.0}, "beta"),
         ("famo", {"lr": 0}, "lr"),
         ("mgda", {"normalization": "l1"}, "normalization"),
-        ("mgda", {"max_iter": 0}, "max_iter"),
         ("fixed", {"nope": 1}, "nope"),
         ("dwa", {"temperature": 2}, "temperature"),
         ("dwa", {"tau": float("inf")}, "tau"),

@@ -389,8 +389,8 @@ def test_a_grid_step_too_small_for_a_float_says_too_many_points() -> None:
     ("group", "name", "param", "value"),
     [
         ("architectures", "mmoe", "num_experts", 10**9),
-        ("strategies", "mgda", "max_iter", {"low": 1, "high": 10**9}),
-        ("strategies", "mgda", "max_iter", {"choices": [1, 10**9]}),
+        ("architectures", "mmoe", "num_experts", {"low": 1, "high": 10**9}),
+        ("architectures", "mmoe", "num_experts", {"choices": [1, 10**9]}),
     ],
 )
 def test_component_integers_are_bounded(group: str, name: str, param: str, value: Any) -> None:
