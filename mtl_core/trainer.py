@@ -1,6 +1,6 @@
 """Train one trial of a multi-task experiment from a plain `TrialConfig`.
 
-One trial is the one trainer (`mtl_core.batched.trainer.BatchedRun`) at K = 1: the same
+One trial is the one trainer (`mtl_core.batched.BatchedRun`, via `train_batch`) at K = 1: the same
 seeding, data order, strategies, failure handling and evaluation as K trials batched, so a
 trial's result does not depend on how it was trained. The helpers that resolve a config and
 prepare its data live in `mtl_core.trial_setup` and are re-exported here.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtl_core.batched.trainer import DIVERGED, BatchedRun, SlotReport
+from mtl_core.batched import DIVERGED, train_batch
 from mtl_core.config import TrialConfig
-from mtl_core.errors import TrainingDiverged, TrialStopped
+from mtl_core.errors import TrainingDiverged
 from mtl_core.experiments import DataSplits
 from mtl_core.results import TrialResult
 from mtl_core.trial_setup import (
@@ -56,23 +56,8 @@ def train_trial(
         DataError: a missing or corrupt data file.
         TrainingDiverged: a task loss (or the strategy's step) became NaN or infinite.
     """
-    run = BatchedRun([config], data_dir, data=data)
-    stopped: dict[int, str] = {}
-
-    def handle(reports: list[SlotReport]) -> list[int]:
-        for item in reports:
-            if on_epoch is None:
-                continue
-            try:
-                on_epoch(item.report)
-            except TrialStopped as stop:
-                stopped[item.slot] = str(stop) or f"stopped after epoch {item.report.epoch}"
-        return list(stopped)
-
-    (finished,) = run.run(handle, progress=progress)
-    result = finished.result
+    epoch_callback = None if on_epoch is None else lambda _index, report: on_epoch(report)
+    (result,) = train_batch([config], data_dir, epoch_callback, progress=progress, data=data)
     if result.stop_reason is not None and result.stop_reason.startswith(DIVERGED):
         raise TrainingDiverged(result.stop_reason.removeprefix(DIVERGED))
-    if finished.slot in stopped:
-        result.stop_reason = stopped[finished.slot]
     return result

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from mtl_core.batched.memory import auto_batch_size
 from mtl_core.batched.planning import batchable, can_batch_together, plan_batches
-from mtl_core.batched.trainer import (
-    DIVERGED,
-    BatchedRun,
-    FinishedTrial,
-    SlotReport,
-    train_batch,
-)
+from mtl_core.batched.slots import DIVERGED, FinishedTrial, SlotReport
+from mtl_core.batched.train import train_batch
+from mtl_core.batched.trainer import BatchedRun
 
 __all__ = [
     "DIVERGED",

@@ -45,7 +45,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +53,14 @@ from torch import Tensor
 
 from mtl_core.architectures import MultiTaskModel, build_model
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
+from mtl_core.batched.slots import (
+    DIVERGED,
+    FinishedTrial,
+    Slot,
+    SlotReport,
+    divergence_reason,
+    schedule_table,
+)
 from mtl_core.batched.stacking import (
     DirectForward,
     FunctionalModel,
@@ -67,13 +74,12 @@ from mtl_core.batched.stacking import (
     write_slot,
 )
 from mtl_core.config import ResolvedConfig, TrialConfig
-from mtl_core.context import StepContext, TaskContext
-from mtl_core.errors import ConfigError, TrialStopped
+from mtl_core.context import TaskContext
+from mtl_core.errors import ConfigError
 from mtl_core.experiments import DataSplits, Experiment, Split, get_experiment
 from mtl_core.optim import StackedOptimizer, clip_per_trial
 from mtl_core.results import EpochReport, TrialResult
 from mtl_core.schedules import build_schedule
-from mtl_core.schedules._base import Schedule
 from mtl_core.tasks import build_loss
 from mtl_core.trial_setup import (
     EVAL_CHUNK,
@@ -93,41 +99,7 @@ from mtl_core.weighting import (
 logger = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16"]
-#: ``stop_reason`` prefix of a trial whose loss became NaN or infinite.
-DIVERGED = "diverged: "
-#: Schedules whose multipliers depend on the step only (computed once per epoch and shared).
-_STEP_ONLY_SCHEDULES = frozenset({"joint", "curriculum", "pretrain", "aux_decay"})
-
-
-@dataclass
-class _Slot:
-    """One trial living in a slot."""
-
-    config: ResolvedConfig
-    ctx: TaskContext
-    schedule: Schedule
-    tag: Any
-    started: float
-    epoch: int = 0
-    history: list[EpochReport] = field(default_factory=list)
-
-
-@dataclass
-class SlotReport:
-    """One epoch of the trial in ``slot`` (``tag`` is what the caller attached to it)."""
-
-    slot: int
-    tag: Any
-    report: EpochReport
-
-
-@dataclass
-class FinishedTrial:
-    """A trial that left its slot: ran all epochs, was stopped, or diverged."""
-
-    slot: int
-    tag: Any
-    result: TrialResult
+__all__ = ["DIVERGED", "BatchedRun", "FinishedTrial", "Precision", "SlotReport"]
 
 
 class BatchedRun:
@@ -184,7 +156,7 @@ class BatchedRun:
         names = sorted({r.strategy for r in resolved})
         self.strategy = MixedStrategy(names, num_slots, self.num_tasks, self.device)
         models: list[MultiTaskModel] = []
-        slots: list[_Slot] = []
+        slots: list[Slot] = []
         for r, tag in zip(resolved, tags, strict=True):
             model, slot = self._build_trial(r, tag)
             models.append(model)
@@ -204,7 +176,7 @@ class BatchedRun:
             self.params, self.buffers, self.spec = stack_models(models)
             self._targets = self.params
             self.template = meta_template(models[0])
-        self.slots: list[_Slot | None] = [*slots, *([None] * (num_slots - len(slots)))]
+        self.slots: list[Slot | None] = [*slots, *([None] * (num_slots - len(slots)))]
         for index, (slot, r) in enumerate(zip(slots, resolved, strict=True)):
             self.strategy.reset_slot(
                 index, r.strategy, parse_strategy_config(r.strategy, r.strategy_params), slot.ctx
@@ -255,7 +227,7 @@ class BatchedRun:
             )
         return resolved.model_copy(update={"data_seed": self.data_seed})
 
-    def _build_trial(self, resolved: ResolvedConfig, tag: Any) -> tuple[MultiTaskModel, _Slot]:
+    def _build_trial(self, resolved: ResolvedConfig, tag: Any) -> tuple[MultiTaskModel, Slot]:
         """Model and slot of one trial, seeded exactly as `train_trial` does."""
         # The context lives on the CPU: the schedule's multipliers are gathered into one
         # table per epoch there (one transfer), and the batched strategies keep their own
@@ -271,7 +243,7 @@ class BatchedRun:
             resolved.architecture, resolved.architecture_params, self.experiment.network_parts()
         ).to(self.device)
         schedule = build_schedule(resolved.schedule, resolved.schedule_params, ctx)
-        return model, _Slot(resolved, ctx, schedule, tag, time.perf_counter())
+        return model, Slot(resolved, ctx, schedule, tag, time.perf_counter())
 
     def _set_hyper(self, index: int, resolved: ResolvedConfig) -> None:
         self.optimizer.reset_slot(index, resolved.lr, resolved.weight_decay)
@@ -374,33 +346,6 @@ class BatchedRun:
             )
         return self._perms[epoch]
 
-    def _multipliers(self, live: list[int], epochs: dict[int, int]) -> Tensor:
-        """``[S, K, T]`` schedule multipliers of this epoch (free slots get 0)."""
-        steps = self.steps_per_epoch
-        table = torch.zeros(steps, self.num_slots, self.num_tasks)
-        per_epoch: dict[int, Tensor] = {}
-        for index in live:
-            slot = self.slots[index]
-            assert slot is not None
-            epoch = epochs[index]
-            shareable = slot.config.schedule in _STEP_ONLY_SCHEDULES or (
-                slot.config.schedule == "alternating"
-                and slot.config.schedule_params.get("mode", "round_robin") == "round_robin"
-            )
-            if shareable and epoch in per_epoch:
-                table[:, index] = per_epoch[epoch]
-                continue
-            column = torch.stack(
-                [
-                    slot.schedule.multipliers(StepContext(epoch, s, steps, epoch * steps + s)).cpu()
-                    for s in range(steps)
-                ]
-            )
-            table[:, index] = column
-            if shareable:
-                per_epoch[epoch] = column
-        return table.to(self.device, non_blocking=True)
-
     def _step(
         self, x: Tensor, targets: list[Tensor], batched: bool, scale: Tensor, occupied: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -472,7 +417,9 @@ class BatchedRun:
         occupied = occupied.to(self.device)
         self._all_live = len(live) == self.num_slots
         slot_epoch = [epochs.get(i, distinct[0]) for i in range(self.num_slots)]
-        table = self._multipliers(live, epochs)
+        table = schedule_table(self.slots, epochs, self.steps_per_epoch, self.num_tasks).to(
+            self.device, non_blocking=True
+        )
         train: Split = self.data.train
         loss_sum = torch.zeros(self.num_slots, self.num_tasks, device=self.device)
         weight_sum = torch.zeros_like(loss_sum)
@@ -509,16 +456,7 @@ class BatchedRun:
             slot.epoch += 1
             if host_bad[index]:
                 names = [n for n, b in zip(task_names, bad[index].tolist(), strict=True) if b]
-                what = (
-                    f"loss of task(s) {', '.join(names)}"
-                    if names
-                    else f"step of strategy {slot.config.strategy!r} (task gradients or solver)"
-                )
-                reason = (
-                    f"{DIVERGED}{what} became NaN or infinite in epoch {slot.epoch}; "
-                    "lower the learning rate or the weights, or set grad_clip"
-                )
-                self._finished.append(self._finish(index, reason))
+                self._finished.append(self._finish(index, divergence_reason(slot, names)))
                 continue
             val_metrics, val_extra = compute_metrics(
                 self.experiment, [o[index] for o in val_outputs], self.data.val.targets
@@ -595,72 +533,3 @@ class BatchedRun:
                         if new is not None:
                             self.refill(index, new[0], new[1])
         return finished
-
-
-def train_batch(
-    configs: list[TrialConfig],
-    data_dir: Path | str | None = None,
-    on_epoch: Callable[[int, EpochReport], None] | None = None,
-    progress: bool = False,
-    data: DataSplits | None = None,
-    precision: Precision = "fp32",
-    compile: bool = False,
-) -> list[TrialResult]:
-    """Train ``configs`` together and return their results in the same order.
-
-    ``on_epoch(i, report)`` is called for trial ``configs[i]`` after each of its epochs and may
-    raise `TrialStopped` to prune that trial only. A trial that diverges ends with a
-    ``stop_reason`` starting with `DIVERGED`. On CUDA out-of-memory before the first epoch
-    ends, the batch is split in two halves that train one after the other.
-
-    Raises:
-        ConfigError: the configs cannot be batched together (see `can_batch_together`).
-    """
-    if not configs:
-        return []
-    run = None
-    try:
-        run = BatchedRun(configs, data_dir, data=data, precision=precision, compile=compile)
-
-        def handle(reports: list[SlotReport]) -> list[int]:
-            stop: list[int] = []
-            for item in reports:
-                if on_epoch is None:
-                    continue
-                try:
-                    on_epoch(int(item.tag), item.report)
-                except TrialStopped as exc:
-                    run_slot = run.slots[item.slot] if run is not None else None
-                    epoch = run_slot.epoch if run_slot is not None else item.report.epoch
-                    reason = str(exc) or f"stopped after epoch {epoch}"
-                    finished_early[item.slot] = reason
-                    stop.append(item.slot)
-            return stop
-
-        finished_early: dict[int, str] = {}
-        done = run.run(handle, progress=progress)
-    except torch.cuda.OutOfMemoryError:
-        if len(configs) == 1 or (run is not None and run.reported_epochs > 0):
-            raise
-        del run
-        torch.cuda.empty_cache()
-        half = len(configs) // 2
-        logger.warning("CUDA out of memory with K=%d; retrying as K=%d", len(configs), half)
-
-        def shifted(offset: int) -> Callable[[int, EpochReport], None] | None:
-            if on_epoch is None:
-                return None
-            return lambda i, report: on_epoch(i + offset, report)
-
-        return train_batch(
-            configs[:half], data_dir, shifted(0), progress, data, precision, compile
-        ) + train_batch(configs[half:], data_dir, shifted(half), progress, data, precision, compile)
-    results: list[TrialResult | None] = [None] * len(configs)
-    for item in done:
-        result = item.result
-        reason = finished_early.get(item.slot)
-        if reason is not None and result.stop_reason is not None:
-            result.stop_reason = reason
-        results[int(item.tag)] = result
-    assert all(r is not None for r in results)
-    return [r for r in results if r is not None]
