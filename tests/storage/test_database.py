@@ -152,7 +152,7 @@ def test_postgres_pool_is_sized_by_the_settings(postgres_url: str) -> None:
 
     upgrade(postgres_url)
     settings = Settings(db_url=postgres_url, db_pool_size=3, db_max_overflow=2)
-    database = Database(postgres_url, settings=settings)
+    database = Database(postgres_url, config=settings.database_config())
     try:
         pool = database.engine.pool
         assert pool.size() == 3  # type: ignore[attr-defined]
