@@ -1,6 +1,8 @@
 """The one settings object of mtlsearch (environment prefix ``MTLSEARCH_``).
 
-Every process (API server, worker, CLI) reads its configuration here and nowhere else.
+Every process (API server, worker, CLI) reads its configuration here and nowhere else, at its
+top (CLI command, API app factory); the layers below are given the values they need
+(`Settings.database_config` for `storage`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.database import DatabaseConfig
 
 DEFAULT_DB_URL = "sqlite:///mtlsearch.db"
 
@@ -78,6 +82,15 @@ class Settings(BaseSettings):
         "makes a worker die (os._exit) right after study.ask(), before the trial's first "
         "heartbeat.",
     )
+
+    def database_config(self) -> DatabaseConfig:
+        """What `storage.Database` needs of these settings: its pool and Optuna's heartbeats."""
+        return DatabaseConfig(
+            pool_size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            heartbeat_interval_s=self.worker_heartbeat_s,
+            grace_period_s=self.stale_after_s,
+        )
 
     @field_validator("log_level")
     @classmethod

@@ -45,7 +45,7 @@ Search the loss weights and weighting strategy of a multi-task model.
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for `settings` (its database, token and allowed experiment modules)."""
-    database = Database(settings.db_url, settings=settings)
+    database = Database(settings.db_url, config=settings.database_config())
     dashboard = Dashboard()
 
     @asynccontextmanager

@@ -4,7 +4,7 @@ Typical use in a process (API server, worker)::
 
     from storage import StudyRepository, get_database
 
-    db = get_database()                 # Settings.db_url; one per process and URL
+    db = get_database(url, config)      # one per process and URL; config: DatabaseConfig
     with db.session() as session:       # commits, or rolls back and raises StorageError
         study = StudyRepository(session).create(name="n", experiment="e", spec={...})
     optuna.load_study(study_name=study.optuna_study_name, storage=db.optuna_storage())
@@ -14,7 +14,13 @@ Create or upgrade the schema first: ``mtlsearch db upgrade`` or `storage.migrate
 
 from __future__ import annotations
 
-from storage.database import Database, close_database, get_database, parse_db_url
+from storage.database import (
+    Database,
+    DatabaseConfig,
+    close_database,
+    get_database,
+    parse_db_url,
+)
 from storage.errors import NotFoundError, StorageError, StudyExistsError
 from storage.models import StudyStatus, WorkerStatus
 from storage.repositories import (
@@ -34,6 +40,7 @@ __all__ = [
     "BaselineInfo",
     "BaselineRepository",
     "Database",
+    "DatabaseConfig",
     "NotFoundError",
     "StorageError",
     "StudyExistsError",

@@ -6,6 +6,9 @@ and tells trials and also writes heartbeats holds one pool, not two. Its pool is
 default `QueuePool` (5 connections + 10 overflow), which covers the API server's threads and a
 worker's few. `get_database(url)` returns the process's `Database` for a URL.
 
+Storage reads no settings: the top of each process (CLI command, API app factory) builds a
+`DatabaseConfig` from ``mtlsearch.settings.Settings`` and passes it in.
+
 The tables must exist first: ``mtlsearch db upgrade`` (`storage.migrate.upgrade`) creates
 Optuna's tables and ours; a `Database` never creates tables, so processes starting together on
 a new database cannot race each other's DDL.
@@ -20,6 +23,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,6 @@ from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mtlsearch.settings import Settings, get_settings
 from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,39 @@ VALID_URL_FORMS = (
     "or postgresql+psycopg://user:password@host:5432/dbname"
 )
 SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """How one process uses the shared database: its connection pool and Optuna's heartbeats.
+
+    Built from ``Settings`` at the top of the process (`Settings.database_config`); the defaults
+    are those of ``Settings``.
+
+    Args:
+        pool_size: PostgreSQL connections the process keeps open (``Settings.db_pool_size``).
+        max_overflow: PostgreSQL connections it may open above `pool_size`
+            (``Settings.db_max_overflow``).
+        heartbeat_interval_s: seconds between a running trial's heartbeats
+            (``Settings.worker_heartbeat_s``).
+        grace_period_s: a running trial without a heartbeat for this long is stale
+            (``Settings.stale_after_s``).
+    """
+
+    pool_size: int = 5
+    max_overflow: int = 5
+    heartbeat_interval_s: float = 10.0
+    grace_period_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {self.pool_size=}")
+        if self.max_overflow < 0:
+            raise ValueError(f"max_overflow must be >= 0, got {self.max_overflow=}")
+        if not self.heartbeat_interval_s > 0:
+            raise ValueError(f"heartbeat_interval_s must be > 0, got {self.heartbeat_interval_s=}")
+        if not self.grace_period_s > 0:
+            raise ValueError(f"grace_period_s must be > 0, got {self.grace_period_s=}")
 
 
 def parse_db_url(url: str) -> URL:
@@ -82,22 +118,22 @@ def display_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def engine_options(url: URL, settings: Settings | None = None) -> dict[str, Any]:
+def engine_options(url: URL, config: DatabaseConfig | None = None) -> dict[str, Any]:
     """Keyword arguments of `create_engine` for this backend (picklable: Optuna keeps them).
 
-    PostgreSQL's pool is sized by ``Settings.db_pool_size`` / ``db_max_overflow``: every
-    worker and API process holds one pool, and together they must fit the server's
-    ``max_connections``.
+    PostgreSQL's pool is sized by `DatabaseConfig.pool_size` / `max_overflow` (default:
+    `DatabaseConfig()`): every worker and API process holds one pool, and together they must
+    fit the server's ``max_connections``.
     """
     if url.get_backend_name() == "sqlite":
         # sqlite3's `timeout` is its busy handler: a writer waits for the lock instead of
         # failing at once with "database is locked".
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    settings = settings or get_settings()
+    config = config or DatabaseConfig()
     return {
         "pool_pre_ping": True,
-        "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_max_overflow,
+        "pool_size": config.pool_size,
+        "max_overflow": config.max_overflow,
     }
 
 
@@ -157,16 +193,15 @@ class Database:
 
     Args:
         url: SQLAlchemy URL (see `parse_db_url` for the accepted forms).
-        settings: where heartbeat interval and grace period come from (default: the process's
-            `Settings`).
+        config: pool size and heartbeats (default: `DatabaseConfig()`).
 
     Nothing connects until the first use of `engine`, `session` or `optuna_storage`.
     """
 
-    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
+    def __init__(self, url: str, *, config: DatabaseConfig | None = None) -> None:
         self.url: URL = parse_db_url(url)
         self.display_url = display_url(self.url)
-        self._settings = settings or get_settings()
+        self.config = config or DatabaseConfig()
         self._lock = threading.Lock()
         self._optuna: optuna.storages.RDBStorage | None = None
         self._sessions: sessionmaker[Session] | None = None
@@ -182,7 +217,7 @@ class Database:
     def optuna_storage(self) -> optuna.storages.RDBStorage:
         """Optuna's RDB storage on this URL (one per `Database`), with heartbeats and retries.
 
-        A trial whose worker stops heart-beating for ``Settings.stale_after_s`` is failed and
+        A trial whose worker stops heart-beating for `DatabaseConfig.grace_period_s` is failed and
         re-queued once (`~optuna.storages.RetryHeartbeatStaleTrialCallback`, Optuna 5's name
         for ``RetryFailedTrialCallback``).
 
@@ -196,16 +231,16 @@ class Database:
 
     def _open_optuna(self) -> optuna.storages.RDBStorage:
         prepare_sqlite_file(self.url)
-        settings = self._settings
+        config = self.config
         try:
             with warnings.catch_warnings():
                 # Heartbeats are marked experimental in Optuna; we rely on them knowingly.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(
                     self.url.render_as_string(hide_password=False),
-                    engine_kwargs=engine_options(self.url, settings),
-                    heartbeat_interval=max(1, math.ceil(settings.worker_heartbeat_s)),
-                    grace_period=max(1, math.ceil(settings.stale_after_s)),
+                    engine_kwargs=engine_options(self.url, config),
+                    heartbeat_interval=max(1, math.ceil(config.heartbeat_interval_s)),
+                    grace_period=max(1, math.ceil(config.grace_period_s)),
                     heartbeat_stale_trial_callback=(
                         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
                     ),
@@ -270,19 +305,22 @@ def _cache_key(url: str) -> tuple[int, str]:
     return os.getpid(), parse_db_url(url).render_as_string(hide_password=False)
 
 
-def get_database(url: str | None = None) -> Database:
-    """The process's `Database` for `url` (default: ``Settings.db_url``), created on first use."""
-    key = _cache_key(url if url is not None else get_settings().db_url)
+def get_database(url: str, config: DatabaseConfig | None = None) -> Database:
+    """The process's `Database` for `url`, created on first use with `config`.
+
+    A later call for the same URL returns that `Database` whatever its `config`.
+    """
+    key = _cache_key(url)
     with _databases_lock:
         database = _databases.get(key)
         if database is None:
-            database = _databases[key] = Database(key[1])
+            database = _databases[key] = Database(key[1], config=config)
         return database
 
 
-def close_database(url: str | None = None) -> None:
+def close_database(url: str) -> None:
     """Dispose the cached `Database` of `url` and forget it (tests, and shutdown hooks)."""
-    key = _cache_key(url if url is not None else get_settings().db_url)
+    key = _cache_key(url)
     with _databases_lock:
         database = _databases.pop(key, None)
     if database is not None:
@@ -292,6 +330,7 @@ def close_database(url: str | None = None) -> None:
 __all__ = [
     "VALID_URL_FORMS",
     "Database",
+    "DatabaseConfig",
     "close_database",
     "display_url",
     "get_database",

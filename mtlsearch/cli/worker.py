@@ -107,8 +107,8 @@ def worker(
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        database = get_database(url)
-        running = Worker(database, options)
+        database = get_database(url, settings.database_config())
+        running = Worker(database, options, settings=settings)
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             logger.info("received %s", signal.Signals(signum).name)

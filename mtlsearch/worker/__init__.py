@@ -1,9 +1,12 @@
 """The mtlsearch worker: trains the trials of running studies from the shared database.
 
+    from mtlsearch.settings import get_settings
     from mtlsearch.worker import Worker, WorkerOptions
     from storage import get_database
 
-    Worker(get_database(url), WorkerOptions(device="cuda:0", batch="auto")).run()
+    settings = get_settings()
+    database = get_database(settings.db_url, settings.database_config())
+    Worker(database, WorkerOptions(device="cuda:0", batch="auto"), settings=settings).run()
 
 See `mtlsearch.worker.loop` for the design (budget, fairness, heartbeats, stale trials,
 signals) and ``mtlsearch worker --help`` for the command.

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from storage import (
     Database,
+    DatabaseConfig,
     NotFoundError,
     StorageError,
     StudyRepository,
@@ -65,6 +66,37 @@ def test_session_rolls_back_and_wraps_database_errors(database: Database) -> Non
         StudyRepository(s).get("missing")
     with database.session() as s:
         assert StudyRepository(s).list() == ([], 0)
+
+
+def test_heartbeats_come_from_the_config(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    config = DatabaseConfig(heartbeat_interval_s=2.5, grace_period_s=7.0)
+    database = Database(sqlite_url, config=config)
+    try:
+        storage = database.optuna_storage()
+        assert (storage.heartbeat_interval, storage.grace_period) == (3, 7)
+    finally:
+        database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("pool_size", 0), ("max_overflow", -1), ("heartbeat_interval_s", 0.0), ("grace_period_s", -1)],
+)
+def test_config_refuses_out_of_range_values(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        DatabaseConfig(**{field: value})
+
+
+def test_settings_give_the_config_their_values() -> None:
+    from mtlsearch.settings import Settings
+
+    settings = Settings(
+        db_pool_size=3, db_max_overflow=2, worker_heartbeat_s=1.5, stale_after_s=9.0
+    )
+    assert settings.database_config() == DatabaseConfig(
+        pool_size=3, max_overflow=2, heartbeat_interval_s=1.5, grace_period_s=9.0
+    )
 
 
 def test_one_engine_shared_with_optuna(database: Database) -> None:
@@ -152,7 +184,7 @@ def test_postgres_pool_is_sized_by_the_settings(postgres_url: str) -> None:
 
     upgrade(postgres_url)
     settings = Settings(db_url=postgres_url, db_pool_size=3, db_max_overflow=2)
-    database = Database(postgres_url, settings=settings)
+    database = Database(postgres_url, config=settings.database_config())
     try:
         pool = database.engine.pool
         assert pool.size() == 3  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from storage.migrate import upgrade
 def migrated_database(url: str, settings: Settings) -> Iterator[Database]:
     """Upgrade `url` to the latest schema and yield a `Database` on it, disposed afterwards."""
     upgrade(url)
-    database = Database(url, settings=settings)
+    database = Database(url, config=settings.database_config())
     try:
         yield database
     finally:
