@@ -36,10 +36,10 @@ def test_every_strategy_trains_and_reports_normalised_weights(strategy: str) -> 
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())
-@pytest.mark.parametrize("strategy", ["fixed", "pcgrad"])
+@pytest.mark.parametrize("strategy", ["fixed", "pcgrad", "gradnorm"])
 def test_every_architecture_trains(architecture: str, strategy: str) -> None:
     config = quick(architecture=architecture, strategy=strategy)
-    if architecture == "soft" and strategy in GRADIENT_STRATEGIES:
+    if architecture == "soft" and strategy in GRADIENT_STRATEGIES | {"gradnorm"}:
         with pytest.raises(ConfigError, match="shared"):
             train_trial(config)
         return
