@@ -4,7 +4,7 @@ Every state tensor (Adam's moments, SGD's momentum buffer, the step count) has t
 dimension K of the parameters it belongs to; learning rate, weight decay and the gradient-clip
 norm are ``[K]`` tensors. One update is a handful of element-wise kernels over all K trials
 (not K optimizers), and it reproduces `torch.optim.Adam` / `AdamW` / `SGD(momentum=0.9)`
-(the one-by-one trainer's choices) trial by trial, including per-slot step counts so a slot
+(the trial config's optimizer choices) trial by trial, including per-slot step counts so a slot
 refilled mid-run starts its bias correction from step 1.
 """
 
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 
-SGD_MOMENTUM = 0.9  # `mtl_core.trainer.build_optimizer`'s SGD
+SGD_MOMENTUM = 0.9
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_
