@@ -22,7 +22,11 @@ from optuna.trial import FrozenTrial, TrialState
 from mtl_core.config import TrialConfig
 from mtl_core.errors import TrainingDiverged, TrialStopped
 from mtlsearch.search.objective import intermediate_value, objective_values
-from mtlsearch.search.optuna_factory import create_optuna_study, max_epochs
+from mtlsearch.search.optuna_factory import (
+    create_optuna_study,
+    max_epochs,
+    should_consider_pruning,
+)
 from mtlsearch.search.space import (
     normalised_weights,
     suggest_trial_config,
@@ -69,7 +73,7 @@ def run_trial(
         if value is None or not math.isfinite(value):
             return
         trial.report(value, report.epoch)
-        if trial.should_prune():
+        if should_consider_pruning(report.epoch, config.strategy) and trial.should_prune():
             reason = f"pruned by the {spec.pruner} pruner after epoch {report.epoch}"
             pruned.append(reason)
             raise TrialStopped(reason)

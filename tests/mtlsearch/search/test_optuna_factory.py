@@ -16,6 +16,7 @@ from mtlsearch.search.optuna_factory import (
     build_pruner,
     build_sampler,
     create_optuna_study,
+    should_consider_pruning,
     spec_from_study,
 )
 from mtlsearch.search.spec import SpecError, StudySpec
@@ -136,3 +137,11 @@ def test_tpe_spreads_trials_asked_together() -> None:
         )
     lying, honest = _in_flight_spread(sampler), _in_flight_spread(plain)
     assert lying > 2 * honest, (lying, honest)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "judged_from"), [("fixed", 1), ("pcgrad", 1), ("gradnorm", 2), ("dwa", 3)]
+)
+def test_pruning_waits_for_the_strategys_warm_up(strategy: str, judged_from: int) -> None:
+    judged = [epoch for epoch in range(1, 6) if should_consider_pruning(epoch, strategy)]
+    assert judged == list(range(judged_from, 6))
