@@ -27,6 +27,7 @@ from mtlsearch.search.optuna_factory import (
     max_epochs,
     should_consider_pruning,
 )
+from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import (
     normalised_weights,
     suggest_trial_config,
@@ -61,7 +62,7 @@ def run_trial(
     """
     from mtl_core.trainer import train_trial
 
-    config = suggest_trial_config(trial, spec, experiment, device)
+    config = distinct_seed(trial, suggest_trial_config(trial, spec, experiment, device))
     trial.set_user_attr("config", config.model_dump(mode="json"))
     trial.set_user_attr(
         "weights_normalised", normalised_weights(config.weights, experiment.task_names)

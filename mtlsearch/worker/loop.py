@@ -60,6 +60,7 @@ from mtlsearch.search.best import best_record
 from mtlsearch.search.local import result_attrs
 from mtlsearch.search.objective import intermediate_value, objective_values
 from mtlsearch.search.optuna_factory import should_consider_pruning
+from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.settings import Settings, get_settings
 from mtlsearch.worker.heartbeat import Heartbeat
@@ -493,6 +494,7 @@ class Worker:
             set_user_attrs(trial, start_attrs)
             try:
                 config = suggest_trial_config(trial, study.spec, study.experiment, self.device)
+                config = distinct_seed(trial, config)
             except Exception as exc:
                 placeholder = Job(study, trial, None, 0)  # type: ignore[arg-type]
                 self.finish(

@@ -411,3 +411,14 @@ def test_no_trial_is_pruned_during_its_strategys_warm_up(
     (trial,) = load(database, info).trials
     assert trial.state is TrialState.PRUNED
     assert sorted(trial.intermediate_values) == list(range(1, first_judged + 1))
+
+
+def test_a_repeated_configuration_trains_at_a_new_seed(database: Database) -> None:
+    # One parameter-free strategy, weights not searched: every trial has the same config.
+    spec = synthetic_spec(n_trials=3, search_space={"strategies": [{"name": "uncertainty"}]})
+    info = submit(database, spec)
+    assert make_worker(database).run() == 3
+
+    trials = load(database, info).trials
+    assert [t.user_attrs["config"]["seed"] for t in trials] == [0, 1, 2]
+    assert [t.user_attrs.get("repeat_of") for t in trials] == [None, 0, 0]
