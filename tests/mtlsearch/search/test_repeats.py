@@ -43,7 +43,7 @@ def test_trials_asked_together_never_share_configuration_and_seed() -> None:
     runs = [run for _, run in asked]
     assert len(set(runs)) == 6
     assert len({strategy for strategy, _ in runs}) <= 2
-    for trial, (strategy, seed) in asked:
+    for trial, (_, seed) in asked:
         attrs = study.trials[trial.number].user_attrs
         assert attrs[SEED_ATTR] == seed
         if REPEAT_OF_ATTR in attrs:
