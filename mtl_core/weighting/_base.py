@@ -118,6 +118,9 @@ class WeightingStrategy(abc.ABC, Generic[ConfigT]):
     config_cls: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: True for methods that combine per-task gradients (`GradientWeighting`).
     uses_task_gradients: ClassVar[bool] = False
+    #: Epochs at whose end the strategy has not yet acted as itself (e.g. DWA is uniform by
+    #: definition for two): a search must not judge a trial by them.
+    warmup_epochs: ClassVar[int] = 0
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         self.num_slots = num_slots

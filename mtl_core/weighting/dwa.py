@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -43,7 +45,7 @@ class DWA(LossWeighting[DWAConfig]):
     name = "dwa"
     config_cls = DWAConfig
     #: Epochs during which DWA is uniform by definition.
-    warmup_epochs = 2
+    warmup_epochs: ClassVar[int] = 2
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         super().__init__(num_slots, num_tasks, device)

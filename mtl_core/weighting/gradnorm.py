@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field
 from torch import Tensor, nn
@@ -48,6 +50,8 @@ class GradNorm(LossWeighting[GradNormConfig]):
 
     name = "gradnorm"
     config_cls = GradNormConfig
+    #: The first epoch holds the step that records L_t(0).
+    warmup_epochs: ClassVar[int] = 1
     #: Lower bound applied to w before renormalising, so no task weight turns negative.
     min_weight = 1e-4
 

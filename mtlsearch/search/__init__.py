@@ -14,6 +14,7 @@ from mtlsearch.search.optuna_factory import (
     build_pruner,
     build_sampler,
     create_optuna_study,
+    should_consider_pruning,
     spec_from_study,
 )
 from mtlsearch.search.space import (
@@ -58,6 +59,7 @@ __all__ = [
     "intermediate_value",
     "normalised_weights",
     "objective_values",
+    "should_consider_pruning",
     "spec_from_study",
     "suggest_trial_config",
     "trial_config_from_params",

@@ -22,7 +22,12 @@ from optuna.trial import FrozenTrial, TrialState
 from mtl_core.config import TrialConfig
 from mtl_core.errors import TrainingDiverged, TrialStopped
 from mtlsearch.search.objective import intermediate_value, objective_values
-from mtlsearch.search.optuna_factory import create_optuna_study, max_epochs
+from mtlsearch.search.optuna_factory import (
+    create_optuna_study,
+    max_epochs,
+    should_consider_pruning,
+)
+from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import (
     normalised_weights,
     suggest_trial_config,
@@ -57,7 +62,7 @@ def run_trial(
     """
     from mtl_core.trainer import train_trial
 
-    config = suggest_trial_config(trial, spec, experiment, device)
+    config = distinct_seed(trial, suggest_trial_config(trial, spec, experiment, device))
     trial.set_user_attr("config", config.model_dump(mode="json"))
     trial.set_user_attr(
         "weights_normalised", normalised_weights(config.weights, experiment.task_names)
@@ -69,7 +74,7 @@ def run_trial(
         if value is None or not math.isfinite(value):
             return
         trial.report(value, report.epoch)
-        if trial.should_prune():
+        if should_consider_pruning(report.epoch, config.strategy) and trial.should_prune():
             reason = f"pruned by the {spec.pruner} pruner after epoch {report.epoch}"
             pruned.append(reason)
             raise TrialStopped(reason)

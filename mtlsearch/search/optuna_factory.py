@@ -61,9 +61,10 @@ def build_sampler(
     """The sampler named by ``spec.sampler``, seeded with ``spec.seed``.
 
     TPE is multivariate with ``group=True`` (it models each conditional sub-space, e.g. one
-    strategy's parameters, jointly). GP and NSGA-II model the parameters every trial shares
-    and draw conditional ones at random. The grid sampler needs the experiment's task names (looked
-    up by name when ``experiment`` is None).
+    strategy's parameters, jointly) and uses the constant liar: workers ask K trials before
+    telling any, and without it TPE proposes nearly the same point K times. GP and NSGA-II
+    model the parameters every trial shares and draw conditional ones at random. The grid
+    sampler needs the experiment's task names (looked up by name when ``experiment`` is None).
     """
     seed = spec.seed
     if spec.sampler == "tpe":
@@ -71,7 +72,11 @@ def build_sampler(
             # ``group`` has been "experimental" since Optuna 2.8; it is what makes TPE model
             # define-by-run conditional spaces (one strategy's parameters) jointly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+            # Explicit although recent Optuna defaults to it: running trials count as bad
+            # ones, so the K trials of a batch, asked before any is told, spread out.
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True
+            )
     if spec.sampler == "gp":
         # The GP models the parameters every trial has; conditional ones (a strategy's own)
         # are drawn at random by design, so Optuna's per-trial warning would only be noise.
@@ -116,6 +121,18 @@ def build_pruner(
         resource: int | str = max_epochs(spec, experiment) or "auto"
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=resource)
     raise SpecError("pruner", f"unknown pruner {spec.pruner!r}")  # unreachable: Literal
+
+
+def should_consider_pruning(epoch: int, strategy: str) -> bool:
+    """Whether the pruner may judge a trial of ``strategy`` after (1-based) ``epoch``.
+
+    Not during the strategy's warm-up (`WeightingStrategy.warmup_epochs`): DWA is uniform for
+    two epochs, so its trials would be cut where a uniform trial is. The pruner's own warm-up
+    (``n_warmup_steps``) applies as well: the two together prune only after both.
+    """
+    from mtl_core.weighting import STRATEGIES
+
+    return epoch > STRATEGIES.get(strategy).warmup_epochs
 
 
 def create_optuna_study(

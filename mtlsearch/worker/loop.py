@@ -59,6 +59,8 @@ from optuna.trial import TrialState
 from mtlsearch.search.best import best_record
 from mtlsearch.search.local import result_attrs
 from mtlsearch.search.objective import intermediate_value, objective_values
+from mtlsearch.search.optuna_factory import should_consider_pruning
+from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.settings import Settings, get_settings
 from mtlsearch.worker.heartbeat import Heartbeat
@@ -492,6 +494,7 @@ class Worker:
             set_user_attrs(trial, start_attrs)
             try:
                 config = suggest_trial_config(trial, study.spec, study.experiment, self.device)
+                config = distinct_seed(trial, config)
             except Exception as exc:
                 placeholder = Job(study, trial, None, 0)  # type: ignore[arg-type]
                 self.finish(
@@ -523,7 +526,12 @@ class Worker:
         if self.stopping and report.epoch < job.epochs:
             return Decision(Verdict.STOP, STOPPED_REASON)
         # After the last epoch the trial ends anyway: no pruner query.
-        if reported and report.epoch < job.epochs and job.trial.should_prune():
+        if (
+            reported
+            and report.epoch < job.epochs
+            and should_consider_pruning(report.epoch, job.config.strategy)
+            and job.trial.should_prune()
+        ):
             pruner = context.spec.pruner
             return Decision(
                 Verdict.PRUNE, f"pruned by the {pruner} pruner after epoch {report.epoch}"

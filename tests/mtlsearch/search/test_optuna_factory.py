@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
@@ -14,6 +16,7 @@ from mtlsearch.search.optuna_factory import (
     build_pruner,
     build_sampler,
     create_optuna_study,
+    should_consider_pruning,
     spec_from_study,
 )
 from mtlsearch.search.spec import SpecError, StudySpec
@@ -109,3 +112,36 @@ def test_create_study_resumes_same_spec_only(tmp_path: Path) -> None:
             url, make_spec(sampler="random"), "study-a", experiment=SYNTHETIC, load_if_exists=True
         )
     assert info.value.field == "name"
+
+
+def _in_flight_spread(sampler: optuna.samplers.BaseSampler) -> float:
+    """Std of 8 proposals asked at once (none told) after 12 completed trials."""
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(12):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        study.tell(trial, (x - 0.3) ** 2)
+    asked = [study.ask().suggest_float("x", 0.0, 1.0) for _ in range(8)]
+    return float(np.std(asked))
+
+
+def test_tpe_spreads_trials_asked_together() -> None:
+    # Workers ask K trials before telling any: the constant liar keeps them apart.
+    spec = make_spec(sampler="tpe")
+    sampler = build_sampler(spec, SYNTHETIC)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        plain = optuna.samplers.TPESampler(
+            seed=spec.seed, multivariate=True, group=True, constant_liar=False
+        )
+    lying, honest = _in_flight_spread(sampler), _in_flight_spread(plain)
+    assert lying > 2 * honest, (lying, honest)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "judged_from"), [("fixed", 1), ("pcgrad", 1), ("gradnorm", 2), ("dwa", 3)]
+)
+def test_pruning_waits_for_the_strategys_warm_up(strategy: str, judged_from: int) -> None:
+    judged = [epoch for epoch in range(1, 6) if should_consider_pruning(epoch, strategy)]
+    assert judged == list(range(judged_from, 6))

@@ -390,3 +390,35 @@ def test_slots_reserved_by_no_trial_are_given_back(database: Database) -> None:
     assert study_row(database, info.id).status == StudyStatus.COMPLETED
     assert [t.state for t in load(database, info).trials] == [TrialState.COMPLETE] * 2
     assert study_row(database, info.id).trials_reserved == 2
+
+
+class _PruneAll(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("strategy", "first_judged"), [("fixed", 1), ("gradnorm", 2), ("dwa", 3)])
+def test_no_trial_is_pruned_during_its_strategys_warm_up(
+    database: Database, monkeypatch: pytest.MonkeyPatch, strategy: str, first_judged: int
+) -> None:
+    monkeypatch.setattr("mtlsearch.worker.studies.build_pruner", lambda *_: _PruneAll())
+    spec = synthetic_spec(
+        n_trials=1, search_space={"epochs": 4, "strategies": [{"name": strategy}]}
+    )
+    info = submit(database, spec)
+    make_worker(database).run()
+
+    (trial,) = load(database, info).trials
+    assert trial.state is TrialState.PRUNED
+    assert sorted(trial.intermediate_values) == list(range(1, first_judged + 1))
+
+
+def test_a_repeated_configuration_trains_at_a_new_seed(database: Database) -> None:
+    # One parameter-free strategy, weights not searched: every trial has the same config.
+    spec = synthetic_spec(n_trials=3, search_space={"strategies": [{"name": "uncertainty"}]})
+    info = submit(database, spec)
+    assert make_worker(database).run() == 3
+
+    trials = load(database, info).trials
+    assert [t.user_attrs["config"]["seed"] for t in trials] == [0, 1, 2]
+    assert [t.user_attrs.get("repeat_of") for t in trials] == [None, 0, 0]
