@@ -126,10 +126,12 @@ def wait_for_schema(
     deadline = time.monotonic() + timeout_s
     next_log = time.monotonic()
     while True:
+        unreachable: StorageError | None = None
         try:
             versions = current(url)
         except StorageError as exc:
-            versions, state = None, str(exc)
+            unreachable = exc
+            state = str(exc)
         else:
             if versions.is_current:
                 return versions
@@ -146,11 +148,11 @@ def wait_for_schema(
             )
         now = time.monotonic()
         if now >= deadline:
-            if versions is None:
-                raise StorageError(state)
+            if unreachable is not None:
+                raise unreachable
             hint = f" after {timeout_s:g} s" if timeout_s > 0 else ""
             raise StorageError(
-                f"{shown}: {state}, not at head {versions.head}{hint}; run `mtlsearch db "
+                f"{shown}: {state}, not at head {head_revision()}{hint}; run `mtlsearch db "
                 "upgrade` (or start the server, which upgrades it)"
             )
         if now >= next_log:
