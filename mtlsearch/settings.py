@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         5, ge=0, description="PostgreSQL connections a process may open above db_pool_size."
     )
+    schema_wait_s: float = Field(
+        120.0,
+        ge=0,
+        description="How long a worker started before the schema exists (or is at head) waits "
+        "for it, polling, before it fails; 0: fail at once. A schema newer than the worker's, or "
+        "not mtlsearch's, fails at once.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     test_hook: Literal["exit-after-ask"] | None = Field(
         None,

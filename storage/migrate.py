@@ -12,6 +12,7 @@ engine of its own and disposes it at the end.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -61,6 +63,11 @@ class SchemaVersions:
         """True if our schema is at head."""
         return self.revision == self.head
 
+    @property
+    def is_known(self) -> bool:
+        """True if our revision is absent or one of this package's (not ahead, not foreign)."""
+        return self.revision is None or is_known_revision(self.revision)
+
 
 def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
@@ -87,6 +94,76 @@ def head_revision() -> str:
     if head is None:
         raise StorageError(f"no migrations found in {MIGRATIONS_DIR}")
     return head
+
+
+def is_known_revision(revision: str) -> bool:
+    """True if `revision` is one of this package's migrations."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def wait_for_schema(
+    url: str, timeout_s: float, *, poll_s: float = 1.0, log_every_s: float = 10.0
+) -> SchemaVersions:
+    """Wait until the schema at `url` is at head (another process, e.g. the server, creates it).
+
+    Polls `current` every `poll_s` seconds and logs what it waits for every `log_every_s`. An
+    unreachable database is waited for as well (its server may still be starting).
+
+    Args:
+        timeout_s: how long to wait; 0 checks once.
+
+    Raises:
+        ValueError: `url` is not a supported database URL.
+        StorageError: the schema is ahead of this package or not ours (at once), or not at
+            head after `timeout_s`.
+    """
+    if timeout_s < 0:
+        raise ValueError(f"timeout_s must be >= 0, got {timeout_s=}")
+    shown = display_url(parse_db_url(url))
+    deadline = time.monotonic() + timeout_s
+    next_log = time.monotonic()
+    while True:
+        unreachable: StorageError | None = None
+        try:
+            versions = current(url)
+        except StorageError as exc:
+            unreachable = exc
+            state = str(exc)
+        else:
+            if versions.is_current:
+                return versions
+            if not versions.is_known:
+                raise StorageError(
+                    f"{shown} has schema revision {versions.revision}, which this mtlsearch does "
+                    f"not know (head {versions.head}): the database is newer than this package "
+                    "or not an mtlsearch database"
+                )
+            state = (
+                f"schema at {versions.revision}"
+                if versions.revision is not None
+                else "no mtlsearch schema yet"
+            )
+        now = time.monotonic()
+        if now >= deadline:
+            if unreachable is not None:
+                raise unreachable
+            hint = f" after {timeout_s:g} s" if timeout_s > 0 else ""
+            raise StorageError(
+                f"{shown}: {state}, not at head {head_revision()}{hint}; run `mtlsearch db "
+                "upgrade` (or start the server, which upgrades it)"
+            )
+        if now >= next_log:
+            logger.info(
+                "waiting for the schema of %s to reach head (%s; %.0f s left)",
+                shown,
+                state,
+                deadline - now,
+            )
+            next_log = now + log_every_s
+        time.sleep(min(poll_s, max(deadline - now, 0.0)))
 
 
 def _lock(connection: Connection) -> None:
@@ -183,5 +260,7 @@ __all__ = [
     "current",
     "head_revision",
     "include_object",
+    "is_known_revision",
     "upgrade",
+    "wait_for_schema",
 ]

@@ -80,7 +80,7 @@ def worker(
     current epoch finishes, the unfinished trial is given back, the worker exits 0.
     """
     from mtlsearch.worker import Worker, WorkerOptions
-    from storage import get_database
+    from storage import get_database, migrate
 
     settings = get_settings()
     url = db if db is not None else settings.db_url
@@ -107,6 +107,8 @@ def worker(
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        # Workers may start before the server (or `db upgrade`) has created the schema.
+        migrate.wait_for_schema(url, settings.schema_wait_s)
         database = get_database(url, settings.database_config())
         running = Worker(database, options, settings=settings)
 

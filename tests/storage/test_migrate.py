@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 
 import storage
 from mtlsearch.cli import app
-from storage import WorkerRepository, close_database, get_database
+from storage import StorageError, WorkerRepository, close_database, get_database
 from storage.migrate import (
     MIGRATIONS_DIR,
     VERSION_TABLE,
@@ -20,6 +22,7 @@ from storage.migrate import (
     head_revision,
     include_object,
     upgrade,
+    wait_for_schema,
 )
 from storage.models import Base, utcnow
 
@@ -142,3 +145,28 @@ def test_cli_bad_url_is_a_one_line_error() -> None:
     assert len(lines) == 1, result.output
     assert "mysql://u:***@h/db" in lines[0]
     assert "postgresql+psycopg://" in lines[0] and "sqlite:///" in lines[0]
+
+
+def test_wait_for_schema_returns_at_head(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    assert wait_for_schema(sqlite_url, 0).is_current
+
+
+def test_wait_for_schema_times_out_behind_head(sqlite_url: str) -> None:
+    upgrade(sqlite_url, "0001")
+    started = time.monotonic()
+    with pytest.raises(StorageError, match=r"schema at 0001, not at head .* after 0.3 s"):
+        wait_for_schema(sqlite_url, 0.3, poll_s=0.1)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_wait_for_schema_fails_at_once_on_an_unknown_revision(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'f00'"))
+    engine.dispose()
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="f00, which this mtlsearch does not know"):
+        wait_for_schema(sqlite_url, 60)
+    assert time.monotonic() - started < 10

@@ -1,0 +1,101 @@
+"""`mtlsearch worker` with timers: ``python benchmarks/_timed_worker.py worker --db URL ...``.
+
+Wraps `optuna.study.Study.ask` and ``tell``, the samplers' methods and the trainer's entry
+points (`mtl_core.batched.BatchedRun`, `mtl_core.trainer.train_trial`) with timers, runs the
+CLI, and at exit writes the timings as JSON to ``$MTLSEARCH_E2E_TIMINGS`` (for
+benchmarks/end_to_end.py). Nested calls (a sampler calling another) are counted once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import optuna  # noqa: E402
+
+import mtl_core.trainer  # noqa: E402
+from mtl_core.batched import BatchedRun  # noqa: E402
+
+_SAMPLER_METHODS = (
+    "infer_relative_search_space",
+    "sample_relative",
+    "sample_independent",
+    "before_trial",
+    "after_trial",
+)
+
+
+class Timings:
+    """Per-call seconds of ask and tell; total seconds in the sampler and in training."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, list[float]] = {"ask": [], "tell": []}
+        self.totals: dict[str, float] = {"sampler": 0.0, "train": 0.0}
+        self.depth = threading.local()
+
+    def wrap(self, key: str, fn: Callable[..., Any], *, per_call: bool) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            depth = getattr(self.depth, key, 0)
+            if depth:
+                return fn(*args, **kwargs)
+            setattr(self.depth, key, 1)
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                setattr(self.depth, key, 0)
+                with self.lock:
+                    if per_call:
+                        self.calls[key].append(elapsed)
+                    else:
+                        self.totals[key] += elapsed
+
+        return timed
+
+    def dump(self) -> None:
+        path = os.environ.get("MTLSEARCH_E2E_TIMINGS")
+        if path:
+            with self.lock:
+                Path(path).write_text(json.dumps({"calls": self.calls, "totals": self.totals}))
+
+
+def install(timings: Timings) -> None:
+    study_cls = optuna.study.Study
+    for name in ("ask", "tell"):
+        setattr(study_cls, name, timings.wrap(name, getattr(study_cls, name), per_call=True))
+    for name in dir(optuna.samplers):
+        cls = getattr(optuna.samplers, name)
+        if isinstance(cls, type) and issubclass(cls, optuna.samplers.BaseSampler):
+            for method in _SAMPLER_METHODS:
+                if method in cls.__dict__:
+                    wrapped = timings.wrap("sampler", cls.__dict__[method], per_call=False)
+                    setattr(cls, method, wrapped)
+    for method in ("__init__", "run_epoch", "finish_completed"):
+        wrapped = timings.wrap("train", getattr(BatchedRun, method), per_call=False)
+        setattr(BatchedRun, method, wrapped)
+    mtl_core.trainer.train_trial = timings.wrap(
+        "train", mtl_core.trainer.train_trial, per_call=False
+    )
+
+
+if __name__ == "__main__":
+    timings = Timings()
+    install(timings)
+    atexit.register(timings.dump)
+    from mtlsearch.cli import app
+
+    app(prog_name="mtlsearch")

@@ -1,0 +1,312 @@
+"""End to end: a study submitted over REST and trained by one worker process, next to the
+trainer alone on the same trials.
+
+For each experiment and database (a SQLite file; a fresh PostgreSQL database, dropped after):
+
+  service: the real API server (`mtlsearch serve` via uvicorn, on a free port) and one
+      `mtlsearch worker --batch K` process (run through benchmarks/_timed_worker.py, which
+      times Optuna's ask and tell, the sampler and training inside the worker). The wall time
+      runs from the submit request to the study's status ``completed`` (the worker has
+      registered before the submit, so its start-up is outside; its first data load is in).
+  trainer: the same number of trials, K at a time, with `mtl_core.batched.train_batch` in
+      this process (same experiment, epochs, training samples and K; weights drawn
+      log-uniform as the study's fixed-weight search does).
+
+Reported: trials/hour of both and their ratio (service / trainer); the worker's busy fraction
+(its own time inside `BatchedRun` or `train_trial` / wall); p50 and p99 of ``study.ask()`` and
+``study.tell()`` as the worker called them; the sampler's share of the wall time (its methods'
+time inside the worker; this overlaps training, as tell runs on the worker's finisher thread).
+The table goes to docs/benchmarks.md under "## End to end (service)". Usage (repository root):
+
+    .venv/bin/python benchmarks/end_to_end.py --experiments adult multi_mnist \\
+        --databases sqlite postgres --trials 1000 10000 --batch 16 --epochs 1 \\
+        --max-train-samples 512 --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+from _report import write_section  # noqa: E402
+
+from mtl_core.batched import train_batch  # noqa: E402
+from mtl_core.config import TrialConfig  # noqa: E402
+from mtl_core.experiments import get_experiment  # noqa: E402
+from mtl_core.trainer import prepare_data  # noqa: E402
+from mtlsearch.client import Client  # noqa: E402
+from storage.testing import temporary_postgres_database  # noqa: E402
+from tests.utils.server import start_server  # noqa: E402
+
+logger = logging.getLogger("end_to_end")
+
+TIMED_WORKER = REPO_ROOT / "benchmarks" / "_timed_worker.py"
+WEIGHT_RANGE = (0.1, 10.0)
+DATABASES = {"sqlite": "SQLite file", "postgres": "PostgreSQL (local)"}
+
+
+@dataclass
+class Row:
+    experiment: str
+    database: str
+    trials: int
+    complete: int
+    service_wall_s: float
+    trainer_wall_s: float
+    busy_s: float
+    sampler_s: float
+    ask: list[float]
+    tell: list[float]
+
+    @property
+    def service_per_hour(self) -> float:
+        return self.trials / self.service_wall_s * 3600
+
+    @property
+    def trainer_per_hour(self) -> float:
+        return self.trials / self.trainer_wall_s * 3600
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+@contextmanager
+def sqlite_db() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="end-to-end-") as tmp:
+        yield f"sqlite:///{Path(tmp) / 'bench.db'}"
+
+
+def database(kind: str) -> AbstractContextManager[str]:
+    if kind == "sqlite":
+        return sqlite_db()
+    return temporary_postgres_database("mtl_e2e")
+
+
+def spec_for(experiment: str, trials: int, epochs: int, max_train: int | None) -> dict[str, Any]:
+    space: dict[str, Any] = {"epochs": epochs}
+    if max_train is not None:
+        space["max_train_samples"] = max_train
+    return {
+        "name": f"e2e-{experiment}-{trials}",
+        "experiment": experiment,
+        "n_trials": trials,
+        "seed": 0,
+        "sampler": "tpe",
+        "pruner": "none",
+        "objective": {"kind": "weighted_mean"},  # no baselines to train first
+        "search_space": space,
+    }
+
+
+def worker_env(db_url: str, data_dir: Path, timings: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTLSEARCH_")}
+    env.update(
+        MTLSEARCH_DB_URL=db_url,
+        MTLSEARCH_DATA_DIR=str(data_dir),
+        MTLSEARCH_E2E_TIMINGS=str(timings),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
+    )
+    return env
+
+
+def run_service(
+    db_url: str, spec: dict[str, Any], k: int, data_dir: Path, tmp: Path
+) -> tuple[float, int, dict[str, Any]]:
+    """Submit `spec`, let one worker train it; return wall seconds, trials complete, timings."""
+    timings_path = tmp / "timings.json"
+    log = tmp / "worker.log"
+    with start_server(db_url) as base, Client(base) as client, log.open("wb") as out:
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, str(TIMED_WORKER), "worker", "--db", db_url),
+                *("--batch", str(k), "--idle-exit", "3", "--data-dir", str(data_dir)),
+            ],
+            cwd=tmp,
+            env=worker_env(db_url, data_dir, timings_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not client.workers():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker did not register; log:\n{log.read_text()}")
+                time.sleep(0.1)
+            started = time.perf_counter()
+            study = client.submit(spec)
+            done = client.wait(study["id"], poll_s=0.2)
+            wall = time.perf_counter() - started
+            if worker.wait(timeout=120) != 0:
+                raise RuntimeError(f"worker exited {worker.returncode}; log:\n{log.read_text()}")
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    if done["status"] != "completed":
+        raise RuntimeError(f"study ended {done['status']}; log tail:\n{log.read_text()[-3000:]}")
+    return wall, int(done["trials"]["complete"]), json.loads(timings_path.read_text())
+
+
+def run_trainer(
+    experiment: str, trials: int, k: int, epochs: int, max_train: int | None, data_dir: Path
+) -> tuple[float, float]:
+    """Seconds to load the data, and to train `trials` fixed-weight trials K at a time with
+    `train_batch`."""
+    exp = get_experiment(experiment)
+    rng = random.Random(0)
+    lo, hi = math.log(WEIGHT_RANGE[0]), math.log(WEIGHT_RANGE[1])
+    started = time.perf_counter()
+    data = prepare_data(exp, data_dir, torch.device("cpu"), max_train)
+    load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for first in range(0, trials, k):
+        configs = [
+            TrialConfig(
+                experiment=experiment,
+                weights={
+                    t: 1.0 if i == 0 else math.exp(rng.uniform(lo, hi))
+                    for i, t in enumerate(exp.task_names)
+                },
+                seed=n,
+                epochs=epochs,
+                max_train_samples=max_train,
+            )
+            for n in range(first, min(first + k, trials))
+        ]
+        train_batch(configs, data=data)
+    return load_s, time.perf_counter() - started
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| experiment | database | trials | service trials/h | trainer trials/h | "
+        "service / trainer | worker busy | ask p50 / p99 (ms) | tell p50 / p99 (ms) | "
+        "sampler share |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.experiment} | {DATABASES[r.database]} | {r.trials:,} | "
+            f"{r.service_per_hour:,.0f} | {r.trainer_per_hour:,.0f} | "
+            f"{r.service_per_hour / r.trainer_per_hour:.2f} | "
+            f"{r.busy_s / r.service_wall_s:.0%} | "
+            f"{ms(percentile(r.ask, 0.5))} / {ms(percentile(r.ask, 0.99))} | "
+            f"{ms(percentile(r.tell, 0.5))} / {ms(percentile(r.tell, 0.99))} | "
+            f"{r.sampler_s / r.service_wall_s:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", nargs="+", default=["adult", "multi_mnist"])
+    parser.add_argument("--databases", nargs="+", choices=list(DATABASES), default=list(DATABASES))
+    parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--batch", type=int, default=16, help="K trials per pass")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-train-samples", type=int, default=512)
+    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--note", default="", help="a line of context added under the table")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.epochs < 1 or any(t < 1 for t in args.trials):
+        parser.error("--batch, --epochs and --trials must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    data_dir = args.data_dir.resolve()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    rows: list[Row] = []
+    loads: dict[str, float] = {}
+    for experiment in args.experiments:
+        for trials in args.trials:
+            for kind in args.databases:
+                # The trainer runs next to each service run: on a shared machine the load
+                # changes between runs, and each ratio compares neighbours.
+                logger.info("%s, %d trials: trainer alone (K=%d)", experiment, trials, args.batch)
+                load_s, trainer_wall = run_trainer(
+                    experiment, trials, args.batch, args.epochs, args.max_train_samples, data_dir
+                )
+                loads.setdefault(experiment, load_s)
+                logger.info("  trainer: %.1f s (data loaded in %.1f s)", trainer_wall, load_s)
+                logger.info("%s, %d trials: service on %s", experiment, trials, DATABASES[kind])
+                spec = spec_for(experiment, trials, args.epochs, args.max_train_samples)
+                with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
+                    wall, complete, timings = run_service(
+                        url, spec, args.batch, data_dir, Path(tmp)
+                    )
+                row = Row(
+                    experiment,
+                    kind,
+                    trials,
+                    complete,
+                    wall,
+                    trainer_wall,
+                    timings["totals"]["train"],
+                    timings["totals"]["sampler"],
+                    timings["calls"]["ask"],
+                    timings["calls"]["tell"],
+                )
+                rows.append(row)
+                logger.info(
+                    "  service: %.1f s, %d complete (%.2f of the trainer's rate)",
+                    wall,
+                    complete,
+                    row.service_per_hour / row.trainer_per_hour,
+                )
+    body = (
+        f"One worker (`--batch {args.batch}`, CPU) and the API server on one machine; "
+        f"{args.epochs} epoch(s), {args.max_train_samples} training samples per trial, TPE "
+        "sampler, fixed weights searched, no pruner, `weighted_mean` objective. Service: "
+        "submit over REST → study `completed`. Trainer: `train_batch` in one process, same "
+        "trials, K and data, run just before each service run. Worker busy: the worker's own "
+        "time inside training (`BatchedRun`) / wall. Ask / tell: `study.ask()` / "
+        "`study.tell()` timed inside the worker, every call. Sampler share: the sampler's "
+        "methods' time inside the worker / wall (tell, and so the sampler's `after_trial`, "
+        "runs on the finisher thread, beside training). The trainer's time leaves out its "
+        "data load; the service's wall holds the worker's one load of the data set (in this "
+        "process: "
+        + ", ".join(f"{name} {s:.1f} s" for name, s in loads.items())
+        + ").\n\n"
+        + table(rows)
+    )
+    if args.note:
+        body += f"\n\n{args.note}"
+    print(body)
+    if not args.no_write:
+        write_section("End to end (service)", body)
+    for r in rows:
+        if r.complete != r.trials:
+            logger.warning(
+                "%s on %s: %d of %d trials complete", r.experiment, r.database, r.complete, r.trials
+            )
+
+
+if __name__ == "__main__":
+    main()
