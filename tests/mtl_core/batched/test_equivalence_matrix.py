@@ -4,11 +4,9 @@ for the others."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 from mtl_core.architectures import ARCHITECTURES
 from mtl_core.batched import can_batch_together, train_batch
@@ -26,14 +24,6 @@ SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
     "pretrain": {"task": "regression"},
 }
 GRADIENT = {name for name in STRATEGIES.names() if STRATEGIES.get(name).uses_task_gradients}
-
-
-@pytest.fixture(autouse=True)
-def deterministic() -> Iterator[None]:
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(before)
 
 
 def _config(**kwargs: Any) -> TrialConfig:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import ClassVar
 
-import pytest
 import torch
 from torch import nn
 
@@ -47,14 +45,6 @@ class SyntheticBatchNorm(Synthetic):
 
 if SyntheticBatchNorm.name not in EXPERIMENTS:
     register_experiment(SyntheticBatchNorm)
-
-
-@pytest.fixture(autouse=True)
-def deterministic() -> Iterator[None]:
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(before)
 
 
 def test_vmapped_forward_updates_each_trials_running_stats() -> None:

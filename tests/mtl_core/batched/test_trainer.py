@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from mtl_core.batched import (
     BatchedRun,
@@ -19,14 +16,6 @@ from mtl_core.errors import ConfigError, TrialStopped
 from mtl_core.results import EpochReport
 from mtl_core.trainer import train_trial
 from tests.mtl_core.batched._helpers import assert_same_result
-
-
-@pytest.fixture(autouse=True)
-def deterministic() -> Iterator[None]:
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(before)
 
 
 def _config(**kwargs: object) -> TrialConfig:

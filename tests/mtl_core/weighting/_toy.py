@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mtl_core.context import TaskContext
 from mtl_core.weighting import (
+    LossWeighting,
     StepInputs,
     WeightingStrategy,
     build_strategy,
@@ -60,6 +61,17 @@ def step_inputs(
 def leaf_losses(values: Sequence[float]) -> Tensor:
     """A ``[1, T]`` leaf of losses: its ``.grad`` after a backward is ∂objective/∂L_t."""
     return torch.tensor([list(values)], requires_grad=True)
+
+
+def loss_step(
+    strategy: WeightingStrategy[Any], losses: Sequence[float], scale: Sequence[float] | None = None
+) -> tuple[Tensor, Tensor]:
+    """One step of a loss-based strategy at K = 1: (weights ``[T]``, ∂objective/∂losses)."""
+    assert isinstance(strategy, LossWeighting)
+    leaf = leaf_losses(losses)
+    objective, weights = strategy.objective(step_inputs(leaf, scale))
+    (grad,) = torch.autograd.grad(objective.sum(), [leaf])
+    return weights[0], grad[0]
 
 
 def linear_problem(

@@ -6,9 +6,14 @@ from functools import partial
 from typing import Any
 
 from mtlsearch.search.spec import StudySpec
+from mtlsearch.settings import Settings
+from mtlsearch.worker import Worker, WorkerOptions
 from service.services.studies import create_study
 from storage import Database, StudyInfo, StudyRepository
 from tests.utils.specs import quick_spec
+
+#: Short heartbeats and grace so that stale trials show within a test.
+SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
 
 #: `quick_spec` with fewer samples: these tests train many trials in process.
 synthetic_spec = partial(quick_spec, max_train_samples=200)
@@ -19,3 +24,10 @@ def submit(database: Database, spec: dict[str, Any]) -> StudyInfo:
     public = create_study(database, StudySpec.model_validate(spec))
     with database.session() as session:
         return StudyRepository(session).get(public.id)
+
+
+def make_worker(database: Database, **options: object) -> Worker:
+    """An in-process worker on ``database`` that exits once idle (options override)."""
+    defaults: dict[str, object] = {"idle_exit_s": 0.0, "heartbeat_s": 1.0}
+    defaults.update(options)
+    return Worker(database, WorkerOptions(**defaults), settings=SETTINGS)  # type: ignore[arg-type]

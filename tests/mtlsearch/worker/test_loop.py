@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import optuna
 import pytest
@@ -13,7 +13,6 @@ from optuna.trial import TrialState
 from mtl_core.experiments import get_experiment
 from mtlsearch.search.space import suggest_trial_config
 from mtlsearch.search.spec import StudySpec
-from mtlsearch.settings import Settings
 from mtlsearch.worker import (
     CANCELLED_REASON,
     STALE_REASON,
@@ -33,22 +32,7 @@ from storage import (
     WorkerRepository,
     WorkerStatus,
 )
-from tests.mtlsearch.worker.helpers import submit, synthetic_spec
-from tests.utils.databases import migrated_database
-
-SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
-
-
-@pytest.fixture
-def database(sqlite_url: str) -> Iterator[Database]:
-    with migrated_database(sqlite_url, SETTINGS) as database:
-        yield database
-
-
-def make_worker(database: Database, **options: object) -> Worker:
-    defaults: dict[str, object] = {"idle_exit_s": 0.0, "heartbeat_s": 1.0}
-    defaults.update(options)
-    return Worker(database, WorkerOptions(**defaults), settings=SETTINGS)  # type: ignore[arg-type]
+from tests.mtlsearch.worker.helpers import make_worker, submit, synthetic_spec
 
 
 def load(database: Database, info: StudyInfo) -> optuna.Study:

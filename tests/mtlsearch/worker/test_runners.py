@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,28 +14,12 @@ import mtl_core.batched
 from mtl_core.batched import BatchedRun, SlotReport
 from mtl_core.config import TrialConfig
 from mtl_core.experiments import get_experiment
-from mtlsearch.settings import Settings
-from mtlsearch.worker import Worker, WorkerOptions
 from mtlsearch.worker.runners import BatchedRunner, Job
 from storage import Database, StudyInfo, StudyRepository, StudyStatus
-from tests.mtlsearch.worker.helpers import submit, synthetic_spec
-from tests.utils.databases import migrated_database
+from tests.mtlsearch.worker.helpers import make_worker, submit, synthetic_spec
 
-SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
 #: One learning rate that diverges in the first epoch, one that trains.
 DIVERGING_LR, HEALTHY_LR = 1e12, 3e-3
-
-
-@pytest.fixture
-def database(sqlite_url: str) -> Iterator[Database]:
-    with migrated_database(sqlite_url, SETTINGS) as database:
-        yield database
-
-
-def make_worker(database: Database, **options: object) -> Worker:
-    defaults: dict[str, object] = {"idle_exit_s": 0.0, "heartbeat_s": 1.0}
-    defaults.update(options)
-    return Worker(database, WorkerOptions(**defaults), settings=SETTINGS)  # type: ignore[arg-type]
 
 
 def trials_of(database: Database, info: StudyInfo) -> list[optuna.trial.FrozenTrial]:
