@@ -82,8 +82,6 @@ class MultiTaskLoss(nn.Module):
             "fixed_weights",
             torch.tensor([float(weights.get(t, 1.0)) for t in self.task_names], device=self.device),
         )
-        self._step = 0
-        self._epoch = 0
 
     def _stack(self, losses: Mapping[str, Tensor] | Sequence[Tensor]) -> Tensor:
         if isinstance(losses, Mapping):
@@ -120,7 +118,6 @@ class MultiTaskLoss(nn.Module):
         with torch.no_grad():
             for p, g in zip(tensors, [*shared_grads, *task_grads, *strategy_grads], strict=True):
                 p.grad = g.detach().clone() if p.grad is None else p.grad + g
-        self._step += 1
         return dict(zip(self.task_names, weights[0].tolist(), strict=True))
 
     def epoch_end(self, mean_losses: Mapping[str, float] | Sequence[float]) -> None:
@@ -134,7 +131,6 @@ class MultiTaskLoss(nn.Module):
             torch.ones(1, dtype=torch.bool, device=self.device),
             torch.tensor([values], device=self.device),
         )
-        self._epoch += 1
 
 
 def build_loss_from_best(

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
-from torch.utils._pytree import tree_map
 
 from mtl_core.architectures import MultiTaskModel
 
@@ -223,8 +222,9 @@ def unsqueezed_state(model: nn.Module) -> tuple[Params, Params]:
     return params, buffers
 
 
-def _unsqueeze(value: Any) -> Any:
-    return tree_map(lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t, value)
+def _unsqueeze(values: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """A trial's outputs with the leading trial dimension K = 1."""
+    return tuple(t.unsqueeze(0) for t in values)
 
 
 def write_slot(stacked: Params, index: int, single: Params) -> None:

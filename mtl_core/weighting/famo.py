@@ -61,11 +61,11 @@ class FAMO(LossWeighting[FAMOConfig]):
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         super().__init__(num_slots, num_tasks, device)
         self.eps = self._per_slot(1e-8)
-        self.lr = self._per_slot(0.025)
-        self.weight_decay = self._per_slot(1e-3)
         self.logits = self._zeros()
         # ξ's own Adam, per slot (the trials' optimizer's arithmetic, its own state).
-        self._optimizer = StackedOptimizer("adam", [self.logits], self.lr, self.weight_decay)
+        self._optimizer = StackedOptimizer(
+            "adam", [self.logits], lr=self._per_slot(0.025), weight_decay=self._per_slot(1e-3)
+        )
         self.prev_log_losses = self._zeros()
         self.prev_active = self._zeros(torch.bool)
         self.has_prev = torch.zeros(num_slots, device=device, dtype=torch.bool)
