@@ -22,7 +22,7 @@ from storage.database import (
     parse_db_url,
 )
 from storage.errors import NotFoundError, StorageError, StudyExistsError
-from storage.models import StudyStatus, WorkerStatus
+from storage.models import StudyStatus, TrialState, WorkerStatus
 from storage.repositories import (
     ArtifactInfo,
     ArtifactRepository,
@@ -30,6 +30,8 @@ from storage.repositories import (
     BaselineRepository,
     StudyInfo,
     StudyRepository,
+    TrialRepository,
+    TrialRow,
     WorkerInfo,
     WorkerRepository,
 )
@@ -47,6 +49,9 @@ __all__ = [
     "StudyInfo",
     "StudyRepository",
     "StudyStatus",
+    "TrialRepository",
+    "TrialRow",
+    "TrialState",
     "WorkerInfo",
     "WorkerRepository",
     "WorkerStatus",

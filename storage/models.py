@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Constraint names are spelled out so that a migration can name the constraint it alters on
@@ -56,6 +58,21 @@ class StudyStatus(StrEnum):
     def is_terminal(self) -> bool:
         """True for the states a study never leaves on its own."""
         return self is not StudyStatus.RUNNING
+
+
+class TrialState(StrEnum):
+    """Where one trial of ``mtl_trials`` is: a budget slot taken, training, or finished."""
+
+    RESERVED = "reserved"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAIL = "fail"
+
+    @property
+    def is_finished(self) -> bool:
+        """True for the states a trial never leaves."""
+        return self not in (TrialState.RESERVED, TrialState.RUNNING)
 
 
 class WorkerStatus(StrEnum):
@@ -177,6 +194,47 @@ class ArtifactRecord(Base):
     created_at: Mapped[datetime]
 
 
+class TrialRecord(Base):
+    """One trial of a study, from the budget slot a worker reserved to its outcome.
+
+    ``number`` and ``optuna_trial_id`` are Optuna's, NULL while the slot is only reserved;
+    ``value`` repeats the first objective so SQL can take a study's min or max. ``retry_of``
+    is the number of the trial this one re-runs; ``retried`` says a retry of this one was
+    queued.
+    """
+
+    __tablename__ = "mtl_trials"
+    __table_args__ = (
+        CheckConstraint(_in_list("state", TrialState), name="state"),
+        UniqueConstraint("study_id", "number", name="uq_mtl_trials_study_number"),
+        Index("ix_mtl_trials_study_id_state", "study_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[str] = mapped_column(
+        String(12), ForeignKey("mtl_studies.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int | None] = mapped_column(Integer)
+    optuna_trial_id: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    weights_normalised: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    values: Mapped[list[float] | None] = mapped_column(JSON)
+    value: Mapped[float | None] = mapped_column(Float)
+    val_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    strategy_weights: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    epochs_run: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    retry_of: Mapped[int | None] = mapped_column(Integer)
+    retried: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    reserved_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
 class BaselineRecord(Base):
     """Single-task baseline metrics of an experiment, keyed by a hash of their training config."""
 
@@ -194,6 +252,8 @@ __all__ = [
     "BaselineRecord",
     "StudyRecord",
     "StudyStatus",
+    "TrialRecord",
+    "TrialState",
     "UTCDateTime",
     "WorkerRecord",
     "WorkerStatus",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from storage.repositories.artifacts import ArtifactInfo, ArtifactRepository
 from storage.repositories.baselines import BaselineInfo, BaselineRepository
 from storage.repositories.studies import StudyInfo, StudyRepository
+from storage.repositories.trials import LostTrial, TrialRepository, TrialRow
 from storage.repositories.workers import WorkerInfo, WorkerRepository
 
 __all__ = [
@@ -16,8 +17,11 @@ __all__ = [
     "ArtifactRepository",
     "BaselineInfo",
     "BaselineRepository",
+    "LostTrial",
     "StudyInfo",
     "StudyRepository",
+    "TrialRepository",
+    "TrialRow",
     "WorkerInfo",
     "WorkerRepository",
 ]

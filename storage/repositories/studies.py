@@ -22,6 +22,7 @@ from storage.models import (
     utcnow,
 )
 from storage.repositories._common import parse_enum, require_json, rowcount
+from storage.repositories.trials import TrialRepository, take_slot
 
 MAX_PAGE = 1000
 
@@ -263,13 +264,14 @@ class StudyRepository:
         return False
 
     def delete(self, study_id: str) -> None:
-        """Delete a study and its artifacts (the caller deletes the Optuna study).
+        """Delete a study, its artifacts and its trial rows (the caller deletes the Optuna study).
 
         Raises:
             NotFoundError: naming the id.
         """
-        # Artifacts go explicitly too: the FK cascades on PostgreSQL, but on SQLite only on
-        # connections that enabled foreign keys.
+        # Artifacts and trials go explicitly too: the FK cascades on PostgreSQL, but on SQLite
+        # only on connections that enabled foreign keys.
+        TrialRepository(self._session).delete_study(study_id)
         self._session.execute(
             delete(ArtifactRecord)
             .where(ArtifactRecord.study_id == study_id)
@@ -286,25 +288,14 @@ class StudyRepository:
     def reserve_trial(self, study_id: str) -> bool:
         """Take one slot of the trial budget, atomically across all workers.
 
-        One conditional UPDATE: it succeeds only while the study is running and fewer than
-        ``n_trials`` slots are taken, so many workers together start exactly ``n_trials``.
+        The slot alone, with no ``mtl_trials`` row; `TrialRepository.reserve` takes the same
+        slot and records the row with it.
 
         Returns:
             True if a slot was taken; False if the budget is spent, the study is not running,
             or it does not exist.
         """
-        statement = (
-            update(StudyRecord)
-            .where(
-                StudyRecord.id == study_id,
-                StudyRecord.status == StudyStatus.RUNNING.value,
-                (StudyRecord.n_trials.is_(None))
-                | (StudyRecord.trials_reserved < StudyRecord.n_trials),
-            )
-            .values(trials_reserved=StudyRecord.trials_reserved + 1)
-            .execution_options(synchronize_session=False)
-        )
-        return rowcount(self._session, statement) == 1
+        return take_slot(self._session, study_id)
 
     def release_trial(self, study_id: str) -> bool:
         """Give a slot back (a trial that failed and will be run again). Never goes below 0.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
@@ -18,6 +19,7 @@ from storage import StorageError, WorkerRepository, close_database, get_database
 from storage.migrate import (
     MIGRATIONS_DIR,
     VERSION_TABLE,
+    alembic_config,
     current,
     head_revision,
     include_object,
@@ -26,7 +28,14 @@ from storage.migrate import (
 )
 from storage.models import Base, utcnow
 
-OUR_TABLES = {"mtl_studies", "mtl_workers", "mtl_artifacts", "mtl_baselines", VERSION_TABLE}
+OUR_TABLES = {
+    "mtl_studies",
+    "mtl_workers",
+    "mtl_artifacts",
+    "mtl_baselines",
+    "mtl_trials",
+    VERSION_TABLE,
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -116,11 +125,28 @@ def test_upgrade_from_0001_keeps_a_worker_row(db_url: str) -> None:
     assert (worker.experiments, worker.batch_size) == ((), None)
 
 
+def test_0003_adds_trials_and_downgrades_cleanly(db_url: str) -> None:
+    assert upgrade(db_url, "0002") == "0002"
+    assert "mtl_trials" not in _tables(db_url)
+    assert upgrade(db_url) == head_revision()
+    engine = create_engine(db_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("mtl_trials")}
+        indexes = {i["name"] for i in inspect(engine).get_indexes("mtl_trials")}
+    finally:
+        engine.dispose()
+    assert {"study_id", "number", "state", "value", "retry_of", "retried"} <= columns
+    assert {"ix_mtl_trials_study_id", "ix_mtl_trials_study_id_state"} <= indexes
+    command.downgrade(alembic_config(db_url), "0002")
+    assert "mtl_trials" not in _tables(db_url)
+
+
 def test_migration_files_are_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0002_worker_capabilities.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0003_trials.py").is_file()
     assert MIGRATIONS_DIR.parent == Path(storage.__file__ or "").parent
 
 

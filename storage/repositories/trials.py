@@ -1,0 +1,535 @@
+"""Trials: one row per budget slot, from its reservation to its outcome; budget rules in SQL.
+
+A worker reserves a slot (`TrialRepository.reserve`), asks Optuna for the trial and records it
+(`start`), and records the outcome (`finish`). Every transition is one conditional UPDATE, so
+two processes racing on a row (a worker finishing, a peer failing it as lost) never both win.
+The study's ``trials_reserved`` counter moves in the same transaction as the row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, null, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from storage.errors import NotFoundError, StorageError
+from storage.models import (
+    StudyRecord,
+    StudyStatus,
+    TrialRecord,
+    TrialState,
+    WorkerRecord,
+    WorkerStatus,
+    utcnow,
+)
+from storage.repositories._common import require_json, rowcount
+
+#: The reason stored on a trial whose worker stopped heart-beating.
+LOST_REASON = "worker lost: no heartbeat within the grace period"
+#: The artifact kind `TrialRepository.complete_if_done` stores the best record under.
+BEST_ARTIFACT = "best"
+#: Trial states as the API names them ('reserved' rows count as 'running').
+API_STATES = ("running", "waiting", "complete", "pruned", "fail")
+
+_ACTIVE = (TrialState.RESERVED.value, TrialState.RUNNING.value)
+_DONE = (TrialState.COMPLETE.value, TrialState.PRUNED.value)
+_FINISHED = (TrialState.COMPLETE.value, TrialState.PRUNED.value, TrialState.FAIL.value)
+
+
+class TrialStateError(StorageError):
+    """A trial is not in the state an operation needs (e.g. started after it was failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRow:
+    """One row of ``mtl_trials`` (a snapshot)."""
+
+    id: int
+    study_id: str
+    number: int | None
+    optuna_trial_id: int | None
+    state: TrialState
+    worker_id: str | None
+    params: dict[str, Any] | None
+    config: dict[str, Any] | None
+    weights_normalised: dict[str, Any] | None
+    values: list[float] | None
+    value: float | None
+    val_metrics: dict[str, Any] | None
+    test_metrics: dict[str, Any] | None
+    strategy_weights: dict[str, Any] | None
+    epochs_run: int | None
+    reason: str | None
+    retry_of: int | None
+    retried: bool
+    reserved_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish, None unless both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class LostTrial:
+    """A trial `TrialRepository.claim_lost` failed: tell Optuna FAIL, re-run it if `retry`."""
+
+    row_id: int
+    number: int | None
+    optuna_trial_id: int | None
+    params: dict[str, Any] | None
+    retry: bool
+
+
+_COLUMNS = [getattr(TrialRecord, f.name) for f in fields(TrialRow)]
+
+
+def _row(values: Sequence[Any]) -> TrialRow:
+    data = dict(zip((f.name for f in fields(TrialRow)), values, strict=True))
+    data["state"] = TrialState(data["state"])
+    data["retried"] = bool(data["retried"])
+    return TrialRow(**data)
+
+
+def _api_states(states: Collection[str] | None) -> list[str] | None:
+    """Our states for API state names ('running' includes 'reserved'; 'waiting' has no row)."""
+    if not states:
+        return None
+    result: list[str] = []
+    for name in states:
+        if name not in API_STATES and name not in TrialState.__members__.values():
+            raise ValueError(f"trial state must be one of {', '.join(API_STATES)}, got {name!r}")
+        if name == "running":
+            result.extend(_ACTIVE)
+        elif name != "waiting":
+            result.append(name)
+    return result
+
+
+def take_slot(session: Session, study_id: str) -> bool:
+    """Take one slot of the study's trial budget, atomically across all workers.
+
+    One conditional UPDATE: it succeeds only while the study is running and fewer than
+    ``n_trials`` slots are taken, so many workers together start exactly ``n_trials``.
+    """
+    statement = (
+        update(StudyRecord)
+        .where(
+            StudyRecord.id == study_id,
+            StudyRecord.status == StudyStatus.RUNNING.value,
+            (StudyRecord.n_trials.is_(None)) | (StudyRecord.trials_reserved < StudyRecord.n_trials),
+        )
+        .values(trials_reserved=StudyRecord.trials_reserved + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(session, statement) == 1
+
+
+def _release(study_id: Any) -> Any:
+    """The UPDATE giving one slot of `study_id` back, never below 0."""
+    return (
+        update(StudyRecord)
+        .where(StudyRecord.id == study_id, StudyRecord.trials_reserved > 0)
+        .values(trials_reserved=StudyRecord.trials_reserved - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class TrialRepository:
+    """Reads and writes ``mtl_trials`` inside the caller's session (the caller commits).
+
+    Args:
+        session: from `Database.session()`.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    # --- the trial's life ---------------------------------------------------------------------
+
+    def reserve(self, study_id: str, worker_id: str | None) -> int | None:
+        """Take one slot of the study's budget and add a 'reserved' row for it.
+
+        One conditional UPDATE takes the slot only while the study is running and fewer than
+        ``n_trials`` are taken, so many workers together start exactly ``n_trials``.
+
+        Returns:
+            The new row's id; None when the budget is spent, the study is not running or gone.
+        """
+        if not take_slot(self._session, study_id):
+            return None
+        record = TrialRecord(
+            study_id=study_id,
+            state=TrialState.RESERVED.value,
+            worker_id=worker_id,
+            retried=False,
+            reserved_at=utcnow(),
+        )
+        self._session.add(record)
+        self._session.flush()
+        return record.id
+
+    def start(
+        self,
+        row_id: int,
+        *,
+        number: int,
+        optuna_trial_id: int,
+        params: dict[str, Any],
+        config: dict[str, Any] | None,
+        weights_normalised: dict[str, Any] | None,
+        retry_of: int | None = None,
+    ) -> None:
+        """Record the Optuna trial a reserved slot became: reserved -> running.
+
+        Raises:
+            NotFoundError: no row `row_id`.
+            TrialStateError: the row is no longer reserved (e.g. it was failed as lost).
+        """
+        for field, value in (("params", params), ("config", config)):
+            require_json(field, value)
+        require_json("weights_normalised", weights_normalised)
+        statement = (
+            update(TrialRecord)
+            .where(TrialRecord.id == row_id, TrialRecord.state == TrialState.RESERVED.value)
+            .values(
+                state=TrialState.RUNNING.value,
+                number=number,
+                optuna_trial_id=optuna_trial_id,
+                params=params,
+                config=config,
+                weights_normalised=weights_normalised,
+                retry_of=retry_of,
+                started_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(self._session, statement):
+            return
+        state = self._session.scalar(select(TrialRecord.state).where(TrialRecord.id == row_id))
+        if state is None:
+            raise NotFoundError(f"no trial row with id {row_id}")
+        raise TrialStateError(f"trial row {row_id} is {state}, not reserved; it cannot start")
+
+    def finish(
+        self,
+        row_id: int,
+        *,
+        state: str,
+        values: list[float] | None = None,
+        reason: str | None = None,
+        config: dict[str, Any] | None = None,
+        weights_normalised: dict[str, Any] | None = None,
+        val_metrics: dict[str, Any] | None = None,
+        test_metrics: dict[str, Any] | None = None,
+        strategy_weights: dict[str, Any] | None = None,
+        epochs_run: int | None = None,
+    ) -> bool:
+        """Record a trial's outcome, if nobody finished it first (one conditional UPDATE).
+
+        A 'fail' gives its budget slot back in the same transaction (the trial will be run
+        again). Fields left None keep what `start` stored.
+
+        Returns:
+            True if this call finished the row; False if it was already finished (e.g. failed
+            as lost by a peer) or does not exist.
+        """
+        final = TrialState(state)
+        if not final.is_finished:
+            raise ValueError(f"finish needs complete, pruned or fail, got {state!r}")
+        if values is not None:
+            values = [float(v) for v in values]
+        optional = {
+            "config": config,
+            "weights_normalised": weights_normalised,
+            "val_metrics": val_metrics,
+            "test_metrics": test_metrics,
+            "strategy_weights": strategy_weights,
+            "epochs_run": epochs_run,
+        }
+        changes: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
+        for field, value in changes.items():
+            require_json(field, value)
+        first = values[0] if values else None
+        statement = (
+            update(TrialRecord)
+            .where(TrialRecord.id == row_id, TrialRecord.state.in_(_ACTIVE))
+            .values(
+                state=final.value,
+                values=values,
+                # NaN and inf are no candidates for the SQL min/max of the best value.
+                value=first if first is not None and math.isfinite(first) else None,
+                reason=reason,
+                finished_at=utcnow(),
+                **changes,
+            )
+            .returning(TrialRecord.study_id)
+            .execution_options(synchronize_session=False)
+        )
+        study_id = self._session.execute(statement).scalar_one_or_none()
+        if study_id is None:
+            return False
+        if final is TrialState.FAIL:
+            self._session.execute(_release(study_id))
+        return True
+
+    def claim_lost(
+        self, study_id: str, *, grace_s: float, now: datetime | None = None
+    ) -> list[LostTrial]:
+        """Fail the study's unfinished rows whose worker is dead, giving their slots back.
+
+        A worker is dead when its ``mtl_workers`` row is missing, says 'stopped', or last beat
+        more than `grace_s` ago; a row with no worker is lost once reserved that long. A
+        running row that is no retry itself is marked ``retried`` (its retry is queued by the
+        caller); each row is claimed by one conditional UPDATE, so of several callers only one
+        gets it.
+
+        Returns:
+            The rows this call claimed.
+        """
+        cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
+        alive = exists().where(
+            WorkerRecord.id == TrialRecord.worker_id,
+            WorkerRecord.status != WorkerStatus.STOPPED.value,
+            WorkerRecord.last_heartbeat >= cutoff,
+        )
+        candidates = self._session.execute(
+            select(
+                TrialRecord.id,
+                TrialRecord.state,
+                TrialRecord.number,
+                TrialRecord.optuna_trial_id,
+                TrialRecord.params,
+                TrialRecord.retry_of,
+            )
+            .where(
+                TrialRecord.study_id == study_id,
+                TrialRecord.state.in_(_ACTIVE),
+                or_(
+                    and_(TrialRecord.worker_id.is_(None), TrialRecord.reserved_at < cutoff),
+                    and_(TrialRecord.worker_id.is_not(None), ~alive),
+                ),
+            )
+            .order_by(TrialRecord.id)
+        ).all()
+        claimed = []
+        for row_id, state, number, optuna_trial_id, params, retry_of in candidates:
+            retry = state == TrialState.RUNNING.value and retry_of is None
+            statement = (
+                update(TrialRecord)
+                .where(TrialRecord.id == row_id, TrialRecord.state == state)
+                .values(
+                    state=TrialState.FAIL.value,
+                    reason=LOST_REASON,
+                    finished_at=utcnow(),
+                    retried=retry,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if rowcount(self._session, statement):
+                self._session.execute(_release(study_id))
+                claimed.append(LostTrial(row_id, number, optuna_trial_id, params, retry))
+        return claimed
+
+    def complete_if_done(
+        self,
+        study_id: str,
+        *,
+        time_up: bool,
+        best: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> bool:
+        """Mark the study completed if nothing runs and its budget is met (or `time_up`).
+
+        One conditional UPDATE, so of several workers seeing the end only one completes it.
+        With `best`, its record (read it through this session) is stored as the study's
+        ``best`` artifact in the same transaction.
+
+        Returns:
+            True if this call completed the study.
+        """
+        budget = self._session.scalar(
+            select(StudyRecord.time_budget_s).where(StudyRecord.id == study_id)
+        )
+        time_message = (
+            f"time budget of {budget:g} s reached" if budget is not None else "time budget reached"
+        )
+        done = (
+            select(func.count())
+            .select_from(TrialRecord)
+            .where(TrialRecord.study_id == study_id, TrialRecord.state.in_(_DONE))
+            .scalar_subquery()
+        )
+        budget_met = and_(StudyRecord.n_trials.is_not(None), done >= StudyRecord.n_trials)
+        active = exists().where(TrialRecord.study_id == study_id, TrialRecord.state.in_(_ACTIVE))
+        where = [StudyRecord.id == study_id, StudyRecord.status == StudyStatus.RUNNING.value]
+        where.append(~active)
+        if not time_up:
+            where.append(budget_met)
+        now = utcnow()
+        statement = (
+            update(StudyRecord)
+            .where(*where)
+            .values(
+                status=StudyStatus.COMPLETED.value,
+                finished_at=now,
+                updated_at=now,
+                message=case((budget_met, null()), else_=time_message),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if not rowcount(self._session, statement):
+            return False
+        if best is not None:
+            from storage.repositories.artifacts import ArtifactRepository
+
+            record = best()
+            if record is not None:
+                ArtifactRepository(self._session).put(study_id, BEST_ARTIFACT, record)
+        return True
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def state_counts(self, study_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """Study id -> {API state name: trials} for `study_ids` (every name present, 0 if none).
+
+        'reserved' rows count as running; 'waiting' are failed trials whose queued retry has
+        not been asked yet.
+        """
+        counts = {sid: dict.fromkeys(API_STATES, 0) for sid in study_ids}
+        if not counts:
+            return counts
+        wanted = list(counts)
+        for sid, state, n in self._session.execute(
+            select(TrialRecord.study_id, TrialRecord.state, func.count())
+            .where(TrialRecord.study_id.in_(wanted))
+            .group_by(TrialRecord.study_id, TrialRecord.state)
+        ):
+            name = "running" if state == TrialState.RESERVED.value else str(state)
+            counts[sid][name] += int(n)
+        retry = aliased(TrialRecord)
+        asked = exists().where(
+            retry.study_id == TrialRecord.study_id, retry.retry_of == TrialRecord.number
+        )
+        for sid, n in self._session.execute(
+            select(TrialRecord.study_id, func.count())
+            .where(TrialRecord.study_id.in_(wanted), TrialRecord.retried.is_(True), ~asked)
+            .group_by(TrialRecord.study_id)
+        ):
+            counts[sid]["waiting"] = int(n)
+        return counts
+
+    def best_values(
+        self, study_ids: Collection[str], directions: dict[str, list[str]]
+    ) -> dict[str, float]:
+        """Best finite first value of each single-objective study with a complete trial."""
+        single = {sid: dirs[0] for sid in study_ids if len(dirs := directions.get(sid, [])) == 1}
+        if not single:
+            return {}
+        rows = self._session.execute(
+            select(TrialRecord.study_id, func.min(TrialRecord.value), func.max(TrialRecord.value))
+            .where(
+                TrialRecord.study_id.in_(list(single)),
+                TrialRecord.state == TrialState.COMPLETE.value,
+                TrialRecord.value.is_not(None),
+            )
+            .group_by(TrialRecord.study_id)
+        ).all()
+        result = {}
+        for sid, low, high in rows:
+            best = high if single[sid] == "maximize" else low
+            if best is not None:
+                result[str(sid)] = float(best)
+        return result
+
+    def completed_values(self, study_id: str) -> list[list[float]]:
+        """The value vectors of the study's complete trials, by number."""
+        return [
+            list(values)
+            for values in self._session.scalars(
+                select(TrialRecord.values)
+                .where(
+                    TrialRecord.study_id == study_id,
+                    TrialRecord.state == TrialState.COMPLETE.value,
+                    TrialRecord.values.is_not(None),
+                )
+                .order_by(TrialRecord.number)
+            )
+            if values is not None
+        ]
+
+    def page(
+        self,
+        study_id: str,
+        offset: int,
+        limit: int,
+        states: Collection[str] | None = None,
+    ) -> tuple[list[TrialRow], int]:
+        """One page of the study's trials by number (rows that have one), and the total.
+
+        Args:
+            states: API state names (or ours) to keep; None or empty for all.
+        """
+        if offset < 0 or limit < 1:
+            raise ValueError(f"need offset >= 0 and limit >= 1, got {offset=}, {limit=}")
+        where = [TrialRecord.study_id == study_id, TrialRecord.number.is_not(None)]
+        wanted = _api_states(states)
+        if wanted is not None:
+            where.append(TrialRecord.state.in_(wanted))
+        total = self._session.scalar(select(func.count()).select_from(TrialRecord).where(*where))
+        rows = self._session.execute(
+            select(*_COLUMNS).where(*where).order_by(TrialRecord.number).offset(offset).limit(limit)
+        ).all()
+        return [_row(r) for r in rows], int(total or 0)
+
+    def rows(self, study_id: str, states: Collection[str] | None = None) -> list[TrialRow]:
+        """Every row of the study in `states` (API names or ours; None for all), by id."""
+        where = [TrialRecord.study_id == study_id]
+        wanted = _api_states(states)
+        if wanted is not None:
+            where.append(TrialRecord.state.in_(wanted))
+        query = select(*_COLUMNS).where(*where).order_by(TrialRecord.id)
+        return [_row(r) for r in self._session.execute(query).all()]
+
+    def finished_durations(self) -> list[tuple[str, float]]:
+        """(state, seconds) of every finished trial with both timestamps, all studies."""
+        rows = self._session.execute(
+            select(TrialRecord.state, TrialRecord.started_at, TrialRecord.finished_at).where(
+                TrialRecord.state.in_(_FINISHED),
+                TrialRecord.started_at.is_not(None),
+                TrialRecord.finished_at.is_not(None),
+            )
+        ).all()
+        return [
+            (str(state), max(0.0, (finished - started).total_seconds()))
+            for state, started, finished in rows
+            if started is not None and finished is not None
+        ]
+
+    def delete_study(self, study_id: str) -> None:
+        """Delete every row of a study (`StudyRepository.delete` calls it)."""
+        self._session.execute(
+            delete(TrialRecord)
+            .where(TrialRecord.study_id == study_id)
+            .execution_options(synchronize_session=False)
+        )
+
+
+__all__ = [
+    "API_STATES",
+    "BEST_ARTIFACT",
+    "LOST_REASON",
+    "LostTrial",
+    "TrialRepository",
+    "TrialRow",
+    "TrialStateError",
+    "take_slot",
+]

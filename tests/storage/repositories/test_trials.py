@@ -1,0 +1,381 @@
+"""Contract tests of TrialRepository, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from storage import (
+    ArtifactRepository,
+    Database,
+    StudyRepository,
+    StudyStatus,
+    TrialRepository,
+    TrialState,
+    WorkerRepository,
+)
+from storage.models import WorkerRecord, utcnow
+from storage.repositories.trials import LOST_REASON, TrialStateError
+
+SPEC: dict[str, Any] = {"experiment": "e"}
+
+
+def _create(database: Database, name: str = "s", **kwargs: Any) -> str:
+    with database.session() as session:
+        return StudyRepository(session).create(name=name, experiment="e", spec=SPEC, **kwargs).id
+
+
+def _worker(database: Database) -> str:
+    with database.session() as session:
+        return WorkerRepository(session).register(hostname="h", pid=1, device="cpu").id
+
+
+def _running(database: Database, study_id: str, number: int, worker_id: str | None = None) -> int:
+    """Reserve and start trial `number`; its row id."""
+    with database.session() as session:
+        repo = TrialRepository(session)
+        row_id = repo.reserve(study_id, worker_id)
+        assert row_id is not None
+        repo.start(
+            row_id,
+            number=number,
+            optuna_trial_id=100 + number,
+            params={"w": number},
+            config={"seed": number},
+            weights_normalised={"a": 1.0},
+        )
+        return row_id
+
+
+def _finished(database: Database, study_id: str, number: int, state: str, value: float) -> int:
+    row_id = _running(database, study_id, number)
+    with database.session() as session:
+        assert TrialRepository(session).finish(row_id, state=state, values=[value])
+    return row_id
+
+
+def test_reserve_takes_up_to_n_trials_and_no_more(database: Database) -> None:
+    study_id = _create(database, n_trials=2)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        first, second = repo.reserve(study_id, None), repo.reserve(study_id, "w")
+        assert first is not None and second is not None and first != second
+        assert repo.reserve(study_id, "w") is None
+        assert StudyRepository(session).get(study_id).trials_reserved == 2
+        rows = repo.rows(study_id)
+    assert [(r.state, r.number, r.worker_id) for r in rows] == [
+        (TrialState.RESERVED, None, None),
+        (TrialState.RESERVED, None, "w"),
+    ]
+
+
+def test_reserve_refuses_a_study_that_is_not_running(database: Database) -> None:
+    study_id = _create(database)
+    with database.session() as session:
+        StudyRepository(session).set_status(study_id, StudyStatus.CANCELLED)
+        assert TrialRepository(session).reserve(study_id, None) is None
+        assert TrialRepository(session).reserve("missing", None) is None
+
+
+def test_start_then_finish_records_the_outcome(database: Database) -> None:
+    study_id = _create(database)
+    row_id = _running(database, study_id, 0)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        (running,) = repo.rows(study_id, ["running"])
+        assert running.started_at is not None and running.params == {"w": 0}
+        assert repo.finish(
+            row_id,
+            state="complete",
+            values=[0.5, 2.0],
+            val_metrics={"a": 0.9},
+            test_metrics={"a": 0.8},
+            strategy_weights={"a": [1.0]},
+            epochs_run=3,
+        )
+        (row,) = repo.rows(study_id)
+    assert row.state is TrialState.COMPLETE
+    assert (row.values, row.value, row.epochs_run) == ([0.5, 2.0], 0.5, 3)
+    assert row.config == {"seed": 0}  # kept from start
+    assert row.val_metrics == {"a": 0.9} and row.duration_s is not None
+
+
+def test_start_refuses_a_row_that_was_failed_meanwhile(database: Database) -> None:
+    study_id = _create(database)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        row_id = repo.reserve(study_id, None)
+        assert row_id is not None
+        assert repo.finish(row_id, state="fail", reason="gone")
+        with pytest.raises(TrialStateError, match="fail"):
+            repo.start(
+                row_id,
+                number=0,
+                optuna_trial_id=1,
+                params={},
+                config=None,
+                weights_normalised=None,
+            )
+
+
+def test_finish_wins_once_and_a_fail_releases_exactly_one_slot(database: Database) -> None:
+    study_id = _create(database, n_trials=3)
+    row_id = _running(database, study_id, 0)
+    _running(database, study_id, 1)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        assert repo.finish(row_id, state="fail", reason="boom")
+        assert not repo.finish(row_id, state="fail", reason="again")
+        assert not repo.finish(row_id, state="complete", values=[1.0])
+        assert StudyRepository(session).get(study_id).trials_reserved == 1
+        (row,) = repo.rows(study_id, ["fail"])
+    assert (row.reason, row.values) == ("boom", None)
+
+
+def test_a_complete_keeps_its_slot(database: Database) -> None:
+    study_id = _create(database, n_trials=2)
+    _finished(database, study_id, 0, "complete", 1.0)
+    _finished(database, study_id, 1, "pruned", 2.0)
+    with database.session() as session:
+        assert StudyRepository(session).get(study_id).trials_reserved == 2
+
+
+def test_claim_lost_claims_only_dead_workers_rows(database: Database) -> None:
+    study_id = _create(database, n_trials=10)
+    live, dead, stopped = _worker(database), _worker(database), _worker(database)
+    kept = _running(database, study_id, 0, live)
+    lost_running = _running(database, study_id, 1, dead)
+    lost_stopped = _running(database, study_id, 2, stopped)
+    lost_missing = _running(database, study_id, 3, "never-registered")
+    with database.session() as session:
+        lost_reserved = TrialRepository(session).reserve(study_id, dead)
+        fresh_anonymous = TrialRepository(session).reserve(study_id, None)
+        WorkerRepository(session).mark_stopped(stopped)
+        long_ago = utcnow() - timedelta(seconds=120)
+        session.execute(
+            update(WorkerRecord).where(WorkerRecord.id == dead).values(last_heartbeat=long_ago)
+        )
+    with database.session() as session:
+        claimed = TrialRepository(session).claim_lost(study_id, grace_s=60.0)
+    by_row = {c.row_id: c for c in claimed}
+    assert set(by_row) == {lost_running, lost_stopped, lost_missing, lost_reserved}
+    assert fresh_anonymous not in by_row
+    assert kept not in by_row
+    assert by_row[lost_running].retry and by_row[lost_running].number == 1
+    assert by_row[lost_running].params == {"w": 1} and by_row[lost_running].optuna_trial_id == 101
+    assert lost_reserved is not None and not by_row[lost_reserved].retry
+    with database.session() as session:
+        repo = TrialRepository(session)
+        failed = {r.id: r for r in repo.rows(study_id, ["fail"])}
+        assert all(r.reason == LOST_REASON for r in failed.values())
+        assert failed[lost_running].retried and not failed[lost_reserved].retried
+        assert StudyRepository(session).get(study_id).trials_reserved == 2
+        assert repo.claim_lost(study_id, grace_s=60.0) == []  # claimed once
+
+
+def test_claim_lost_anonymous_rows_by_reservation_age(database: Database) -> None:
+    study_id = _create(database)
+    with database.session() as session:
+        row_id = TrialRepository(session).reserve(study_id, None)
+    with database.session() as session:
+        assert TrialRepository(session).claim_lost(study_id, grace_s=60.0) == []
+    with database.session() as session:
+        later = utcnow() + timedelta(seconds=61)
+        (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=60.0, now=later)
+    assert (claimed.row_id, claimed.number, claimed.retry) == (row_id, None, False)
+
+
+def test_claim_lost_does_not_retry_a_retry(database: Database) -> None:
+    study_id = _create(database)
+    dead = _worker(database)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        row_id = repo.reserve(study_id, dead)
+        assert row_id is not None
+        repo.start(
+            row_id,
+            number=5,
+            optuna_trial_id=9,
+            params={},
+            config=None,
+            weights_normalised=None,
+            retry_of=2,
+        )
+    later = utcnow() + timedelta(seconds=60)
+    with database.session() as session:
+        (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
+        (row,) = TrialRepository(session).rows(study_id)
+    assert not claimed.retry and not row.retried and row.retry_of == 2
+
+
+def test_complete_if_done_waits_for_running_rows_then_stores_best(database: Database) -> None:
+    study_id = _create(database, n_trials=2)
+    _finished(database, study_id, 0, "complete", 1.0)
+    row_id = _running(database, study_id, 1)
+    calls: list[int] = []
+
+    def best() -> dict[str, Any]:
+        calls.append(1)
+        return {"number": 0}
+
+    with database.session() as session:
+        assert not TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+        assert not TrialRepository(session).complete_if_done(study_id, time_up=True, best=best)
+    with database.session() as session:
+        assert TrialRepository(session).finish(row_id, state="pruned", values=[3.0])
+        assert TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+        assert not TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+    assert calls == [1]
+    with database.session() as session:
+        info = StudyRepository(session).get(study_id)
+        artifact = ArtifactRepository(session).get(study_id, "best")
+    assert info.status is StudyStatus.COMPLETED and info.message is None
+    assert info.finished_at is not None
+    assert artifact is not None and artifact.payload == {"number": 0}
+
+
+def test_complete_if_done_rolls_back_with_the_best_record(database: Database) -> None:
+    study_id = _create(database, n_trials=1)
+    _finished(database, study_id, 0, "complete", 1.0)
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("best failed")
+
+    with pytest.raises(RuntimeError), database.session() as session:
+        TrialRepository(session).complete_if_done(study_id, time_up=False, best=broken)
+    with database.session() as session:
+        assert StudyRepository(session).get(study_id).status is StudyStatus.RUNNING
+
+
+def test_complete_if_done_on_time_up_says_so(database: Database) -> None:
+    study_id = _create(database, n_trials=5, time_budget_s=1.5)
+    _finished(database, study_id, 0, "complete", 1.0)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        assert not repo.complete_if_done(study_id, time_up=False)
+        assert repo.complete_if_done(study_id, time_up=True)
+        info = StudyRepository(session).get(study_id)
+    assert info.message == "time budget of 1.5 s reached"
+
+
+def test_failed_trials_do_not_count_towards_the_budget(database: Database) -> None:
+    study_id = _create(database, n_trials=1)
+    row_id = _running(database, study_id, 0)
+    with database.session() as session:
+        assert TrialRepository(session).finish(row_id, state="fail")
+        assert not TrialRepository(session).complete_if_done(study_id, time_up=False)
+
+
+def test_counts_best_values_and_pages(database: Database) -> None:
+    study_id, other = _create(database, "a"), _create(database, "b")
+    for number, value in enumerate([3.0, 1.0, 2.0]):
+        _finished(database, study_id, number, "complete", value)
+    _finished(database, study_id, 3, "pruned", 0.5)
+    _finished(database, study_id, 4, "fail", 9.0)
+    _running(database, study_id, 5)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        repo.reserve(study_id, None)
+        counts = repo.state_counts([study_id, other])
+        assert counts[study_id] == {
+            "running": 2,
+            "waiting": 0,
+            "complete": 3,
+            "pruned": 1,
+            "fail": 1,
+        }
+        assert counts[other] == dict.fromkeys(counts[other], 0) and len(counts[other]) == 5
+        directions = {study_id: ["maximize"], other: ["maximize"]}
+        assert repo.best_values([study_id, other], directions) == {study_id: 3.0}
+        assert repo.best_values([study_id], {study_id: ["minimize"]}) == {study_id: 1.0}
+        assert repo.best_values([study_id], {study_id: ["minimize", "maximize"]}) == {}
+        assert repo.completed_values(study_id) == [[3.0], [1.0], [2.0]]
+        page, total = repo.page(study_id, 1, 2)
+        assert total == 6 and [r.number for r in page] == [1, 2]
+        page, total = repo.page(study_id, 0, 10, ["pruned", "fail"])
+        assert total == 2 and [r.number for r in page] == [3, 4]
+        page, total = repo.page(study_id, 0, 10, ["running"])
+        assert total == 1 and [r.number for r in page] == [5]
+        durations = sorted(state for state, _ in repo.finished_durations())
+        assert durations == ["complete"] * 3 + ["fail", "pruned"]
+
+
+def test_waiting_counts_retries_not_yet_asked(database: Database) -> None:
+    study_id = _create(database)
+    dead = _worker(database)
+    _running(database, study_id, 0, dead)
+    later = utcnow() + timedelta(seconds=60)
+    with database.session() as session:
+        (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
+        assert claimed.retry
+        assert TrialRepository(session).state_counts([study_id])[study_id]["waiting"] == 1
+    with database.session() as session:
+        repo = TrialRepository(session)
+        row_id = repo.reserve(study_id, None)
+        assert row_id is not None
+        repo.start(
+            row_id,
+            number=1,
+            optuna_trial_id=2,
+            params={},
+            config=None,
+            weights_normalised=None,
+            retry_of=0,
+        )
+        counts = repo.state_counts([study_id])[study_id]
+    assert (counts["waiting"], counts["running"], counts["fail"]) == (0, 1, 1)
+
+
+def test_deleting_a_study_deletes_its_trials(database: Database) -> None:
+    gone, keep = _create(database, "gone"), _create(database, "keep")
+    _finished(database, gone, 0, "complete", 1.0)
+    _finished(database, keep, 0, "complete", 1.0)
+    with database.session() as session:
+        StudyRepository(session).delete(gone)
+    with database.session() as session:
+        assert TrialRepository(session).rows(gone) == []
+        assert len(TrialRepository(session).rows(keep)) == 1
+
+
+@pytest.mark.postgres
+def test_reserve_never_exceeds_budget_under_concurrency(postgres_url: str) -> None:
+    from storage import close_database, get_database
+    from storage.migrate import upgrade
+
+    upgrade(postgres_url)
+    database = get_database(postgres_url)
+    try:
+        study_id = _create(database, n_trials=10)
+        taken: list[int] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        start = threading.Barrier(4)
+
+        def reserve(attempts: int) -> None:
+            try:
+                start.wait()
+                for _ in range(attempts):
+                    with database.session() as session:
+                        row_id = TrialRepository(session).reserve(study_id, "w")
+                    if row_id is not None:
+                        with lock:
+                            taken.append(row_id)
+            except BaseException as exc:  # reported below: a thread cannot fail the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reserve, args=(n,)) for n in (8, 8, 7, 7)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert len(taken) == len(set(taken)) == 10
+        with database.session() as session:
+            assert StudyRepository(session).get(study_id).trials_reserved == 10
+            assert len(TrialRepository(session).rows(study_id, ["running"])) == 10
+    finally:
+        close_database(postgres_url)
