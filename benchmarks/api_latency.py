@@ -108,7 +108,7 @@ def run_backend(backend: str, n_trials: int, n_requests: int) -> tuple[list[list
         study = created.json()
         start = time.perf_counter()
         add_finished_trials(
-            get_database(url).optuna_storage(),
+            get_database(url),
             study["optuna_study_name"],
             StudySpec.model_validate(study["spec"]),
             n_trials,

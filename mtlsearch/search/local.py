@@ -28,12 +28,12 @@ from mtlsearch.search.optuna_factory import (
     should_consider_pruning,
 )
 from mtlsearch.search.repeats import distinct_seed
+from mtlsearch.search.results import TrialOutcome, set_user_attrs
 from mtlsearch.search.space import (
     normalised_weights,
     suggest_trial_config,
 )
 from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec, validate_against_experiment
-from storage.optuna_attrs import set_user_attrs
 
 if TYPE_CHECKING:
     from mtl_core.experiments._base import Experiment
@@ -63,10 +63,11 @@ def run_trial(
     from mtl_core.trainer import train_trial
 
     config = distinct_seed(trial, suggest_trial_config(trial, spec, experiment, device))
-    trial.set_user_attr("config", config.model_dump(mode="json"))
-    trial.set_user_attr(
-        "weights_normalised", normalised_weights(config.weights, experiment.task_names)
+    started = TrialOutcome(
+        config=config.model_dump(mode="json"),
+        weights_normalised=normalised_weights(config.weights, experiment.task_names),
     )
+    set_user_attrs(trial, started.as_attrs())
     pruned: list[str] = []
 
     def on_epoch(report: Any) -> None:
@@ -84,7 +85,7 @@ def run_trial(
     except TrialStopped as exc:
         raise optuna.TrialPruned(str(exc)) from None
     except TrainingDiverged as exc:
-        trial.set_user_attr("fail_reason", str(exc))
+        set_user_attrs(trial, TrialOutcome(fail_reason=str(exc)).as_attrs())
         raise
     record_result(trial, result)
     if pruned:  # the trainer returned a partial result instead of re-raising
@@ -94,20 +95,11 @@ def run_trial(
 
 def result_attrs(result: TrialResult) -> dict[str, Any]:
     """A trained trial's resolved config and metrics, as trial user attributes."""
-    attrs: dict[str, Any] = {
-        "config": result.config.model_dump(mode="json"),
-        "val_metrics": dict(result.val_metrics),
-        "test_metrics": dict(result.test_metrics),
-        "strategy_weights": dict(result.final_weights),
-        "epochs_run": result.epochs_run,
-    }
-    if result.stop_reason:
-        attrs["stop_reason"] = result.stop_reason
-    return attrs
+    return TrialOutcome.from_result(result).as_attrs()
 
 
 def record_result(trial: optuna.Trial, result: TrialResult) -> None:
-    """Store a trained trial's resolved config and metrics as user attributes (one write)."""
+    """Store a trained trial's resolved config and metrics as user attributes."""
     set_user_attrs(trial, result_attrs(result))
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
-from storage.optuna_attrs import set_user_attrs
+from mtlsearch.search.results import set_user_attrs
 
 if TYPE_CHECKING:
     import optuna

@@ -61,6 +61,7 @@ from mtlsearch.search.local import result_attrs
 from mtlsearch.search.objective import intermediate_value, objective_values
 from mtlsearch.search.optuna_factory import should_consider_pruning
 from mtlsearch.search.repeats import distinct_seed
+from mtlsearch.search.results import set_user_attrs
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.settings import Settings, get_settings
 from mtlsearch.worker.heartbeat import Heartbeat
@@ -94,7 +95,6 @@ from storage import (
     WorkerRepository,
     WorkerStatus,
 )
-from storage.optuna_attrs import set_user_attrs
 
 if TYPE_CHECKING:
     from mtl_core.experiments import DataSplits
@@ -586,7 +586,6 @@ class Worker:
         state, reason = outcome.state, outcome.reason
         values: list[float] | None = None
         try:
-            # All result attributes go in one transaction (see storage.optuna_attrs).
             attrs: dict[str, object] = {}
             if outcome.result is not None:
                 attrs.update(result_attrs(outcome.result))

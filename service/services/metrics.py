@@ -3,13 +3,13 @@
 A custom collector runs a handful of aggregate queries per scrape, so the numbers are the
 database's (every worker on every machine), not this process's:
 
-* ``mtlsearch_trials{study, study_id, state}``: trials per study and Optuna state;
+* ``mtlsearch_trials{study, study_id, state}``: trials per study and state (``mtl_trials``);
 * ``mtlsearch_studies{status}``: studies per status;
 * ``mtlsearch_trial_duration_seconds{state}``: histogram of finished trials' durations;
 * ``mtlsearch_live_workers`` and ``mtlsearch_workers{status}`` (idle and busy count live
   workers only, heartbeat within ``stale_after_s``; a killed worker's row still says busy);
 * ``mtlsearch_queue_depth``: trials still to run in running studies (n_trials minus the slots
-  workers reserved, plus WAITING trials such as retries).
+  workers reserved, plus lost trials whose retry waits).
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from mtlsearch.settings import Settings
-from service.services import optuna_tables as ot
-from storage import Database, StudyRepository, StudyStatus, WorkerRepository, WorkerStatus
+from storage import (
+    Database,
+    StudyRepository,
+    StudyStatus,
+    TrialRepository,
+    WorkerRepository,
+    WorkerStatus,
+)
 from storage.repositories.studies import MAX_PAGE
 
 logger = logging.getLogger(__name__)
@@ -57,9 +63,9 @@ class DatabaseCollector(Collector):
                 offset += len(page)
                 if not page or offset >= total:
                     break
-            ids = ot.study_ids(session, (i.optuna_study_name for i in infos))
-            counts = ot.state_counts(session, set(ids.values()))
-            durations = ot.finished_durations(session)
+            trial_repo = TrialRepository(session)
+            counts = trial_repo.state_counts([info.id for info in infos])
+            durations = trial_repo.finished_durations()
             workers = WorkerRepository(session).list(live_within_s=self._settings.stale_after_s)
 
         trials = GaugeMetricFamily(
@@ -70,8 +76,7 @@ class DatabaseCollector(Collector):
         statuses = Counter(info.status.value for info in infos)
         queue = 0
         for info in infos:
-            sid = ids.get(info.optuna_study_name)
-            study_counts = counts.get(sid, {}) if sid is not None else {}
+            study_counts = counts[info.id]
             for state, n in sorted(study_counts.items()):
                 trials.add_metric([info.name, info.id, state], n)
             if info.status is StudyStatus.RUNNING:

@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 
 from mtl_core.experiments import get_experiment
 from mtl_core.registry import UnknownNameError
-from mtlsearch.search.best import best_record
+from mtlsearch.search.best import best_record_from_rows
 from mtlsearch.search.optuna_factory import create_optuna_study
 from mtlsearch.search.spec import StudySpec, validate_against_experiment
 from service.errors import ConflictError
 from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
-from service.schemas.trials import TrialPublic, TrialsPublic
-from service.services import optuna_tables as ot
+from service.schemas.trials import TrialsPublic
+from service.services.trial_reads import pareto_size, study_directions, trial_public
 from service.services.workers import live_experiments, unserved_message
 from storage import (
     ArtifactRepository,
@@ -36,13 +36,15 @@ from storage import (
     StudyInfo,
     StudyRepository,
     StudyStatus,
+    TrialRepository,
 )
 from storage.database import error_line
+from storage.repositories.trials import BEST_ARTIFACT as TRIAL_BEST_ARTIFACT
 
 logger = logging.getLogger(__name__)
 
 #: The artifact kind a worker stores when a study completes; served as is by ``/best``.
-BEST_ARTIFACT = "best"
+BEST_ARTIFACT = TRIAL_BEST_ARTIFACT
 
 
 def _progress(info: StudyInfo, counts: dict[str, int], now: datetime) -> float:
@@ -65,31 +67,47 @@ def _message(info: StudyInfo, served: frozenset[str] | None, check: bool) -> str
     return info.message
 
 
+def optuna_study_ids(database: Database, infos: Sequence[StudyInfo]) -> dict[str, int]:
+    """Our study id -> its Optuna study id (for the dashboard link), through Optuna's public
+    storage API; studies whose Optuna study is gone are left out."""
+    storage = database.optuna_storage()
+    result = {}
+    for info in infos:
+        try:
+            result[info.id] = storage.get_study_id_from_name(info.optuna_study_name)
+        except KeyError:
+            logger.debug("study %s has no Optuna study %r", info.id, info.optuna_study_name)
+    return result
+
+
 def publish(
-    session: Session, infos: Sequence[StudyInfo], stale_after_s: float | None = None
+    session: Session,
+    infos: Sequence[StudyInfo],
+    stale_after_s: float | None = None,
+    *,
+    optuna_ids: dict[str, int] | None = None,
 ) -> list[StudyPublic]:
     """The public view of `infos`, with trial counts and best values (a few batched queries).
 
     With `stale_after_s`, a running study whose experiment no live worker has says so in its
-    ``message``.
+    ``message``; `optuna_ids` (`optuna_study_ids`) give the Optuna study ids and dashboard links.
     """
     check = stale_after_s is not None
     served = live_experiments(session, stale_after_s) if stale_after_s is not None else None
-    ids = ot.study_ids(session, (info.optuna_study_name for info in infos))
-    present = set(ids.values())
-    counts = ot.state_counts(session, present)
-    dirs = ot.directions(session, present)
-    best = ot.best_values(session, dirs)
+    trials = TrialRepository(session)
+    study_ids = [info.id for info in infos]
+    counts = trials.state_counts(study_ids)
+    dirs = {info.id: study_directions(info) for info in infos}
+    best = trials.best_values(study_ids, dirs)
     now = datetime.now(UTC)
     result = []
     for info in infos:
-        sid = ids.get(info.optuna_study_name)
-        study_counts = counts.get(sid, {}) if sid is not None else {}
-        full_counts = TrialCounts(**study_counts)
-        study_dirs = dirs.get(sid, []) if sid is not None else []
+        full_counts = TrialCounts(**counts[info.id])
+        study_dirs = dirs[info.id]
         pareto = None
-        if sid is not None and len(study_dirs) > 1:
-            pareto = ot.pareto_size(ot.completed_values(session, sid, len(study_dirs)), study_dirs)
+        if len(study_dirs) > 1:
+            pareto = pareto_size(trials.completed_values(info.id), study_dirs)
+        sid = optuna_ids.get(info.id) if optuna_ids is not None else None
         result.append(
             StudyPublic(
                 id=info.id,
@@ -103,7 +121,7 @@ def publish(
                 time_budget_s=info.time_budget_s,
                 trials=full_counts,
                 directions=study_dirs,
-                best_value=best.get(sid) if sid is not None else None,
+                best_value=best.get(info.id),
                 pareto_size=pareto,
                 progress=_progress(info, full_counts.model_dump(), now),
                 message=_message(info, served, check),
@@ -164,7 +182,7 @@ def create_study(database: Database, spec: StudySpec) -> StudyPublic:
                 time_budget_s=spec.time_budget_s,
                 optuna_study_name=optuna_name,
             )
-            public = publish(session, [info])[0]
+            public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
     except BaseException:
         _drop_quietly(database, optuna_name)
         raise
@@ -194,7 +212,10 @@ def list_studies(
     """
     with database.session() as session:
         infos, count = StudyRepository(session).list(offset=offset, limit=limit, status=status)
-        return StudiesPublic(data=publish(session, infos, stale_after_s), count=count)
+        ids = optuna_study_ids(database, infos)
+        return StudiesPublic(
+            data=publish(session, infos, stale_after_s, optuna_ids=ids), count=count
+        )
 
 
 def get_study(database: Database, study_id: str, stale_after_s: float) -> StudyPublic:
@@ -207,7 +228,9 @@ def get_study(database: Database, study_id: str, stale_after_s: float) -> StudyP
         NotFoundError: naming the id.
     """
     with database.session() as session:
-        return publish(session, [StudyRepository(session).get(study_id)], stale_after_s)[0]
+        info = StudyRepository(session).get(study_id)
+        ids = optuna_study_ids(database, [info])
+        return publish(session, [info], stale_after_s, optuna_ids=ids)[0]
 
 
 def cancel_study(database: Database, study_id: str) -> StudyPublic:
@@ -232,7 +255,7 @@ def cancel_study(database: Database, study_id: str) -> StudyPublic:
                 f"study {study_id!r} is {info.status.value}, not running; only a running study "
                 "can be cancelled"
             )
-        public = publish(session, [info])[0]
+        public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
     logger.info("cancelled study %s (%s)", study_id, info.name)
     return public
 
@@ -260,15 +283,6 @@ def delete_study(database: Database, study_id: str) -> None:
     logger.info("deleted study %s (%s)", study_id, info.name)
 
 
-def _optuna_id(session: Session, info: StudyInfo) -> int:
-    sid = ot.study_ids(session, [info.optuna_study_name]).get(info.optuna_study_name)
-    if sid is None:
-        raise NotFoundError(
-            f"study {info.id!r} has no Optuna study {info.optuna_study_name!r} in the database"
-        )
-    return sid
-
-
 def list_trials(
     database: Database,
     study_id: str,
@@ -283,37 +297,9 @@ def list_trials(
         NotFoundError: naming the id.
     """
     with database.session() as session:
-        info = StudyRepository(session).get(study_id)
-        sid = _optuna_id(session, info)
-        rows, count = ot.trial_page(
-            session,
-            sid,
-            offset=offset,
-            limit=limit,
-            states=[ot.STATES_BY_NAME[s] for s in states] if states else None,
-        )
-    return TrialsPublic(data=[_trial(row) for row in rows], count=count)
-
-
-def _trial(row: ot.TrialRow) -> TrialPublic:
-    attrs = row.user_attrs
-    duration = None
-    if row.datetime_start is not None and row.datetime_complete is not None:
-        duration = (row.datetime_complete - row.datetime_start).total_seconds()
-    return TrialPublic(
-        number=row.number,
-        state=row.state,
-        values=row.values,
-        params=row.params,
-        config=attrs.get("config"),
-        val_metrics=attrs.get("val_metrics"),
-        test_metrics=attrs.get("test_metrics"),
-        weights_normalised=attrs.get("weights_normalised"),
-        fail_reason=attrs.get("fail_reason"),
-        datetime_start=row.datetime_start,
-        datetime_complete=row.datetime_complete,
-        duration_s=duration,
-    )
+        StudyRepository(session).get(study_id)
+        rows, count = TrialRepository(session).page(study_id, offset, limit, states)
+    return TrialsPublic(data=[trial_public(row) for row in rows], count=count)
 
 
 def get_best(database: Database, study_id: str) -> dict[str, Any]:
@@ -329,6 +315,7 @@ def get_best(database: Database, study_id: str) -> dict[str, Any]:
     with database.session() as session:
         info = StudyRepository(session).get(study_id)
         artifact = ArtifactRepository(session).get(study_id, BEST_ARTIFACT)
+        rows = [] if artifact is not None else TrialRepository(session).rows(study_id, ["complete"])
     if artifact is not None:
         return artifact.payload
     spec = StudySpec.model_validate(info.spec)
@@ -339,6 +326,16 @@ def get_best(database: Database, study_id: str) -> dict[str, Any]:
             f"study {study_id!r} uses experiment {spec.experiment!r}, which this server does "
             f"not know ({exc})"
         ) from None
+    record = best_record_from_rows(rows, spec, experiment, _baselines(database, info))
+    if record is None:
+        raise NotFoundError(
+            f"study {study_id!r} has no completed trial yet; /best answers once one has"
+        )
+    return record
+
+
+def _baselines(database: Database, info: StudyInfo) -> dict[str, float] | None:
+    """The study's single-task baselines, a user attribute of its Optuna study (public API)."""
     try:
         study = optuna.load_study(
             study_name=info.optuna_study_name,
@@ -347,16 +344,12 @@ def get_best(database: Database, study_id: str) -> dict[str, Any]:
         )
     except KeyError:
         raise NotFoundError(
-            f"study {study_id!r} has no Optuna study {info.optuna_study_name!r} in the database"
+            f"study {info.id!r} has no Optuna study {info.optuna_study_name!r} in the database"
         ) from None
     except optuna.exceptions.OptunaError as exc:
-        raise _storage_error(f"loading study {study_id!r}", exc) from exc
-    record = best_record(study, spec, experiment)
-    if record is None:
-        raise NotFoundError(
-            f"study {study_id!r} has no completed trial yet; /best answers once one has"
-        )
-    return record
+        raise _storage_error(f"loading study {info.id!r}", exc) from exc
+    baselines = study.user_attrs.get("baselines")
+    return dict(baselines) if baselines is not None else None
 
 
 __all__ = [
@@ -368,5 +361,6 @@ __all__ = [
     "get_study",
     "list_studies",
     "list_trials",
+    "optuna_study_ids",
     "publish",
 ]

@@ -72,7 +72,7 @@ def test_dashboard_renders_the_study_and_its_trials(tmp_path: Path, token: str |
                 f"{base_url}/api/v1/studies", json=spec, headers=headers, timeout=30
             ).json()
             trials = add_finished_trials(
-                get_database(db_url).optuna_storage(),
+                get_database(db_url),
                 study["optuna_study_name"],
                 StudySpec.model_validate(study["spec"]),
                 5,

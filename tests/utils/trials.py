@@ -1,8 +1,10 @@
-"""Test data: finished trials written straight into a study's Optuna storage (no training).
+"""Test data: finished trials written into a study's Optuna storage and our rows (no training).
 
 `add_finished_trials` samples each trial's parameters from the study's spec (random sampler,
 in memory), records the user attributes a worker would (config, val/test metrics, normalised
-weights) and adds the trials to the stored study in bulk with ``study.add_trials``.
+weights), adds the trials to the stored study in bulk with ``study.add_trials`` and writes our
+``mtl_trials`` rows through `TrialRepository` as a worker does (reserve, start, finish; a
+WAITING trial becomes a lost trial whose retry is queued).
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mtl_core.experiments import get_experiment
 from mtlsearch.search.objective import higher_is_better
+from mtlsearch.search.results import TrialOutcome
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.search.spec import StudySpec
+from storage import Database, StudyRepository, TrialRepository
+from storage.models import TrialState as RowState
+
+#: The worker id rows are written under; never registered, so a running row counts as lost.
+TEST_WORKER = "tests-utils-trials"
 
 
 def make_trials(
@@ -76,7 +84,7 @@ def make_trials(
 
 
 def add_finished_trials(
-    storage: str | optuna.storages.BaseStorage,
+    database: Database,
     optuna_study_name: str,
     spec: StudySpec,
     n: int,
@@ -84,12 +92,66 @@ def add_finished_trials(
     seed: int = 0,
     states: tuple[TrialState, ...] = (),
 ) -> list[FrozenTrial]:
-    """Add `n` finished trials (see `make_trials`) to the stored study; return them as stored
-    (with their numbers)."""
+    """Add `n` finished trials (see `make_trials`) to the stored study and to our rows; return
+    them as Optuna stored them (with their numbers)."""
     trials = make_trials(spec, n, seed=seed, states=states)
+    storage = database.optuna_storage()
     study = optuna.load_study(study_name=optuna_study_name, storage=storage)
     study.add_trials(trials)
-    return study.get_trials(deepcopy=False)[-n:]
+    stored = study.get_trials(deepcopy=False)[-n:]
+    optuna_id = storage.get_study_id_from_name(optuna_study_name)
+    with database.session() as session:
+        study_id = _study_id(StudyRepository(session), optuna_study_name)
+        repo = TrialRepository(session)
+        for trial in stored:
+            _write_row(
+                repo,
+                study_id,
+                trial,
+                storage.get_trial_id_from_study_id_trial_number(optuna_id, trial.number),
+            )
+    return stored
 
 
-__all__ = ["add_finished_trials", "make_trials"]
+def _study_id(repo: StudyRepository, optuna_study_name: str) -> str:
+    infos, _ = repo.list(limit=1000)
+    for info in infos:
+        if info.optuna_study_name == optuna_study_name:
+            return info.id
+    raise LookupError(f"no study record for the Optuna study {optuna_study_name!r}")
+
+
+def _write_row(repo: TrialRepository, study_id: str, trial: FrozenTrial, trial_id: int) -> None:
+    row_id = repo.reserve(study_id, TEST_WORKER)
+    if row_id is None:
+        raise ValueError(f"study {study_id} has no budget left for trial {trial.number}")
+    outcome = TrialOutcome.from_attrs(trial.user_attrs)
+    repo.start(
+        row_id,
+        number=trial.number,
+        optuna_trial_id=trial_id,
+        params=dict(trial.params),
+        config=outcome.config,
+        weights_normalised=outcome.weights_normalised,
+    )
+    if trial.state is TrialState.WAITING:
+        # A lost trial whose retry is queued: claimed as lost, marked retried.
+        (lost,) = repo.claim_lost(study_id, grace_s=0.0)
+        assert lost.row_id == row_id and lost.retry
+        return
+    state = {
+        TrialState.COMPLETE: RowState.COMPLETE,
+        TrialState.PRUNED: RowState.PRUNED,
+        TrialState.FAIL: RowState.FAIL,
+    }[trial.state]
+    repo.finish(
+        row_id,
+        state=state.value,
+        values=list(trial.values) if trial.values else None,
+        reason=outcome.fail_reason,
+        val_metrics=outcome.val_metrics,
+        test_metrics=outcome.test_metrics,
+    )
+
+
+__all__ = ["TEST_WORKER", "add_finished_trials", "make_trials"]

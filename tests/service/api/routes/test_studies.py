@@ -39,8 +39,9 @@ def create(served: Served, **overrides: Any) -> dict[str, Any]:
 
 def fill(served: Served, study: dict[str, Any], n: int, **kwargs: Any) -> list[Any]:
     spec = StudySpec.model_validate(study["spec"])
-    storage = get_database(served.db_url).optuna_storage()
-    return add_finished_trials(storage, study["optuna_study_name"], spec, n, **kwargs)
+    return add_finished_trials(
+        get_database(served.db_url), study["optuna_study_name"], spec, n, **kwargs
+    )
 
 
 def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:

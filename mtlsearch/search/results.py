@@ -1,0 +1,75 @@
+"""What a finished trial recorded: its resolved config and metrics, under keys named once.
+
+The same outcome is stored as Optuna user attributes (local runs, ``mtlsearch run``) and as
+columns of our ``mtl_trials`` rows (the service); `TrialOutcome` converts between both, so the
+key strings live only here (the field names are the keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from mtl_core.results import TrialResult
+    from storage import TrialRow
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOutcome:
+    """A trial's recorded outcome; every field is optional (a failed trial has few)."""
+
+    config: dict[str, Any] | None = None
+    weights_normalised: dict[str, float] | None = None
+    val_metrics: dict[str, float] | None = None
+    test_metrics: dict[str, float] | None = None
+    strategy_weights: dict[str, Any] | None = None
+    epochs_run: int | None = None
+    stop_reason: str | None = None
+    fail_reason: str | None = None
+
+    @classmethod
+    def from_result(cls, result: TrialResult) -> TrialOutcome:
+        """A trained trial's resolved config and metrics."""
+        return cls(
+            config=result.config.model_dump(mode="json"),
+            val_metrics=dict(result.val_metrics),
+            test_metrics=dict(result.test_metrics),
+            strategy_weights=dict(result.final_weights),
+            epochs_run=result.epochs_run,
+            stop_reason=result.stop_reason or None,
+        )
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> TrialOutcome:
+        """The outcome in an Optuna trial's user attributes (other keys are ignored)."""
+        return cls(**{f.name: attrs[f.name] for f in fields(cls) if f.name in attrs})
+
+    @classmethod
+    def from_row(cls, row: TrialRow) -> TrialOutcome:
+        """The outcome in one of our ``mtl_trials`` rows (its ``reason`` is the fail reason)."""
+        return cls(
+            config=row.config,
+            weights_normalised=row.weights_normalised,
+            val_metrics=row.val_metrics,
+            test_metrics=row.test_metrics,
+            strategy_weights=row.strategy_weights,
+            epochs_run=row.epochs_run,
+            fail_reason=row.reason,
+        )
+
+    def as_attrs(self) -> dict[str, Any]:
+        """The fields that are set, as Optuna user attributes."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    """Set every ``key: value`` of `attrs` on a live trial, through Optuna's public API."""
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+__all__ = ["TrialOutcome", "set_user_attrs"]
