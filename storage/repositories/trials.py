@@ -9,13 +9,13 @@ The study's ``trials_reserved`` counter moves in the same transaction as the row
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, exists, func, null, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from storage.errors import NotFoundError, StorageError
 from storage.models import (
@@ -28,55 +28,17 @@ from storage.models import (
     utcnow,
 )
 from storage.repositories._common import require_json, rowcount
+from storage.repositories.trial_reads import ACTIVE, API_STATES, TrialReads, TrialRow
 
 #: The reason stored on a trial whose worker stopped heart-beating.
 LOST_REASON = "worker lost: no heartbeat within the grace period"
 #: The artifact kind `TrialRepository.complete_if_done` stores the best record under.
 BEST_ARTIFACT = "best"
-#: Trial states as the API names them ('reserved' rows count as 'running').
-API_STATES = ("running", "waiting", "complete", "pruned", "fail")
-
-_ACTIVE = (TrialState.RESERVED.value, TrialState.RUNNING.value)
 _DONE = (TrialState.COMPLETE.value, TrialState.PRUNED.value)
-_FINISHED = (TrialState.COMPLETE.value, TrialState.PRUNED.value, TrialState.FAIL.value)
 
 
 class TrialStateError(StorageError):
     """A trial is not in the state an operation needs (e.g. started after it was failed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrialRow:
-    """One row of ``mtl_trials`` (a snapshot)."""
-
-    id: int
-    study_id: str
-    number: int | None
-    optuna_trial_id: int | None
-    state: TrialState
-    worker_id: str | None
-    params: dict[str, Any] | None
-    config: dict[str, Any] | None
-    weights_normalised: dict[str, Any] | None
-    values: list[float] | None
-    value: float | None
-    val_metrics: dict[str, Any] | None
-    test_metrics: dict[str, Any] | None
-    strategy_weights: dict[str, Any] | None
-    epochs_run: int | None
-    reason: str | None
-    retry_of: int | None
-    retried: bool
-    reserved_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    @property
-    def duration_s(self) -> float | None:
-        """Seconds from start to finish, None unless both are known."""
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return max(0.0, (self.finished_at - self.started_at).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,31 +50,6 @@ class LostTrial:
     optuna_trial_id: int | None
     params: dict[str, Any] | None
     retry: bool
-
-
-_COLUMNS = [getattr(TrialRecord, f.name) for f in fields(TrialRow)]
-
-
-def _row(values: Sequence[Any]) -> TrialRow:
-    data = dict(zip((f.name for f in fields(TrialRow)), values, strict=True))
-    data["state"] = TrialState(data["state"])
-    data["retried"] = bool(data["retried"])
-    return TrialRow(**data)
-
-
-def _api_states(states: Collection[str] | None) -> list[str] | None:
-    """Our states for API state names ('running' includes 'reserved'; 'waiting' has no row)."""
-    if not states:
-        return None
-    result: list[str] = []
-    for name in states:
-        if name not in API_STATES and name not in TrialState.__members__.values():
-            raise ValueError(f"trial state must be one of {', '.join(API_STATES)}, got {name!r}")
-        if name == "running":
-            result.extend(_ACTIVE)
-        elif name != "waiting":
-            result.append(name)
-    return result
 
 
 def take_slot(session: Session, study_id: str) -> bool:
@@ -144,17 +81,12 @@ def _release(study_id: Any) -> Any:
     )
 
 
-class TrialRepository:
+class TrialRepository(TrialReads):
     """Reads and writes ``mtl_trials`` inside the caller's session (the caller commits).
 
     Args:
         session: from `Database.session()`.
     """
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-
-    # --- the trial's life ---------------------------------------------------------------------
 
     def reserve(self, study_id: str, worker_id: str | None) -> int | None:
         """Take one slot of the study's budget and add a 'reserved' row for it.
@@ -262,7 +194,7 @@ class TrialRepository:
         first = values[0] if values else None
         statement = (
             update(TrialRecord)
-            .where(TrialRecord.id == row_id, TrialRecord.state.in_(_ACTIVE))
+            .where(TrialRecord.id == row_id, TrialRecord.state.in_(ACTIVE))
             .values(
                 state=final.value,
                 values=values,
@@ -313,7 +245,7 @@ class TrialRepository:
             )
             .where(
                 TrialRecord.study_id == study_id,
-                TrialRecord.state.in_(_ACTIVE),
+                TrialRecord.state.in_(ACTIVE),
                 or_(
                     and_(TrialRecord.worker_id.is_(None), TrialRecord.reserved_at < cutoff),
                     and_(TrialRecord.worker_id.is_not(None), ~alive),
@@ -369,7 +301,7 @@ class TrialRepository:
             .scalar_subquery()
         )
         budget_met = and_(StudyRecord.n_trials.is_not(None), done >= StudyRecord.n_trials)
-        active = exists().where(TrialRecord.study_id == study_id, TrialRecord.state.in_(_ACTIVE))
+        active = exists().where(TrialRecord.study_id == study_id, TrialRecord.state.in_(ACTIVE))
         where = [StudyRecord.id == study_id, StudyRecord.status == StudyStatus.RUNNING.value]
         where.append(~active)
         if not time_up:
@@ -395,124 +327,6 @@ class TrialRepository:
             if record is not None:
                 ArtifactRepository(self._session).put(study_id, BEST_ARTIFACT, record)
         return True
-
-    # --- reads --------------------------------------------------------------------------------
-
-    def state_counts(self, study_ids: Collection[str]) -> dict[str, dict[str, int]]:
-        """Study id -> {API state name: trials} for `study_ids` (every name present, 0 if none).
-
-        'reserved' rows count as running; 'waiting' are failed trials whose queued retry has
-        not been asked yet.
-        """
-        counts = {sid: dict.fromkeys(API_STATES, 0) for sid in study_ids}
-        if not counts:
-            return counts
-        wanted = list(counts)
-        for sid, state, n in self._session.execute(
-            select(TrialRecord.study_id, TrialRecord.state, func.count())
-            .where(TrialRecord.study_id.in_(wanted))
-            .group_by(TrialRecord.study_id, TrialRecord.state)
-        ):
-            name = "running" if state == TrialState.RESERVED.value else str(state)
-            counts[sid][name] += int(n)
-        retry = aliased(TrialRecord)
-        asked = exists().where(
-            retry.study_id == TrialRecord.study_id, retry.retry_of == TrialRecord.number
-        )
-        for sid, n in self._session.execute(
-            select(TrialRecord.study_id, func.count())
-            .where(TrialRecord.study_id.in_(wanted), TrialRecord.retried.is_(True), ~asked)
-            .group_by(TrialRecord.study_id)
-        ):
-            counts[sid]["waiting"] = int(n)
-        return counts
-
-    def best_values(
-        self, study_ids: Collection[str], directions: dict[str, list[str]]
-    ) -> dict[str, float]:
-        """Best finite first value of each single-objective study with a complete trial."""
-        single = {sid: dirs[0] for sid in study_ids if len(dirs := directions.get(sid, [])) == 1}
-        if not single:
-            return {}
-        rows = self._session.execute(
-            select(TrialRecord.study_id, func.min(TrialRecord.value), func.max(TrialRecord.value))
-            .where(
-                TrialRecord.study_id.in_(list(single)),
-                TrialRecord.state == TrialState.COMPLETE.value,
-                TrialRecord.value.is_not(None),
-            )
-            .group_by(TrialRecord.study_id)
-        ).all()
-        result = {}
-        for sid, low, high in rows:
-            best = high if single[sid] == "maximize" else low
-            if best is not None:
-                result[str(sid)] = float(best)
-        return result
-
-    def completed_values(self, study_id: str) -> list[list[float]]:
-        """The value vectors of the study's complete trials, by number."""
-        return [
-            list(values)
-            for values in self._session.scalars(
-                select(TrialRecord.values)
-                .where(
-                    TrialRecord.study_id == study_id,
-                    TrialRecord.state == TrialState.COMPLETE.value,
-                    TrialRecord.values.is_not(None),
-                )
-                .order_by(TrialRecord.number)
-            )
-            if values is not None
-        ]
-
-    def page(
-        self,
-        study_id: str,
-        offset: int,
-        limit: int,
-        states: Collection[str] | None = None,
-    ) -> tuple[list[TrialRow], int]:
-        """One page of the study's trials by number (rows that have one), and the total.
-
-        Args:
-            states: API state names (or ours) to keep; None or empty for all.
-        """
-        if offset < 0 or limit < 1:
-            raise ValueError(f"need offset >= 0 and limit >= 1, got {offset=}, {limit=}")
-        where = [TrialRecord.study_id == study_id, TrialRecord.number.is_not(None)]
-        wanted = _api_states(states)
-        if wanted is not None:
-            where.append(TrialRecord.state.in_(wanted))
-        total = self._session.scalar(select(func.count()).select_from(TrialRecord).where(*where))
-        rows = self._session.execute(
-            select(*_COLUMNS).where(*where).order_by(TrialRecord.number).offset(offset).limit(limit)
-        ).all()
-        return [_row(r) for r in rows], int(total or 0)
-
-    def rows(self, study_id: str, states: Collection[str] | None = None) -> list[TrialRow]:
-        """Every row of the study in `states` (API names or ours; None for all), by id."""
-        where = [TrialRecord.study_id == study_id]
-        wanted = _api_states(states)
-        if wanted is not None:
-            where.append(TrialRecord.state.in_(wanted))
-        query = select(*_COLUMNS).where(*where).order_by(TrialRecord.id)
-        return [_row(r) for r in self._session.execute(query).all()]
-
-    def finished_durations(self) -> list[tuple[str, float]]:
-        """(state, seconds) of every finished trial with both timestamps, all studies."""
-        rows = self._session.execute(
-            select(TrialRecord.state, TrialRecord.started_at, TrialRecord.finished_at).where(
-                TrialRecord.state.in_(_FINISHED),
-                TrialRecord.started_at.is_not(None),
-                TrialRecord.finished_at.is_not(None),
-            )
-        ).all()
-        return [
-            (str(state), max(0.0, (finished - started).total_seconds()))
-            for state, started, finished in rows
-            if started is not None and finished is not None
-        ]
 
     def delete_study(self, study_id: str) -> None:
         """Delete every row of a study (`StudyRepository.delete` calls it)."""

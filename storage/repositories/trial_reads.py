@@ -1,0 +1,207 @@
+"""Reads of ``mtl_trials`` for the REST and the metrics: counts, best values, pages (all SQL).
+
+`TrialReads` is the read half of `storage.repositories.trials.TrialRepository`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from storage.models import TrialRecord, TrialState
+
+#: Trial states as the API names them ('reserved' rows count as 'running').
+API_STATES = ("running", "waiting", "complete", "pruned", "fail")
+
+ACTIVE = (TrialState.RESERVED.value, TrialState.RUNNING.value)
+FINISHED = (TrialState.COMPLETE.value, TrialState.PRUNED.value, TrialState.FAIL.value)
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRow:
+    """One row of ``mtl_trials`` (a snapshot)."""
+
+    id: int
+    study_id: str
+    number: int | None
+    optuna_trial_id: int | None
+    state: TrialState
+    worker_id: str | None
+    params: dict[str, Any] | None
+    config: dict[str, Any] | None
+    weights_normalised: dict[str, Any] | None
+    values: list[float] | None
+    value: float | None
+    val_metrics: dict[str, Any] | None
+    test_metrics: dict[str, Any] | None
+    strategy_weights: dict[str, Any] | None
+    epochs_run: int | None
+    reason: str | None
+    retry_of: int | None
+    retried: bool
+    reserved_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish, None unless both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+
+_COLUMNS = [getattr(TrialRecord, f.name) for f in fields(TrialRow)]
+
+
+def _row(values: Sequence[Any]) -> TrialRow:
+    data = dict(zip((f.name for f in fields(TrialRow)), values, strict=True))
+    data["state"] = TrialState(data["state"])
+    data["retried"] = bool(data["retried"])
+    return TrialRow(**data)
+
+
+def _api_states(states: Collection[str] | None) -> list[str] | None:
+    """Our states for API state names ('running' includes 'reserved'; 'waiting' has no row)."""
+    if not states:
+        return None
+    result: list[str] = []
+    for name in states:
+        if name not in API_STATES and name not in TrialState.__members__.values():
+            raise ValueError(f"trial state must be one of {', '.join(API_STATES)}, got {name!r}")
+        if name == "running":
+            result.extend(ACTIVE)
+        elif name != "waiting":
+            result.append(name)
+    return result
+
+
+class TrialReads:
+    """The reads of ``mtl_trials`` inside the caller's session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def state_counts(self, study_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """Study id -> {API state name: trials} for `study_ids` (every name present, 0 if none).
+
+        'reserved' rows count as running; 'waiting' are failed trials whose queued retry has
+        not been asked yet.
+        """
+        counts = {sid: dict.fromkeys(API_STATES, 0) for sid in study_ids}
+        if not counts:
+            return counts
+        wanted = list(counts)
+        for sid, state, n in self._session.execute(
+            select(TrialRecord.study_id, TrialRecord.state, func.count())
+            .where(TrialRecord.study_id.in_(wanted))
+            .group_by(TrialRecord.study_id, TrialRecord.state)
+        ):
+            name = "running" if state == TrialState.RESERVED.value else str(state)
+            counts[sid][name] += int(n)
+        retry = aliased(TrialRecord)
+        asked = exists().where(
+            retry.study_id == TrialRecord.study_id, retry.retry_of == TrialRecord.number
+        )
+        for sid, n in self._session.execute(
+            select(TrialRecord.study_id, func.count())
+            .where(TrialRecord.study_id.in_(wanted), TrialRecord.retried.is_(True), ~asked)
+            .group_by(TrialRecord.study_id)
+        ):
+            counts[sid]["waiting"] = int(n)
+        return counts
+
+    def best_values(
+        self, study_ids: Collection[str], directions: dict[str, list[str]]
+    ) -> dict[str, float]:
+        """Best finite first value of each single-objective study with a complete trial."""
+        single = {sid: dirs[0] for sid in study_ids if len(dirs := directions.get(sid, [])) == 1}
+        if not single:
+            return {}
+        rows = self._session.execute(
+            select(TrialRecord.study_id, func.min(TrialRecord.value), func.max(TrialRecord.value))
+            .where(
+                TrialRecord.study_id.in_(list(single)),
+                TrialRecord.state == TrialState.COMPLETE.value,
+                TrialRecord.value.is_not(None),
+            )
+            .group_by(TrialRecord.study_id)
+        ).all()
+        result = {}
+        for sid, low, high in rows:
+            best = high if single[sid] == "maximize" else low
+            if best is not None:
+                result[str(sid)] = float(best)
+        return result
+
+    def completed_values(self, study_id: str) -> list[list[float]]:
+        """The value vectors of the study's complete trials, by number."""
+        return [
+            list(values)
+            for values in self._session.scalars(
+                select(TrialRecord.values)
+                .where(
+                    TrialRecord.study_id == study_id,
+                    TrialRecord.state == TrialState.COMPLETE.value,
+                    TrialRecord.values.is_not(None),
+                )
+                .order_by(TrialRecord.number)
+            )
+            if values is not None
+        ]
+
+    def page(
+        self,
+        study_id: str,
+        offset: int,
+        limit: int,
+        states: Collection[str] | None = None,
+    ) -> tuple[list[TrialRow], int]:
+        """One page of the study's trials by number (rows that have one), and the total.
+
+        Args:
+            states: API state names (or ours) to keep; None or empty for all.
+        """
+        if offset < 0 or limit < 1:
+            raise ValueError(f"need offset >= 0 and limit >= 1, got {offset=}, {limit=}")
+        where = [TrialRecord.study_id == study_id, TrialRecord.number.is_not(None)]
+        wanted = _api_states(states)
+        if wanted is not None:
+            where.append(TrialRecord.state.in_(wanted))
+        total = self._session.scalar(select(func.count()).select_from(TrialRecord).where(*where))
+        rows = self._session.execute(
+            select(*_COLUMNS).where(*where).order_by(TrialRecord.number).offset(offset).limit(limit)
+        ).all()
+        return [_row(r) for r in rows], int(total or 0)
+
+    def rows(self, study_id: str, states: Collection[str] | None = None) -> list[TrialRow]:
+        """Every row of the study in `states` (API names or ours; None for all), by id."""
+        where = [TrialRecord.study_id == study_id]
+        wanted = _api_states(states)
+        if wanted is not None:
+            where.append(TrialRecord.state.in_(wanted))
+        query = select(*_COLUMNS).where(*where).order_by(TrialRecord.id)
+        return [_row(r) for r in self._session.execute(query).all()]
+
+    def finished_durations(self) -> list[tuple[str, float]]:
+        """(state, seconds) of every finished trial with both timestamps, all studies."""
+        rows = self._session.execute(
+            select(TrialRecord.state, TrialRecord.started_at, TrialRecord.finished_at).where(
+                TrialRecord.state.in_(FINISHED),
+                TrialRecord.started_at.is_not(None),
+                TrialRecord.finished_at.is_not(None),
+            )
+        ).all()
+        return [
+            (str(state), max(0.0, (finished - started).total_seconds()))
+            for state, started, finished in rows
+            if started is not None and finished is not None
+        ]
+
+
+__all__ = ["ACTIVE", "API_STATES", "FINISHED", "TrialReads", "TrialRow"]
