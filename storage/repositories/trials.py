@@ -8,7 +8,6 @@ The study's ``trials_reserved`` counter moves in the same transaction as the row
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -174,12 +173,16 @@ class TrialRepository(TrialReads):
         Returns:
             True if this call finished the row; False if it was already finished (e.g. failed
             as lost by a peer) or does not exist.
+
+        Raises:
+            ValueError: `state` is not a finished state, or a value is not finite.
         """
         final = TrialState(state)
         if not final.is_finished:
             raise ValueError(f"finish needs complete, pruned or fail, got {state!r}")
         if values is not None:
             values = [float(v) for v in values]
+            require_json("values", values)  # NaN and inf are no JSON (PostgreSQL refuses them)
         optional = {
             "config": config,
             "weights_normalised": weights_normalised,
@@ -198,8 +201,7 @@ class TrialRepository(TrialReads):
             .values(
                 state=final.value,
                 values=values,
-                # NaN and inf are no candidates for the SQL min/max of the best value.
-                value=first if first is not None and math.isfinite(first) else None,
+                value=first,
                 reason=reason,
                 finished_at=utcnow(),
                 **changes,

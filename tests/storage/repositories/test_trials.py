@@ -136,6 +136,18 @@ def test_finish_wins_once_and_a_fail_releases_exactly_one_slot(database: Databas
     assert (row.reason, row.values) == ("boom", None)
 
 
+def test_finish_refuses_unfinished_states_and_non_finite_values(database: Database) -> None:
+    study_id = _create(database)
+    row_id = _running(database, study_id, 0)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        with pytest.raises(ValueError, match="running"):
+            repo.finish(row_id, state="running")
+        with pytest.raises(ValueError, match="values"):
+            repo.finish(row_id, state="complete", values=[float("nan")])
+        assert repo.rows(study_id)[0].state is TrialState.RUNNING
+
+
 def test_a_complete_keeps_its_slot(database: Database) -> None:
     study_id = _create(database, n_trials=2)
     _finished(database, study_id, 0, "complete", 1.0)
