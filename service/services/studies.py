@@ -17,9 +17,10 @@ from typing import Any
 import optuna
 from sqlalchemy.orm import Session
 
-from mtl_core.experiments import get_experiment
+from mtl_core.experiments import Experiment, get_experiment
 from mtl_core.registry import UnknownNameError
 from mtlsearch.search.best import best_record_from_rows
+from mtlsearch.search.objective import directions
 from mtlsearch.search.optuna_factory import create_optuna_study
 from mtlsearch.search.spec import StudySpec, validate_against_experiment
 from service.errors import ConflictError
@@ -37,6 +38,7 @@ from storage import (
     StudyRepository,
     StudyStatus,
     TrialRepository,
+    TrialRow,
 )
 from storage.database import error_line
 from storage.repositories.trials import BEST_ARTIFACT as TRIAL_BEST_ARTIFACT
@@ -315,23 +317,35 @@ def get_best(database: Database, study_id: str) -> dict[str, Any]:
     with database.session() as session:
         info = StudyRepository(session).get(study_id)
         artifact = ArtifactRepository(session).get(study_id, BEST_ARTIFACT)
-        rows = [] if artifact is not None else TrialRepository(session).rows(study_id, ["complete"])
-    if artifact is not None:
-        return artifact.payload
-    spec = StudySpec.model_validate(info.spec)
-    try:
-        experiment = get_experiment(spec.experiment)
-    except UnknownNameError as exc:
-        raise ConflictError(
-            f"study {study_id!r} uses experiment {spec.experiment!r}, which this server does "
-            f"not know ({exc})"
-        ) from None
+        if artifact is not None:
+            return artifact.payload
+        spec = StudySpec.model_validate(info.spec)
+        try:
+            experiment = get_experiment(spec.experiment)
+        except UnknownNameError as exc:
+            raise ConflictError(
+                f"study {study_id!r} uses experiment {spec.experiment!r}, which this server "
+                f"does not know ({exc})"
+            ) from None
+        rows = _best_candidates(TrialRepository(session), study_id, spec, experiment)
     record = best_record_from_rows(rows, spec, experiment, _baselines(database, info))
     if record is None:
         raise NotFoundError(
             f"study {study_id!r} has no completed trial yet; /best answers once one has"
         )
     return record
+
+
+def _best_candidates(
+    trials: TrialRepository, study_id: str, spec: StudySpec, experiment: Experiment
+) -> list[TrialRow]:
+    """The rows the best record is chosen from: the best one by SQL for one objective, every
+    complete row for a Pareto front."""
+    study_directions = directions(spec, experiment)
+    if len(study_directions) > 1:
+        return trials.rows(study_id, ["complete"])
+    best = trials.best_row(study_id, study_directions[0])
+    return [] if best is None else [best]
 
 
 def _baselines(database: Database, info: StudyInfo) -> dict[str, float] | None:

@@ -139,6 +139,24 @@ class TrialReads:
                 result[str(sid)] = float(best)
         return result
 
+    def best_row(self, study_id: str, direction: str) -> TrialRow | None:
+        """The complete row with the best first value (ties: lowest number), one query."""
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
+        order = TrialRecord.value.desc() if direction == "maximize" else TrialRecord.value.asc()
+        row = self._session.execute(
+            select(*_COLUMNS)
+            .where(
+                TrialRecord.study_id == study_id,
+                TrialRecord.state == TrialState.COMPLETE.value,
+                TrialRecord.value.is_not(None),
+                TrialRecord.number.is_not(None),
+            )
+            .order_by(order, TrialRecord.number)
+            .limit(1)
+        ).first()
+        return None if row is None else _row(row)
+
     def completed_values(self, study_id: str) -> list[list[float]]:
         """The value vectors of the study's complete trials, by number."""
         return [

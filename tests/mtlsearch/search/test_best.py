@@ -93,3 +93,6 @@ def test_ties_go_to_the_lowest_number(database: Database) -> None:
         rows = repo.rows(study_id)
     assert [r.number for r in best_rows(rows, ["maximize"])] == [1]
     assert [r.number for r in best_rows(rows, ["minimize"])] == [2]
+    with database.session() as session:
+        best = TrialRepository(session).best_row(study_id, "maximize")
+    assert best is not None and best.number == 1  # SQL breaks the tie the same way

@@ -306,6 +306,11 @@ def test_counts_best_values_and_pages(database: Database) -> None:
         assert repo.best_values([study_id], {study_id: ["minimize"]}) == {study_id: 1.0}
         assert repo.best_values([study_id], {study_id: ["minimize", "maximize"]}) == {}
         assert repo.completed_values(study_id) == [[3.0], [1.0], [2.0]]
+        best = repo.best_row(study_id, "maximize")
+        assert best is not None and best.number == 0
+        worst = repo.best_row(study_id, "minimize")
+        assert worst is not None and worst.number == 1
+        assert repo.best_row(other, "maximize") is None
         page, total = repo.page(study_id, 1, 2)
         assert total == 6 and [r.number for r in page] == [1, 2]
         page, total = repo.page(study_id, 0, 10, ["pruned", "fail"])
