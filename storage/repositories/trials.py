@@ -27,6 +27,7 @@ from storage.models import (
     utcnow,
 )
 from storage.repositories._common import require_json, rowcount
+from storage.repositories.artifacts import ArtifactRepository
 from storage.repositories.trial_reads import ACTIVE, API_STATES, TrialReads, TrialRow
 
 #: The reason stored on a trial whose worker stopped heart-beating.
@@ -304,8 +305,11 @@ class TrialRepository(TrialReads):
         )
         budget_met = and_(StudyRecord.n_trials.is_not(None), done >= StudyRecord.n_trials)
         active = exists().where(TrialRecord.study_id == study_id, TrialRecord.state.in_(ACTIVE))
-        where = [StudyRecord.id == study_id, StudyRecord.status == StudyStatus.RUNNING.value]
-        where.append(~active)
+        where = [
+            StudyRecord.id == study_id,
+            StudyRecord.status == StudyStatus.RUNNING.value,
+            ~active,
+        ]
         if not time_up:
             where.append(budget_met)
         now = utcnow()
@@ -323,8 +327,6 @@ class TrialRepository(TrialReads):
         if not rowcount(self._session, statement):
             return False
         if best is not None:
-            from storage.repositories.artifacts import ArtifactRepository
-
             record = best()
             if record is not None:
                 ArtifactRepository(self._session).put(study_id, BEST_ARTIFACT, record)
