@@ -60,9 +60,7 @@ def test_float64_inputs_fail_the_study_with_one_line_naming_the_problem(
     database: Database,
 ) -> None:
     info = submit(database, synthetic_spec("bad-data", experiment=NAME, n_trials=3))
-    options = WorkerOptions(
-        idle_exit_s=0.0, heartbeat_s=1.0, max_consecutive_failures=2, prefetch=False
-    )
+    options = WorkerOptions(idle_exit_s=0.0, heartbeat_s=1.0, max_consecutive_failures=2)
     Worker(database, options, settings=SETTINGS).run()
 
     with database.session() as session:
