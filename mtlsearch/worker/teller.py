@@ -8,8 +8,9 @@ before it is done.
 
 Per epoch the runner hands it the reports of ALL its slots as one batch. For each trial the
 teller reports the epoch's value to Optuna, reads the study's status (at most once per
-`STATUS_CHECK_S` per study, also for the studies of jobs still waiting in the asker's queue, so
-that a queued job of a cancelled study is told without training) and decides the verdict
+`STATUS_CHECK_S` per study, also for the studies of jobs still waiting in the asker's queue,
+and afresh for all of them once one is seen ended, so that a queued job of a cancelled study
+is told without training) and decides the verdict
 (`mtlsearch.worker.decisions.epoch_verdict`). Verdicts other than CONTINUE are posted on
 `Teller.verdicts`, which the runner reads at every epoch boundary without waiting: a verdict
 that arrives late is applied at the next epoch boundary (the trial trains one more epoch,
@@ -180,9 +181,14 @@ class Teller:
         self._in_flight[job.study.id] = job.study
 
     def _on_epoch(self, round_: int, items: list[EpochItem]) -> None:
-        # Every study in flight, reported or queued: a queued job's cancel is seen too.
-        for context in list(self._in_flight.values()):
+        # Every study in flight, reported or queued: a queued job's cancel is seen too. One
+        # ended: read the others afresh (studies are often cancelled together).
+        in_flight, ended = list(self._in_flight.values()), len(self._ended)
+        for context in in_flight:
             self._status(context)
+        if len(self._ended) > ended:
+            for context in in_flight:
+                self._status(context, fresh=True)
         healthy: set[str] = set()
         for item in items:
             job = item.job
@@ -217,14 +223,15 @@ class Teller:
         )
         return epoch_verdict(facts, job.trial.should_prune)
 
-    def _status(self, context: StudyContext) -> StudyStatus | str:
-        # Read at most once per STATUS_CHECK_S: a cancel is seen after the first epoch that
-        # ends a second or more later, and epochs of tiny models cost no query each.
+    def _status(self, context: StudyContext, fresh: bool = False) -> StudyStatus | str:
+        # Read at most once per STATUS_CHECK_S (unless ``fresh``): a cancel is seen after the
+        # first epoch that ends a second or more later, and epochs of tiny models cost no
+        # query each.
         ended = self._ended.get(context.id)
         if ended is not None:
             return ended
         now = time.monotonic()
-        if now - context.status_checked < STATUS_CHECK_S:
+        if not fresh and now - context.status_checked < STATUS_CHECK_S:
             return StudyStatus.RUNNING
         context.status_checked = now
         status: StudyStatus | str
