@@ -7,7 +7,8 @@ the verdicts the teller has posted so far (`Teller.verdicts`; one that arrives l
 applied at the next epoch boundary), ends the slots that finished and hands them to the teller
 (`Teller.finished`), then refills free slots from the queue without waiting: an empty queue
 leaves the slot free for this epoch. Only when it trains nothing at all does it wait on the
-queue. It never touches the database.
+queue (looking at the stop event every `WAIT_S`; the back-off between looks for work in the
+database is the asker's). It never touches the database.
 
 * Jobs that cannot join the current run (`can_batch_together` / `batchable`: another
   architecture, a strategy without a batched form) wait and then start a run of their own
@@ -383,6 +384,10 @@ class SlotRunner:
         for done in stopped:
             self._verdicts.pop(done.tag.key, None)
             self._tell_stopped(done.tag, done.result)
+        # A verdict that came after its trial ended has nothing left to stop.
+        live = {slot.tag.key for slot in run.slots if slot is not None}
+        for key in [key for key in self._verdicts if key not in live]:
+            del self._verdicts[key]
 
     def _refill(self, run: batched.BatchedRun, waiting: list[Job]) -> None:
         for index in run.free_slots():
