@@ -150,7 +150,7 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         batch = self.options.batch
         self.jobs = JobQueue(maxsize=batch if isinstance(batch, int) else 1)
-        self.teller = Teller(database, self.options.max_consecutive_failures, self._stop.is_set)
+        self.teller = Teller(database, self.options.max_consecutive_failures)
         self.asker = Asker(
             database,
             self.options,

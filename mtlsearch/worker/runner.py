@@ -173,7 +173,12 @@ class SlotRunner:
             while (first := self._next_job()) is not None:
                 k = self._k_for(first)
                 self.jobs.resize(k)
-                self._train(self._gather(first, k), k)
+                jobs = self._gather(first, k)
+                if self.stop.is_set():  # stopped while gathering: none of them trains
+                    for job in jobs:
+                        self._tell_stopped(job)
+                    return
+                self._train(jobs, k)
         finally:
             while self._alone:
                 self._tell_stopped(self._alone.popleft())

@@ -74,15 +74,11 @@ class Teller:
     Args:
         database: the worker's database.
         max_consecutive_failures: rounds failed in a row after which a study is failed.
-        stopping: whether the worker is stopping (a trial with epochs left then stops).
     """
 
-    def __init__(
-        self, database: Database, max_consecutive_failures: int, stopping: Callable[[], bool]
-    ) -> None:
+    def __init__(self, database: Database, max_consecutive_failures: int) -> None:
         self.database = database
         self.max_consecutive_failures = max_consecutive_failures
-        self.stopping = stopping
         self.heartbeat: Heartbeat | None = None
         #: Verdicts other than CONTINUE, as ``(Job.key, Decision)``: the runner's to read.
         self.verdicts: queue.SimpleQueue[tuple[int, Decision]] = queue.SimpleQueue()
@@ -214,7 +210,9 @@ class Teller:
             job.trial.report(value, report.epoch)  # type: ignore[arg-type]
         facts = EpochFacts(
             study_status=self._status(context),
-            stopping=self.stopping(),
+            # The runner stops trials itself at the epoch boundary when the worker stops: a
+            # lagging teller would stop trials that have since finished.
+            stopping=False,
             epoch=report.epoch,
             epochs=job.epochs,
             reported=reported,
