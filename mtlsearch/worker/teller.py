@@ -179,19 +179,20 @@ class Teller:
     def _on_epoch(self, round_: int, items: list[EpochItem]) -> None:
         # Every study in flight, reported or queued: a queued job's cancel is seen too. One
         # ended: read the others afresh (studies are often cancelled together).
+        # The statuses are read once here for the whole batch: every study found ended is
+        # known before any verdict of this batch is posted.
         in_flight, ended = list(self._in_flight.values()), len(self._ended)
-        for context in in_flight:
-            self._status(context)
+        statuses = {context.id: self._status(context) for context in in_flight}
         if len(self._ended) > ended:
-            for context in in_flight:
-                self._status(context, fresh=True)
+            statuses = {context.id: self._status(context, fresh=True) for context in in_flight}
         healthy: set[str] = set()
         for item in items:
             job = item.job
             decision = self._decided.get(job.key)
             if decision is None:
                 try:
-                    decision = self._verdict(job, item)
+                    status = statuses.get(job.study.id) or self._status(job.study)
+                    decision = self._verdict(job, item, status)
                 except Exception:
                     logger.exception("could not report trial %d", job.trial.number)
                     decision = GO_ON
@@ -202,14 +203,14 @@ class Teller:
                 healthy.add(job.study.id)
         self._round = (round_, healthy)
 
-    def _verdict(self, job: Job, item: EpochItem) -> Decision:
+    def _verdict(self, job: Job, item: EpochItem, status: StudyStatus | str) -> Decision:
         context, report = job.study, item.report
         value = intermediate_value(report, context.spec, context.experiment, context.baselines)
         reported = value is not None and math.isfinite(value)
         if reported:
             job.trial.report(value, report.epoch)  # type: ignore[arg-type]
         facts = EpochFacts(
-            study_status=self._status(context),
+            study_status=status,
             # The runner stops trials itself at the epoch boundary when the worker stops: a
             # lagging teller would stop trials that have since finished.
             stopping=False,
