@@ -1,6 +1,6 @@
 """The asker thread: maintenance, then pick a study, reserve a slot, ask, suggest; repeat.
 
-Its jobs go into the runner's bounded `~mtlsearch.worker.runner.JobQueue` (capacity: the K of
+Its jobs go into the runner's bounded `~mtlsearch.worker.jobs.JobQueue` (capacity: the K of
 the current run), so the worker stays one batch ahead of training and the training thread
 never asks. It asks only when the queue has room, so it holds no asked job of its own. Each
 asked trial is announced to the teller (`Teller.asked`) before it is queued.
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mtlsearch.worker.heartbeat import Heartbeat
+    from mtlsearch.worker.jobs import JobQueue
     from mtlsearch.worker.loop import WorkerOptions
-    from mtlsearch.worker.runner import JobQueue
     from mtlsearch.worker.teller import Teller
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,9 @@
-"""What the worker's threads hand each other: a `Job` (one asked trial) and its epoch reports."""
+"""What the worker's threads hand each other: a `Job` (one asked trial), the asker's bounded
+`JobQueue` of them, and the epoch reports the runner hands the teller."""
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,3 +39,20 @@ class EpochItem:
 
     job: Job
     report: EpochReport
+
+
+class JobQueue(queue.Queue[Job | None]):
+    """The asker's bounded queue of asked jobs; None: the asker has finished."""
+
+    def resize(self, maxsize: int) -> None:
+        """Hold up to ``maxsize`` jobs (the K of the current run: one batch ahead)."""
+        with self.mutex:
+            self.maxsize = maxsize
+            self.not_full.notify_all()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until a put would not block; True if it would not."""
+        with self.not_full:
+            if 0 < self.maxsize <= self._qsize():
+                self.not_full.wait(timeout)
+            return not 0 < self.maxsize <= self._qsize()

@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING
 from mtlsearch.settings import Settings, get_settings
 from mtlsearch.worker.asker import WORKER_ATTR, Asker
 from mtlsearch.worker.heartbeat import Heartbeat
-from mtlsearch.worker.jobs import Job
-from mtlsearch.worker.runner import JobQueue, SlotRunner
+from mtlsearch.worker.jobs import Job, JobQueue
+from mtlsearch.worker.runner import SlotRunner
 from mtlsearch.worker.studies import DataCache, StudyContext
 from mtlsearch.worker.teller import Teller
 from storage import Database, StudyInfo, WorkerRepository, WorkerStatus

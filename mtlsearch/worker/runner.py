@@ -49,7 +49,7 @@ from mtlsearch.worker.decisions import (
     failure_of,
     out_of_memory,
 )
-from mtlsearch.worker.jobs import EpochItem, Job
+from mtlsearch.worker.jobs import EpochItem, Job, JobQueue
 
 if TYPE_CHECKING:
     from mtl_core.experiments import DataSplits
@@ -63,23 +63,6 @@ AUTO_MAX_CPU = 32
 AUTO_MAX_GPU = 512
 #: Seconds between two looks at the stop event while the runner waits on an empty queue.
 WAIT_S = 0.1
-
-
-class JobQueue(queue.Queue[Job | None]):
-    """The asker's bounded queue of asked jobs; None: the asker has finished."""
-
-    def resize(self, maxsize: int) -> None:
-        """Hold up to ``maxsize`` jobs (the K of the current run: one batch ahead)."""
-        with self.mutex:
-            self.maxsize = maxsize
-            self.not_full.notify_all()
-
-    def wait_for_room(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until a put would not block; True if it would not."""
-        with self.not_full:
-            if 0 < self.maxsize <= self._qsize():
-                self.not_full.wait(timeout)
-            return not 0 < self.maxsize <= self._qsize()
 
 
 class SlotRunner:
@@ -410,4 +393,4 @@ class SlotRunner:
                 self.on_start(new)
 
 
-__all__ = ["AUTO_MAX_CPU", "AUTO_MAX_GPU", "JobQueue", "SlotRunner"]
+__all__ = ["AUTO_MAX_CPU", "AUTO_MAX_GPU", "SlotRunner"]

@@ -15,8 +15,8 @@ import mtl_core.batched
 from mtl_core.batched import BatchedRun, SlotReport
 from mtl_core.config import TrialConfig
 from mtl_core.experiments import get_experiment
-from mtlsearch.worker.jobs import Job
-from mtlsearch.worker.runner import JobQueue, SlotRunner
+from mtlsearch.worker.jobs import Job, JobQueue
+from mtlsearch.worker.runner import SlotRunner
 from storage import Database, StudyInfo, StudyRepository, StudyStatus
 from tests.mtlsearch.worker.helpers import make_worker, submit, synthetic_spec
 
