@@ -15,7 +15,8 @@ For each experiment and database (a SQLite file; a fresh PostgreSQL database, dr
 Reported: trials/hour of both and their ratio (service / trainer); the worker's busy fraction
 (its own time inside `BatchedRun` or `train_trial` / wall); p50 and p99 of ``study.ask()`` and
 ``study.tell()`` as the worker called them; the sampler's share of the wall time (its methods'
-time inside the worker; this overlaps training, as tell runs on the worker's finisher thread).
+time inside the worker; this overlaps training, as ask and tell run on the worker's asker and
+teller threads).
 The table goes to docs/benchmarks.md under "## End to end (service)". Usage (repository root):
 
     .venv/bin/python benchmarks/end_to_end.py --experiments adult multi_mnist \\
@@ -288,8 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         "trials, K and data, run just before each service run. Worker busy: the worker's own "
         "time inside training (`BatchedRun`) / wall. Ask / tell: `study.ask()` / "
         "`study.tell()` timed inside the worker, every call. Sampler share: the sampler's "
-        "methods' time inside the worker / wall (tell, and so the sampler's `after_trial`, "
-        "runs on the finisher thread, beside training). The trainer's time leaves out its "
+        "methods' time inside the worker / wall (ask and tell, and so the sampler, run on the "
+        "worker's asker and teller threads, beside training). The trainer's time leaves out its "
         "data load; the service's wall holds the worker's one load of the data set (in this "
         "process: "
         + ", ".join(f"{name} {s:.1f} s" for name, s in loads.items())

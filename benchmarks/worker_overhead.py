@@ -1,15 +1,15 @@
 """Worker overhead: what one trial costs a worker outside training, on SQLite and PostgreSQL.
 
-Runs the real `mtlsearch.worker.Worker` loop (pick + reserve, ask and suggest, first heartbeat
-and ``worker`` attribute, per epoch report + study-status read + pruner, result attributes,
-tell, completion check) with a runner that does not train: each "epoch" hands the loop a
-made-up `EpochReport` (after sleeping ``--train-ms`` per epoch, which stands for training; the
-sleep releases the GIL as GPU work does). What remains is the storage and sampler work per
-trial *on the critical path*: (wall time - time slept) / trials, which the worker's finisher
-and prefetch threads (`mtlsearch.worker.loop`) shrink by doing their part during the sleep.
+Runs the real `mtlsearch.worker.Worker` pipeline (asker: pick + reserve, ask and suggest,
+first heartbeat and ``worker`` attribute; teller: per epoch report + study-status read + pruner,
+result attributes, tell, completion check) with a `mtl_core.batched.BatchedRun` stand-in that
+does not train: each epoch sleeps ``--train-ms`` (which stands for training; the sleep
+releases the GIL as GPU work does) and hands the runner made-up `EpochReport` values. Two
+figures per trial: the overhead, (wall time - time slept) / trials, and the work left on the
+training thread outside its epochs (the runner's own share: refills, verdicts, hand-overs).
 The study (`synthetic` experiment, median pruner) runs with the random sampler (the worker's
-own cost) and with TPE (the default, whose model fit grows with the study), each with
-prefetch on and off. The table goes to docs/benchmarks.md under "## Worker overhead".
+own cost) and with TPE (the default, whose model fit grows with the study), at ``--batch 1``
+and ``--batch 8``. The table goes to docs/benchmarks.md under "## Worker overhead".
 Usage (repository root):
 
     .venv/bin/python benchmarks/worker_overhead.py --trials 200 --train-ms 0 50
@@ -20,25 +20,28 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from _report import write_section  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
 
+import mtl_core.batched  # noqa: E402
+from mtl_core.batched import FinishedTrial, SlotReport  # noqa: E402
+from mtl_core.config import TrialConfig  # noqa: E402
+from mtl_core.experiments import get_experiment  # noqa: E402
 from mtl_core.results import EpochReport, TrialResult  # noqa: E402
 from mtl_core.trainer import resolve_config  # noqa: E402
 from mtlsearch.search.spec import StudySpec  # noqa: E402
-from mtlsearch.worker import Job, Outcome, TrialRunner, Verdict, Worker, WorkerOptions  # noqa: E402
+from mtlsearch.worker import Worker, WorkerOptions  # noqa: E402
 from service.services.studies import create_study  # noqa: E402
 from storage import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
@@ -47,58 +50,90 @@ from storage.testing import temporary_postgres_database  # noqa: E402
 logger = logging.getLogger("worker_overhead")
 
 
-class NoTraining(TrialRunner):
-    """Goes through every host call a real trial makes; "trains" by sleeping.
+class _Slot:
+    def __init__(self, config: TrialConfig, tag: Any) -> None:
+        self.config = resolve_config(config, get_experiment(config.experiment))
+        self.tag = tag
+        self.epoch = 0
+        self.history: list[EpochReport] = []
 
-    Args:
-        host: the worker.
-        train_ms: milliseconds slept per epoch (0: none).
-        seed: of the made-up metrics.
+
+class NoTrainingRun:
+    """`mtl_core.batched.BatchedRun`'s slot interface, "training" by sleeping per epoch.
+
+    Class attributes (set by `measure`): ``train_s`` slept per epoch, and the clocks.
     """
 
-    def __init__(self, host: Worker, train_ms: float = 0.0, seed: int = 0) -> None:
-        if train_ms < 0:
-            raise ValueError(f"train_ms must be >= 0, got {train_ms=}")
-        self.host = host
-        self.train_s = train_ms / 1000
-        self.rng = random.Random(seed)
-        #: Per trial: perf_counter() at its start, and seconds slept.
-        self.starts: list[float] = []
-        self.slept: list[float] = []
+    train_s = 0.0
+    rng = random.Random(0)
+    slept = 0.0
+    #: perf_counter() at the end of the last epoch (None: in an epoch or no run yet).
+    epoch_ended: float | None = None
+    #: Seconds the training thread spent between two epochs of a run (its own work).
+    between = 0.0
 
-    def run(self, first: Job) -> None:
-        self.starts.append(time.perf_counter())
-        slept = 0.0
-        experiment = first.study.experiment
-        resolved = resolve_config(first.config, experiment)
-        history: list[EpochReport] = []
-        decision = None
-        for epoch in range(1, first.epochs + 1):
-            if self.train_s:
-                before = time.perf_counter()
-                time.sleep(self.train_s)
-                slept += time.perf_counter() - before
-            metrics = {
-                "regression": self.rng.uniform(0.1, 1.0),
-                "classification": self.rng.random(),
-            }
-            report = EpochReport(epoch, {t: 1.0 for t in metrics}, metrics, {}, {}, 0.0)
-            history.append(report)
-            decision = self.host.on_epoch(first, report)
-            if decision.verdict is not Verdict.CONTINUE:
-                break
-        self.slept.append(slept)
-        last = history[-1]
-        result = TrialResult(
-            resolved, len(history), last.val_metrics, last.val_metrics, {}, history
-        )
-        if decision is None or decision.verdict is Verdict.CONTINUE:
-            outcome = Outcome(TrialState.COMPLETE, result)
-        elif decision.verdict is Verdict.PRUNE:
-            outcome = Outcome(TrialState.PRUNED, result, decision.reason)
-        else:
-            outcome = Outcome(TrialState.FAIL, result, decision.reason)
-        self.host.finish(first, outcome)
+    def __init__(
+        self,
+        configs: list[TrialConfig],
+        data_dir: object = None,
+        num_slots: int | None = None,
+        data: object = None,
+        tags: list[Any] | None = None,
+    ) -> None:
+        self.num_slots = num_slots or len(configs)
+        self.slots: list[_Slot | None] = [None] * self.num_slots
+        for index, (config, tag) in enumerate(zip(configs, tags or configs, strict=True)):
+            self.slots[index] = _Slot(config, tag)
+        self._finished: list[FinishedTrial] = []
+        NoTrainingRun.epoch_ended = None
+
+    def occupied(self) -> list[int]:
+        return [i for i, slot in enumerate(self.slots) if slot is not None]
+
+    def free_slots(self) -> list[int]:
+        return [i for i, slot in enumerate(self.slots) if slot is None]
+
+    def refill(self, index: int, config: TrialConfig, tag: Any = None) -> None:
+        self.slots[index] = _Slot(config, tag)
+
+    def run_epoch(self) -> list[SlotReport]:
+        cls = NoTrainingRun
+        if cls.epoch_ended is not None:
+            cls.between += time.perf_counter() - cls.epoch_ended
+        if cls.train_s:
+            before = time.perf_counter()
+            time.sleep(cls.train_s)
+            cls.slept += time.perf_counter() - before
+        reports = []
+        for index in self.occupied():
+            slot = self.slots[index]
+            assert slot is not None
+            slot.epoch += 1
+            metrics = {"regression": cls.rng.uniform(0.1, 1.0), "classification": cls.rng.random()}
+            report = EpochReport(slot.epoch, {t: 1.0 for t in metrics}, metrics, {}, {}, 0.0)
+            slot.history.append(report)
+            reports.append(SlotReport(index, slot.tag, report))
+        cls.epoch_ended = time.perf_counter()
+        return reports
+
+    def stop(self, index: int, reason: str | None) -> FinishedTrial:
+        slot = self.slots[index]
+        assert slot is not None
+        self.slots[index] = None
+        last = slot.history[-1].val_metrics if slot.history else {}
+        result = TrialResult(slot.config, len(slot.history), last, last, {}, slot.history, reason)
+        return FinishedTrial(index, slot.tag, result)
+
+    def finish_completed(self) -> None:
+        for index in self.occupied():
+            slot = self.slots[index]
+            assert slot is not None
+            if slot.epoch >= slot.config.epochs:
+                self._finished.append(self.stop(index, None))
+
+    def pop_finished(self) -> list[FinishedTrial]:
+        out, self._finished = self._finished, []
+        return out
 
 
 @contextmanager
@@ -108,13 +143,10 @@ def sqlite_db() -> Iterator[str]:
 
 
 def measure(
-    url: str, trials: int, epochs: int, sampler: str, *, train_ms: float, prefetch: bool
+    url: str, trials: int, epochs: int, sampler: str, *, train_ms: float, batch: int
 ) -> dict[str, float]:
-    """Per-trial seconds of the worker loop outside training (critical path): mean, median, p95.
-
-    A trial's share is the time from its start to the next trial's start (the last one: to
-    the return of ``Worker.run``, which waits for the last tell) minus the time it slept.
-    """
+    """Per-trial seconds outside training: the overhead (wall time minus time slept, over
+    trials) and the training thread's own work between epochs."""
     upgrade(url)
     database = Database(url)
     spec = StudySpec.model_validate(
@@ -135,27 +167,23 @@ def measure(
         }
     )
     create_study(database, spec)
-    worker = Worker(database, WorkerOptions(idle_exit_s=0.0, heartbeat_s=10.0, prefetch=prefetch))
-    runner = NoTraining(worker, train_ms)
-    worker.runner = runner
-    worker.register()
-    started = time.perf_counter()
-    done = worker.run()
-    ended = time.perf_counter()
+    worker = Worker(database, WorkerOptions(idle_exit_s=0.0, heartbeat_s=10.0, batch=batch))
+    worker.runner.data_for = lambda job: None  # nothing trains: no data to prepare
+    NoTrainingRun.train_s, NoTrainingRun.slept, NoTrainingRun.between = train_ms / 1000, 0.0, 0.0
+    real, mtl_core.batched.BatchedRun = mtl_core.batched.BatchedRun, NoTrainingRun  # type: ignore[misc,assignment]
+    try:
+        worker.register()
+        started = time.perf_counter()
+        done = worker.run()
+        ended = time.perf_counter()
+    finally:
+        mtl_core.batched.BatchedRun = real  # type: ignore[misc]
     database.dispose()
-    if done != trials or len(runner.starts) != trials:
+    if done != trials:
         raise RuntimeError(f"expected {trials} trials, the worker finished {done}")
-    bounds = [*runner.starts[1:], ended]
-    # The first trial's share also holds the loop's start (first pick, study load).
-    shares = [
-        b - a - s
-        for a, b, s in zip([started, *runner.starts[1:]], bounds, runner.slept, strict=True)
-    ]
-    ordered = sorted(shares)
     return {
-        "mean": (ended - started - sum(runner.slept)) / trials,
-        "median": statistics.median(shares),
-        "p95": ordered[int(0.95 * (len(ordered) - 1))],
+        "overhead": (ended - started - NoTrainingRun.slept) / trials,
+        "training thread": NoTrainingRun.between / trials,
     }
 
 
@@ -164,7 +192,7 @@ def ms(seconds: float) -> str:
 
 
 def closing(
-    results: dict[tuple[str, str, bool, float], dict[str, float]], train_ms: Sequence[float]
+    results: dict[tuple[str, str, int, float], dict[str, float]], train_ms: Sequence[float]
 ) -> list[str]:
     """What the figures show, with the figures (sentences built from this run's numbers)."""
     lines: list[str] = []
@@ -172,11 +200,11 @@ def closing(
     for t in train_ms:
         parts = []
         for backend, sampler in keys:
-            off = results[(backend, sampler, False, t)]["mean"]
-            on = results[(backend, sampler, True, t)]["mean"]
-            parts.append(f"{backend} {sampler} {ms(off)} → {ms(on)}")
+            one = results[(backend, sampler, 1, t)]["overhead"]
+            eight = results[(backend, sampler, 8, t)]["overhead"]
+            parts.append(f"{backend} {sampler} {ms(one)} → {ms(eight)}")
         training = f"with {t:g} ms of training per epoch" if t else "without training"
-        lines.append(f"Mean overhead, prefetch off → on, {training}: " + "; ".join(parts) + ".")
+        lines.append(f"Mean overhead, batch 1 → 8, {training}: " + "; ".join(parts) + ".")
     return lines
 
 
@@ -204,49 +232,44 @@ def main() -> None:
     backends = [("SQLite file", sqlite_db)]
     if not args.no_postgres:
         backends.append(("PostgreSQL (local)", lambda: temporary_postgres_database("mtl_bench")))
-    results: dict[tuple[str, str, bool, float], dict[str, float]] = {}
-    rows: list[tuple[str, str, bool]] = []
+    results: dict[tuple[str, str, int, float], dict[str, float]] = {}
+    rows: list[tuple[str, str, int]] = []
     for label, make in backends:
         for sampler in ("random", "tpe"):
-            for prefetch in (False, True):
-                rows.append((label, sampler, prefetch))
+            for batch in (1, 8):
+                rows.append((label, sampler, batch))
                 for train_ms in args.train_ms:
                     with make() as url:
                         stats = measure(
-                            url,
-                            args.trials,
-                            args.epochs,
-                            sampler,
-                            train_ms=train_ms,
-                            prefetch=prefetch,
+                            url, args.trials, args.epochs, sampler, train_ms=train_ms, batch=batch
                         )
-                    results[(label, sampler, prefetch, train_ms)] = stats
+                    results[(label, sampler, batch, train_ms)] = stats
                     shown = {k: ms(v) for k, v in stats.items()}
-                    print(label, sampler, f"prefetch={prefetch}", f"train={train_ms:g} ms", shown)
+                    print(label, sampler, f"batch={batch}", f"train={train_ms:g} ms", shown)
     groups = [f"{t:g} ms/epoch" if t else "no training" for t in args.train_ms]
-    header = "| backend | sampler | prefetch | " + " | ".join(
-        f"{g}: mean | {g}: median | {g}: p95" for g in groups
+    header = "| backend | sampler | batch | " + " | ".join(
+        f"{g}: overhead | {g}: training thread" for g in groups
     )
     lines = [
-        f"Per-trial cost of the worker loop outside training, on the critical path: {args.trials} "
-        f"trials of one study (median pruner, {args.epochs} epochs reported per trial), one "
-        "worker, (wall time − time slept) / trials. A runner that does not train stands in for "
-        "training by sleeping N ms per epoch (N = 0: the storage work alone). It includes pick "
-        "+ reserve, ask + suggest, the first trial heartbeat, per-epoch report + study-status "
-        "read + pruning decision, result attributes, tell and the completion check; result "
-        "attributes + tell run on the finisher thread, and with prefetch the next pick + ask "
-        "runs on a background thread during training. Target: < 50 ms per trial.",
+        f"Per-trial cost of the worker outside training: {args.trials} trials of one study "
+        f"(median pruner, {args.epochs} epochs reported per trial), one worker. A stand-in for "
+        "`BatchedRun` sleeps N ms per epoch instead of training (N = 0: the storage work "
+        "alone). Overhead: (wall time − time slept) / trials, which holds pick + reserve, ask + "
+        "suggest, the first trial heartbeat, per-epoch report + study-status read + pruning "
+        "decision, result attributes, tell and the completion check, done on the asker and "
+        "teller threads. Training thread: the runner's own time between two epochs, per trial. "
+        "Target: <= 5 ms per trial on the training thread.",
         "",
         header + " |",
-        "|---|---|---|" + "---:|" * (3 * len(groups)),
+        "|---|---|---|" + "---:|" * (2 * len(groups)),
     ]
-    for label, sampler, prefetch in rows:
+    for label, sampler, batch in rows:
         cells = " | ".join(
-            ms(results[(label, sampler, prefetch, t)][k])
+            ms(results[(label, sampler, batch, t)][k])
             for t in args.train_ms
-            for k in ("mean", "median", "p95")
+            for k in ("overhead", "training thread")
         )
-        lines.append(f"| {label} | {sampler} | {'on' if prefetch else 'off'} | {cells} |")
+        lines.append(f"| {label} | {sampler} | {batch} | {cells} |")
     lines += ["", *closing(results, args.train_ms), "", CONCLUSION]
     print("\n".join(lines))
     if not args.no_write:
@@ -256,14 +279,12 @@ def main() -> None:
 #: What the table measures and how to read it; the figures themselves are in the lines above,
 #: computed from this run (no number is written here by hand).
 CONCLUSION = (
-    "How to read it: with training to overlap (the 50 ms/epoch columns) the prefetch rows are "
-    "the overhead a real worker adds to each trial: the per-epoch work (a report, the pruner's "
-    "read, at most one status read a second) and the CPU the finisher and prefetch threads take "
-    "from the training thread (the GIL; TPE's fit is Python). Without training (N = 0) there is "
-    "nothing to overlap with, and the figure is the storage and sampler work itself, which grows "
-    "with TPE's fit and with PostgreSQL's round trips; prefetch cannot help there. Prefetch off "
-    "still tells on the finisher thread, but the loop waits for it before picking the next "
-    "job (the sequential path). On a shared 2-core machine rows move by 10-20 ms between runs."
+    "How to read it: with training to overlap (the 50 ms/epoch columns) the overhead is what a "
+    "real worker adds to each trial beyond training; asks and tells run beside training, so "
+    "it shrinks towards the training-thread figure as long as they keep up. Without training "
+    "(N = 0) there is nothing to overlap with, and the overhead is the storage and sampler work "
+    "itself, which grows with TPE's fit and with PostgreSQL's round trips. On a shared 2-core "
+    "machine rows move by 10-20 ms between runs."
 )
 
 

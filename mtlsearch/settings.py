@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         5,
         ge=1,
         description="PostgreSQL connections a process keeps open (one pool per process). A "
-        "worker uses about three at once (loop, heartbeat, prefetch/tell); size the server's "
+        "worker uses about three at once (asker, teller, heartbeat); size the server's "
         "max_connections for (pool size + overflow) x (workers + API servers).",
     )
     db_max_overflow: int = Field(

@@ -67,10 +67,9 @@ def worker(
         bool,
         typer.Option(
             "--prefetch/--no-prefetch",
-            help="Ask the next trial in the background while the current one trains, so the "
-            "device does not wait on the database between trials (one-by-one training; the "
-            "prefetched trial holds a budget slot until it runs). Results are told in the "
-            "background either way.",
+            help="Accepted for compatibility; does nothing: the worker always asks a batch "
+            "ahead on its own thread and tells on another.",
+            hidden=True,
         ),
     ] = True,
 ) -> None:
@@ -82,6 +81,7 @@ def worker(
     from mtlsearch.worker import Worker, WorkerOptions
     from storage import get_database, migrate
 
+    del prefetch  # a no-op kept so that existing command lines still start
     settings = get_settings()
     url = db if db is not None else settings.db_url
     try:
@@ -92,7 +92,6 @@ def worker(
             max_trials=max_trials,
             idle_exit_s=idle_exit,
             data_dir=data_dir,
-            prefetch=prefetch,
         )
     except (typer.BadParameter, ValueError) as exc:
         raise fail(f"--batch: {exc}" if isinstance(exc, typer.BadParameter) else str(exc)) from None

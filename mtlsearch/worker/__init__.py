@@ -8,26 +8,23 @@
     database = get_database(settings.db_url, settings.database_config())
     Worker(database, WorkerOptions(device="cuda:0", batch="auto"), settings=settings).run()
 
-See `mtlsearch.worker.loop` for the design (budget, fairness, heartbeats, stale trials,
-signals) and ``mtlsearch worker --help`` for the command.
+See `mtlsearch.worker.loop` for the design (the asker -> runner -> teller pipeline, budget,
+fairness, heartbeats, stale trials, signals) and ``mtlsearch worker --help`` for the command.
 """
 
 from __future__ import annotations
 
-from mtlsearch.worker.heartbeat import Heartbeat
-from mtlsearch.worker.loop import WORKER_ATTR, Worker, WorkerOptions
-from mtlsearch.worker.runners import (
+from mtlsearch.worker.decisions import (
     CANCELLED_REASON,
     STOPPED_REASON,
-    BatchedRunner,
     Decision,
-    Job,
-    OneByOneRunner,
     Outcome,
-    TrialHost,
-    TrialRunner,
     Verdict,
 )
+from mtlsearch.worker.heartbeat import Heartbeat
+from mtlsearch.worker.jobs import Job
+from mtlsearch.worker.loop import WORKER_ATTR, Worker, WorkerOptions
+from mtlsearch.worker.runner import SlotRunner
 from mtlsearch.worker.stale import STALE_REASON, StaleTrial, fail_stale_trials
 
 __all__ = [
@@ -35,15 +32,12 @@ __all__ = [
     "STALE_REASON",
     "STOPPED_REASON",
     "WORKER_ATTR",
-    "BatchedRunner",
     "Decision",
     "Heartbeat",
     "Job",
-    "OneByOneRunner",
     "Outcome",
+    "SlotRunner",
     "StaleTrial",
-    "TrialHost",
-    "TrialRunner",
     "Verdict",
     "Worker",
     "WorkerOptions",

@@ -19,7 +19,7 @@ import logging
 import warnings
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,7 @@ import optuna
 from mtlsearch.search.local import BASELINES_ATTR, baseline_config
 from mtlsearch.search.optuna_factory import build_pruner, build_sampler, max_epochs
 from mtlsearch.search.spec import StudySpec
+from mtlsearch.worker.decisions import FailureStreak
 from storage import BaselineRepository, Database, StudyInfo
 
 if TYPE_CHECKING:
@@ -48,15 +49,12 @@ class StudyContext:
     baselines: dict[str, float] | None = None
     #: Budget slots taken as last seen (from the last pick, plus this worker's reservations
     #: since): only near the end is it worth checking whether the study is complete.
+    #: Written by the asker thread.
     reserved_hint: int = 0
-    #: Rounds failed in a row (a trial, or an epoch of a batch) and the trials among them.
-    consecutive_failures: int = 0
-    failed_trials: int = 0
-    #: `Outcome.failure_round` of the last counted failure: the others of its round are not.
-    failure_round: object | None = None
-    #: `time.monotonic()` of the last status read (cancel check); -inf: never.
+    #: The study's failure streak on this worker. Written by the teller thread.
+    streak: FailureStreak = field(default_factory=FailureStreak)
+    #: `time.monotonic()` of the last status read (cancel check); -inf: never. Teller's.
     status_checked: float = float("-inf")
-    last_failure: str | None = None
 
     @property
     def id(self) -> str:

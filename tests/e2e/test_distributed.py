@@ -65,7 +65,7 @@ def test_a_killed_workers_trial_is_retried_by_another(postgres_url: str, tmp_pat
             wait_for(training, what="a trial in training")
         finally:
             victim.kill()  # SIGKILL: no chance to tell anything
-        # The trial in training and, with prefetch, the next one asked while it trained.
+        # The trial in training and the next one, queued while it trained.
         held = optuna_trials(database, study["id"])
         assert 1 <= len(held) <= 2 and all(t.state is TrialState.RUNNING for t in held)
         (killed,) = [t for t in held if t.intermediate_values]

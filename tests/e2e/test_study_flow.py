@@ -67,7 +67,7 @@ def test_sigterm_stops_a_worker_cleanly(sqlite_url: str, tmp_path: Path) -> None
         status = client.status(study["id"])
     trials = optuna_trials(database, study["id"])
     database.dispose()
-    # With prefetch, the next trial (asked while the first trained) is told FAIL untrained.
+    # The next trial (queued while the first trained) is told FAIL untrained.
     assert len([t for t in trials if t.intermediate_values]) == 1 and len(trials) <= 2
     assert all(t.state is TrialState.FAIL for t in trials)
     assert all(t.user_attrs["fail_reason"] == STOPPED_REASON for t in trials)

@@ -60,9 +60,7 @@ def test_float64_inputs_fail_the_study_with_one_line_naming_the_problem(
     database: Database,
 ) -> None:
     info = submit(database, synthetic_spec("bad-data", experiment=NAME, n_trials=3))
-    options = WorkerOptions(
-        idle_exit_s=0.0, heartbeat_s=1.0, max_consecutive_failures=2, prefetch=False
-    )
+    options = WorkerOptions(idle_exit_s=0.0, heartbeat_s=1.0, max_consecutive_failures=2)
     Worker(database, options, settings=SETTINGS).run()
 
     with database.session() as session:
@@ -75,8 +73,9 @@ def test_float64_inputs_fail_the_study_with_one_line_naming_the_problem(
         assert part in message, message
 
     study = optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
-    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
-    for trial in study.trials:
+    # The trial queued when the second failed may be asked before the study is failed.
+    assert [t.state for t in study.trials] in ([TrialState.FAIL] * 2, [TrialState.FAIL] * 3)
+    for trial in study.trials[:2]:
         reason = trial.user_attrs["fail_reason"]
         assert reason.startswith(f"experiment {NAME!r} (train split): inputs must be float32")
         assert "\n" not in reason and "Traceback" not in reason

@@ -1,7 +1,8 @@
-"""The batched runner with real training on the `synthetic` experiment, on a SQLite file."""
+"""The slot runner with real training on the `synthetic` experiment, on a SQLite file."""
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +15,8 @@ import mtl_core.batched
 from mtl_core.batched import BatchedRun, SlotReport
 from mtl_core.config import TrialConfig
 from mtl_core.experiments import get_experiment
-from mtlsearch.worker.runners import BatchedRunner, Job
+from mtlsearch.worker.jobs import Job, JobQueue
+from mtlsearch.worker.runner import SlotRunner
 from storage import Database, StudyInfo, StudyRepository, StudyStatus
 from tests.mtlsearch.worker.helpers import make_worker, submit, synthetic_spec
 
@@ -128,15 +130,6 @@ def test_out_of_memory_alone_fails_the_trial_as_a_resource_failure(
     assert status_of(database, info) is StudyStatus.RUNNING
 
 
-class CpuHost:
-    """The part of `TrialHost` that sizing a batch uses."""
-
-    device = "cpu"
-
-    def data_for(self, job: Job) -> None:
-        return None
-
-
 def test_auto_batch_size_is_estimated_per_architecture_batch_size_and_data(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -153,7 +146,15 @@ def test_auto_batch_size_is_estimated_per_architecture_batch_size_and_data(
         trial_config = TrialConfig(experiment="synthetic", **config)
         return Job(study, None, trial_config, 2)  # type: ignore[arg-type]
 
-    runner = BatchedRunner(CpuHost(), "auto")  # type: ignore[arg-type]
+    runner = SlotRunner(
+        JobQueue(),
+        None,  # type: ignore[arg-type]  # sizing tells nothing
+        lambda job: None,
+        "cpu",
+        "auto",
+        threading.Event(),
+        starved=lambda: True,
+    )
     assert runner.slots_for(job()) == 1
     # The synthetic experiment's defaults (hard sharing, batch size 128): the same estimate.
     assert runner.slots_for(job(architecture="hard", batch_size=128, lr=1e-2)) == 1
@@ -163,3 +164,19 @@ def test_auto_batch_size_is_estimated_per_architecture_batch_size_and_data(
     assert runner.slots_for(job(max_train_samples=100)) == 5
     assert runner.slots_for(job(architecture="mmoe")) == 2
     assert len(estimated) == 5
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_one_runner_class_trains_every_k(
+    database: Database, small_device: type[SmallDevice], k: int
+) -> None:
+    small_device.fits = k
+    info = submit(database, synthetic_spec(n_trials=6))
+    worker = make_worker(database, batch=k)
+    assert type(worker.runner) is SlotRunner
+    assert worker.run() == 6
+
+    assert [t.state for t in trials_of(database, info)] == [TrialState.COMPLETE] * 6
+    # BatchedRuns of K slots (refilled as trials end while the queue has jobs) for all six.
+    assert {num_slots for num_slots, _ in small_device.batches} == {k}
+    assert sorted(n for _, numbers in small_device.batches for n in numbers) == list(range(6))

@@ -142,13 +142,13 @@ def test_a_worker_drops_a_study_deleted_underneath_it(database: Database) -> Non
     try:
         with database.session() as session:
             (picked,) = StudyRepository(session).list(limit=10)[0]
-        context = worker._context(picked)
+        context = worker.context(picked)
         assert context is not None
         optuna.delete_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
 
         assert worker.next_job_any() is None  # was: KeyError out of ask()
 
-        assert info.id not in worker._contexts
+        assert worker.context(picked) is None  # its Optuna study is gone
         assert reserved(database, info) == 0
     finally:
         worker._shutdown()

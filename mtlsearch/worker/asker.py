@@ -1,0 +1,356 @@
+"""The asker thread: maintenance, then pick a study, reserve a slot, ask, suggest; repeat.
+
+Its jobs go into the runner's bounded `~mtlsearch.worker.jobs.JobQueue` (capacity: the K of
+the current run), so the worker stays one batch ahead of training and the training thread
+never asks. It asks only when the queue has room, so it holds no asked job of its own. Each
+asked trial is announced to the teller (`Teller.asked`) before it is queued.
+A queued trial holds its budget slot and its Optuna heartbeat while it waits.
+
+Owned by this thread: the loaded studies (`StudyContext`, except the fields the teller owns),
+the orphan-slot observations, the maintenance clock and `Asker.trials_started`.
+
+It ends (and puts None on the queue) when ``max_trials`` trials are started, when it has been
+idle for ``idle_exit_s`` (idle: no work found, and every trial of this worker told, checked
+with `Teller.drain`), or when the worker stops. A job it holds when the worker stops is told
+FAIL ``worker stopped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from optuna.trial import TrialState
+
+from mtl_core.errors import DataError
+from mtlsearch.search.repeats import distinct_seed
+from mtlsearch.search.results import set_user_attrs
+from mtlsearch.search.space import suggest_trial_config
+from mtlsearch.worker.decisions import (
+    STOPPED_REASON,
+    Outcome,
+    exit_reason,
+    next_idle_sleep,
+)
+from mtlsearch.worker.jobs import Job
+from mtlsearch.worker.stale import STALE_REASON, fail_stale_trials
+from mtlsearch.worker.studies import (
+    StudyContext,
+    load_or_train_baselines,
+    load_study_context,
+    planned_epochs,
+)
+from storage import Database, StudyInfo, StudyRepository, StudyStatus, WorkerStatus
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mtlsearch.worker.heartbeat import Heartbeat
+    from mtlsearch.worker.jobs import JobQueue
+    from mtlsearch.worker.loop import WorkerOptions
+    from mtlsearch.worker.teller import Teller
+
+logger = logging.getLogger(__name__)
+
+#: Trial user attribute naming the worker that trained it.
+WORKER_ATTR = "worker"
+#: Longest wait for room in the queue between two maintenance passes.
+ROOM_WAIT_S = 0.5
+
+
+class Asker:
+    """Finds, reserves and asks the worker's trials (see the module docstring)."""
+
+    def __init__(
+        self,
+        database: Database,
+        options: WorkerOptions,
+        *,
+        jobs: JobQueue,
+        teller: Teller,
+        stop: threading.Event,
+        worker_id: Callable[[], str],
+        heartbeat: Callable[[], Heartbeat | None],
+        maintenance_s: float,
+        stale_after_s: float,
+        data_dir: Path | str | None,
+        test_hook: str | None = None,
+    ) -> None:
+        self.database = database
+        self.options = options
+        self.jobs = jobs
+        self.teller = teller
+        self.stop = stop
+        self.worker_id = worker_id
+        self.heartbeat = heartbeat
+        self.maintenance_s = maintenance_s
+        self.stale_after_s = stale_after_s
+        self.data_dir = data_dir
+        self.test_hook = test_hook
+        self.trials_started = 0
+        #: Set while the last look for work found none (the runner then starts what it has).
+        self.starved = threading.Event()
+        self.error: BaseException | None = None
+        self._contexts: dict[str, StudyContext] = {}
+        # study id -> ((reserved, in use), first seen): slots reserved by no trial
+        self._orphan_slots: dict[str, tuple[tuple[int, int], float]] = {}
+        self._last_maintenance = -math.inf
+        self._thread: threading.Thread | None = None
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.error = exc  # `Worker.run` raises it once everything is told
+        finally:
+            self.starved.set()
+            self._put(None)
+
+    def _loop(self) -> None:
+        low, high = self.options.idle_sleep_s
+        sleep, idle_since = low, None
+        while not self.stop.is_set():
+            why = exit_reason(self.trials_started, self.options.max_trials, None, None)
+            if why is not None:
+                logger.info("worker %s %s", self.worker_id(), why)
+                return
+            self.maintain()
+            if not self.jobs.wait_for_room(timeout=ROOM_WAIT_S):
+                continue  # a batch ahead already: ask no more until the runner takes one
+            job = self.next_job_any()
+            if job is not None:
+                self.starved.clear()
+                sleep, idle_since = low, None
+                self._put(job)
+                continue
+            self.starved.set()
+            # Trials in flight may still fail and give their slot back: not idle until told.
+            self.teller.drain()
+            if self.teller.untold() == 0:
+                now = time.monotonic()
+                if idle_since is None:
+                    # Just out of work, with every tell of ours landed: the finish of a study's
+                    # last trial may have seen another worker's trial still running. Whoever
+                    # goes idle last sees every trial told and completes the study.
+                    self.maintain(force=True)
+                    self.teller.drain()
+                    idle_since = now
+                why = exit_reason(0, None, now - idle_since, self.options.idle_exit_s)
+                if why is not None:
+                    logger.info("worker %s %s: exiting", self.worker_id(), why)
+                    return
+                beat = self.heartbeat()
+                if beat is not None:
+                    beat.set_state(WorkerStatus.IDLE, trials_done=self.teller.trials_done)
+            self.stop.wait(sleep)
+            sleep = next_idle_sleep(sleep, high)
+
+    def _put(self, job: Job | None) -> None:
+        """Queue ``job``, waiting while the queue is full; told FAIL if the worker stops."""
+        while True:
+            try:
+                self.jobs.put(job, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    if job is not None:
+                        self.tell_stopped(job)
+                    return
+
+    def tell_stopped(self, job: Job) -> None:
+        self.teller.finished(job, forced=Outcome(TrialState.FAIL, reason=STOPPED_REASON))
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    def maintain(self, force: bool = False) -> None:
+        """Every ``maintenance_s``: fail stale trials of the running studies (re-queued once,
+        slot released), and have the teller complete studies whose budget or time is used."""
+        now = time.monotonic()
+        if not force and now - self._last_maintenance < self.maintenance_s:
+            return
+        self._last_maintenance = now
+        with self.database.session() as session:
+            running, _ = StudyRepository(session).list(limit=1000, status=StudyStatus.RUNNING)
+        for gone in set(self._contexts) - {info.id for info in running}:
+            del self._contexts[gone]  # cancelled, completed or deleted meanwhile
+        for info in running:
+            context = self.context(info)
+            if context is None:
+                continue
+            try:
+                # One transaction per trial: FAIL, reason, slot released, retry queued.
+                fail_stale_trials(context.study, info.id)
+            except KeyError:
+                self._drop_study(context)
+                continue
+            budget_taken = info.n_trials is not None and info.trials_reserved >= info.n_trials
+            if budget_taken:
+                self._reclaim_orphan_slots(context, info)
+            if budget_taken or not context.time_left():
+                self.teller.check_completion(context)
+
+    def _reclaim_orphan_slots(self, context: StudyContext, info: StudyInfo) -> None:
+        """Give back slots that no trial holds (a worker died between reserve and ``ask``).
+
+        Slots in use are the COMPLETE, PRUNED and RUNNING trials (a FAIL gave its slot back, a
+        WAITING retry takes one when asked). Reservations above that, unchanged for
+        ``Settings.stale_after_s`` (a live worker asks within milliseconds of reserving), are
+        reclaimed with a conditional update that loses no reservation taken meanwhile.
+        """
+        in_use = len(
+            context.study.get_trials(
+                deepcopy=False,
+                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+            )
+        )
+        seen = (info.trials_reserved, in_use)
+        now = time.monotonic()
+        if in_use >= info.trials_reserved:
+            self._orphan_slots.pop(info.id, None)
+            return
+        first_seen, since = self._orphan_slots.setdefault(info.id, (seen, now))
+        if first_seen != seen:
+            self._orphan_slots[info.id] = (seen, now)
+            return
+        if now - since < self.stale_after_s:
+            return
+        del self._orphan_slots[info.id]
+        with self.database.session() as session:
+            reclaimed = StudyRepository(session).reclaim_slots(info.id, *seen)
+        if reclaimed:
+            logger.warning(
+                "study %s: %d reserved slot(s) held by no trial given back",
+                info.id,
+                seen[0] - seen[1],
+            )
+
+    # --- studies and asks ------------------------------------------------------------------
+
+    def context(self, info: StudyInfo) -> StudyContext | None:
+        """The loaded study of ``info`` (loaded once, baselines trained if needed)."""
+        context = self._contexts.get(info.id)
+        if context is None:
+            context, why = load_study_context(self.database, info, self.worker_id())
+            if context is None:
+                logger.info("%s", why)
+                return None
+            try:
+                context.baselines = load_or_train_baselines(
+                    self.database, context, device=self.options.device, data_dir=self.data_dir
+                )
+            except Exception as exc:
+                # A data set missing on this machine is this worker's problem, not the study's.
+                logger.error("cannot train the baselines of study %s: %s", info.id, exc)
+                if not isinstance(exc, DataError):
+                    self.teller.fail_study(context, f"single-task baselines failed: {exc}")
+                    self.teller.drain()  # the next pick must not serve it again
+                return None
+            self._contexts[info.id] = context
+        context.info = info
+        context.reserved_hint = info.trials_reserved
+        return context
+
+    def next_job_any(self) -> Job | None:
+        """A job from the least recently served study that has one; None when there is none.
+
+        Studies this worker cannot serve (unknown experiment, Optuna study not there yet) or
+        whose time is up are passed over; each running study is looked at once at most.
+        """
+        seen: set[str] = set()
+        while not self.stop.is_set():
+            with self.database.session() as session:
+                info = StudyRepository(session).pick_for_worker()
+            if info is None or info.id in seen:
+                return None
+            seen.add(info.id)
+            context = self.context(info)
+            if context is None:
+                continue
+            try:
+                if context.time_left():
+                    job = self._ask(context)
+                    if job is not None:
+                        return job
+                self.teller.check_completion(context)
+            except KeyError:  # the Optuna study is gone (see `_drop_study`)
+                self._drop_study(context)
+        return None
+
+    def _drop_study(self, context: StudyContext) -> None:
+        """Forget a study whose Optuna study was deleted or renamed underneath this worker."""
+        logger.warning("study %s has no Optuna study any more: dropped", context.id)
+        self._contexts.pop(context.id, None)
+        self.teller.study_gone(context.id)
+
+    def _release(self, context: StudyContext) -> None:
+        with self.database.session() as session:
+            StudyRepository(session).release_trial(context.id)
+
+    def _ask(self, study: StudyContext) -> Job | None:
+        """Reserve one slot of ``study`` and ask a trial (re-queued ones come first)."""
+        while not self.stop.is_set() and study.time_left():
+            if exit_reason(self.trials_started, self.options.max_trials, None, None):
+                return None
+            with self.database.session() as session:
+                if not StudyRepository(session).reserve_trial(study.id):
+                    return None
+            study.reserved_hint += 1
+            try:
+                with warnings.catch_warnings():
+                    # "Heartbeat ... supposed to be used with Study.optimize": we beat ourselves.
+                    warnings.simplefilter("ignore", UserWarning)
+                    trial = study.study.ask()
+            except KeyError:
+                # Its Optuna study was deleted (or renamed) underneath us: not our failure.
+                self._release(study)
+                self._drop_study(study)
+                return None
+            except Exception:
+                self._release(study)
+                raise
+            if self.test_hook == "exit-after-ask":
+                os._exit(3)  # chaos test: die between ask() and the first trial heartbeat
+            self.trials_started += 1
+            heartbeat = self.heartbeat()
+            assert heartbeat is not None
+            heartbeat.add_trial(trial._trial_id)
+            start_attrs: dict[str, object] = {WORKER_ATTR: self.worker_id()}
+            if trial.user_attrs.get("fail_reason") == STALE_REASON:
+                start_attrs["fail_reason"] = None  # inherited from the stale original
+            set_user_attrs(trial, start_attrs)
+            try:
+                config = suggest_trial_config(
+                    trial, study.spec, study.experiment, self.options.device
+                )
+                config = distinct_seed(trial, config)
+            except Exception as exc:
+                placeholder = Job(study, trial, None, 0)  # type: ignore[arg-type]
+                self.teller.asked(placeholder)
+                outcome = Outcome(
+                    TrialState.FAIL, reason=f"bad config: {exc}", counts_as_failure=True
+                )
+                self.teller.finished(placeholder, forced=outcome)
+                continue
+            job = Job(study, trial, config, planned_epochs(study, config.epochs))
+            self.teller.asked(job)
+            logger.debug("trial %d of study %s: %s", trial.number, study.id, config)
+            return job
+        return None

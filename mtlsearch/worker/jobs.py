@@ -1,0 +1,58 @@
+"""What the worker's threads hand each other: a `Job` (one asked trial), the asker's bounded
+`JobQueue` of them, and the epoch reports the runner hands the teller."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import optuna
+
+if TYPE_CHECKING:
+    from mtl_core.config import TrialConfig
+    from mtl_core.results import EpochReport
+    from mtlsearch.worker.studies import StudyContext
+
+
+@dataclass(eq=False)
+class Job:
+    """One asked trial: its study, the Optuna trial and the config to train.
+
+    Compared by identity: a job is one trial in flight, however equal two configs are.
+    """
+
+    study: StudyContext
+    trial: optuna.Trial
+    config: TrialConfig
+    epochs: int
+
+    @property
+    def key(self) -> int:
+        """The trial's storage id (unique across studies): verdicts are keyed by it."""
+        return self.trial._trial_id
+
+
+@dataclass(frozen=True)
+class EpochItem:
+    """One slot's report of one epoch, for the teller."""
+
+    job: Job
+    report: EpochReport
+
+
+class JobQueue(queue.Queue[Job | None]):
+    """The asker's bounded queue of asked jobs; None: the asker has finished."""
+
+    def resize(self, maxsize: int) -> None:
+        """Hold up to ``maxsize`` jobs (the K of the current run: one batch ahead)."""
+        with self.mutex:
+            self.maxsize = maxsize
+            self.not_full.notify_all()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until a put would not block; True if it would not."""
+        with self.not_full:
+            if 0 < self.maxsize <= self._qsize():
+                self.not_full.wait(timeout)
+            return not 0 < self.maxsize <= self._qsize()

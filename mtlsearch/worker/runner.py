@@ -1,0 +1,396 @@
+"""The slot runner: the worker's training thread, one `mtl_core.batched.BatchedRun` for any K.
+
+`SlotRunner.run` takes jobs from the asker's bounded queue (`JobQueue`) and trains them in a
+`BatchedRun` of K slots (K = 1 included: the run then calls the model directly). After each
+epoch it hands the reports of all slots to the teller as one batch (`Teller.epoch`), applies
+the verdicts the teller has posted so far (`Teller.verdicts`; one that arrives later is
+applied at the next epoch boundary), ends the slots that finished and hands them to the teller
+(`Teller.finished`), then refills free slots from the queue without waiting: an empty queue
+leaves the slot free for this epoch. Only when it trains nothing at all does it wait on the
+queue (looking at the stop event every `WAIT_S`; the back-off between looks for work in the
+database is the asker's). It never touches the database.
+
+* Jobs that cannot join the current run (`can_batch_together` / `batchable`: another
+  architecture, a strategy without a batched form) wait and then start a run of their own
+  (K = 1 when not `batchable`); while one waits, no more jobs are taken from the queue.
+* Out of memory, the run starts again at K/2 with the same trials (their epochs so far are
+  lost; Optuna keeps the values they reported and ignores the repeats), down to K = 1; a trial
+  out of memory alone fails as a resource failure, which does not count towards its study's
+  failure streak. ``--batch auto`` sizes K once per `SlotRunner.auto_key`.
+* Each epoch is one round of the failure streak: the failed trials of a study in it count
+  once together, and not at all when another trial of that study trained on healthy through
+  it (see `mtlsearch.worker.decisions.next_streak`).
+* Stopping (the worker's stop event): the current epoch finishes; trials with epochs left
+  end FAIL ``worker stopped``, trials in their last epoch finish normally; nothing is
+  refilled, and jobs waiting for a run of their own are told FAIL ``worker stopped``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from optuna.trial import TrialState
+
+import mtl_core.batched as batched
+from mtl_core.errors import ConfigError
+from mtlsearch.worker.decisions import (
+    STOPPED_REASON,
+    Decision,
+    Outcome,
+    Verdict,
+    ended_reason,
+    failure_of,
+    out_of_memory,
+)
+from mtlsearch.worker.jobs import EpochItem, Job, JobQueue
+
+if TYPE_CHECKING:
+    from mtl_core.experiments import DataSplits
+    from mtlsearch.worker.teller import Teller
+
+logger = logging.getLogger(__name__)
+
+#: Largest K that ``--batch auto`` picks on a CPU (the memory estimate alone allows far more).
+AUTO_MAX_CPU = 32
+#: Largest K that ``--batch auto`` picks on a GPU.
+AUTO_MAX_GPU = 512
+#: Seconds between two looks at the stop event while the runner waits on an empty queue.
+WAIT_S = 0.1
+
+
+class SlotRunner:
+    """Trains every job of a worker, K at a time (see the module docstring).
+
+    Args:
+        jobs: the asker's queue.
+        teller: where reports and finished jobs go.
+        data_for: a job's prepared data on the device (cached across runs).
+        device: where it trains.
+        k: slots per run, or ``"auto"`` (`mtl_core.batched.auto_batch_size`, capped at
+            `AUTO_MAX_CPU` on a CPU and `AUTO_MAX_GPU` on a GPU).
+        stop: set when the worker is to stop.
+        starved: whether the asker's last look for work found none (a run then starts with
+            the jobs it has instead of waiting for K).
+        on_start: called with each job as it starts training (the worker's heartbeat state).
+    """
+
+    def __init__(
+        self,
+        jobs: JobQueue,
+        teller: Teller,
+        data_for: Callable[[Job], DataSplits | None],
+        device: str,
+        k: int | str,
+        stop: threading.Event,
+        starved: Callable[[], bool],
+        on_start: Callable[[Job], None] = lambda job: None,
+    ) -> None:
+        if k != "auto" and (not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be an integer >= 1 or 'auto', got {k=}")
+        self.jobs = jobs
+        self.teller = teller
+        self.data_for = data_for
+        self.device = device
+        self.k = k
+        self.stop = stop
+        self.starved = starved
+        self.on_start = on_start
+        self._auto: dict[tuple[object, ...], int] = {}
+        self._alone: deque[Job] = deque()  # jobs waiting for a run of their own
+        self._verdicts: dict[int, Decision] = {}
+        self._rounds = 0
+        self._asker_done = False
+
+    # --- sizing ----------------------------------------------------------------------------
+
+    def auto_key(self, job: Job) -> tuple[object, ...]:
+        """What the memory of one trial depends on: experiment, architecture and its params,
+        batch size, data size and device."""
+        from mtl_core.trainer import resolve_config
+
+        resolved = resolve_config(job.config, job.study.experiment)
+        return (
+            job.study.experiment.name,
+            resolved.architecture,
+            json.dumps(resolved.architecture_params, sort_keys=True, default=str),
+            resolved.batch_size,
+            resolved.max_train_samples,
+            self.device,
+        )
+
+    def slots_for(self, job: Job) -> int:
+        """K for this job (auto: estimated once per `auto_key`)."""
+        if isinstance(self.k, int):
+            return self.k
+        key = self.auto_key(job)
+        if key not in self._auto:
+            cap = AUTO_MAX_CPU if self.device == "cpu" else AUTO_MAX_GPU
+            k = batched.auto_batch_size(
+                job.study.experiment, job.config, self.device, data=self.data_for(job), max_k=cap
+            )
+            self._auto[key] = k
+            logger.info("batch size for %s: K=%d", key, k)
+        return self._auto[key]
+
+    def _k_for(self, job: Job) -> int:
+        if not batched.batchable(job.config):
+            return 1
+        try:
+            return self.slots_for(job)
+        except Exception as exc:
+            logger.warning("cannot size the batch (%s); training one at a time", exc)
+            return 1
+
+    # --- taking jobs -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Train until the asker has finished and every job is done, or the worker stops."""
+        try:
+            while (first := self._next_job()) is not None:
+                k = self._k_for(first)
+                self.jobs.resize(k)
+                jobs = self._gather(first, k)
+                if self.stop.is_set():  # stopped while gathering: none of them trains
+                    for job in jobs:
+                        self._tell_stopped(job)
+                    return
+                self._train(jobs, k)
+        finally:
+            while self._alone:
+                self._tell_stopped(self._alone.popleft())
+
+    def _next_job(self) -> Job | None:
+        """The next job to start a run with: waits on the queue while there is none."""
+        while not self.stop.is_set():
+            if self._alone:
+                return self._alone.popleft()
+            if self._asker_done:
+                return None
+            try:
+                job = self.jobs.get(timeout=WAIT_S)
+            except queue.Empty:
+                continue
+            if job is None:
+                self._asker_done = True
+            elif self._startable(job):
+                return job
+        return None
+
+    def _gather(self, first: Job, k: int) -> list[Job]:
+        """``first`` and up to K-1 more jobs that can train with it, to start a run with all
+        its slots busy; waits on the queue while the asker is still finding work."""
+        jobs = [first]
+        if k == 1:
+            return jobs
+        while len(jobs) < k and not (self._alone or self._asker_done or self.stop.is_set()):
+            try:
+                job = self.jobs.get(timeout=WAIT_S)
+            except queue.Empty:
+                if self.starved():
+                    break
+                continue
+            if job is None:
+                self._asker_done = True
+            elif not self._startable(job):
+                continue
+            elif batched.can_batch_together([first.config, job.config]):
+                jobs.append(job)
+            else:
+                self._alone.append(job)
+        return jobs
+
+    def _take_now(self) -> Job | None:
+        """A job for a free slot, without waiting (None: the slot stays free this epoch)."""
+        while not (self._alone or self._asker_done or self.stop.is_set()):
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return None
+            if job is None:
+                self._asker_done = True
+            elif self._startable(job):
+                return job
+        return None
+
+    def _startable(self, job: Job) -> bool:
+        """False (and the job told) when its study ended while it waited in the queue."""
+        status = self.teller.ended(job.study.id)
+        if status is None:
+            return True
+        reason = ended_reason(status)
+        self.teller.finished(job, forced=Outcome(TrialState.FAIL, reason=reason))
+        return False
+
+    def _tell_stopped(self, job: Job, result: Any = None) -> None:
+        self.teller.finished(job, forced=Outcome(TrialState.FAIL, result, STOPPED_REASON))
+
+    def _next_round(self) -> int:
+        self._rounds += 1
+        return self._rounds
+
+    # --- training --------------------------------------------------------------------------
+
+    def _train(self, jobs: list[Job], k: int) -> None:
+        """Train ``jobs`` (and refills) in runs of K slots, halving K on an out-of-memory."""
+        waiting = list(jobs)  # not in a run yet: these fill the slots before the queue does
+        retry: list[Job]
+        try:
+            while waiting:
+                first, waiting[:] = waiting[:k], waiting[k:]
+                error: BaseException | None = None
+                try:
+                    run = batched.BatchedRun(
+                        [j.config for j in first],
+                        None,
+                        num_slots=k,
+                        data=self.data_for(first[0]),
+                        tags=first,
+                    )
+                except torch.cuda.OutOfMemoryError as exc:
+                    retry, error = first, exc
+                except Exception as exc:
+                    if len(first) > 1:
+                        logger.warning("cannot batch these trials (%s); each runs alone", exc)
+                        self._alone.extend(first)
+                        continue
+                    self._fail(first[0], failure_of(exc, self._next_round()), exc)
+                    continue
+                else:
+                    for job in first:
+                        self.on_start(job)
+                    retry, error = self._drive(run, waiting)
+                    del run
+                if not retry:
+                    continue
+                assert error is not None
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if k == 1:
+                    (job,) = retry
+                    self._fail(job, self._out_of_memory(error, job), None)
+                    continue
+                k //= 2
+                logger.warning(
+                    "out of memory with K=%d on %s; trials %s start again at K=%d",
+                    2 * k,
+                    self.device,
+                    [j.trial.number for j in retry],
+                    k,
+                )
+                if self.k == "auto":
+                    # The estimate was too high for these trials: keep the K that fits.
+                    key = self.auto_key(retry[0])
+                    self._auto[key] = min(self._auto.get(key, k), k)
+                waiting[:0] = retry
+        except BaseException:
+            for job in waiting:
+                self._tell_stopped(job)
+            raise
+
+    def _out_of_memory(self, exc: BaseException, job: Job) -> Outcome:
+        from mtl_core.trainer import resolve_config
+
+        batch_size = resolve_config(job.config, job.study.experiment).batch_size
+        return out_of_memory(exc, self.device, batch_size)
+
+    def _fail(self, job: Job, outcome: Outcome, exc: BaseException | None) -> None:
+        logger.warning(
+            "trial %d of study %s failed: %s",
+            job.trial.number,
+            job.study.id,
+            outcome.reason,
+            exc_info=exc is not None and not isinstance(exc, ConfigError),
+        )
+        self.teller.finished(job, forced=outcome)
+
+    def _drive(
+        self, run: batched.BatchedRun, waiting: list[Job]
+    ) -> tuple[list[Job], BaseException | None]:
+        """Run to the end, refilling free slots from ``waiting`` first, then from the queue.
+
+        Returns the live jobs and the error when it ran out of memory (to start again with a
+        smaller K), else ``([], None)``.
+        """
+        try:
+            while run.occupied():
+                reports = run.run_epoch()
+                round_ = self._next_round()
+                self.teller.epoch(round_, [EpochItem(item.tag, item.report) for item in reports])
+                self._end_slots(run, round_)
+                if not self.stop.is_set():
+                    self._refill(run, waiting)
+        except torch.cuda.OutOfMemoryError as exc:
+            return [slot.tag for slot in run.slots if slot is not None], exc
+        except BaseException as exc:
+            failure = failure_of(exc, self._next_round()) if isinstance(exc, Exception) else None
+            for slot in run.slots:
+                if slot is not None:
+                    self.teller.finished(
+                        slot.tag,
+                        forced=failure or Outcome(TrialState.FAIL, reason=STOPPED_REASON),
+                    )
+            if failure is None:
+                raise
+            logger.error("batch of %d slot(s) failed: %s", run.num_slots, failure.reason)
+        return [], None
+
+    def _end_slots(self, run: batched.BatchedRun, round_: int) -> None:
+        """After an epoch: apply the verdicts in so far, stop what the worker's stop ends,
+        finish the trials done, and hand every ended job to the teller."""
+        while True:
+            try:
+                key, decision = self.teller.verdicts.get_nowait()
+            except queue.Empty:
+                break
+            self._verdicts[key] = decision
+        stopping = self.stop.is_set()
+        judged: list[batched.FinishedTrial] = []
+        stopped: list[batched.FinishedTrial] = []
+        for index in run.occupied():
+            slot = run.slots[index]
+            assert slot is not None
+            verdict = self._verdicts.get(slot.tag.key)
+            if verdict is not None and verdict.verdict is not Verdict.CONTINUE:
+                judged.append(run.stop(index, verdict.reason))
+            elif stopping and slot.epoch < slot.config.epochs:
+                stopped.append(run.stop(index, STOPPED_REASON))
+        run.finish_completed()
+        for done in [*judged, *run.pop_finished()]:
+            result, reason = done.result, done.result.stop_reason
+            diverged = None
+            if reason and reason.startswith(batched.DIVERGED):
+                diverged = reason[len(batched.DIVERGED) :]
+            self._verdicts.pop(done.tag.key, None)
+            self.teller.finished(done.tag, result, diverged=diverged, round_=round_)
+        for done in stopped:
+            self._verdicts.pop(done.tag.key, None)
+            self._tell_stopped(done.tag, done.result)
+        # A verdict that came after its trial ended has nothing left to stop.
+        live = {slot.tag.key for slot in run.slots if slot is not None}
+        for key in [key for key in self._verdicts if key not in live]:
+            del self._verdicts[key]
+
+    def _refill(self, run: batched.BatchedRun, waiting: list[Job]) -> None:
+        for index in run.free_slots():
+            new = waiting.pop(0) if waiting else self._take_now()
+            if new is None:
+                return
+            try:
+                run.refill(index, new.config, new)
+            except ConfigError:
+                self._alone.append(new)  # another architecture, strategy, ...: its own run
+            except BaseException:
+                waiting.insert(0, new)  # not in the run: retried or told stopped
+                raise
+            else:
+                self.on_start(new)
+
+
+__all__ = ["AUTO_MAX_CPU", "AUTO_MAX_GPU", "SlotRunner"]

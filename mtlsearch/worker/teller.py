@@ -1,0 +1,389 @@
+"""The teller thread: reports epochs, decides verdicts, and records every finished job, in order.
+
+The teller is the one thread that writes a trial's progress and end to storage. Everything it
+is handed (`Teller.asked`, `Teller.epoch`, `Teller.finished`, `Teller.check_completion`,
+`Teller.fail_study`) goes into one first-in-first-out inbox and is done on its thread, in the
+order it was handed; the caller goes on at once. `Teller.drain` waits until everything handed
+before it is done.
+
+Per epoch the runner hands it the reports of ALL its slots as one batch. For each trial the
+teller reports the epoch's value to Optuna, reads the study's status (at most once per
+`STATUS_CHECK_S` per study, also for the studies of jobs still waiting in the asker's queue,
+and afresh for all of them once one is seen ended, so that a queued job of a cancelled study
+is told without training) and decides the verdict
+(`mtlsearch.worker.decisions.epoch_verdict`). Verdicts other than CONTINUE are posted on
+`Teller.verdicts`, which the runner reads at every epoch boundary without waiting: a verdict
+that arrives late is applied at the next epoch boundary (the trial trains one more epoch,
+which is not reported; its outcome is still the verdict's).
+
+State owned by this thread (others only read it): the verdicts taken, the studies seen ended
+(`Teller.ended`), the asked-but-untold count per study, each study's failure streak and
+status-check time (fields of `StudyContext`), and `Teller.trials_done`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from mtlsearch.search.best import best_record
+from mtlsearch.search.local import result_attrs
+from mtlsearch.search.objective import intermediate_value, objective_values
+from mtlsearch.search.results import set_user_attrs
+from mtlsearch.search.space import normalised_weights
+from mtlsearch.worker.decisions import (
+    GO_ON,
+    Decision,
+    EpochFacts,
+    Outcome,
+    Verdict,
+    checked_outcome,
+    epoch_verdict,
+    finished_outcome,
+    is_healthy,
+    next_streak,
+)
+from storage import ArtifactRepository, Database, NotFoundError, StudyRepository, StudyStatus
+
+if TYPE_CHECKING:
+    from mtl_core.results import TrialResult
+    from mtlsearch.worker.heartbeat import Heartbeat
+    from mtlsearch.worker.jobs import EpochItem, Job
+    from mtlsearch.worker.studies import StudyContext
+
+logger = logging.getLogger(__name__)
+
+#: Least seconds between two reads of a study's status (for cancels) during training.
+STATUS_CHECK_S = 1.0
+
+
+class Teller:
+    """The worker's storage writer for trials in flight (see the module docstring).
+
+    Until `start`, everything handed to it is done at once on the caller's thread.
+
+    Args:
+        database: the worker's database.
+        max_consecutive_failures: rounds failed in a row after which a study is failed.
+    """
+
+    def __init__(self, database: Database, max_consecutive_failures: int) -> None:
+        self.database = database
+        self.max_consecutive_failures = max_consecutive_failures
+        self.heartbeat: Heartbeat | None = None
+        #: Verdicts other than CONTINUE, as ``(Job.key, Decision)``: the runner's to read.
+        self.verdicts: queue.SimpleQueue[tuple[int, Decision]] = queue.SimpleQueue()
+        self.trials_done = 0
+        self._inbox: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ended: dict[str, StudyStatus | str] = {}
+        self._untold: Counter[str] = Counter()
+        self._in_flight: dict[str, StudyContext] = {}
+        self._decided: dict[int, Decision] = {}
+        # The last round and the studies that had a trial training on healthy through it.
+        self._round: tuple[int | None, set[str]] = (None, set())
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Do everything handed so far, then end the thread."""
+        if self._thread is not None:
+            self._inbox.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def drain(self) -> None:
+        """Wait until everything handed before this call is done."""
+        done = threading.Event()
+        self._post(done.set)
+        done.wait()
+
+    def _post(self, task: Callable[[], None]) -> None:
+        if self._thread is None:
+            task()
+        else:
+            self._inbox.put(task)
+
+    def _run(self) -> None:
+        while (task := self._inbox.get()) is not None:
+            try:
+                task()
+            except Exception:
+                logger.exception("the teller could not finish a task; going on")
+
+    # --- what other threads hand it --------------------------------------------------------
+
+    def asked(self, job: Job) -> None:
+        """A trial was asked: no completion of its study until it is told."""
+        self._post(lambda: self._on_asked(job))
+
+    def epoch(self, round_: int, items: list[EpochItem]) -> None:
+        """The reports of one epoch of every live slot (one round of the failure streak)."""
+        self._post(lambda: self._on_epoch(round_, items))
+
+    def finished(
+        self,
+        job: Job,
+        result: TrialResult | None = None,
+        *,
+        forced: Outcome | None = None,
+        diverged: str | None = None,
+        round_: int | None = None,
+    ) -> None:
+        """A job left training: with ``forced`` that is its outcome; else it follows from the
+        result and the verdicts taken on it (`mtlsearch.worker.decisions.finished_outcome`)."""
+        self._post(lambda: self._on_finished(job, result, forced, diverged, round_))
+
+    def check_completion(self, context: StudyContext) -> None:
+        """Complete the study if it is done (`maybe_complete`)."""
+
+        def complete() -> None:
+            self.maybe_complete(context)
+
+        self._post(complete)
+
+    def fail_study(self, context: StudyContext, message: str) -> None:
+        self._post(lambda: self._fail_study(context, message))
+
+    def study_gone(self, study_id: str) -> None:
+        """Its Optuna study was deleted underneath the worker."""
+        self._post(lambda: self._ended.__setitem__(study_id, "deleted"))
+
+    def ended(self, study_id: str) -> StudyStatus | str | None:
+        """The study's status once seen no longer running, else None (read from any thread)."""
+        return self._ended.get(study_id)
+
+    def untold(self) -> int:
+        """Asked trials not told yet (exact after `drain`, when nothing else hands it jobs)."""
+        return sum(self._untold.values())
+
+    # --- on the teller's thread ------------------------------------------------------------
+
+    def _on_asked(self, job: Job) -> None:
+        self._untold[job.study.id] += 1
+        self._in_flight[job.study.id] = job.study
+
+    def _on_epoch(self, round_: int, items: list[EpochItem]) -> None:
+        # Every study in flight, reported or queued: a queued job's cancel is seen too. One
+        # ended: read the others afresh (studies are often cancelled together).
+        # The statuses are read once here for the whole batch: every study found ended is
+        # known before any verdict of this batch is posted.
+        in_flight, ended = list(self._in_flight.values()), len(self._ended)
+        statuses = {context.id: self._status(context) for context in in_flight}
+        if len(self._ended) > ended:
+            statuses = {context.id: self._status(context, fresh=True) for context in in_flight}
+        healthy: set[str] = set()
+        for item in items:
+            job = item.job
+            decision = self._decided.get(job.key)
+            if decision is None:
+                try:
+                    status = statuses.get(job.study.id) or self._status(job.study)
+                    decision = self._verdict(job, item, status)
+                except Exception:
+                    logger.exception("could not report trial %d", job.trial.number)
+                    decision = GO_ON
+                if decision.verdict is not Verdict.CONTINUE:
+                    self._decided[job.key] = decision
+                    self.verdicts.put((job.key, decision))
+            if is_healthy(decision):
+                healthy.add(job.study.id)
+        self._round = (round_, healthy)
+
+    def _verdict(self, job: Job, item: EpochItem, status: StudyStatus | str) -> Decision:
+        context, report = job.study, item.report
+        value = intermediate_value(report, context.spec, context.experiment, context.baselines)
+        reported = value is not None and math.isfinite(value)
+        if reported:
+            job.trial.report(value, report.epoch)  # type: ignore[arg-type]
+        facts = EpochFacts(
+            study_status=status,
+            # The runner stops trials itself at the epoch boundary when the worker stops: a
+            # lagging teller would stop trials that have since finished.
+            stopping=False,
+            epoch=report.epoch,
+            epochs=job.epochs,
+            reported=reported,
+            strategy=job.config.strategy,
+            pruner=str(context.spec.pruner),
+        )
+        return epoch_verdict(facts, job.trial.should_prune)
+
+    def _status(self, context: StudyContext, fresh: bool = False) -> StudyStatus | str:
+        # Read at most once per STATUS_CHECK_S (unless ``fresh``): a cancel is seen after the
+        # first epoch that ends a second or more later, and epochs of tiny models cost no
+        # query each.
+        ended = self._ended.get(context.id)
+        if ended is not None:
+            return ended
+        now = time.monotonic()
+        if not fresh and now - context.status_checked < STATUS_CHECK_S:
+            return StudyStatus.RUNNING
+        context.status_checked = now
+        status: StudyStatus | str
+        try:
+            with self.database.session() as session:
+                status = StudyRepository(session).get(context.id).status
+        except NotFoundError:
+            status = "deleted"
+        if status is not StudyStatus.RUNNING:
+            self._ended[context.id] = status
+        return status
+
+    def _on_finished(
+        self,
+        job: Job,
+        result: TrialResult | None,
+        forced: Outcome | None,
+        diverged: str | None,
+        round_: int | None,
+    ) -> None:
+        decision = self._decided.pop(job.key, GO_ON)
+        if forced is not None:
+            outcome = forced
+        else:
+            assert result is not None
+            last_round, healthy = self._round
+            round_healthy = round_ == last_round and job.study.id in healthy
+            outcome = finished_outcome(result, decision, diverged, round_healthy, round_)
+        self.record_outcome(job, outcome)
+
+    def record_outcome(self, job: Job, outcome: Outcome) -> None:
+        """All the storage work of a finished job: result attributes, ``tell``, slot release
+        (FAIL), failure streak, completion check."""
+        context, trial = job.study, job.trial
+        values: list[float] | None = None
+        try:
+            attrs: dict[str, object] = {}  # one transaction (see storage.optuna_attrs)
+            weights = None
+            if outcome.result is not None:
+                attrs.update(result_attrs(outcome.result))
+                weights = outcome.result.config.weights
+            elif job.config is not None:
+                attrs["config"] = job.config.model_dump(mode="json")
+                weights = job.config.weights
+            if weights is not None:
+                names = context.experiment.task_names
+                attrs["weights_normalised"] = normalised_weights(weights, names)
+            if outcome.state is TrialState.COMPLETE:
+                assert outcome.result is not None
+                try:
+                    values = objective_values(
+                        outcome.result, context.spec, context.experiment, context.baselines
+                    )
+                    outcome = checked_outcome(outcome, values)
+                except ValueError as exc:
+                    outcome = checked_outcome(outcome, None, str(exc))
+                if outcome.state is not TrialState.COMPLETE:
+                    values = None
+            if outcome.state is TrialState.FAIL:
+                attrs["fail_reason"] = outcome.reason
+            set_user_attrs(trial, attrs)
+            told = context.study.tell(trial, values, state=outcome.state, skip_if_finished=True)
+            if told.state is not outcome.state:
+                raise optuna.exceptions.UpdateFinishedTrialError(f"it is {told.state.name}")
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            # Failed as stale by another worker meanwhile, which released the slot.
+            logger.warning(
+                "trial %d of study %s was finished elsewhere: %s", trial.number, context.id, exc
+            )
+            self._end_trial(job)
+            return
+        except BaseException:
+            self._end_trial(job)
+            self._release(context)
+            raise
+        self._end_trial(job)
+        self.trials_done += 1
+        if outcome.state is TrialState.FAIL:
+            self._release(context)
+        self._log(job, outcome, values)
+        context.streak, message = next_streak(
+            context.streak, outcome, self.max_consecutive_failures
+        )
+        if message is not None:
+            self._fail_study(context, message)
+        # reserved_hint is the asker's (a stale read only delays this check to a later finish).
+        n_trials = context.info.n_trials
+        if outcome.state is not TrialState.FAIL and (
+            n_trials is not None and context.reserved_hint >= n_trials
+        ):
+            self.maybe_complete(context)
+
+    def _end_trial(self, job: Job) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.discard_trial(job.key)
+        self._untold[job.study.id] -= 1
+        if self._untold[job.study.id] <= 0:
+            del self._untold[job.study.id]
+            self._in_flight.pop(job.study.id, None)
+
+    def _log(self, job: Job, outcome: Outcome, values: list[float] | None) -> None:
+        number, study_id = job.trial.number, job.study.id
+        if outcome.state is TrialState.COMPLETE:
+            shown = ", ".join(f"{v:.4g}" for v in values or [])
+            logger.info("trial %d of study %s complete: %s", number, study_id, shown)
+        elif outcome.state is TrialState.PRUNED:
+            logger.info("trial %d of study %s pruned: %s", number, study_id, outcome.reason)
+        else:
+            logger.warning("trial %d of study %s failed: %s", number, study_id, outcome.reason)
+
+    def _fail_study(self, context: StudyContext, message: str) -> None:
+        with self.database.session() as session:
+            changed = StudyRepository(session).set_status(
+                context.id, StudyStatus.FAILED, message, expected=StudyStatus.RUNNING
+            )
+        if changed:
+            self._ended[context.id] = StudyStatus.FAILED
+            logger.error("study %s marked failed: %s", context.id, message)
+
+    def _release(self, context: StudyContext) -> None:
+        with self.database.session() as session:
+            StudyRepository(session).release_trial(context.id)
+
+    def maybe_complete(self, context: StudyContext) -> bool:
+        """Mark the study completed (and store its ``best``) if its budget or time is used up
+        and no trial runs or waits; True if this call did it.
+
+        Never while this worker holds an asked, untold trial of it (queued, training, or not
+        told yet): the tell of that trial checks again."""
+        if self._untold[context.id] > 0:
+            return False
+        study = context.study
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            return False
+        message: str | None = None
+        if context.info.n_trials is not None:
+            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if len(done) < context.info.n_trials:
+                if context.time_left():
+                    return False
+                message = f"time budget of {context.info.time_budget_s:g} s reached"
+        elif context.time_left():
+            return False
+        else:
+            message = f"time budget of {context.info.time_budget_s:g} s reached"
+        record = best_record(study, context.spec, context.experiment)
+        with self.database.session() as session:
+            changed = StudyRepository(session).set_status(
+                context.id, StudyStatus.COMPLETED, message, expected=StudyStatus.RUNNING
+            )
+            if changed and record is not None:
+                ArtifactRepository(session).put(context.id, "best", record)
+        if changed:
+            logger.info("study %s completed%s", context.id, f" ({message})" if message else "")
+            self._ended[context.id] = StudyStatus.COMPLETED
+        return changed
