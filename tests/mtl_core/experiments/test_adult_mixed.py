@@ -42,9 +42,8 @@ def test_hours_are_raw_and_not_an_input(splits: DataSplits, data_dir: Path) -> N
     assert "hours-per-week" not in names
     assert names[: len(NUMERIC) - 1] == [n for n in NUMERIC if n != "hours-per-week"]
     # No input column is the target, standardised or not.
-    standardised = (splits.train.targets[1] - splits.train.targets[1].mean()) / splits.train.targets[
-        1
-    ].std(unbiased=False)
+    hours_train = splits.train.targets[1]
+    standardised = (hours_train - hours_train.mean()) / hours_train.std(unbiased=False)
     for j in range(len(NUMERIC) - 1):
         assert not torch.allclose(splits.train.x[:, j], standardised, atol=1e-4)
 
