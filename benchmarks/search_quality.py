@@ -328,7 +328,7 @@ def study_rows(
                 [p["test_metrics"] for _, p in picked],
                 statistics.fmean(r.trial_epochs for r in runs),
                 statistics.fmean(r.cpu_s for r in runs),
-                _study_note(runs),
+                _study_note(runs, [p for _, p in picked]),
             )
         )
 
@@ -366,7 +366,7 @@ def _multi_objective(result: ExperimentResult, runs: list[StudyRun]) -> None:
                 [p["test_metrics"] for p in picks],
                 statistics.fmean(r.trial_epochs for r in runs),
                 statistics.fmean(r.cpu_s for r in runs),
-                _study_note(runs),
+                _study_note(runs, list(picks)),
             )
         )
 
