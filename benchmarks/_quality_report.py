@@ -13,6 +13,8 @@ from _quality_math import Spread, delta_m_spread, mean_metrics, oriented, within
 logger = logging.getLogger("search_quality")
 
 Metrics = dict[str, float]
+#: `optuna.samplers.TPESampler`'s default n_startup_trials, which the service keeps.
+TPE_STARTUP_TRIALS = 10
 
 
 @dataclass
@@ -41,6 +43,7 @@ class ExperimentResult:
     grid_test: list[Metrics]
     grid_front: list[int]  # grid points on the validation Pareto front
     sizes: str
+    n_trials: int = 0  # per study
     hypervolume: dict[str, float] = field(default_factory=dict)
     plot: str | None = None
 
@@ -146,6 +149,13 @@ def plain_reading(result: ExperimentResult) -> list[str]:
             else "whether that is more than noise is decided by the Δm% comparison above."
         )
     )
+    if result.n_trials:
+        guided = max(0, result.n_trials - TPE_STARTUP_TRIALS)
+        out.append(
+            f"Each study ran {result.n_trials} trials; Optuna's TPE draws its first "
+            f"{TPE_STARTUP_TRIALS} at random, so {guided} of them were model-guided (and with "
+            f"K=32 every trial was asked before any was told)."
+        )
     if result.hypervolume:
         hv = result.hypervolume
         out.append(
@@ -218,7 +228,9 @@ def document(
         "trial-epochs, and CPU-hours of the training process (this process for the "
         "in-process runs; the worker process for the studies, its start-up excluded). "
         '"Within the seed noise" means the means differ by less than the larger of the two '
-        "standard deviations.\n",
+        "standard deviations. A study with K=32 ran on a worker with `--batch min(32, "
+        "n_trials)`: with fewer trials than K every trial is asked before any is told either "
+        "way, and the trainer would compute the free slots too.\n",
         f"Command: `{command}`  \nMachine: {machine}  \nRun: {stamp}\n",
         "Settings: " + "; ".join(f"{k} {v}" for k, v in settings.items()) + "\n",
     ]

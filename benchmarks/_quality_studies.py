@@ -186,9 +186,15 @@ class Service:
         return worker
 
     def run(self, spec: dict[str, Any], kind: StudyKind, seed: int) -> StudyRun:
-        """Submit ``spec`` with only the worker of ``kind.batch`` training; wait for the end."""
+        """Submit ``spec`` with only the worker of ``kind.batch`` training; wait for the end.
+
+        The worker runs with ``--batch min(K, n_trials)``: with fewer trials than K it asks
+        them all before telling any either way, and the trainer computes its free slots
+        (masked, not removed), so K = 32 slots for 12 trials would spend 32/12 of the compute
+        on nothing.
+        """
         assert self.client is not None
-        worker = self._worker(kind.batch)
+        worker = self._worker(min(kind.batch, int(spec["n_trials"])))
         cpu_before = _cpu_seconds(worker.pid)
         started = time.perf_counter()
         study = self.client.submit(spec)

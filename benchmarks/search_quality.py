@@ -387,6 +387,7 @@ def run_experiment(
         grid_val=[],
         grid_test=[],
         grid_front=[],
+        n_trials=0 if service is None else n_trials,
         sizes=(
             f"epochs {sizes.epochs}; training samples "
             f"{sizes.max_train_samples or 'all'}; {sizes.seeds} seeds; grid "
