@@ -2,7 +2,7 @@
 
 The second task regresses hours worked per week (MSE in hours², metric MAE in hours, lower is
 better) next to the binary income task. The two losses differ by orders of magnitude (the MSE
-of a fresh head is about 1,700 against a BCE near 0.7; after training roughly 100 against
+of a fresh head is about 1,700 against a BCE near 0.7; after a few epochs still 150-200 against
 0.3), so the loss weighting decides which task the shared trunk serves. That is the setting
 where searching the weights can pay, unlike Adult's two AUC tasks, where every weighting lands
 within noise. hours-per-week is not an input; marital-status is not one either (the encoder is
