@@ -206,7 +206,9 @@ def in_process_rows(
     tasks = list(result.directions)
     data = load(experiment, data_dir, sizes)
     logger.info("%s: single-task baselines", experiment)
-    alone = train_labelled(single_task_labelled(experiment, sizes), data, data_dir).by_label()
+    alone_trained = train_labelled(single_task_labelled(experiment, sizes), data, data_dir)
+    alone = alone_trained.by_label()
+    alone_epochs, alone_cpu = _per_seed(alone_trained, sizes.seeds)
     for task in tasks:
         result.baselines_val[task] = statistics.fmean(r.val[task] for r in alone[f"alone:{task}"])
         result.baselines_test[task] = statistics.fmean(r.test[task] for r in alone[f"alone:{task}"])
@@ -217,8 +219,8 @@ def in_process_rows(
             "single-task",
             [{t: runs[t].val[t] for t in tasks} for runs in per_seed],
             [{t: runs[t].test[t] for t in tasks} for runs in per_seed],
-            trial_epochs=len(tasks) * sizes.epochs,
-            cpu_s=0.0,
+            trial_epochs=alone_epochs,
+            cpu_s=alone_cpu,
             note=f"{len(tasks)} models per seed",
         )
     )
