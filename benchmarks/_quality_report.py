@@ -15,6 +15,9 @@ logger = logging.getLogger("search_quality")
 Metrics = dict[str, float]
 #: `optuna.samplers.TPESampler`'s default n_startup_trials, which the service keeps.
 TPE_STARTUP_TRIALS = 10
+#: The service's MedianPruner(n_warmup_steps=2) first judges a trial after epoch 2 (later
+#: for strategies with a warm-up of their own, e.g. dwa).
+MEDIAN_FIRST_EPOCH = 2
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ExperimentResult:
     grid_front: list[int]  # grid points on the validation Pareto front
     sizes: str
     n_trials: int = 0  # per study
+    epochs: int = 0  # per trial
     hypervolume: dict[str, float] = field(default_factory=dict)
     plot: str | None = None
 
@@ -155,6 +159,12 @@ def plain_reading(result: ExperimentResult) -> list[str]:
             f"Each study ran {result.n_trials} trials; Optuna's TPE draws its first "
             f"{TPE_STARTUP_TRIALS} at random, so {guided} of them were model-guided (and with "
             f"K=32 every trial was asked before any was told)."
+        )
+    if result.n_trials and result.epochs:
+        out.append(
+            f"With {result.epochs} epochs per trial the median pruner, which judges from "
+            f"epoch {MEDIAN_FIRST_EPOCH} and only after 5 complete trials, can save at most "
+            f"{max(0, result.epochs - MEDIAN_FIRST_EPOCH)} epochs of a trial."
         )
     if result.hypervolume:
         hv = result.hypervolume
