@@ -86,8 +86,9 @@ def table(result: ExperimentResult) -> str:
 
 
 def _best(result: ExperimentResult, groups: Sequence[str]) -> Row:
+    """The row with the best mean validation Δm% (test is never used to choose)."""
     candidates = [r for r in result.rows if r.group in groups]
-    return max(candidates, key=lambda r: result.test_delta(r).mean)
+    return max(candidates, key=lambda r: result.val_delta(r).mean)
 
 
 def _noise_word(a: Spread, b: Spread) -> str:
@@ -99,7 +100,10 @@ def plain_reading(result: ExperimentResult) -> list[str]:
     out: list[str] = []
     best = _best(result, ("strategy", "grid", "study"))
     best_delta = result.test_delta(best)
-    out.append(f"Best test Δm%: **{best.approach}** at {best_delta}.")
+    out.append(
+        f"Best by validation Δm%: **{best.approach}** ({result.val_delta(best)} on validation, "
+        f"{best_delta} on test)."
+    )
     uniform = result.row("strategy:fixed (uniform)")
     grid = result.row("grid best (val)")
     if uniform is not None and grid is not None:
@@ -110,7 +114,7 @@ def plain_reading(result: ExperimentResult) -> list[str]:
         )
     strategies = [r for r in result.rows if r.group == "strategy"]
     if strategies and grid is not None:
-        top = max(strategies, key=lambda r: result.test_delta(r).mean)
+        top = max(strategies, key=lambda r: result.val_delta(r).mean)
         t, g = result.test_delta(top), result.test_delta(grid)
         out.append(
             f"The best strategy at its defaults is {top.approach} ({t}); against the grid's "

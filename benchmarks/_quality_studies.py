@@ -130,7 +130,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class Service:
-    """A server on a fresh SQLite file and one worker process per K, started on first use."""
+    """A server on a fresh SQLite file and one worker process at a time, of the K asked."""
 
     def __init__(self, data_dir: Path, device: str) -> None:
         self.data_dir = data_dir
@@ -150,19 +150,26 @@ class Service:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
     ) -> None:
-        for worker in self._workers.values():
-            worker.terminate()
-        for worker in self._workers.values():
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        for k in list(self._workers):
+            self._stop(k)
         self._stack.close()
 
+    def _stop(self, k: int) -> None:
+        worker = self._workers.pop(k)
+        worker.terminate()
+        try:
+            worker.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
     def _worker(self, k: int) -> subprocess.Popen[bytes]:
+        """The worker of ``k`` slots, the only one running: any study would go to any live
+        worker, so the others stop first (run the studies grouped by K)."""
         if k in self._workers and self._workers[k].poll() is None:
             return self._workers[k]
+        for other in list(self._workers):
+            self._stop(other)
         assert self.client is not None
         log = (self.tmp / f"worker-k{k}.log").open("wb")
         self._stack.callback(log.close)

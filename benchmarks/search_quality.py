@@ -302,11 +302,12 @@ def study_rows(
     n_trials: int,
 ) -> None:
     baselines = dict(result.baselines_val)
+    # Grouped by K: one worker runs at a time, and a new K replaces it.
     kinds = [
         StudyKind(space, pruner, k)
+        for k in args.batches
         for space in ("weights", "weights+strategy")
         for pruner in ("none", "median")
-        for k in args.batches
     ]
     if experiment == "adult_mixed":
         kinds.append(StudyKind("multi", "none", args.batches[0]))
