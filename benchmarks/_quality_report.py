@@ -92,6 +92,8 @@ def _best(result: ExperimentResult, groups: Sequence[str]) -> Row:
 
 
 def _noise_word(a: Spread, b: Spread) -> str:
+    if a.n < 2 and b.n < 2:
+        return "with one seed each, so no noise estimate"
     return "within the seed noise" if within_noise(a, b) else "more than the seed noise"
 
 
