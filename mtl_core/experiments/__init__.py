@@ -1,11 +1,11 @@
 """Experiments: tasks + data + network parts + training defaults, registered by name.
 
-Built-ins: ``multi_mnist``, ``adult`` and ``synthetic``. User experiments register through an
-entry point (group ``mtlsearch.experiments``) or a module the worker's settings allow; see
-`load_plugins` and docs/experiments.md.
+Built-ins: ``multi_mnist``, ``adult``, ``adult_mixed`` and ``synthetic``. User experiments
+register through an entry point (group ``mtlsearch.experiments``) or a module the worker's
+settings allow; see `load_plugins` and docs/experiments.md.
 """
 
-from mtl_core.experiments import adult, multi_mnist, synthetic  # noqa: F401 - they register
+from mtl_core.experiments import adult, adult_mixed, multi_mnist, synthetic  # noqa: F401 - they register
 from mtl_core.experiments._base import (
     DataFile,
     DataSplits,

@@ -24,7 +24,7 @@ from mtl_core.experiments import (
 from mtl_core.registry import UnknownNameError
 from mtl_core.tasks import LOSSES, METRICS
 
-BUILT_INS = ["adult", "multi_mnist", "synthetic"]
+BUILT_INS = ["adult", "adult_mixed", "multi_mnist", "synthetic"]
 
 
 def test_the_built_ins_are_registered() -> None:

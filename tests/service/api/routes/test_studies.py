@@ -187,7 +187,7 @@ GRID_TOO_LARGE = spec_json(
         ),
         pytest.param(
             spec_json(experiment="nope"),
-            "valid choices: adult, multi_mnist, synthetic",
+            "valid choices: adult, adult_mixed, multi_mnist, synthetic",
             id="unknown-experiment",
         ),
         pytest.param(

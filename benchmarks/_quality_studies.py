@@ -1,0 +1,237 @@
+"""The service's own studies for benchmarks/search_quality.py: submitted over REST to a real
+server (a SQLite file) and trained by real `mtlsearch worker --batch K` processes, started the
+way benchmarks/end_to_end.py starts them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import optuna
+from _quality_train import Sizes
+from end_to_end import worker_env
+
+from mtl_core.experiments import get_experiment
+from mtl_core.weighting import list_strategies
+from mtlsearch.client import Client
+from tests.utils.server import start_server
+
+logger = logging.getLogger("search_quality")
+
+#: Searched ranges of the strategies' hyper-parameters, around their defaults. A strategy
+#: added later joins the search at its defaults until it gets a line here.
+PARAM_RANGES: dict[str, dict[str, Any]] = {
+    "cagrad": {"c": {"low": 0.1, "high": 0.9}},
+    "dwa": {"tau": {"low": 0.5, "high": 5.0, "log": True}},
+    "famo": {"lr": {"low": 0.005, "high": 0.1, "log": True}},
+    "gradnorm": {"alpha": {"low": 0.5, "high": 3.0}},
+    "loss_balance": {"beta": {"low": 0.5, "high": 0.99}, "gamma": {"low": 0.25, "high": 4.0}},
+    "mgda": {"upper_bound": {"choices": [False, True]}},
+}
+
+
+@dataclass(frozen=True)
+class StudyKind:
+    """What a study searches (``weights``, ``weights+strategy`` or ``multi``: weights with
+    one objective per task), its pruner and the worker's K."""
+
+    space: str
+    pruner: str
+    batch: int
+
+    @property
+    def label(self) -> str:
+        return f"TPE {self.space}, pruner {self.pruner}, K={self.batch}"
+
+
+@dataclass
+class StudyRun:
+    """One finished study: its trials as the REST API returns them, and its cost."""
+
+    kind: StudyKind
+    seed: int
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    trial_epochs: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def complete(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["state"] == "complete"]
+
+    def states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[trial["state"]] = counts.get(trial["state"], 0) + 1
+        return counts
+
+    def pick(self) -> dict[str, Any] | None:
+        """The complete trial with the best (first) objective value, on validation."""
+        if self.kind.space == "multi":
+            return None
+        complete = self.complete
+        return max(complete, key=lambda t: t["values"][0]) if complete else None
+
+
+def strategy_space() -> list[dict[str, Any]]:
+    return [{"name": name, "params": PARAM_RANGES.get(name, {})} for name in list_strategies()]
+
+
+def study_spec(
+    experiment: str,
+    kind: StudyKind,
+    seed: int,
+    n_trials: int,
+    sizes: Sizes,
+    baselines: dict[str, float],
+) -> dict[str, Any]:
+    """The spec of one study: the grid's weight range, the benchmark's sizes."""
+    tasks = get_experiment(experiment).task_names
+    lo, hi = sizes.weight_range
+    space: dict[str, Any] = {
+        "reference_task": tasks[0],
+        "weights": {tasks[1]: {"lo": lo, "hi": hi}},
+        "epochs": sizes.epochs,
+    }
+    if sizes.max_train_samples is not None:
+        space["max_train_samples"] = sizes.max_train_samples
+    if kind.space == "weights+strategy":
+        space["strategies"] = strategy_space()
+    objective: dict[str, Any] = (
+        {"kind": "multi"} if kind.space == "multi" else {"kind": "delta_m", "baselines": baselines}
+    )
+    name = f"q-{experiment}-{kind.space}-{kind.pruner}-k{kind.batch}-s{seed}".replace("+", "_")
+    return {
+        "name": name[:64],
+        "experiment": experiment,
+        "n_trials": n_trials,
+        "seed": seed,
+        "sampler": "tpe",
+        "pruner": kind.pruner,
+        "objective": objective,
+        "search_space": space,
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+class Service:
+    """A server on a fresh SQLite file and one worker process at a time, of the K asked."""
+
+    def __init__(self, data_dir: Path, device: str) -> None:
+        self.data_dir = data_dir
+        self.device = device
+        self._stack = ExitStack()
+        self._workers: dict[int, subprocess.Popen[bytes]] = {}
+        tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="quality-")))
+        self.tmp = tmp
+        self.db_url = f"sqlite:///{tmp / 'quality.db'}"
+        self.client: Client | None = None
+
+    def __enter__(self) -> Service:
+        base = self._stack.enter_context(start_server(self.db_url))
+        self.client = self._stack.enter_context(Client(base))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
+    ) -> None:
+        for k in list(self._workers):
+            self._stop(k)
+        self._stack.close()
+
+    def _stop(self, k: int) -> None:
+        worker = self._workers.pop(k)
+        worker.terminate()
+        try:
+            worker.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+    def _worker(self, k: int) -> subprocess.Popen[bytes]:
+        """The worker of ``k`` slots, the only one running: any study would go to any live
+        worker, so the others stop first (run the studies grouped by K)."""
+        if k in self._workers and self._workers[k].poll() is None:
+            return self._workers[k]
+        for other in list(self._workers):
+            self._stop(other)
+        assert self.client is not None
+        log = (self.tmp / f"worker-k{k}.log").open("wb")
+        self._stack.callback(log.close)
+        before = {w["id"] for w in self.client.workers()}
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mtlsearch", "worker", "--db", self.db_url),
+                *("--batch", str(k), "--device", self.device, "--data-dir", str(self.data_dir)),
+            ],
+            cwd=self.tmp,
+            env=worker_env(self.db_url, self.data_dir, self.tmp / f"timings-k{k}.json"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while not {w["id"] for w in self.client.workers()} - before:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker K={k} did not register; see {log.name}")
+            time.sleep(0.2)
+        self._workers[k] = worker
+        return worker
+
+    def run(self, spec: dict[str, Any], kind: StudyKind, seed: int) -> StudyRun:
+        """Submit ``spec`` with only the worker of ``kind.batch`` training; wait for the end.
+
+        The worker runs with ``--batch min(K, n_trials)``: with fewer trials than K it asks
+        them all before telling any either way, and the trainer computes its free slots
+        (masked, not removed), so K = 32 slots for 12 trials would spend 32/12 of the compute
+        on nothing.
+        """
+        assert self.client is not None
+        worker = self._worker(min(kind.batch, int(spec["n_trials"])))
+        cpu_before = _cpu_seconds(worker.pid)
+        started = time.perf_counter()
+        study = self.client.submit(spec)
+        done = self.client.wait(study["id"], poll_s=0.5)
+        out = StudyRun(kind, seed, wall_s=time.perf_counter() - started)
+        out.cpu_s = _cpu_seconds(worker.pid) - cpu_before
+        if done["status"] != "completed":
+            raise RuntimeError(f"study {spec['name']} ended {done['status']}: {done}")
+        offset = 0
+        while True:
+            page = self.client.trials(study["id"], offset=offset, limit=100)
+            out.trials.extend(page["data"])
+            offset += len(page["data"])
+            if not page["data"] or offset >= page["count"]:
+                break
+        out.trial_epochs = self._epochs_run(done["optuna_study_name"], int(spec_epochs(spec)))
+        return out
+
+    def _epochs_run(self, optuna_name: str, epochs: int) -> int:
+        """Epochs trained over the study's trials: all of them for a complete trial, the
+        reported ones for a pruned or failed one (Optuna's public API)."""
+        study = optuna.load_study(study_name=optuna_name, storage=self.db_url)
+        total = 0
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                total += epochs
+            else:
+                total += max(trial.intermediate_values, default=0)
+        return total
+
+
+def spec_epochs(spec: dict[str, Any]) -> int:
+    return int(spec["search_space"]["epochs"])

@@ -1,0 +1,173 @@
+"""UCI Adult with a mixed-scale task pair: income (BCE, AUC) and hours-per-week in raw units.
+
+The second task regresses hours worked per week (MSE in hours², metric MAE in hours, lower is
+better) next to the binary income task. The two losses differ by orders of magnitude (the MSE
+of a fresh head is about 1,700 against a BCE near 0.7; after a few epochs still 150-200 against
+0.3), so the loss weighting decides which task the shared trunk serves. That is the setting
+where searching the weights can pay, unlike Adult's two AUC tasks, where every weighting lands
+within noise. hours-per-week is not an input; marital-status is not one either (the encoder is
+`adult`'s, which leaves it out for its never-married task).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtl_core.architectures._base import NetworkParts
+from mtl_core.errors import DataError
+from mtl_core.experiments._base import DataFile, DataSplits, Experiment, Split, TrainingDefaults
+from mtl_core.experiments._registry import register_experiment
+from mtl_core.experiments.adult import ADULT_DATA, ADULT_TEST, COLUMNS, NUMERIC, Encoder
+from mtl_core.experiments.data import cache_key, read_csv_rows
+from mtl_core.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+REGRESSED = "hours-per-week"
+_HOURS = COLUMNS.index(REGRESSED)
+_INCOME = COLUMNS.index("income")
+#: Encoder's columns are the numeric ones first, in NUMERIC order: this one is dropped.
+_DROPPED_FEATURE = NUMERIC.index(REGRESSED)
+
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs, income, hours
+
+
+def _targets(rows: list[list[str]], path: Path) -> tuple[np.ndarray, np.ndarray]:
+    income_values = [row[_INCOME].rstrip(".") for row in rows]
+    unknown = set(income_values) - {">50K", "<=50K"}
+    if unknown:
+        raise DataError(f"{path} has income labels {sorted(unknown)}, expected '>50K' / '<=50K'")
+    income = np.array([v == ">50K" for v in income_values], dtype=np.float32)
+    try:
+        hours = np.array([float(row[_HOURS]) for row in rows], dtype=np.float32)
+    except ValueError as exc:
+        raise DataError(f"{path}: hours-per-week holds a non-number: {exc}") from None
+    return income, hours
+
+
+def _inputs(encoder: Encoder, rows: list[list[str]]) -> np.ndarray:
+    return np.delete(encoder.transform(rows), _DROPPED_FEATURE, axis=1)
+
+
+@functools.lru_cache(maxsize=4)
+def _build(root: str, val_fraction: float, seed: int) -> tuple[_Arrays, _Arrays, _Arrays]:
+    data_path = Path(root) / ADULT_DATA.relative_path
+    test_path = Path(root) / ADULT_TEST.relative_path
+    train_rows = read_csv_rows(data_path, len(COLUMNS))
+    test_rows = read_csv_rows(test_path, len(COLUMNS), skip_lines=1)  # first line: no data
+    encoder = Encoder(train_rows)
+    x_all = _inputs(encoder, train_rows)
+    income_all, hours_all = _targets(train_rows, data_path)
+    # The same permutation as `adult` at the same seed: the same rows validate.
+    order = np.random.default_rng(seed).permutation(len(train_rows))
+    n_val = round(len(train_rows) * val_fraction)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    income_test, hours_test = _targets(test_rows, test_path)
+    logger.info(
+        "parsed Adult (mixed scale): %d train, %d val, %d test rows, %d features",
+        len(train_idx),
+        len(val_idx),
+        len(test_rows),
+        x_all.shape[1],
+    )
+    return (
+        (x_all[train_idx], income_all[train_idx], hours_all[train_idx]),
+        (x_all[val_idx], income_all[val_idx], hours_all[val_idx]),
+        (_inputs(encoder, test_rows), income_test, hours_test),
+    )
+
+
+def _split(arrays: _Arrays) -> Split:
+    x, income, hours = arrays
+    return Split(torch.from_numpy(x), [torch.from_numpy(income), torch.from_numpy(hours)])
+
+
+def _head(task_index: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1))
+
+
+@register_experiment
+class AdultMixed(Experiment):
+    """UCI Adult, tasks "income" (> 50K; BCE, AUC) and "hours" (hours-per-week; MSE, MAE).
+
+    Inputs: `adult`'s encoding (numeric columns standardised with the training file's
+    mean/std, categorical ones one-hot with its vocabulary) without hours-per-week, and with
+    marital-status left out as in `adult` (the encoder is shared). Targets: income as float
+    0/1 of shape ``[N]``; hours as float hours per week of shape ``[N]``, not standardised, so
+    the MSE is in hours². Train / validation / test as in `adult` (same permutation at the same
+    seed). The parsed arrays are cached per process: treat the returned tensors as read-only.
+
+    Args:
+        val_fraction: share of ``adult.data`` held out for validation (default 0.1).
+        seed: seed of the train / validation permutation.
+        input_dim: width of the encoded input; the default matches the shipped files.
+    """
+
+    name: ClassVar[str] = "adult_mixed"
+    description: ClassVar[str] = (
+        "UCI Adult with mixed loss scales: income > 50K (BCE, AUC) and hours-per-week in raw "
+        "units (MSE, MAE, lower is better; not an input); MLP trunk."
+    )
+    tasks: ClassVar[tuple[Task, ...]] = (
+        Task("income", "bce_with_logits", "auc", 1, ("accuracy",)),
+        Task("hours", "mse", "mae", 1, ("rmse",)),
+    )
+    files: ClassVar[tuple[DataFile, ...]] = (ADULT_DATA, ADULT_TEST)
+    defaults: ClassVar[TrainingDefaults] = TrainingDefaults(
+        epochs=10, batch_size=256, lr=1e-3, optimizer="adam", architecture="hard"
+    )
+    #: `adult`'s 101 features less hours-per-week.
+    INPUT_DIM: ClassVar[int] = 100
+
+    def __init__(self, val_fraction: float = 0.1, seed: int = 0, input_dim: int = INPUT_DIM):
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction=}")
+        if input_dim < 1:
+            raise ValueError(f"input_dim must be >= 1, got {input_dim=}")
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.input_dim = input_dim
+
+    def feature_names(self, data_dir: Path | str) -> list[str]:
+        """The names of the input columns, in order (``age``, ``fnlwgt``, ...)."""
+        rows = read_csv_rows(Path(data_dir) / ADULT_DATA.relative_path, len(COLUMNS))
+        names = Encoder(rows).feature_names
+        del names[_DROPPED_FEATURE]
+        return names
+
+    def load_splits(self, data_dir: Path | None) -> DataSplits:
+        if data_dir is None:
+            raise DataError("no data directory set: pass --data-dir or set MTLSEARCH_DATA_DIR")
+        train, val, test = _build(cache_key(data_dir), self.val_fraction, self.seed)
+        width = train[0].shape[1]
+        if width != self.input_dim:
+            raise DataError(
+                f"Adult files under {data_dir} encode to {width} input features without "
+                f"hours-per-week, but the network expects {self.input_dim}; pass "
+                f"input_dim={width}"
+            )
+        return DataSplits(_split(train), _split(val), _split(test))
+
+    def network_parts(self) -> NetworkParts:
+        input_dim = self.input_dim
+
+        def make_blocks() -> list[nn.Module]:
+            return [
+                nn.Sequential(nn.Linear(input_dim, 128), nn.ReLU()),
+                nn.Sequential(nn.Linear(128, 64), nn.ReLU()),
+            ]
+
+        return NetworkParts(
+            make_blocks=make_blocks,
+            representation_dim=64,
+            make_head=_head,
+            input_dim=input_dim,
+            num_tasks=len(self.tasks),
+        )

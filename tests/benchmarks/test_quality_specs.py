@@ -1,0 +1,59 @@
+"""The studies benchmarks/search_quality.py submits are valid specs, and its grid and study
+weights cover the same range."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from _quality_math import log_grid
+from _quality_studies import PARAM_RANGES, StudyKind, study_spec
+from _quality_train import Sizes, grid_weights, strategy_labelled
+
+from mtl_core.weighting import list_strategies
+from mtlsearch.search.spec import StudySpec, validate_against_experiment
+
+SIZES = Sizes(epochs=4, max_train_samples=1000, seeds=3, grid_points=21, weight_range=(1e-5, 10))
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        StudyKind("weights", "none", 1),
+        StudyKind("weights", "median", 32),
+        StudyKind("weights+strategy", "median", 1),
+        StudyKind("multi", "none", 1),
+    ],
+    ids=lambda k: k.label,
+)
+def test_every_study_kind_is_a_valid_spec(kind: StudyKind) -> None:
+    baselines = {"income": 0.9, "hours": 8.0}
+    spec = StudySpec.model_validate(study_spec("adult_mixed", kind, 2, 12, SIZES, baselines))
+    validate_against_experiment(spec)
+    assert spec.n_trials == 12 and spec.seed == 2 and spec.pruner == kind.pruner
+    weights = spec.search_space.weights["hours"]
+    assert (weights.lo, weights.hi) == (1e-5, 10)
+    if kind.space == "multi":
+        assert spec.objective.kind == "multi"
+    else:
+        assert spec.objective.kind == "delta_m" and spec.objective.baselines == baselines
+    names = [s.name for s in spec.search_space.strategies]
+    assert names == (list_strategies() if kind.space == "weights+strategy" else ["fixed"])
+
+
+def test_param_ranges_name_registered_strategies() -> None:
+    assert set(PARAM_RANGES) <= set(list_strategies())
+
+
+def test_every_strategy_runs_at_every_seed_and_the_grid_spans_the_range() -> None:
+    labelled = strategy_labelled("adult_mixed", SIZES)
+    assert len(labelled) == len(list_strategies()) * SIZES.seeds
+    assert {config.strategy for _, config in labelled} == set(list_strategies())
+    assert all(config.weights == {"income": 1.0, "hours": 1.0} for _, config in labelled)
+    weights = grid_weights("adult_mixed", log_grid(*SIZES.weight_range, SIZES.grid_points))
+    assert weights[0] == {"income": 1.0, "hours": pytest.approx(1e-5)}
+    assert weights[-1] == {"income": 1.0, "hours": 10.0}
