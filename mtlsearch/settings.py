@@ -63,7 +63,10 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_s: float = Field(10.0, gt=0, description="Seconds between worker heartbeats.")
     stale_after_s: float = Field(
-        60.0, gt=0, description="A running trial without a heartbeat for this long is failed."
+        60.0,
+        gt=0,
+        description="The trials of a worker whose heartbeat is older than this are failed and "
+        "re-queued once.",
     )
     db_pool_size: int = Field(
         5,
@@ -91,13 +94,8 @@ class Settings(BaseSettings):
     )
 
     def database_config(self) -> DatabaseConfig:
-        """What `storage.Database` needs of these settings: its pool and Optuna's heartbeats."""
-        return DatabaseConfig(
-            pool_size=self.db_pool_size,
-            max_overflow=self.db_max_overflow,
-            heartbeat_interval_s=self.worker_heartbeat_s,
-            grace_period_s=self.stale_after_s,
-        )
+        """What `storage.Database` needs of these settings: its connection pool."""
+        return DatabaseConfig(pool_size=self.db_pool_size, max_overflow=self.db_max_overflow)
 
     @field_validator("log_level")
     @classmethod

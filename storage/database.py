@@ -17,10 +17,8 @@ a new database cannot race each other's DDL.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +43,7 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
-    """How one process uses the shared database: its connection pool and Optuna's heartbeats.
+    """How one process uses the shared database: its connection pool.
 
     Built from ``Settings`` at the top of the process (`Settings.database_config`); the defaults
     are those of ``Settings``.
@@ -54,26 +52,16 @@ class DatabaseConfig:
         pool_size: PostgreSQL connections the process keeps open (``Settings.db_pool_size``).
         max_overflow: PostgreSQL connections it may open above `pool_size`
             (``Settings.db_max_overflow``).
-        heartbeat_interval_s: seconds between a running trial's heartbeats
-            (``Settings.worker_heartbeat_s``).
-        grace_period_s: a running trial without a heartbeat for this long is stale
-            (``Settings.stale_after_s``).
     """
 
     pool_size: int = 5
     max_overflow: int = 5
-    heartbeat_interval_s: float = 10.0
-    grace_period_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {self.pool_size=}")
         if self.max_overflow < 0:
             raise ValueError(f"max_overflow must be >= 0, got {self.max_overflow=}")
-        if not self.heartbeat_interval_s > 0:
-            raise ValueError(f"heartbeat_interval_s must be > 0, got {self.heartbeat_interval_s=}")
-        if not self.grace_period_s > 0:
-            raise ValueError(f"grace_period_s must be > 0, got {self.grace_period_s=}")
 
 
 def parse_db_url(url: str) -> URL:
@@ -215,11 +203,11 @@ class Database:
         return self.url.get_backend_name()
 
     def optuna_storage(self) -> optuna.storages.RDBStorage:
-        """Optuna's RDB storage on this URL (one per `Database`), with heartbeats and retries.
+        """Optuna's RDB storage on this URL (one per `Database`), on the same engine.
 
-        A trial whose worker stops heart-beating for `DatabaseConfig.grace_period_s` is failed and
-        re-queued once (`~optuna.storages.RetryHeartbeatStaleTrialCallback`, Optuna 5's name
-        for ``RetryFailedTrialCallback``).
+        No Optuna trial heartbeats: a worker's liveness is its ``mtl_workers`` row, and the
+        trials of a dead worker are failed and re-queued from our ``mtl_trials`` rows
+        (``mtlsearch.worker.stale``).
 
         Raises:
             StorageError: the database cannot be reached or has no (or an old) schema.
@@ -231,21 +219,12 @@ class Database:
 
     def _open_optuna(self) -> optuna.storages.RDBStorage:
         prepare_sqlite_file(self.url)
-        config = self.config
         try:
-            with warnings.catch_warnings():
-                # Heartbeats are marked experimental in Optuna; we rely on them knowingly.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(
-                    self.url.render_as_string(hide_password=False),
-                    engine_kwargs=engine_options(self.url, config),
-                    heartbeat_interval=max(1, math.ceil(config.heartbeat_interval_s)),
-                    grace_period=max(1, math.ceil(config.grace_period_s)),
-                    heartbeat_stale_trial_callback=(
-                        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-                    ),
-                    skip_table_creation=True,
-                )
+            storage = optuna.storages.RDBStorage(
+                self.url.render_as_string(hide_password=False),
+                engine_kwargs=engine_options(self.url, self.config),
+                skip_table_creation=True,
+            )
         except (SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as exc:
             raise StorageError(
                 f"cannot open database {self.display_url}: {error_line(exc)}{_hint_for(exc)}"

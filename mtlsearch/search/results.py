@@ -7,6 +7,7 @@ key strings live only here (the field names are the keys).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -61,9 +62,25 @@ class TrialOutcome:
             fail_reason=row.reason,
         )
 
+    def json_safe(self) -> TrialOutcome:
+        """This outcome with non-finite numbers (a diverged trial's NaN metrics) as None:
+        strict JSON, which PostgreSQL's JSON columns require."""
+        changes = {f.name: _finite(getattr(self, f.name)) for f in fields(self)}
+        return TrialOutcome(**changes)
+
     def as_attrs(self) -> dict[str, Any]:
         """The fields that are set, as Optuna user attributes."""
         return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:

@@ -25,7 +25,7 @@ from mtlsearch.worker.heartbeat import Heartbeat
 from mtlsearch.worker.jobs import Job
 from mtlsearch.worker.loop import WORKER_ATTR, Worker, WorkerOptions
 from mtlsearch.worker.runner import SlotRunner
-from mtlsearch.worker.stale import STALE_REASON, StaleTrial, fail_stale_trials
+from mtlsearch.worker.stale import STALE_REASON, fail_lost_trials, repair_optuna
 
 __all__ = [
     "CANCELLED_REASON",
@@ -37,9 +37,9 @@ __all__ = [
     "Job",
     "Outcome",
     "SlotRunner",
-    "StaleTrial",
     "Verdict",
     "Worker",
     "WorkerOptions",
-    "fail_stale_trials",
+    "fail_lost_trials",
+    "repair_optuna",
 ]

@@ -23,7 +23,6 @@ import os
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,7 @@ from optuna.trial import TrialState
 from mtl_core.errors import DataError
 from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.results import set_user_attrs
-from mtlsearch.search.space import suggest_trial_config
+from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.worker.decisions import (
     STOPPED_REASON,
     Outcome,
@@ -40,14 +39,22 @@ from mtlsearch.worker.decisions import (
     next_idle_sleep,
 )
 from mtlsearch.worker.jobs import Job
-from mtlsearch.worker.stale import STALE_REASON, fail_stale_trials
+from mtlsearch.worker.stale import RETRY_OF_ATTR, fail_lost_trials, repair_optuna
 from mtlsearch.worker.studies import (
     StudyContext,
     load_or_train_baselines,
     load_study_context,
     planned_epochs,
 )
-from storage import Database, StudyInfo, StudyRepository, StudyStatus, WorkerStatus
+from storage import (
+    Database,
+    StudyInfo,
+    StudyRepository,
+    StudyStatus,
+    TrialRepository,
+    WorkerStatus,
+)
+from storage.repositories.trials import TrialStateError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -100,7 +107,6 @@ class Asker:
         self.error: BaseException | None = None
         self._contexts: dict[str, StudyContext] = {}
         # study id -> ((reserved, in use), first seen): slots reserved by no trial
-        self._orphan_slots: dict[str, tuple[tuple[int, int], float]] = {}
         self._last_maintenance = -math.inf
         self._thread: threading.Thread | None = None
 
@@ -196,51 +202,14 @@ class Asker:
             if context is None:
                 continue
             try:
-                # One transaction per trial: FAIL, reason, slot released, retry queued.
-                fail_stale_trials(context.study, info.id)
+                fail_lost_trials(self.database, context.study, info.id, self.stale_after_s)
+                repair_optuna(self.database, context.study, info.id, self.stale_after_s)
             except KeyError:
                 self._drop_study(context)
                 continue
             budget_taken = info.n_trials is not None and info.trials_reserved >= info.n_trials
-            if budget_taken:
-                self._reclaim_orphan_slots(context, info)
             if budget_taken or not context.time_left():
                 self.teller.check_completion(context)
-
-    def _reclaim_orphan_slots(self, context: StudyContext, info: StudyInfo) -> None:
-        """Give back slots that no trial holds (a worker died between reserve and ``ask``).
-
-        Slots in use are the COMPLETE, PRUNED and RUNNING trials (a FAIL gave its slot back, a
-        WAITING retry takes one when asked). Reservations above that, unchanged for
-        ``Settings.stale_after_s`` (a live worker asks within milliseconds of reserving), are
-        reclaimed with a conditional update that loses no reservation taken meanwhile.
-        """
-        in_use = len(
-            context.study.get_trials(
-                deepcopy=False,
-                states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
-            )
-        )
-        seen = (info.trials_reserved, in_use)
-        now = time.monotonic()
-        if in_use >= info.trials_reserved:
-            self._orphan_slots.pop(info.id, None)
-            return
-        first_seen, since = self._orphan_slots.setdefault(info.id, (seen, now))
-        if first_seen != seen:
-            self._orphan_slots[info.id] = (seen, now)
-            return
-        if now - since < self.stale_after_s:
-            return
-        del self._orphan_slots[info.id]
-        with self.database.session() as session:
-            reclaimed = StudyRepository(session).reclaim_slots(info.id, *seen)
-        if reclaimed:
-            logger.warning(
-                "study %s: %d reserved slot(s) held by no trial given back",
-                info.id,
-                seen[0] - seen[1],
-            )
 
     # --- studies and asks ------------------------------------------------------------------
 
@@ -300,9 +269,35 @@ class Asker:
         self._contexts.pop(context.id, None)
         self.teller.study_gone(context.id)
 
-    def _release(self, context: StudyContext) -> None:
+    def _give_back(self, row_id: int, reason: str) -> None:
+        """Fail a reserved row that never became a trial (its slot goes back)."""
         with self.database.session() as session:
-            StudyRepository(session).release_trial(context.id)
+            TrialRepository(session).finish(row_id, state="fail", reason=reason)
+
+    def _record_start(self, job: Job) -> bool:
+        """Record the asked trial in its row; False if the row was failed as lost meanwhile
+        (this worker looked dead to a peer), in which case the trial is failed too."""
+        trial, config = job.trial, job.config
+        retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
+        names = job.study.experiment.task_names
+        try:
+            with self.database.session() as session:
+                TrialRepository(session).start(
+                    job.row_id,
+                    number=trial.number,
+                    optuna_trial_id=trial._trial_id,
+                    params=dict(trial.params),
+                    config=config.model_dump(mode="json") if config is not None else None,
+                    weights_normalised=(
+                        normalised_weights(config.weights, names) if config is not None else None
+                    ),
+                    retry_of=retry_of if isinstance(retry_of, int) else None,
+                )
+        except TrialStateError as exc:
+            logger.warning("trial %d of study %s: %s", trial.number, job.study.id, exc)
+            job.study.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            return False
+        return True
 
     def _ask(self, study: StudyContext) -> Job | None:
         """Reserve one slot of ``study`` and ask a trial (re-queued ones come first)."""
@@ -310,47 +305,45 @@ class Asker:
             if exit_reason(self.trials_started, self.options.max_trials, None, None):
                 return None
             with self.database.session() as session:
-                if not StudyRepository(session).reserve_trial(study.id):
-                    return None
+                row_id = TrialRepository(session).reserve(study.id, self.worker_id())
+            if row_id is None:
+                return None
             study.reserved_hint += 1
             try:
-                with warnings.catch_warnings():
-                    # "Heartbeat ... supposed to be used with Study.optimize": we beat ourselves.
-                    warnings.simplefilter("ignore", UserWarning)
-                    trial = study.study.ask()
+                trial = study.study.ask()
             except KeyError:
                 # Its Optuna study was deleted (or renamed) underneath us: not our failure.
-                self._release(study)
+                self._give_back(row_id, "its Optuna study is gone")
                 self._drop_study(study)
                 return None
-            except Exception:
-                self._release(study)
+            except Exception as exc:
+                self._give_back(row_id, f"ask failed: {exc}")
                 raise
             if self.test_hook == "exit-after-ask":
-                os._exit(3)  # chaos test: die between ask() and the first trial heartbeat
+                os._exit(3)  # chaos test: die between ask() and recording the trial
             self.trials_started += 1
-            heartbeat = self.heartbeat()
-            assert heartbeat is not None
-            heartbeat.add_trial(trial._trial_id)
-            start_attrs: dict[str, object] = {WORKER_ATTR: self.worker_id()}
-            if trial.user_attrs.get("fail_reason") == STALE_REASON:
-                start_attrs["fail_reason"] = None  # inherited from the stale original
-            set_user_attrs(trial, start_attrs)
+            set_user_attrs(trial, {WORKER_ATTR: self.worker_id()})
             try:
                 config = suggest_trial_config(
                     trial, study.spec, study.experiment, self.options.device
                 )
                 config = distinct_seed(trial, config)
             except Exception as exc:
-                placeholder = Job(study, trial, None, 0)  # type: ignore[arg-type]
-                self.teller.asked(placeholder)
-                outcome = Outcome(
-                    TrialState.FAIL, reason=f"bad config: {exc}", counts_as_failure=True
-                )
-                self.teller.finished(placeholder, forced=outcome)
+                config = None
+                failure: Exception | None = exc
+            else:
+                failure = None
+            epochs = planned_epochs(study, config.epochs) if config is not None else 0
+            job = Job(study, trial, config, epochs, row_id)  # type: ignore[arg-type]
+            if not self._record_start(job):
                 continue
-            job = Job(study, trial, config, planned_epochs(study, config.epochs))
             self.teller.asked(job)
+            if failure is not None:
+                outcome = Outcome(
+                    TrialState.FAIL, reason=f"bad config: {failure}", counts_as_failure=True
+                )
+                self.teller.finished(job, forced=outcome)
+                continue
             logger.debug("trial %d of study %s: %s", trial.number, study.id, config)
             return job
         return None

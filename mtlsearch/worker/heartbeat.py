@@ -1,12 +1,10 @@
-"""The worker's heartbeat thread: our ``mtl_workers`` row and Optuna's trial heartbeats.
+"""The worker's heartbeat thread: our ``mtl_workers`` row, every ``interval`` seconds.
 
-Optuna beats a trial only inside ``study.optimize()``; a worker asks and tells on its own, so it
-must beat for every trial it trains, or another worker would fail them as stale after
-``Settings.stale_after_s``. One daemon thread does both every ``interval`` seconds:
-
-* ``WorkerRepository.heartbeat`` with what the worker is doing (idle/busy, study, trial,
-  trials done), so ``GET /api/v1/workers`` shows it live;
-* ``RDBStorage.record_heartbeat(trial_id)`` for each trial the worker holds now.
+``WorkerRepository.heartbeat`` with what the worker is doing (idle/busy, study, trial, trials
+done), so ``GET /api/v1/workers`` shows it live. The row is also what keeps the worker's trials
+alive: a peer fails the ``mtl_trials`` rows of a worker whose row has not beaten for
+``Settings.stale_after_s`` (`mtlsearch.worker.stale`), so there is one write per beat however
+many trials the worker holds (no per-trial Optuna heartbeats).
 
 A failed beat is logged and tried again at the next interval: a database that is away for less
 than the grace period costs nothing.
@@ -34,7 +32,7 @@ class WorkerState:
 
 
 class Heartbeat:
-    """Beats for a worker and its running trials from a background thread.
+    """Beats for a worker from a background thread.
 
     Args:
         database: the process's `Database`.
@@ -49,7 +47,6 @@ class Heartbeat:
         self._worker_id = worker_id
         self._interval = interval
         self._lock = threading.Lock()
-        self._trials: set[int] = set()
         self._state = WorkerState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,22 +67,6 @@ class Heartbeat:
             self._thread.join(timeout=max(5.0, 2 * self._interval))
             self._thread = None
 
-    def add_trial(self, trial_id: int) -> None:
-        """Beat for this trial from now on, starting with one beat at once.
-
-        Optuna never counts a trial without a heartbeat row as stale, so the first beat must
-        not wait for the thread: a worker killed right after ``ask()`` would leave a RUNNING
-        trial that nobody ever fails.
-        """
-        with self._lock:
-            self._trials.add(trial_id)
-        self._database.optuna_storage().record_heartbeat(trial_id)
-
-    def discard_trial(self, trial_id: int) -> None:
-        """Stop beating for this trial (it was told)."""
-        with self._lock:
-            self._trials.discard(trial_id)
-
     def set_state(
         self,
         status: WorkerStatus,
@@ -101,19 +82,10 @@ class Heartbeat:
             if trials_done is not None:
                 self._state.trials_done = trials_done
 
-    @property
-    def trial_ids(self) -> frozenset[int]:
-        with self._lock:
-            return frozenset(self._trials)
-
     def beat(self) -> None:
-        """Write one heartbeat of the worker and of each of its trials now."""
+        """Write one heartbeat of the worker now."""
         with self._lock:
             state = WorkerState(**vars(self._state))
-            trials = sorted(self._trials)
-        storage = self._database.optuna_storage()
-        for trial_id in trials:
-            storage.record_heartbeat(trial_id)
         with self._database.session() as session:
             WorkerRepository(session).heartbeat(
                 self._worker_id,

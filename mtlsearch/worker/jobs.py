@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(eq=False)
 class Job:
-    """One asked trial: its study, the Optuna trial and the config to train.
+    """One asked trial: its study, the Optuna trial, the config to train and its row in
+    ``mtl_trials`` (`storage.TrialRepository`), which holds its budget slot.
 
     Compared by identity: a job is one trial in flight, however equal two configs are.
     """
@@ -26,6 +27,7 @@ class Job:
     trial: optuna.Trial
     config: TrialConfig
     epochs: int
+    row_id: int = -1
 
     @property
     def key(self) -> int:

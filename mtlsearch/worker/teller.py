@@ -23,6 +23,7 @@ status-check time (fields of `StudyContext`), and `Teller.trials_done`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
@@ -35,10 +36,9 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import TrialState
 
-from mtlsearch.search.best import best_record
-from mtlsearch.search.local import result_attrs
+from mtlsearch.search.best import best_record_from_rows
 from mtlsearch.search.objective import intermediate_value, objective_values
-from mtlsearch.search.results import set_user_attrs
+from mtlsearch.search.results import TrialOutcome, set_user_attrs
 from mtlsearch.search.space import normalised_weights
 from mtlsearch.worker.decisions import (
     GO_ON,
@@ -52,7 +52,7 @@ from mtlsearch.worker.decisions import (
     is_healthy,
     next_streak,
 )
-from storage import ArtifactRepository, Database, NotFoundError, StudyRepository, StudyStatus
+from storage import Database, NotFoundError, StudyRepository, StudyStatus, TrialRepository
 
 if TYPE_CHECKING:
     from mtl_core.results import TrialResult
@@ -62,6 +62,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Our row state for each Optuna end state.
+_ROW_STATES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "fail",
+}
 #: Least seconds between two reads of a study's status (for cancels) during training.
 STATUS_CHECK_S = 1.0
 
@@ -262,54 +268,63 @@ class Teller:
         self.record_outcome(job, outcome)
 
     def record_outcome(self, job: Job, outcome: Outcome) -> None:
-        """All the storage work of a finished job: result attributes, ``tell``, slot release
-        (FAIL), failure streak, completion check."""
+        """All the storage work of a finished job, in this order: our ``mtl_trials`` row (the
+        record the REST and ``best`` read; a FAIL gives its slot back in the same transaction),
+        then Optuna (a few user attributes for the dashboard, ``tell``), then the failure
+        streak and the completion check.
+
+        If a peer failed the row as lost first, it also told Optuna: nothing more is written.
+        A worker killed between the row and the tell is repaired by a peer's maintenance
+        (`mtlsearch.worker.stale.repair_optuna`).
+        """
         context, trial = job.study, job.trial
-        values: list[float] | None = None
+        outcome, values = self._settle(job, outcome)
+        recorded = self._outcome_record(job, outcome).json_safe()
         try:
-            attrs: dict[str, object] = {}  # one transaction (see storage.optuna_attrs)
-            weights = None
-            if outcome.result is not None:
-                attrs.update(result_attrs(outcome.result))
-                weights = outcome.result.config.weights
-            elif job.config is not None:
-                attrs["config"] = job.config.model_dump(mode="json")
-                weights = job.config.weights
-            if weights is not None:
-                names = context.experiment.task_names
-                attrs["weights_normalised"] = normalised_weights(weights, names)
-            if outcome.state is TrialState.COMPLETE:
-                assert outcome.result is not None
-                try:
-                    values = objective_values(
-                        outcome.result, context.spec, context.experiment, context.baselines
-                    )
-                    outcome = checked_outcome(outcome, values)
-                except ValueError as exc:
-                    outcome = checked_outcome(outcome, None, str(exc))
-                if outcome.state is not TrialState.COMPLETE:
-                    values = None
-            if outcome.state is TrialState.FAIL:
-                attrs["fail_reason"] = outcome.reason
-            set_user_attrs(trial, attrs)
-            told = context.study.tell(trial, values, state=outcome.state, skip_if_finished=True)
-            if told.state is not outcome.state:
-                raise optuna.exceptions.UpdateFinishedTrialError(f"it is {told.state.name}")
-        except optuna.exceptions.UpdateFinishedTrialError as exc:
-            # Failed as stale by another worker meanwhile, which released the slot.
+            with self.database.session() as session:
+                won = TrialRepository(session).finish(
+                    job.row_id,
+                    state=_ROW_STATES[outcome.state],
+                    values=values,
+                    reason=outcome.reason,
+                    config=recorded.config,
+                    weights_normalised=recorded.weights_normalised,
+                    val_metrics=recorded.val_metrics,
+                    test_metrics=recorded.test_metrics,
+                    strategy_weights=recorded.strategy_weights,
+                    epochs_run=recorded.epochs_run,
+                )
+        except Exception as exc:
+            # The row must not stay running (its study would never complete): fail it.
+            logger.exception("could not record trial %d of study %s", trial.number, context.id)
+            outcome = Outcome(TrialState.FAIL, reason=f"could not record its outcome: {exc}")
+            recorded, values = TrialOutcome(), None
+            with self.database.session() as session:
+                won = TrialRepository(session).finish(
+                    job.row_id, state="fail", reason=outcome.reason
+                )
+        finally:
+            self._end_trial(job)
+        if not won:
             logger.warning(
-                "trial %d of study %s was finished elsewhere: %s", trial.number, context.id, exc
+                "trial %d of study %s was failed as lost by a peer meanwhile; its outcome is "
+                "dropped",
+                trial.number,
+                context.id,
             )
-            self._end_trial(job)
             return
-        except BaseException:
-            self._end_trial(job)
-            self._release(context)
-            raise
-        self._end_trial(job)
         self.trials_done += 1
-        if outcome.state is TrialState.FAIL:
-            self._release(context)
+        try:
+            mirrored = {
+                "config": recorded.config,
+                "val_metrics": recorded.val_metrics,
+                "test_metrics": recorded.test_metrics,
+                "fail_reason": outcome.reason if outcome.state is TrialState.FAIL else None,
+            }
+            set_user_attrs(trial, {k: v for k, v in mirrored.items() if v is not None})
+            context.study.tell(trial, values, state=outcome.state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            logger.warning("trial %d of study %s: %s", trial.number, context.id, exc)
         self._log(job, outcome, values)
         context.streak, message = next_streak(
             context.streak, outcome, self.max_consecutive_failures
@@ -323,9 +338,36 @@ class Teller:
         ):
             self.maybe_complete(context)
 
+    def _settle(self, job: Job, outcome: Outcome) -> tuple[Outcome, list[float] | None]:
+        """The final outcome and objective values (a COMPLETE without finite values fails)."""
+        if outcome.state is not TrialState.COMPLETE:
+            return outcome, None
+        assert outcome.result is not None
+        context = job.study
+        try:
+            values = objective_values(
+                outcome.result, context.spec, context.experiment, context.baselines
+            )
+            outcome = checked_outcome(outcome, values)
+        except ValueError as exc:
+            outcome, values = checked_outcome(outcome, None, str(exc)), None
+        return outcome, values if outcome.state is TrialState.COMPLETE else None
+
+    @staticmethod
+    def _outcome_record(job: Job, outcome: Outcome) -> TrialOutcome:
+        """What the trial recorded: its result, else the config it was asked with."""
+        if outcome.result is not None:
+            recorded = TrialOutcome.from_result(outcome.result)
+            weights = outcome.result.config.weights
+        elif job.config is not None:
+            recorded = TrialOutcome(config=job.config.model_dump(mode="json"))
+            weights = job.config.weights
+        else:
+            return TrialOutcome()
+        names = job.study.experiment.task_names
+        return dataclasses.replace(recorded, weights_normalised=normalised_weights(weights, names))
+
     def _end_trial(self, job: Job) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.discard_trial(job.key)
         self._untold[job.study.id] -= 1
         if self._untold[job.study.id] <= 0:
             del self._untold[job.study.id]
@@ -350,40 +392,22 @@ class Teller:
             self._ended[context.id] = StudyStatus.FAILED
             logger.error("study %s marked failed: %s", context.id, message)
 
-    def _release(self, context: StudyContext) -> None:
-        with self.database.session() as session:
-            StudyRepository(session).release_trial(context.id)
-
     def maybe_complete(self, context: StudyContext) -> bool:
         """Mark the study completed (and store its ``best``) if its budget or time is used up
-        and no trial runs or waits; True if this call did it.
+        and no trial of any worker is reserved or running; True if this call did it
+        (`storage.TrialRepository.complete_if_done`: one conditional UPDATE)."""
+        time_up = not context.time_left()
 
-        Never while this worker holds an asked, untold trial of it (queued, training, or not
-        told yet): the tell of that trial checks again."""
-        if self._untold[context.id] > 0:
-            return False
-        study = context.study
-        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            return False
-        message: str | None = None
-        if context.info.n_trials is not None:
-            done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-            if len(done) < context.info.n_trials:
-                if context.time_left():
-                    return False
-                message = f"time budget of {context.info.time_budget_s:g} s reached"
-        elif context.time_left():
-            return False
-        else:
-            message = f"time budget of {context.info.time_budget_s:g} s reached"
-        record = best_record(study, context.spec, context.experiment)
+        def best(repository: TrialRepository) -> dict[str, object] | None:
+            rows = repository.rows(context.id, states=("complete",))
+            return best_record_from_rows(rows, context.spec, context.experiment, context.baselines)
+
         with self.database.session() as session:
-            changed = StudyRepository(session).set_status(
-                context.id, StudyStatus.COMPLETED, message, expected=StudyStatus.RUNNING
+            repository = TrialRepository(session)
+            changed = repository.complete_if_done(
+                context.id, time_up=time_up, best=lambda: best(repository)
             )
-            if changed and record is not None:
-                ArtifactRepository(session).put(context.id, "best", record)
         if changed:
-            logger.info("study %s completed%s", context.id, f" ({message})" if message else "")
+            logger.info("study %s completed", context.id)
             self._ended[context.id] = StudyStatus.COMPLETED
         return changed

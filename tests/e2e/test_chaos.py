@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from mtlsearch.client import Client, ClientError
 from mtlsearch.worker import STALE_REASON
+from mtlsearch.worker.stale import RETRY_OF_ATTR
 from storage import Database, StudyInfo, StudyRepository, StudyStatus
 from storage.migrate import upgrade
 from tests.e2e.helpers import WorkerProcess, optuna_trials, wait_for
@@ -65,14 +66,12 @@ def assert_exact(database: Database, info: StudyInfo, n_trials: int) -> Counter[
     states = Counter(t.state.name for t in trials)
     assert states["COMPLETE"] == n_trials, states
     assert states["RUNNING"] == states["WAITING"] == 0, states
-    retries = Counter(
-        t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs
-    )
+    retries = Counter(t.user_attrs[RETRY_OF_ATTR] for t in trials if RETRY_OF_ATTR in t.user_attrs)
     assert all(n == 1 for n in retries.values()), retries
     for trial in trials:
         if trial.user_attrs.get("fail_reason") == STALE_REASON:
             assert trial.state is TrialState.FAIL
-            is_retry = "failed_trial" in trial.system_attrs
+            is_retry = RETRY_OF_ATTR in trial.user_attrs
             assert retries[trial.number] == (0 if is_retry else 1), trial.number
     # No COMPLETE trial carries the stale reason, no two COMPLETE trials are one retry chain.
     assert all(

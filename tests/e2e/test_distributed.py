@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from mtlsearch.client import Client
 from mtlsearch.worker import STALE_REASON, WORKER_ATTR
+from mtlsearch.worker.stale import RETRY_OF_ATTR
 from storage import Database
 from tests.e2e.helpers import (
     FAST_HEARTBEATS,
@@ -80,7 +81,7 @@ def test_a_killed_workers_trial_is_retried_by_another(postgres_url: str, tmp_pat
     failed = trials[killed.number]
     assert failed.state is TrialState.FAIL
     assert failed.user_attrs["fail_reason"] == STALE_REASON
-    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == killed.number]
     assert retry.state is TrialState.COMPLETE
     assert retry.params == killed.params
     assert retry.user_attrs[WORKER_ATTR] != killed.user_attrs[WORKER_ATTR]

@@ -68,20 +68,9 @@ def test_session_rolls_back_and_wraps_database_errors(database: Database) -> Non
         assert StudyRepository(s).list() == ([], 0)
 
 
-def test_heartbeats_come_from_the_config(sqlite_url: str) -> None:
-    upgrade(sqlite_url)
-    config = DatabaseConfig(heartbeat_interval_s=2.5, grace_period_s=7.0)
-    database = Database(sqlite_url, config=config)
-    try:
-        storage = database.optuna_storage()
-        assert (storage.heartbeat_interval, storage.grace_period) == (3, 7)
-    finally:
-        database.dispose()
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("pool_size", 0), ("max_overflow", -1), ("heartbeat_interval_s", 0.0), ("grace_period_s", -1)],
+    [("pool_size", 0), ("max_overflow", -1)],
 )
 def test_config_refuses_out_of_range_values(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{field} must be"):
@@ -91,12 +80,8 @@ def test_config_refuses_out_of_range_values(field: str, value: float) -> None:
 def test_settings_give_the_config_their_values() -> None:
     from mtlsearch.settings import Settings
 
-    settings = Settings(
-        db_pool_size=3, db_max_overflow=2, worker_heartbeat_s=1.5, stale_after_s=9.0
-    )
-    assert settings.database_config() == DatabaseConfig(
-        pool_size=3, max_overflow=2, heartbeat_interval_s=1.5, grace_period_s=9.0
-    )
+    settings = Settings(db_pool_size=3, db_max_overflow=2)
+    assert settings.database_config() == DatabaseConfig(pool_size=3, max_overflow=2)
 
 
 def test_one_engine_shared_with_optuna(database: Database) -> None:
@@ -104,10 +89,7 @@ def test_one_engine_shared_with_optuna(database: Database) -> None:
     assert database.optuna_storage() is storage
     assert database.engine is storage.engine
     assert get_database(database.url.render_as_string(hide_password=False)) is database
-    assert storage.heartbeat_interval is not None and storage.grace_period is not None
-    assert isinstance(
-        storage.heartbeat_stale_trial_callback, optuna.storages.RetryHeartbeatStaleTrialCallback
-    )
+    assert storage.heartbeat_interval is None  # liveness: our worker rows (worker.stale)
     study = optuna.create_study(study_name="o", storage=storage)
     study.add_trial(optuna.trial.create_trial(value=1.0))
     with database.session() as s:

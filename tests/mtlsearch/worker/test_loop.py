@@ -10,8 +10,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mtl_core.experiments import get_experiment
-from mtlsearch.search.space import suggest_trial_config
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.worker import (
     CANCELLED_REASON,
@@ -21,6 +19,7 @@ from mtlsearch.worker import (
     Worker,
     WorkerOptions,
 )
+from mtlsearch.worker.stale import RETRY_OF_ATTR
 from mtlsearch.worker.studies import baseline_key
 from storage import (
     ArtifactRepository,
@@ -29,10 +28,18 @@ from storage import (
     StudyInfo,
     StudyRepository,
     StudyStatus,
+    TrialRepository,
     WorkerRepository,
     WorkerStatus,
 )
-from tests.mtlsearch.worker.helpers import make_worker, submit, synthetic_spec
+from tests.mtlsearch.worker.helpers import (
+    asked,
+    kill,
+    make_worker,
+    register,
+    submit,
+    synthetic_spec,
+)
 
 
 def load(database: Database, info: StudyInfo) -> optuna.Study:
@@ -71,8 +78,18 @@ def test_trials_complete_within_the_budget(database: Database) -> None:
                 "classification",
             }
         )
-        assert sum(attrs["weights_normalised"].values()) == pytest.approx(2.0)
         assert sorted(trial.intermediate_values) == [1, 2]
+    with database.session() as session:
+        rows = TrialRepository(session).rows(info.id)
+    # Our rows are the record the REST and `best` read: the same trials, the same outcome.
+    assert [(r.number, r.state.value, r.worker_id) for r in rows] == [
+        (t.number, "complete", worker.id) for t in trials
+    ]
+    for row, trial in zip(rows, trials, strict=True):
+        assert row.values == trial.values and row.params == trial.params
+        assert row.val_metrics == trial.user_attrs["val_metrics"] and row.epochs_run == 2
+        assert row.weights_normalised is not None
+        assert sum(row.weights_normalised.values()) == pytest.approx(2.0)
     row = study_row(database, info.id)
     assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 3
     with database.session() as session:
@@ -152,7 +169,8 @@ def test_a_stopped_worker_fails_its_trial_and_gives_the_slot_back(database: Data
     info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
     worker = make_worker(database, idle_exit_s=None)
     thread = run_in_thread(worker)
-    wait_for(lambda: bool(running_trials(database, info)))
+    # Training (an epoch reported), not only asked: the asker runs ahead of the runner.
+    wait_for(lambda: any(t.intermediate_values for t in running_trials(database, info)))
     worker.request_stop()
     thread.join(timeout=60)
     assert not thread.is_alive()
@@ -169,22 +187,18 @@ def test_a_stopped_worker_fails_its_trial_and_gives_the_slot_back(database: Data
 @pytest.mark.slow
 def test_a_stale_trial_is_failed_and_retried_once_with_its_params(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
-    # A worker that reserved, asked, beat once and died.
-    study = load(database, info)
-    with database.session() as session:
-        assert StudyRepository(session).reserve_trial(info.id)
-    dead = study.ask()
-    dead.suggest_float("w_classification", 0.1, 10.0, log=True)
-    database.optuna_storage().record_heartbeat(dead._trial_id)
-    time.sleep(2.5)  # past the grace period (Optuna rounds it up to whole seconds)
+    # A worker that reserved, asked, recorded its trial and died.
+    dead_worker = register(database, "w-dead")
+    asked(database, info, dead_worker)
+    kill(database, dead_worker)
 
     make_worker(database, maintenance_s=0.1).run()
 
     trials = load(database, info).trials
-    original = trials[dead.number]
+    original = trials[0]
     assert original.state is TrialState.FAIL
     assert original.user_attrs["fail_reason"] == STALE_REASON
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    retries = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == 0]
     assert len(retries) == 1
     (retry,) = retries
     assert retry.state is TrialState.COMPLETE
@@ -344,15 +358,13 @@ def test_an_idle_worker_completes_a_study_whose_last_tell_was_not_followed_up(
     worker = make_worker(database, maintenance_s=3600.0)
     worker.register()
     worker.maintain(force=True)  # its last routine pass ran before the trials were told
+    other = register(database, "w-other")
     study = load(database, info)
-    for _ in range(2):
+    for number in range(2):
+        row_id = asked(database, info, other)
         with database.session() as session:
-            assert StudyRepository(session).reserve_trial(info.id)
-        trial = study.ask()
-        suggest_trial_config(
-            trial, StudySpec.model_validate(spec), get_experiment("synthetic"), "cpu"
-        )
-        study.tell(trial, 0.5)
+            assert TrialRepository(session).finish(row_id, state="complete", values=[0.5])
+        study.tell(number, 0.5)
     assert study_row(database, info.id).status == StudyStatus.RUNNING
 
     assert worker.run() == 0  # finds no work: the idle pass must complete the study
@@ -366,11 +378,13 @@ def test_slots_reserved_by_no_trial_are_given_back(database: Database) -> None:
     # A worker killed between reserving a slot and asking its trial leaves the reservation
     # behind; nobody else would ever give it back, and the study could never finish.
     info = submit(database, synthetic_spec(n_trials=2))
+    dead = register(database, "w-dead")
     for _ in range(2):
         with database.session() as session:
-            assert StudyRepository(session).reserve_trial(info.id)
+            assert TrialRepository(session).reserve(info.id, dead) is not None
+    kill(database, dead)
     worker = make_worker(database, idle_exit_s=8.0)
-    assert worker.run() == 2  # after stale_after_s (1 s here) with the counts unchanged
+    assert worker.run() == 2
     assert study_row(database, info.id).status == StudyStatus.COMPLETED
     assert [t.state for t in load(database, info).trials] == [TrialState.COMPLETE] * 2
     assert study_row(database, info.id).trials_reserved == 2

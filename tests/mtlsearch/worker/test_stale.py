@@ -1,4 +1,4 @@
-"""Stale-trial handling against a real SQLite storage (regressions of the "Trust" issue)."""
+"""Lost trials (their worker died) against a real SQLite storage: `mtlsearch.worker.stale`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mtlsearch.settings import Settings
-from mtlsearch.worker import STALE_REASON, Worker, WorkerOptions, fail_stale_trials
-from mtlsearch.worker import stale as stale_module
-from storage import Database, StudyInfo, StudyRepository
-from tests.mtlsearch.worker.helpers import submit, synthetic_spec
+from mtlsearch.worker import STALE_REASON, Worker, WorkerOptions, fail_lost_trials, repair_optuna
+from mtlsearch.worker.stale import RETRY_OF_ATTR
+from storage import Database, StudyInfo, StudyRepository, TrialRepository
+from tests.mtlsearch.worker.helpers import (
+    SETTINGS,
+    asked,
+    kill,
+    register,
+    submit,
+    synthetic_spec,
+)
 from tests.utils.databases import migrated_database
 
-SETTINGS = Settings(worker_heartbeat_s=1.0, stale_after_s=1.0)
-GRACE_S = 1.0  # Optuna's grace period: stale_after_s rounded up to whole seconds
-#: Past the grace period for a heartbeat (SQLite's clock has whole seconds).
-PAST_BEAT_S = 2.2
+#: The grace period of these tests (``Settings.stale_after_s``).
+GRACE_S = SETTINGS.stale_after_s
 
 
 @pytest.fixture
@@ -37,99 +41,105 @@ def reserved(database: Database, info: StudyInfo) -> int:
         return StudyRepository(session).get(info.id).trials_reserved
 
 
-def asked(database: Database, info: StudyInfo, beat: bool) -> optuna.Trial:
-    """What a worker does before it dies: reserve a slot, ask, (maybe) beat once."""
-    with database.session() as session:
-        assert StudyRepository(session).reserve_trial(info.id)
-    trial = load(database, info).ask()
-    trial.suggest_float("w_classification", 0.1, 10.0, log=True)
-    if beat:
-        database.optuna_storage().record_heartbeat(trial._trial_id)
-    return trial
-
-
-def test_a_running_trial_without_heartbeat_row_is_stale_after_the_grace_period(
-    database: Database,
-) -> None:
+def test_a_dead_workers_trial_is_failed_released_and_requeued_once(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
-    dead = asked(database, info, beat=False)  # killed between ask() and its first beat
+    worker = register(database, "w-dead")
+    asked(database, info, worker)
     study = load(database, info)
-    assert fail_stale_trials(study, info.id) == []  # inside the grace period: not yet
-    time.sleep(GRACE_S + 0.3)
+    assert fail_lost_trials(database, study, info.id, GRACE_S) == []  # alive: not yet
+    kill(database, worker)
 
-    (failed,) = fail_stale_trials(study, info.id)
+    (lost,) = fail_lost_trials(database, study, info.id, GRACE_S)
 
-    assert failed.number == dead.number and failed.retried
+    assert lost.number == 0 and lost.retry
     trials = load(database, info).trials
-    assert trials[dead.number].state is TrialState.FAIL
-    assert trials[dead.number].user_attrs["fail_reason"] == STALE_REASON
-    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
-    assert retry.state is TrialState.WAITING and retry.params == trials[dead.number].params
+    assert trials[0].state is TrialState.FAIL
+    assert trials[0].user_attrs["fail_reason"] == STALE_REASON
+    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == 0]
+    assert retry.state is TrialState.WAITING and retry.params == trials[0].params
     assert "fail_reason" not in retry.user_attrs
     assert reserved(database, info) == 0
+    assert fail_lost_trials(database, study, info.id, GRACE_S) == []  # nothing twice
 
 
-def test_fail_reason_release_and_retry_are_one_transaction(
-    database: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_reservation_of_a_dead_worker_gives_its_slot_back(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
-    dead = asked(database, info, beat=True)
-    time.sleep(PAST_BEAT_S)
-    storage = database.optuna_storage()
+    worker = register(database, "w-dead")
+    with database.session() as session:
+        assert TrialRepository(session).reserve(info.id, worker) is not None
+    kill(database, worker)
 
-    def killed(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("killed while queueing the retry")
+    (lost,) = fail_lost_trials(database, load(database, info), info.id, GRACE_S)
 
-    # A process dying at the last step leaves the trial as it was: still stale, still RUNNING.
-    monkeypatch.setattr(storage, "_create_new_trial", killed)
-    with pytest.raises(RuntimeError, match="killed"):
-        fail_stale_trials(load(database, info), info.id)
-    trial = load(database, info).trials[dead.number]
-    assert trial.state is TrialState.RUNNING and "fail_reason" not in trial.user_attrs
-    assert reserved(database, info) == 1
-    monkeypatch.undo()
+    assert lost.number is None and not lost.retry  # nothing was asked: nothing to re-run
+    assert reserved(database, info) == 0
+    assert load(database, info).trials == []
 
-    # The next pass does it all, once.
-    (failed,) = fail_stale_trials(load(database, info), info.id)
-    assert failed.retried
+
+def test_a_kill_between_ask_and_recording_is_repaired_in_optuna(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
+    worker = register(database, "w-dead")
+    asked(database, info, worker, record=False)  # killed right after ask()
+    kill(database, worker)
+    study = load(database, info)
+    fail_lost_trials(database, study, info.id, GRACE_S)  # the reservation
+    assert repair_optuna(database, study, info.id, GRACE_S) == 0  # inside the grace period
+    time.sleep(GRACE_S + 0.2)
+
+    assert repair_optuna(database, study, info.id, GRACE_S) == 1
+
     trials = load(database, info).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs[RETRY_OF_ATTR] == 0
     assert reserved(database, info) == 0
-    assert fail_stale_trials(load(database, info), info.id) == []  # nothing twice
 
 
-def test_a_trial_finished_before_the_fail_keeps_no_stale_reason(
-    database: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_row_finished_but_not_told_is_told_from_the_row(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
-    dead = asked(database, info, beat=True)
-    time.sleep(PAST_BEAT_S)
+    worker = register(database, "w-dead")
+    row_id = asked(database, info, worker)
+    with database.session() as session:  # the teller's row commit, then it died
+        assert TrialRepository(session).finish(row_id, state="complete", values=[0.25])
     study = load(database, info)
-    ids = stale_module.stale_trial_ids(database.optuna_storage(), study._study_id)
-    # Its worker was slow, not dead: it tells COMPLETE after the stale scan saw it.
-    study.tell(dead.number, 1.0)
-    monkeypatch.setattr(stale_module, "stale_trial_ids", lambda storage, study_id: ids)
+    assert repair_optuna(database, study, info.id, GRACE_S) == 0  # its teller may tell yet
+    time.sleep(GRACE_S + 0.2)
 
-    assert fail_stale_trials(study, info.id) == []
+    assert repair_optuna(database, study, info.id, GRACE_S) == 1
 
     (trial,) = load(database, info).trials
-    assert trial.state is TrialState.COMPLETE
-    assert "fail_reason" not in trial.user_attrs
+    assert trial.state is TrialState.COMPLETE and trial.values == [0.25]
     assert reserved(database, info) == 1
 
 
-def test_a_retry_that_goes_stale_again_is_not_retried_twice(database: Database) -> None:
+def test_a_trial_its_worker_finished_first_is_not_claimed(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
-    asked(database, info, beat=True)
-    time.sleep(PAST_BEAT_S)
-    fail_stale_trials(load(database, info), info.id)
-    retry = asked(database, info, beat=True)  # the WAITING retry, asked and lost again
-    assert load(database, info).trials[1].system_attrs["retry_history"] == [0]
-    time.sleep(PAST_BEAT_S)
+    worker = register(database, "w-slow")
+    row_id = asked(database, info, worker)
+    kill(database, worker)
+    with database.session() as session:  # slow, not dead: its teller wins the row
+        assert TrialRepository(session).finish(row_id, state="complete", values=[1.0])
+    load(database, info).tell(0, 1.0)
 
-    (failed,) = fail_stale_trials(load(database, info), info.id)
+    assert fail_lost_trials(database, load(database, info), info.id, GRACE_S) == []
 
-    assert failed.number == retry.number and not failed.retried
+    (trial,) = load(database, info).trials
+    assert trial.state is TrialState.COMPLETE and "fail_reason" not in trial.user_attrs
+    assert reserved(database, info) == 1
+
+
+def test_a_retry_that_is_lost_again_is_not_retried_twice(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
+    first = register(database, "w-first")
+    asked(database, info, first)
+    kill(database, first)
+    fail_lost_trials(database, load(database, info), info.id, GRACE_S)
+    second = register(database, "w-second")
+    asked(database, info, second)  # the WAITING retry, asked and lost again
+    kill(database, second)
+
+    (lost,) = fail_lost_trials(database, load(database, info), info.id, GRACE_S)
+
+    assert lost.number == 1 and not lost.retry
     trials = load(database, info).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     assert reserved(database, info) == 0
