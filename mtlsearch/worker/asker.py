@@ -4,10 +4,10 @@ Its jobs go into the runner's bounded `~mtlsearch.worker.jobs.JobQueue` (capacit
 the current run), so the worker stays one batch ahead of training and the training thread
 never asks. It asks only when the queue has room, so it holds no asked job of its own. Each
 asked trial is announced to the teller (`Teller.asked`) before it is queued.
-A queued trial holds its budget slot and its Optuna heartbeat while it waits.
+A queued trial holds its budget slot (its running ``mtl_trials`` row) while it waits.
 
 Owned by this thread: the loaded studies (`StudyContext`, except the fields the teller owns),
-the orphan-slot observations, the maintenance clock and `Asker.trials_started`.
+the maintenance clock and `Asker.trials_started`.
 
 It ends (and puts None on the queue) when ``max_trials`` trials are started, when it has been
 idle for ``idle_exit_s`` (idle: no work found, and every trial of this worker told, checked

@@ -7,31 +7,34 @@ with the rest of mtlsearch; see docs/walkthrough.md for running many of them.
     (mtlsearch.worker.asker)               (mtlsearch.worker.runner)   (mtlsearch.worker.teller)
                                     ◀──verdicts──
 
-* The **asker** (`~mtlsearch.worker.asker.Asker`) does the maintenance (stale trials, orphan
-  slots, time budgets), picks a study, reserves a budget slot, asks Optuna and suggests the
-  config, and puts the `Job` into the bounded queue, staying one batch ahead of training.
+* The **asker** (`~mtlsearch.worker.asker.Asker`) does the maintenance (lost trials of dead
+  workers, time budgets), picks a study, reserves a budget slot (an ``mtl_trials`` row), asks
+  Optuna, suggests the config, records the trial in its row, and puts the `Job` into the
+  bounded queue, staying one batch ahead of training.
 * The **training thread** (the caller of `Worker.run`; `~mtlsearch.worker.runner.SlotRunner`)
   trains every job in a `mtl_core.batched.BatchedRun` of K slots (K = 1 included), refilling
   free slots from the queue without waiting, and hands each epoch's reports and each ended job
   to the teller. It does no storage work.
 * The **teller** (`~mtlsearch.worker.teller.Teller`) reports epochs to Optuna, reads the study
   status (cancels), decides prune / stop / cancel (`mtlsearch.worker.decisions`) and posts the
-  verdicts back, and records every ended job in order (`Teller.record_outcome`: result
-  attributes, ``tell``, slot release, failure streak, completion check).
-* The heartbeat thread (`~mtlsearch.worker.heartbeat.Heartbeat`) beats for the worker row and
-  every asked, untold trial; it is the only writer of the worker row until the final
-  ``stopped``.
+  verdicts back, and records every ended job in order (`Teller.record_outcome`: the row's
+  outcome, which gives a FAIL's slot back in the same transaction, then Optuna's user
+  attributes and ``tell``, the failure streak and the completion check).
+* The heartbeat thread (`~mtlsearch.worker.heartbeat.Heartbeat`) beats for the worker row,
+  which is what keeps the worker's trials alive; it is the only writer of the worker row
+  until the final ``stopped``.
 
 Each piece of shared state has one owner thread (named in each module's docstring); the
 threads talk through the queue, the teller's inbox and its verdicts.
 
-Budget: ``StudyRepository.reserve_trial`` takes one of the study's ``n_trials`` slots before
-each ``ask``; a trial that ends FAIL (its own failure, a cancel, a worker stop, or a stale trial
-failed by `~mtlsearch.worker.stale.fail_stale_trials`) gives its slot back, so the study ends
-with exactly ``n_trials`` COMPLETE + PRUNED trials. The teller marks a study completed (and
-stores its ``best`` artifact) once its budget is met and nothing of it runs, never while this
-worker holds an untold trial of it. The sampler asks up to a batch ahead of the tells (TPE
-sees that many finished trials fewer).
+Budget: the rules are storage's (`storage.TrialRepository`, conditional SQL). ``reserve``
+takes one of the study's ``n_trials`` slots with its row before each ``ask``; a trial that ends
+FAIL (its own failure, a cancel, a worker stop, or a dead worker's trial failed by
+`~mtlsearch.worker.stale.fail_lost_trials`) gives its slot back in the transaction that fails
+its row, so the study ends with exactly ``n_trials`` COMPLETE + PRUNED trials.
+``complete_if_done`` marks the study completed (and stores its ``best`` artifact) once its
+budget is met and no row of any worker is reserved or running. The sampler asks up to a batch
+ahead of the tells (TPE, with constant liar, sees that many finished trials fewer).
 
 Fairness: every ask starts with ``StudyRepository.pick_for_worker``, the running study with
 budget left served least recently, so concurrent studies take turns trial by trial.
@@ -40,8 +43,9 @@ Stopping (`Worker.request_stop`, SIGTERM/SIGINT in the CLI): the current epoch f
 trial that still has epochs to go is told FAIL ``worker stopped`` and its slot is released, a
 trial in its last epoch finishes normally; every job still in the queue is told FAIL ``worker
 stopped``; the teller has told everything before `Worker.run` returns; then the worker row is
-marked stopped. A worker killed outright leaves its asked trials RUNNING in Optuna: other
-workers' stale handling fails and re-queues them.
+marked stopped. A worker killed outright leaves its rows running and its worker row silent:
+after ``Settings.stale_after_s`` another worker fails them, gives their slots back and re-queues
+each asked trial once (`mtlsearch.worker.stale`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from storage.models import (
     utcnow,
 )
 from storage.repositories._common import parse_enum, require_json, rowcount
-from storage.repositories.trials import TrialRepository, take_slot
+from storage.repositories.trials import TrialRepository
 
 MAX_PAGE = 1000
 
@@ -284,52 +284,6 @@ class StudyRepository:
         )
         if not rowcount(self._session, statement):
             raise NotFoundError(f"no study with id {study_id!r}")
-
-    def reserve_trial(self, study_id: str) -> bool:
-        """Take one slot of the trial budget, atomically across all workers.
-
-        The slot alone, with no ``mtl_trials`` row; `TrialRepository.reserve` takes the same
-        slot and records the row with it.
-
-        Returns:
-            True if a slot was taken; False if the budget is spent, the study is not running,
-            or it does not exist.
-        """
-        return take_slot(self._session, study_id)
-
-    def release_trial(self, study_id: str) -> bool:
-        """Give a slot back (a trial that failed and will be run again). Never goes below 0.
-
-        Returns:
-            True if a slot was given back.
-        """
-        statement = (
-            update(StudyRecord)
-            .where(StudyRecord.id == study_id, StudyRecord.trials_reserved > 0)
-            .values(trials_reserved=StudyRecord.trials_reserved - 1)
-            .execution_options(synchronize_session=False)
-        )
-        return rowcount(self._session, statement) == 1
-
-    def reclaim_slots(self, study_id: str, seen_reserved: int, in_use: int) -> bool:
-        """Set the reservations back to ``in_use`` if they are still ``seen_reserved``.
-
-        For slots reserved by a worker that died before it asked its trial: nobody will give
-        them back. Conditional on the count not having moved since the caller looked, so a
-        reservation taken meanwhile is never lost (the caller tries again later).
-
-        Returns:
-            True if the reservations were set back.
-        """
-        if not 0 <= in_use < seen_reserved:
-            raise ValueError(f"need 0 <= in_use < seen_reserved, got {in_use=}, {seen_reserved=}")
-        statement = (
-            update(StudyRecord)
-            .where(StudyRecord.id == study_id, StudyRecord.trials_reserved == seen_reserved)
-            .values(trials_reserved=in_use)
-            .execution_options(synchronize_session=False)
-        )
-        return rowcount(self._session, statement) == 1
 
     def pick_for_worker(self) -> StudyInfo | None:
         """The running study with budget left that was served least recently, stamped as served.

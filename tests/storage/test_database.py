@@ -16,6 +16,7 @@ from storage import (
     NotFoundError,
     StorageError,
     StudyRepository,
+    TrialRepository,
     get_database,
     parse_db_url,
 )
@@ -130,7 +131,7 @@ def _write_concurrently(url: str, study_id: str, barrier: Any, n: int, results: 
         barrier.wait()
         for _ in range(n):
             with database.session() as session:
-                assert StudyRepository(session).reserve_trial(study_id)
+                assert TrialRepository(session).reserve(study_id, None) is not None
         results.put("ok")
     except BaseException as exc:  # sent to the parent, which asserts on it
         results.put(f"{type(exc).__name__}: {exc}")

@@ -58,7 +58,7 @@ def test_train_prints_per_task_metrics(data_dir: Path) -> None:
     ("args", "message"),
     [
         (["--strategy", "nope"], "unknown strategy 'nope'; valid choices:"),
-        (["-e", "nope"], "unknown experiment 'nope'; valid choices: adult, multi_mnist"),
+        (["-e", "nope"], "unknown experiment 'nope'; valid choices: adult, adult_mixed,"),
         (["--weights", "colour=1"], "unknown task 'colour'"),
         (["--weights", "regression=-1"], "must be a finite number >= 0"),
         (["--param", "tau"], "is not of the form key=value"),

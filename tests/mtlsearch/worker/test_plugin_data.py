@@ -73,8 +73,10 @@ def test_float64_inputs_fail_the_study_with_one_line_naming_the_problem(
         assert part in message, message
 
     study = optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
-    # The trial queued when the second failed may be asked before the study is failed.
-    assert [t.state for t in study.trials] in ([TrialState.FAIL] * 2, [TrialState.FAIL] * 3)
+    # A failed trial gives its slot back, and the asker runs ahead of the teller: trials asked
+    # before the study was marked failed are told FAIL too ("study failed").
+    assert len(study.trials) >= 2
+    assert all(t.state is TrialState.FAIL for t in study.trials)
     for trial in study.trials[:2]:
         reason = trial.user_attrs["fail_reason"]
         assert reason.startswith(f"experiment {NAME!r} (train split): inputs must be float32")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from storage import (
     StudyExistsError,
     StudyRepository,
     StudyStatus,
+    TrialRepository,
 )
 
 SPEC: dict[str, Any] = {"experiment": "multi_mnist", "weights": {"left": [0.1, 10.0]}}
@@ -133,65 +133,13 @@ def test_delete_cascades_to_artifacts(database: Database) -> None:
             StudyRepository(session).delete(gone)
 
 
-def test_reserve_trial_never_exceeds_budget_under_concurrency(database: Database) -> None:
-    study_id = _create(database, "budget", n_trials=10)
-    results: list[bool] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    start = threading.Barrier(4)
-
-    def reserve(attempts: int) -> None:
-        try:
-            start.wait()
-            for _ in range(attempts):
-                with database.session() as session:  # one session per reservation
-                    taken = StudyRepository(session).reserve_trial(study_id)
-                with lock:
-                    results.append(taken)
-        except BaseException as exc:  # reported below: a thread cannot fail the test itself
-            errors.append(exc)
-
-    threads = [threading.Thread(target=reserve, args=(n,)) for n in (13, 13, 12, 12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    assert len(results) == 50
-    assert results.count(True) == 10
-    with database.session() as session:
-        assert StudyRepository(session).get(study_id).trials_reserved == 10
-
-
-def test_release_gives_a_slot_back_and_never_goes_negative(database: Database) -> None:
-    study_id = _create(database, "s", n_trials=1)
-    with database.session() as session:
-        repo = StudyRepository(session)
-        assert repo.reserve_trial(study_id)
-        assert not repo.reserve_trial(study_id)
-        assert repo.release_trial(study_id)
-        assert not repo.release_trial(study_id)  # already at 0
-        assert repo.reserve_trial(study_id)
-        assert repo.get(study_id).trials_reserved == 1
-
-
-def test_reserve_trial_refuses_stopped_and_unknown_studies(database: Database) -> None:
-    study_id = _create(database, "s")
-    with database.session() as session:
-        repo = StudyRepository(session)
-        assert repo.reserve_trial(study_id)  # no n_trials: no limit
-        repo.set_status(study_id, StudyStatus.CANCELLED)
-        assert not repo.reserve_trial(study_id)
-        assert not repo.reserve_trial("000000000000")
-
-
 def test_pick_for_worker_alternates_and_skips_spent_studies(database: Database) -> None:
     a, b = _create(database, "a"), _create(database, "b")
     full = _create(database, "full", n_trials=1)
     done = _create(database, "done")
     with database.session() as session:
         repo = StudyRepository(session)
-        assert repo.reserve_trial(full)
+        assert TrialRepository(session).reserve(full, None) is not None
         repo.set_status(done, StudyStatus.COMPLETED)
     picked = []
     for _ in range(4):
@@ -208,17 +156,3 @@ def test_pick_for_worker_returns_none_without_running_studies(database: Database
         StudyRepository(session).set_status(study_id, StudyStatus.FAILED, "diverged")
     with database.session() as session:
         assert StudyRepository(session).pick_for_worker() is None
-
-
-def test_reclaim_slots_only_when_the_count_has_not_moved(database: Database) -> None:
-    with database.session() as session:
-        repo = StudyRepository(session)
-        study = repo.create(name="orphans", experiment="e", spec=SPEC, n_trials=5)
-        for _ in range(3):
-            assert repo.reserve_trial(study.id)
-        assert not repo.reclaim_slots(study.id, seen_reserved=2, in_use=1)  # moved: no-op
-        assert repo.get(study.id).trials_reserved == 3
-        assert repo.reclaim_slots(study.id, seen_reserved=3, in_use=1)
-        assert repo.get(study.id).trials_reserved == 1
-        with pytest.raises(ValueError, match="in_use < seen_reserved"):
-            repo.reclaim_slots(study.id, seen_reserved=1, in_use=1)

@@ -7,7 +7,7 @@ import re
 from optuna.trial import TrialState
 
 from mtlsearch.search.spec import StudySpec
-from storage import StudyRepository, WorkerRepository, get_database
+from storage import TrialRepository, WorkerRepository, get_database
 from tests.service.conftest import Served
 from tests.utils.trials import add_finished_trials
 
@@ -33,7 +33,7 @@ def test_metrics_expose_trials_durations_workers_and_queue(served: Served) -> No
     )
     with get_database(served.db_url).session() as session:
         for _ in range(3):
-            assert StudyRepository(session).reserve_trial(study["id"])
+            assert TrialRepository(session).reserve(study["id"], None) is not None
         WorkerRepository(session).register(hostname="h", pid=1, device="cpu")
 
     response = served.client.get("/metrics")
