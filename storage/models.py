@@ -9,6 +9,8 @@ into the frozen dataclasses of ``storage.repositories``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -200,7 +202,7 @@ class TrialRecord(Base):
     ``number`` and ``optuna_trial_id`` are Optuna's, NULL while the slot is only reserved;
     ``value`` repeats the first objective so SQL can take a study's min or max. ``retry_of``
     is the number of the trial this one re-runs; ``retried`` says a retry of this one was
-    queued.
+    queued; ``params_key`` (`params_key`) finds the trials that sampled the same params.
     """
 
     __tablename__ = "mtl_trials"
@@ -208,6 +210,7 @@ class TrialRecord(Base):
         CheckConstraint(_in_list("state", TrialState), name="state"),
         UniqueConstraint("study_id", "number", name="uq_mtl_trials_study_number"),
         Index("ix_mtl_trials_study_id_state", "study_id", "state"),
+        Index("ix_mtl_trials_study_id_params_key", "study_id", "params_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -219,6 +222,8 @@ class TrialRecord(Base):
     state: Mapped[str] = mapped_column(String(16))
     worker_id: Mapped[str | None] = mapped_column(String(255))
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: A hash of ``params`` (keys sorted), so "the same configuration" is one indexed lookup.
+    params_key: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     weights_normalised: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     values: Mapped[list[float] | None] = mapped_column(JSON)
@@ -233,6 +238,12 @@ class TrialRecord(Base):
     reserved_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """The ``mtl_trials.params_key`` of ``params``: SHA-256 of their JSON with sorted keys."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class BaselineRecord(Base):

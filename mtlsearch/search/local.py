@@ -27,7 +27,7 @@ from mtlsearch.search.optuna_factory import (
     max_epochs,
     should_consider_pruning,
 )
-from mtlsearch.search.repeats import distinct_seed
+from mtlsearch.search.repeats import distinct_seed, repeated_trial
 from mtlsearch.search.results import TrialOutcome, set_user_attrs
 from mtlsearch.search.space import (
     normalised_weights,
@@ -62,7 +62,8 @@ def run_trial(
     """
     from mtl_core.trainer import train_trial
 
-    config = distinct_seed(trial, suggest_trial_config(trial, spec, experiment, device))
+    config = suggest_trial_config(trial, spec, experiment, device)
+    config = distinct_seed(trial, config, repeated_trial(trial))
     started = TrialOutcome(
         config=config.model_dump(mode="json"),
         weights_normalised=normalised_weights(config.weights, experiment.task_names),

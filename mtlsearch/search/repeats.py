@@ -7,7 +7,8 @@ spends into a noise estimate. The rule, in `distinct_seed`:
 
 * the configuration of a trial is its Optuna params (the spec rebuilds everything else);
 * a trial repeats the earliest trial of the study, numbered before it and COMPLETE, PRUNED,
-  RUNNING or WAITING, that has the same params;
+  RUNNING (or, in local runs, WAITING) that has the same params; in the service, the study's
+  ``mtl_trials`` rows answer this, so a queued retry (WAITING, not yet a row) is not counted;
 * a repeat trains at seed ``base + trial.number`` (``base``: the spec's ``seed``, 0 when unset),
   which no other trial of the study uses; any other trial trains at ``base``.
 
@@ -48,12 +49,14 @@ def repeated_trial(trial: optuna.Trial) -> int | None:
     return min(matches, default=None)
 
 
-def distinct_seed(trial: optuna.Trial, config: TrialConfig) -> TrialConfig:
+def distinct_seed(trial: optuna.Trial, config: TrialConfig, original: int | None) -> TrialConfig:
     """``config`` (suggested on ``trial``) at the seed of the rule above; records the attrs.
 
-    Call it after every parameter is suggested: the params are the configuration compared.
+    ``original``: the trial ``trial`` repeats, found after every parameter is suggested (the
+    params are the configuration compared): `repeated_trial` for a study alone in Optuna (local
+    runs), ``storage.TrialRepository.first_with_params`` for the service's studies (one indexed
+    query instead of reading every trial).
     """
-    original = repeated_trial(trial)
     if original is None:
         set_user_attrs(trial, {SEED_ATTR: config.seed})
         return config

@@ -23,7 +23,7 @@ from mtlsearch.worker.decisions import (
 )
 from mtlsearch.worker.heartbeat import Heartbeat
 from mtlsearch.worker.jobs import Job
-from mtlsearch.worker.loop import WORKER_ATTR, Worker, WorkerOptions
+from mtlsearch.worker.loop import Worker, WorkerOptions
 from mtlsearch.worker.runner import SlotRunner
 from mtlsearch.worker.stale import STALE_REASON, fail_lost_trials, repair_optuna
 
@@ -31,7 +31,6 @@ __all__ = [
     "CANCELLED_REASON",
     "STALE_REASON",
     "STOPPED_REASON",
-    "WORKER_ATTR",
     "Decision",
     "Heartbeat",
     "Job",

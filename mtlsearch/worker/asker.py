@@ -30,7 +30,6 @@ from optuna.trial import TrialState
 
 from mtl_core.errors import DataError
 from mtlsearch.search.repeats import distinct_seed
-from mtlsearch.search.results import set_user_attrs
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.worker.decisions import (
     STOPPED_REASON,
@@ -66,8 +65,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Trial user attribute naming the worker that trained it.
-WORKER_ATTR = "worker"
 #: Longest wait for room in the queue between two maintenance passes.
 ROOM_WAIT_S = 0.5
 
@@ -322,12 +319,15 @@ class Asker:
             if self.test_hook == "exit-after-ask":
                 os._exit(3)  # chaos test: die between ask() and recording the trial
             self.trials_started += 1
-            set_user_attrs(trial, {WORKER_ATTR: self.worker_id()})
             try:
                 config = suggest_trial_config(
                     trial, study.spec, study.experiment, self.options.device
                 )
-                config = distinct_seed(trial, config)
+                with self.database.session() as session:
+                    original = TrialRepository(session).first_with_params(
+                        study.id, trial.params, before=trial.number
+                    )
+                config = distinct_seed(trial, config, original)
             except Exception as exc:
                 config = None
                 failure: Exception | None = exc

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtlsearch.settings import Settings, get_settings
-from mtlsearch.worker.asker import WORKER_ATTR, Asker
+from mtlsearch.worker.asker import Asker
 from mtlsearch.worker.heartbeat import Heartbeat
 from mtlsearch.worker.jobs import Job, JobQueue
 from mtlsearch.worker.runner import SlotRunner
@@ -304,4 +304,4 @@ class Worker:
         return self.asker.context(info)
 
 
-__all__ = ["WORKER_ATTR", "Worker", "WorkerOptions"]
+__all__ = ["Worker", "WorkerOptions"]

@@ -13,13 +13,16 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from storage.models import TrialRecord, TrialState
+from storage.models import TrialRecord, TrialState, params_key
 
 #: Trial states as the API names them ('reserved' rows count as 'running').
 API_STATES = ("running", "waiting", "complete", "pruned", "fail")
 
 ACTIVE = (TrialState.RESERVED.value, TrialState.RUNNING.value)
 FINISHED = (TrialState.COMPLETE.value, TrialState.PRUNED.value, TrialState.FAIL.value)
+#: Rows whose configuration a new trial must not re-run at their seed (a failed one taught
+#: nothing; a reserved one has no params yet).
+_REPEATABLE = (TrialState.RUNNING.value, TrialState.COMPLETE.value, TrialState.PRUNED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,20 @@ class TrialReads:
             where.append(TrialRecord.state.in_(wanted))
         query = select(*_COLUMNS).where(*where).order_by(TrialRecord.id)
         return [_row(r) for r in self._session.execute(query).all()]
+
+    def first_with_params(
+        self, study_id: str, params: dict[str, Any], *, before: int
+    ) -> int | None:
+        """The lowest trial number below `before` of a running, complete or pruned row of the
+        study with these params (one indexed lookup; `storage.models.params_key`)."""
+        return self._session.scalar(
+            select(func.min(TrialRecord.number)).where(
+                TrialRecord.study_id == study_id,
+                TrialRecord.params_key == params_key(params),
+                TrialRecord.number < before,
+                TrialRecord.state.in_(_REPEATABLE),
+            )
+        )
 
     def finished_durations(self) -> list[tuple[str, float]]:
         """(state, seconds) of every finished trial with both timestamps, all studies."""

@@ -24,6 +24,7 @@ from storage.models import (
     TrialState,
     WorkerRecord,
     WorkerStatus,
+    params_key,
     utcnow,
 )
 from storage.repositories._common import require_json, rowcount
@@ -138,6 +139,7 @@ class TrialRepository(TrialReads):
                 number=number,
                 optuna_trial_id=optuna_trial_id,
                 params=params,
+                params_key=params_key(params),
                 config=config,
                 weights_normalised=weights_normalised,
                 retry_of=retry_of,

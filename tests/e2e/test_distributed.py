@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from mtlsearch.client import Client
-from mtlsearch.worker import STALE_REASON, WORKER_ATTR
+from mtlsearch.worker import STALE_REASON
 from mtlsearch.worker.stale import RETRY_OF_ATTR
-from storage import Database
+from storage import Database, TrialRepository
 from tests.e2e.helpers import (
     FAST_HEARTBEATS,
     WorkerProcess,
@@ -38,10 +38,12 @@ def test_two_workers_train_each_trial_once(postgres_url: str, tmp_path: Path) ->
     assert done["status"] == "completed"
     database = Database(postgres_url)
     trials = optuna_trials(database, study["id"])
+    with database.session() as session:
+        rows = TrialRepository(session).rows(study["id"])
     database.dispose()
     assert sorted(t.number for t in trials) == list(range(6))  # none duplicated or lost
     assert all(t.state is TrialState.COMPLETE for t in trials)
-    assert {t.user_attrs[WORKER_ATTR] for t in trials} <= registered
+    assert {r.worker_id for r in rows} <= registered
     # each trial was trained (and told) by exactly one worker
     told = Counter(
         int(n)
@@ -76,6 +78,8 @@ def test_a_killed_workers_trial_is_retried_by_another(postgres_url: str, tmp_pat
             done = wait_done(client, study["id"])
             assert rescuer.wait() == 0, rescuer.text
     trials = optuna_trials(database, study["id"])
+    with database.session() as session:
+        workers_of = {r.number: r.worker_id for r in TrialRepository(session).rows(study["id"])}
     database.dispose()
     assert done["status"] == "completed"
     failed = trials[killed.number]
@@ -84,5 +88,5 @@ def test_a_killed_workers_trial_is_retried_by_another(postgres_url: str, tmp_pat
     (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == killed.number]
     assert retry.state is TrialState.COMPLETE
     assert retry.params == killed.params
-    assert retry.user_attrs[WORKER_ATTR] != killed.user_attrs[WORKER_ATTR]
+    assert workers_of[retry.number] != workers_of[killed.number]
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2

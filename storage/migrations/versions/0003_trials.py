@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("worker_id", sa.String(255), nullable=True),
         sa.Column("params", sa.JSON(), nullable=True),
+        sa.Column("params_key", sa.String(64), nullable=True),
         sa.Column("config", sa.JSON(), nullable=True),
         sa.Column("weights_normalised", sa.JSON(), nullable=True),
         sa.Column("values", sa.JSON(), nullable=True),
@@ -57,9 +58,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_mtl_trials_study_id", "mtl_trials", ["study_id"])
     op.create_index("ix_mtl_trials_study_id_state", "mtl_trials", ["study_id", "state"])
+    op.create_index("ix_mtl_trials_study_id_params_key", "mtl_trials", ["study_id", "params_key"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_mtl_trials_study_id_params_key", table_name="mtl_trials")
     op.drop_index("ix_mtl_trials_study_id_state", table_name="mtl_trials")
     op.drop_index("ix_mtl_trials_study_id", table_name="mtl_trials")
     op.drop_table("mtl_trials")

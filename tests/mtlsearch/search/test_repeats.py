@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from mtl_core.experiments import get_experiment
 from mtlsearch.search.optuna_factory import create_optuna_study
-from mtlsearch.search.repeats import REPEAT_OF_ATTR, SEED_ATTR, distinct_seed
+from mtlsearch.search.repeats import REPEAT_OF_ATTR, SEED_ATTR, distinct_seed, repeated_trial
 from mtlsearch.search.space import suggest_trial_config
 from mtlsearch.search.spec import StudySpec
 
@@ -31,7 +31,8 @@ def make_spec(**overrides: Any) -> StudySpec:
 
 def ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, tuple[str, int]]:
     trial = study.ask()
-    config = distinct_seed(trial, suggest_trial_config(trial, spec, SYNTHETIC))
+    config = suggest_trial_config(trial, spec, SYNTHETIC)
+    config = distinct_seed(trial, config, repeated_trial(trial))
     return trial, (config.strategy, config.seed)
 
 

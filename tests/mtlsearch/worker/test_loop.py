@@ -15,7 +15,6 @@ from mtlsearch.worker import (
     CANCELLED_REASON,
     STALE_REASON,
     STOPPED_REASON,
-    WORKER_ATTR,
     Worker,
     WorkerOptions,
 )
@@ -68,7 +67,6 @@ def test_trials_complete_within_the_budget(database: Database) -> None:
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     for trial in trials:
         attrs = trial.user_attrs
-        assert attrs[WORKER_ATTR] == worker.id
         assert attrs["config"]["epochs"] == 2 and attrs["config"]["max_train_samples"] == 200
         assert (
             set(attrs["val_metrics"])
