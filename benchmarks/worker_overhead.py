@@ -1,9 +1,9 @@
 """Worker overhead: what one trial costs a worker outside training, on SQLite and PostgreSQL.
 
-Runs the real `mtlsearch.worker.Worker` pipeline (asker: pick + reserve, ask and suggest,
-first heartbeat and ``worker`` attribute; teller: per epoch report + study-status read + pruner,
-result attributes, tell, completion check) with a `mtl_core.batched.BatchedRun` stand-in that
-does not train: each epoch sleeps ``--train-ms`` (which stands for training; the sleep
+Runs the real `mtlsearch.worker.Worker` pipeline (asker: pick + reserve a row, ask, suggest,
+repeat check, record the row; teller: per epoch report + study-status read + pruner, the row's
+outcome, a few user attributes, tell, completion check) with a `mtl_core.batched.BatchedRun`
+stand-in that does not train: each epoch sleeps ``--train-ms`` (which stands for training; the sleep
 releases the GIL as GPU work does) and hands the runner made-up `EpochReport` values. Two
 figures per trial: the overhead, (wall time - time slept) / trials, and the work left on the
 training thread outside its epochs (the runner's own share: refills, verdicts, hand-overs).
@@ -13,6 +13,11 @@ and ``--batch 8``. The table goes to docs/benchmarks.md under "## Worker overhea
 Usage (repository root):
 
     .venv/bin/python benchmarks/worker_overhead.py --trials 200 --train-ms 0 50
+
+With 10,000 finished trials in the study first, at K = 64 (the critical-path target):
+
+    .venv/bin/python benchmarks/worker_overhead.py --prefill 10000 --trials 256 --batches 64 \
+        --train-ms 50 --samplers tpe
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from service.services.studies import create_study  # noqa: E402
 from storage import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.testing import temporary_postgres_database  # noqa: E402
+from tests.utils.trials import add_finished_trials  # noqa: E402
 
 logger = logging.getLogger("worker_overhead")
 
@@ -143,17 +149,25 @@ def sqlite_db() -> Iterator[str]:
 
 
 def measure(
-    url: str, trials: int, epochs: int, sampler: str, *, train_ms: float, batch: int
+    url: str,
+    trials: int,
+    epochs: int,
+    sampler: str,
+    *,
+    train_ms: float,
+    batch: int,
+    prefill: int = 0,
 ) -> dict[str, float]:
     """Per-trial seconds outside training: the overhead (wall time minus time slept, over
-    trials) and the training thread's own work between epochs."""
+    trials) and the training thread's own work between epochs. With ``prefill``, the study
+    holds that many finished trials before the worker starts (what TPE fits grows with it)."""
     upgrade(url)
     database = Database(url)
     spec = StudySpec.model_validate(
         {
             "name": "overhead",
             "experiment": "synthetic",
-            "n_trials": trials,
+            "n_trials": prefill + trials,
             "seed": 0,
             "sampler": sampler,
             "objective": {"kind": "weighted_mean"},  # no baselines to train first
@@ -166,7 +180,9 @@ def measure(
             },
         }
     )
-    create_study(database, spec)
+    study = create_study(database, spec)
+    if prefill:
+        add_finished_trials(database, study.optuna_study_name, spec, prefill)
     worker = Worker(database, WorkerOptions(idle_exit_s=0.0, heartbeat_s=10.0, batch=batch))
     worker.runner.data_for = lambda job: None  # nothing trains: no data to prepare
     NoTrainingRun.train_s, NoTrainingRun.slept, NoTrainingRun.between = train_ms / 1000, 0.0, 0.0
@@ -200,11 +216,16 @@ def closing(
     for t in train_ms:
         parts = []
         for backend, sampler in keys:
-            one = results[(backend, sampler, 1, t)]["overhead"]
-            eight = results[(backend, sampler, 8, t)]["overhead"]
-            parts.append(f"{backend} {sampler} {ms(one)} → {ms(eight)}")
+            cells = [
+                results[(b, s, k, tt)]
+                for (b, s, k, tt) in results
+                if (b, s, tt) == (backend, sampler, t)
+            ]
+            shown = " → ".join(ms(c["overhead"]) for c in cells)
+            parts.append(f"{backend} {sampler} {shown}")
+        batches = " → ".join(str(k) for k in sorted({k for _, _, k, _ in results}))
         training = f"with {t:g} ms of training per epoch" if t else "without training"
-        lines.append(f"Mean overhead, batch 1 → 8, {training}: " + "; ".join(parts) + ".")
+        lines.append(f"Mean overhead, batch {batches}, {training}: " + "; ".join(parts) + ".")
     return lines
 
 
@@ -220,6 +241,17 @@ def main() -> None:
         help="Milliseconds slept per epoch in place of training; several values: one column "
         "group each (default 0: the storage work alone).",
     )
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=[1, 8], help="The worker's --batch K values."
+    )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="Finished trials in the study before the worker starts (e.g. 10000: the cost of "
+        "a trial in a large study).",
+    )
+    parser.add_argument("--samplers", nargs="+", default=["random", "tpe"])
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only.")
     parser.add_argument("--no-write", action="store_true", help="Print, do not write the docs.")
     args = parser.parse_args()
@@ -235,13 +267,19 @@ def main() -> None:
     results: dict[tuple[str, str, int, float], dict[str, float]] = {}
     rows: list[tuple[str, str, int]] = []
     for label, make in backends:
-        for sampler in ("random", "tpe"):
-            for batch in (1, 8):
+        for sampler in args.samplers:
+            for batch in args.batches:
                 rows.append((label, sampler, batch))
                 for train_ms in args.train_ms:
                     with make() as url:
                         stats = measure(
-                            url, args.trials, args.epochs, sampler, train_ms=train_ms, batch=batch
+                            url,
+                            args.trials,
+                            args.epochs,
+                            sampler,
+                            train_ms=train_ms,
+                            batch=batch,
+                            prefill=args.prefill,
                         )
                     results[(label, sampler, batch, train_ms)] = stats
                     shown = {k: ms(v) for k, v in stats.items()}
@@ -252,13 +290,15 @@ def main() -> None:
     )
     lines = [
         f"Per-trial cost of the worker outside training: {args.trials} trials of one study "
-        f"(median pruner, {args.epochs} epochs reported per trial), one worker. A stand-in for "
+        f"(median pruner, {args.epochs} epochs reported per trial"
+        + (f", {args.prefill:,} finished trials in the study before" if args.prefill else "")
+        + f"), one worker. Command: `{' '.join(['.venv/bin/python', *sys.argv])}`. A stand-in for "
         "`BatchedRun` sleeps N ms per epoch instead of training (N = 0: the storage work "
         "alone). Overhead: (wall time − time slept) / trials, which holds pick + reserve, ask + "
-        "suggest, the first trial heartbeat, per-epoch report + study-status read + pruning "
-        "decision, result attributes, tell and the completion check, done on the asker and "
-        "teller threads. Training thread: the runner's own time between two epochs, per trial. "
-        "Target: <= 5 ms per trial on the training thread.",
+        "suggest, the repeat check and the row, per-epoch report + study-status read + pruning "
+        "decision, the row's outcome, user attributes, tell and the completion check, done on "
+        "the asker and teller threads. Training thread: the runner's own time between two "
+        "epochs, per trial. Target: <= 5 ms per trial on the training thread.",
         "",
         header + " |",
         "|---|---|---|" + "---:|" * (2 * len(groups)),
