@@ -126,6 +126,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seeds and --study-seeds must be >= 1, --grid-points >= 2")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
+    if not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir} is not a directory")
+    # Absolute: the workers run in a temporary directory of their own.
+    args.data_dir = args.data_dir.resolve()
     return args
 
 

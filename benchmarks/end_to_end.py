@@ -231,13 +231,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--batch", type=int, default=16, help="K trials per pass")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--max-train-samples", type=int, default=512)
+    parser.add_argument("--max-train-samples", type=int, default=512, help="0: all")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--note", default="", help="a line of context added under the table")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--section",
+        default="End to end (service)",
+        help="the docs/benchmarks.md section to (re)write, for several configurations side by side",
+    )
     args = parser.parse_args(argv)
     if args.batch < 1 or args.epochs < 1 or any(t < 1 for t in args.trials):
         parser.error("--batch, --epochs and --trials must be >= 1")
+    if args.max_train_samples < 0:
+        parser.error("--max-train-samples must be >= 0 (0: all)")
+    args.max_train_samples = args.max_train_samples or None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     data_dir = args.data_dir.resolve()
@@ -283,8 +291,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
     body = (
         f"One worker (`--batch {args.batch}`, CPU) and the API server on one machine; "
-        f"{args.epochs} epoch(s), {args.max_train_samples} training samples per trial, TPE "
-        "sampler, fixed weights searched, no pruner, `weighted_mean` objective. Service: "
+        f"{args.epochs} epoch(s), {args.max_train_samples or 'all'} training samples per trial, "
+        "TPE sampler, fixed weights searched, no pruner, `weighted_mean` objective. Service: "
         "submit over REST → study `completed`. Trainer: `train_batch` in one process, same "
         "trials, K and data, run just before each service run. Worker busy: the worker's own "
         "time inside training (`BatchedRun`) / wall. Ask / tell: `study.ask()` / "
@@ -301,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         body += f"\n\n{args.note}"
     print(body)
     if not args.no_write:
-        write_section("End to end (service)", body)
+        write_section(args.section, body)
     for r in rows:
         if r.complete != r.trials:
             logger.warning(

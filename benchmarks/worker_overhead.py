@@ -253,6 +253,9 @@ def main() -> None:
     )
     parser.add_argument("--samplers", nargs="+", default=["random", "tpe"])
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only.")
+    parser.add_argument(
+        "--section", default="Worker overhead", help="The docs/benchmarks.md section to write."
+    )
     parser.add_argument("--no-write", action="store_true", help="Print, do not write the docs.")
     args = parser.parse_args()
     if any(t < 0 for t in args.train_ms):
@@ -313,7 +316,7 @@ def main() -> None:
     lines += ["", *closing(results, args.train_ms), "", CONCLUSION]
     print("\n".join(lines))
     if not args.no_write:
-        write_section("Worker overhead", "\n".join(lines))
+        write_section(args.section, "\n".join(lines))
 
 
 #: What the table measures and how to read it; the figures themselves are in the lines above,

@@ -216,7 +216,6 @@ class Worker:
             )
         self.id = info.id
         self._heartbeat = Heartbeat(self.database, self.id, self.heartbeat_s)
-        self.teller.heartbeat = self._heartbeat
         self._heartbeat.start()
         logger.info(
             "worker %s on %s (%s, batch %s)",

@@ -56,7 +56,6 @@ from storage import Database, NotFoundError, StudyRepository, StudyStatus, Trial
 
 if TYPE_CHECKING:
     from mtl_core.results import TrialResult
-    from mtlsearch.worker.heartbeat import Heartbeat
     from mtlsearch.worker.jobs import EpochItem, Job
     from mtlsearch.worker.studies import StudyContext
 
@@ -85,7 +84,6 @@ class Teller:
     def __init__(self, database: Database, max_consecutive_failures: int) -> None:
         self.database = database
         self.max_consecutive_failures = max_consecutive_failures
-        self.heartbeat: Heartbeat | None = None
         #: Verdicts other than CONTINUE, as ``(Job.key, Decision)``: the runner's to read.
         self.verdicts: queue.SimpleQueue[tuple[int, Decision]] = queue.SimpleQueue()
         self.trials_done = 0
