@@ -208,7 +208,10 @@ class Adult(Experiment):
     # occupation 15, relationship 6, race 5, sex 2, native-country 42.
     INPUT_DIM: ClassVar[int] = 101
 
-    def __init__(self, val_fraction: float = 0.1, seed: int = 0, input_dim: int = INPUT_DIM):
+    def __init__(
+        self, val_fraction: float = 0.1, seed: int = 0, input_dim: int | None = None
+    ) -> None:
+        input_dim = type(self).INPUT_DIM if input_dim is None else input_dim
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction=}")
         if input_dim < 1:
@@ -221,15 +224,19 @@ class Adult(Experiment):
         """The names of the input columns, in order (``age``, ..., ``sex=Male``, ...)."""
         return list(_feature_names(cache_key(Path(data_dir))))
 
+    def build_arrays(self, root: str) -> tuple[_Arrays, _Arrays, _Arrays]:
+        """Train, validation and test arrays (inputs and one target per task), cached."""
+        return _build(root, self.val_fraction, self.seed)
+
     def load_splits(self, data_dir: Path | None) -> DataSplits:
         if data_dir is None:
             raise DataError("no data directory set: pass --data-dir or set MTLSEARCH_DATA_DIR")
-        train, val, test = _build(cache_key(data_dir), self.val_fraction, self.seed)
+        train, val, test = self.build_arrays(cache_key(data_dir))
         width = train[0].shape[1]
         if width != self.input_dim:
             raise DataError(
-                f"Adult files under {data_dir} encode to {width} input features, but the "
-                f"network expects {self.input_dim}; pass input_dim={width}"
+                f"{self.name}: the Adult files under {data_dir} encode to {width} input "
+                f"features, but the network expects {self.input_dim}; pass input_dim={width}"
             )
         return DataSplits(_split(train), _split(val), _split(test))
 

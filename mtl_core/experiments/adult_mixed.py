@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
 from mtl_core.errors import DataError
-from mtl_core.experiments._base import DataFile, DataSplits, Experiment, Split, TrainingDefaults
 from mtl_core.experiments._registry import register_experiment
-from mtl_core.experiments.adult import ADULT_DATA, ADULT_TEST, COLUMNS, NUMERIC, Encoder
-from mtl_core.experiments.data import cache_key, read_csv_rows
+from mtl_core.experiments.adult import ADULT_DATA, ADULT_TEST, COLUMNS, NUMERIC, Adult, Encoder
+from mtl_core.experiments.data import read_csv_rows
 from mtl_core.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -84,18 +80,12 @@ def _build(root: str, val_fraction: float, seed: int) -> tuple[_Arrays, _Arrays,
     )
 
 
-def _split(arrays: _Arrays) -> Split:
-    x, income, hours = arrays
-    return Split(torch.from_numpy(x), [torch.from_numpy(income), torch.from_numpy(hours)])
-
-
-def _head(task_index: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1))
-
-
 @register_experiment
-class AdultMixed(Experiment):
+class AdultMixed(Adult):
     """UCI Adult, tasks "income" (> 50K; BCE, AUC) and "hours" (hours-per-week; MSE, MAE).
+
+    `Adult` with other targets and one input column less: the same files, encoder, split,
+    network, training defaults and constructor.
 
     Inputs: `adult`'s encoding (numeric columns standardised with the training file's
     mean/std, categorical ones one-hot with its vocabulary) without hours-per-week, and with
@@ -119,55 +109,14 @@ class AdultMixed(Experiment):
         Task("income", "bce_with_logits", "auc", 1, ("accuracy",)),
         Task("hours", "mse", "mae", 1, ("rmse",)),
     )
-    files: ClassVar[tuple[DataFile, ...]] = (ADULT_DATA, ADULT_TEST)
-    defaults: ClassVar[TrainingDefaults] = TrainingDefaults(
-        epochs=10, batch_size=256, lr=1e-3, optimizer="adam", architecture="hard"
-    )
     #: `adult`'s 101 features less hours-per-week.
     INPUT_DIM: ClassVar[int] = 100
 
-    def __init__(self, val_fraction: float = 0.1, seed: int = 0, input_dim: int = INPUT_DIM):
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction=}")
-        if input_dim < 1:
-            raise ValueError(f"input_dim must be >= 1, got {input_dim=}")
-        self.val_fraction = val_fraction
-        self.seed = seed
-        self.input_dim = input_dim
-
     def feature_names(self, data_dir: Path | str) -> list[str]:
         """The names of the input columns, in order (``age``, ``fnlwgt``, ...)."""
-        rows = read_csv_rows(Path(data_dir) / ADULT_DATA.relative_path, len(COLUMNS))
-        names = Encoder(rows).feature_names
+        names = super().feature_names(data_dir)
         del names[_DROPPED_FEATURE]
         return names
 
-    def load_splits(self, data_dir: Path | None) -> DataSplits:
-        if data_dir is None:
-            raise DataError("no data directory set: pass --data-dir or set MTLSEARCH_DATA_DIR")
-        train, val, test = _build(cache_key(data_dir), self.val_fraction, self.seed)
-        width = train[0].shape[1]
-        if width != self.input_dim:
-            raise DataError(
-                f"Adult files under {data_dir} encode to {width} input features without "
-                f"hours-per-week, but the network expects {self.input_dim}; pass "
-                f"input_dim={width}"
-            )
-        return DataSplits(_split(train), _split(val), _split(test))
-
-    def network_parts(self) -> NetworkParts:
-        input_dim = self.input_dim
-
-        def make_blocks() -> list[nn.Module]:
-            return [
-                nn.Sequential(nn.Linear(input_dim, 128), nn.ReLU()),
-                nn.Sequential(nn.Linear(128, 64), nn.ReLU()),
-            ]
-
-        return NetworkParts(
-            make_blocks=make_blocks,
-            representation_dim=64,
-            make_head=_head,
-            input_dim=input_dim,
-            num_tasks=len(self.tasks),
-        )
+    def build_arrays(self, root: str) -> tuple[_Arrays, _Arrays, _Arrays]:
+        return _build(root, self.val_fraction, self.seed)
