@@ -246,10 +246,13 @@ class SlotRunner:
                 first, waiting[:] = waiting[:k], waiting[k:]
                 error: BaseException | None = None
                 try:
+                    # A run computes all its slots, free ones too (masked): a run the queue
+                    # could not fill (a few jobs of another strategy, a study's last trials)
+                    # gets only as many slots as it has jobs, so it never pays for K.
                     run = batched.BatchedRun(
                         [j.config for j in first],
                         None,
-                        num_slots=k,
+                        num_slots=len(first),
                         data=self.data_for(first[0]),
                         tags=first,
                     )
