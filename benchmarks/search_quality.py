@@ -285,6 +285,20 @@ def run_experiment(
     return result
 
 
+#: Text below this line of the report is a person's reading of a run; a rerun keeps it (and
+#: whoever reruns checks it against the new tables).
+HAND_WRITTEN = "<!-- Written by hand below this line; search_quality.py keeps it on a rerun. -->"
+
+
+def hand_written(path: Path) -> str:
+    """The hand-written end of an existing report (from `HAND_WRITTEN` on), else ''."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    at = text.find(HAND_WRITTEN)
+    return "" if at < 0 else "\n" + text[at:]
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
@@ -300,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     settings = {"total wall time": f"{time.perf_counter() - started:.0f} s"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(document(results, command_line(), machine(), stamp, settings))
+    kept = hand_written(args.out)
+    args.out.write_text(document(results, command_line(), machine(), stamp, settings) + kept)
     logger.info("wrote %s", args.out)
 
 
