@@ -12,7 +12,9 @@ database is the asker's). It never touches the database.
 
 * Jobs that cannot join the current run (`can_batch_together` / `batchable`: another
   architecture, a strategy without a batched form) wait and then start a run of their own
-  (K = 1 when not `batchable`); while one waits, no more jobs are taken from the queue.
+  (K = 1 when not `batchable`); while one waits, no more jobs are taken from the queue. A run
+  has as many slots as the jobs it starts with, at most K: free slots are computed (masked),
+  so a run the queue could not fill never pays for K.
 * Out of memory, the run starts again at K/2 with the same trials (their epochs so far are
   lost; Optuna keeps the values they reported and ignores the repeats), down to K = 1; a trial
   out of memory alone fails as a resource failure, which does not count towards its study's
