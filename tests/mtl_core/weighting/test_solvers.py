@@ -222,7 +222,10 @@ def test_cagrad_near_cancelling_two_tasks() -> None:
         grads, torch.ones(1, 2, dtype=torch.bool), torch.tensor([0.4]), torch.tensor([1])
     )
     d = (coeff[0] @ grads[0]).double().numpy()
-    np.testing.assert_allclose(d, [0.0, 1.2069e-3], rtol=1e-4, atol=1e-9)
+    # The first component cancels two float32 terms of size ~5: zero up to their rounding
+    # (which differs between CPUs' vector units), not exactly.
+    assert abs(d[0]) <= 4 * 10.0 * float(torch.finfo(torch.float32).eps)
+    np.testing.assert_allclose(d[1], 1.2069e-3, rtol=1e-4)
 
 
 @pytest.mark.parametrize("c", [0.4, 0.9])
