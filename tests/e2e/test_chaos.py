@@ -99,7 +99,8 @@ def run_with_kills(
 ) -> tuple[Counter[str], Chaos]:
     upgrade(db_url)
     database = Database(db_url)
-    spec = quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 8})
+    # Long enough that every kill round lands before the study ends (the pipeline is fast).
+    spec = quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 20})
     info = submit(database, spec)
     rng = random.Random(seed)
     chaos = Chaos()
