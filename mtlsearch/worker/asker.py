@@ -199,7 +199,9 @@ class Asker:
             if context is None:
                 continue
             try:
-                fail_lost_trials(self.database, context.study, info.id, self.stale_after_s)
+                fail_lost_trials(
+                    self.database, context.study, info.id, self.stale_after_s, self.worker_id()
+                )
                 repair_optuna(self.database, context.study, info.id, self.stale_after_s)
             except KeyError:
                 self._drop_study(context)

@@ -74,15 +74,20 @@ def _fail_in_optuna(
 
 
 def fail_lost_trials(
-    database: Database, study: optuna.Study, study_id: str, grace_s: float
+    database: Database,
+    study: optuna.Study,
+    study_id: str,
+    grace_s: float,
+    worker_id: str | None = None,
 ) -> list[LostTrial]:
-    """Fail the study's trials whose worker is dead (see the module docstring).
+    """Fail the study's trials whose worker is dead (see the module docstring); never those
+    of ``worker_id``, the caller's own.
 
     Returns:
         The trials this call claimed, in order.
     """
     with database.session() as session:
-        lost = TrialRepository(session).claim_lost(study_id, grace_s=grace_s)
+        lost = TrialRepository(session).claim_lost(study_id, grace_s=grace_s, alive=worker_id)
     for trial in lost:
         if trial.optuna_trial_id is not None:
             frozen = database.optuna_storage().get_trial(trial.optuna_trial_id)

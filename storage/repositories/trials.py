@@ -220,7 +220,12 @@ class TrialRepository(TrialReads):
         return True
 
     def claim_lost(
-        self, study_id: str, *, grace_s: float, now: datetime | None = None
+        self,
+        study_id: str,
+        *,
+        grace_s: float,
+        now: datetime | None = None,
+        alive: str | None = None,
     ) -> list[LostTrial]:
         """Fail the study's unfinished rows whose worker is dead, giving their slots back.
 
@@ -230,11 +235,14 @@ class TrialRepository(TrialReads):
         caller); each row is claimed by one conditional UPDATE, so of several callers only one
         gets it.
 
+        ``alive``: the caller's own worker id; its rows are never claimed (it knows it is alive,
+        however late its last beat landed).
+
         Returns:
             The rows this call claimed.
         """
         cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
-        alive = exists().where(
+        live_worker = exists().where(
             WorkerRecord.id == TrialRecord.worker_id,
             WorkerRecord.status != WorkerStatus.STOPPED.value,
             WorkerRecord.last_heartbeat >= cutoff,
@@ -253,8 +261,9 @@ class TrialRepository(TrialReads):
                 TrialRecord.state.in_(ACTIVE),
                 or_(
                     and_(TrialRecord.worker_id.is_(None), TrialRecord.reserved_at < cutoff),
-                    and_(TrialRecord.worker_id.is_not(None), ~alive),
+                    and_(TrialRecord.worker_id.is_not(None), ~live_worker),
                 ),
+                *([TrialRecord.worker_id.is_distinct_from(alive)] if alive else []),
             )
             .order_by(TrialRecord.id)
         ).all()
