@@ -12,8 +12,9 @@ spends into a noise estimate. The rule, in `distinct_seed`:
 * a repeat trains at seed ``base + trial.number`` (``base``: the spec's ``seed``, 0 when unset),
   which no other trial of the study uses; any other trial trains at ``base``.
 
-User attributes ``seed`` (every trial) and ``repeat_of`` (the number of the trial repeated, on
-repeats only) record the outcome.
+A repeat records the user attributes ``seed`` (its new seed) and ``repeat_of`` (the number of
+the trial it repeats); any other trial trains at the seed of its ``config`` and writes nothing
+more (each attribute is a database round trip on the worker's hot path).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: User attribute: the seed a trial trains at.
+#: User attribute of a repeat: the seed it trains at.
 SEED_ATTR = "seed"
 #: User attribute: the number of the earlier trial whose configuration a trial repeats.
 REPEAT_OF_ATTR = "repeat_of"
@@ -58,7 +59,6 @@ def distinct_seed(trial: optuna.Trial, config: TrialConfig, original: int | None
     query instead of reading every trial).
     """
     if original is None:
-        set_user_attrs(trial, {SEED_ATTR: config.seed})
         return config
     seed = config.seed + trial.number
     logger.info(

@@ -31,6 +31,7 @@ from mtlsearch.search.optuna_factory import build_pruner, build_sampler, max_epo
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.worker.decisions import FailureStreak
 from storage import BaselineRepository, Database, StudyInfo
+from storage.optuna_snapshot import SnapshotStorage
 
 if TYPE_CHECKING:
     from mtl_core.experiments import DataSplits, Experiment
@@ -99,7 +100,8 @@ def load_study_context(
     try:
         study = optuna.load_study(
             study_name=info.optuna_study_name,
-            storage=database.optuna_storage(),
+            # The sampler reads the study once per batch of asks, not several times per ask.
+            storage=SnapshotStorage(database.optuna_storage()),
             sampler=build_sampler(seeded, experiment),
             pruner=build_pruner(spec, experiment),
         )

@@ -38,7 +38,7 @@ from optuna.trial import TrialState
 
 from mtlsearch.search.best import best_record_from_rows
 from mtlsearch.search.objective import intermediate_value, objective_values
-from mtlsearch.search.results import TrialOutcome, set_user_attrs
+from mtlsearch.search.results import TrialOutcome
 from mtlsearch.search.space import normalised_weights
 from mtlsearch.worker.decisions import (
     GO_ON,
@@ -313,13 +313,12 @@ class Teller:
             return
         self.trials_done += 1
         try:
-            mirrored = {
-                "config": recorded.config,
-                "val_metrics": recorded.val_metrics,
-                "test_metrics": recorded.test_metrics,
-                "fail_reason": outcome.reason if outcome.state is TrialState.FAIL else None,
-            }
-            set_user_attrs(trial, {k: v for k, v in mirrored.items() if v is not None})
+            # One attribute for the dashboard (each is a round trip): why a trial failed, or
+            # its per-task validation metrics. The rest of the outcome is in our row.
+            if outcome.state is TrialState.FAIL and outcome.reason is not None:
+                trial.set_user_attr("fail_reason", outcome.reason)
+            elif recorded.val_metrics is not None:
+                trial.set_user_attr("val_metrics", recorded.val_metrics)
             context.study.tell(trial, values, state=outcome.state, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError as exc:
             logger.warning("trial %d of study %s: %s", trial.number, context.id, exc)

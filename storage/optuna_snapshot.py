@@ -1,0 +1,263 @@
+"""An Optuna storage that reads a study's trials once per batch of asks, not several times per ask.
+
+Each ``study.ask()`` on Optuna's RDB storage reads the study's unfinished trials from the
+database three or four times (the waiting-trial queue, the search space, the relative sample,
+each independent parameter): with K trials in flight that is O(K) rows per read and O(K²) per
+batch, which measured 38 ms of the worker's 64 ms per trial at K = 64 on a SQLite file.
+`SnapshotStorage` wraps the process's storage for one worker and serves ``get_all_trials``
+from a snapshot of each study taken at most ``max_age_s`` ago (one incremental read: Optuna's
+own cache keeps the finished trials), overlaid with every trial this storage wrote since, so
+the constant liar sees the batch the worker has just asked and the worker's own tells count at
+once. Other workers' trials are at most ``max_age_s`` late, which a sampler asking a batch
+ahead of its tells tolerates by design.
+
+Every write goes straight to the database, in the call, as before: the database stays the
+record and the only thing shared between workers. Only reads of the trial list are served from
+memory; ``get_trial`` of a trial this storage did not create or pop is read afresh.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+from collections.abc import Container, Sequence
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from optuna.study._frozen import FrozenStudy
+
+#: Default longest age of a snapshot, in seconds.
+DEFAULT_MAX_AGE_S = 1.0
+
+
+class _Snapshot:
+    """One study's trials by number (in number order), and which of them are this storage's
+    own copies (safe to update in place)."""
+
+    def __init__(self, trials: list[FrozenTrial]) -> None:
+        self.taken = time.monotonic()
+        self.trials: dict[int, FrozenTrial] = {t.number: t for t in trials}
+        self.numbers: dict[int, int] = {t._trial_id: t.number for t in trials}
+        self.own: set[int] = set()  # numbers whose FrozenTrial is our copy
+
+
+class SnapshotStorage(BaseStorage):
+    """Optuna storage over ``backend`` whose trial-list reads come from a per-study snapshot.
+
+    Args:
+        backend: the storage every call goes to (an `optuna.storages.RDBStorage`; wrapped in
+            Optuna's incremental trial cache, so a refresh reads only what changed).
+        max_age_s: a snapshot older than this is taken again on the next read; `refresh`
+            takes one at once.
+    """
+
+    def __init__(self, backend: BaseStorage, max_age_s: float = DEFAULT_MAX_AGE_S) -> None:
+        if not max_age_s >= 0:
+            raise ValueError(f"max_age_s must be >= 0, got {max_age_s=}")
+        # The public helper `load_study` itself uses: RDB storages get Optuna's trial cache.
+        self._backend = optuna.storages.get_storage(backend)
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._snapshots: dict[int, _Snapshot] = {}
+        self._created: set[int] = set()  # trial ids this storage created or popped
+        self._study_of: dict[int, int] = {}  # trial id -> study id, for the overlay
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    def refresh(self, study_id: int) -> None:
+        """Take the study's snapshot now (this storage's own overlay is dropped with the old
+        one: the database already holds every write it made)."""
+        with self._lock:
+            self._take(study_id)
+
+    def _take(self, study_id: int) -> _Snapshot:
+        trials = self._backend.get_all_trials(study_id, deepcopy=False)
+        snapshot = _Snapshot(trials)
+        self._snapshots[study_id] = snapshot
+        for trial in trials:
+            self._study_of[trial._trial_id] = study_id
+        return snapshot
+
+    def _current(self, study_id: int) -> _Snapshot:
+        snapshot = self._snapshots.get(study_id)
+        if snapshot is None or time.monotonic() - snapshot.taken > self.max_age_s:
+            snapshot = self._take(study_id)
+        return snapshot
+
+    def _update(self, trial_id: int, change: Any) -> None:
+        """Apply ``change(trial)`` to this storage's copy of the trial, if its study is in a
+        snapshot (a copy is made on the first change: the snapshot's objects are Optuna's)."""
+        with self._lock:
+            study_id = self._study_of.get(trial_id)
+            snapshot = self._snapshots.get(study_id) if study_id is not None else None
+            number = snapshot.numbers.get(trial_id) if snapshot is not None else None
+            if snapshot is None or number is None:
+                return  # the next snapshot reads it from the database
+            trial = snapshot.trials[number]
+            if number not in snapshot.own:
+                trial = copy.deepcopy(trial)
+                snapshot.trials[number] = trial
+                snapshot.own.add(number)
+            change(trial)
+
+    def _replace(self, trial: FrozenTrial) -> None:
+        """Put the database's copy of a trial into its study's snapshot."""
+        with self._lock:
+            study_id = self._study_of.get(trial._trial_id)
+            snapshot = self._snapshots.get(study_id) if study_id is not None else None
+            if snapshot is not None and trial.number in snapshot.trials:
+                snapshot.trials[trial.number] = trial
+                snapshot.own.discard(trial.number)
+
+    def _add(self, study_id: int, trial: FrozenTrial) -> None:
+        with self._lock:
+            self._study_of[trial._trial_id] = study_id
+            snapshot = self._snapshots.get(study_id)
+            if snapshot is None:
+                return
+            snapshot.trials[trial.number] = trial  # newer than the snapshot: last in order
+            snapshot.numbers[trial._trial_id] = trial.number
+            snapshot.own.add(trial.number)
+
+    # --- trial reads -----------------------------------------------------------------------
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        with self._lock:
+            trials = list(self._current(study_id).trials.values())
+        if states is not None:
+            trials = [t for t in trials if t.state in states]
+        # Numbers only grow and each snapshot is read in order: sorted unless the database
+        # handed out a number below one already seen, which the sort below keeps right.
+        if any(a.number > b.number for a, b in itertools.pairwise(trials)):
+            trials.sort(key=lambda t: t.number)
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        if trial_id in self._created:
+            with self._lock:
+                study_id = self._study_of[trial_id]
+                snapshot = self._snapshots.get(study_id)
+                number = snapshot.numbers.get(trial_id) if snapshot is not None else None
+                if snapshot is not None and number is not None and number in snapshot.own:
+                    return copy.deepcopy(snapshot.trials[number])
+        return self._backend.get_trial(trial_id)
+
+    # --- trial writes: the database first, then this storage's copy ------------------------
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = self._backend.create_new_trial(study_id, template_trial)
+        trial = copy.deepcopy(self._backend.get_trial(trial_id))
+        self._created.add(trial_id)
+        self._add(study_id, trial)
+        return trial_id
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        self._backend.set_trial_param(trial_id, param_name, param_value_internal, distribution)
+
+        def change(trial: FrozenTrial) -> None:
+            trial.params[param_name] = distribution.to_external_repr(param_value_internal)
+            trial.distributions[param_name] = distribution
+
+        self._update(trial_id, change)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        try:
+            changed = self._backend.set_trial_state_values(trial_id, state, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._replace(self._backend.get_trial(trial_id))  # finished: popped no more
+            raise
+        if changed and state is TrialState.RUNNING:
+            self._created.add(trial_id)  # popped from the queue: this worker's trial now
+
+        def change(trial: FrozenTrial) -> None:
+            # Not changed: another worker popped it first; either way it waits no more.
+            trial.state = state if changed else TrialState.RUNNING
+            if changed and values is not None:
+                trial.values = list(values)
+
+        self._update(trial_id, change)
+        return changed
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        self._backend.set_trial_intermediate_value(trial_id, step, intermediate_value)
+        value = intermediate_value
+        self._update(trial_id, lambda t: t.intermediate_values.__setitem__(step, value))
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._backend.set_trial_user_attr(trial_id, key, value)
+        self._update(trial_id, lambda t: t.user_attrs.__setitem__(key, value))
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._backend.set_trial_system_attr(trial_id, key, value)
+        self._update(trial_id, lambda t: t.system_attrs.__setitem__(key, value))
+
+    # --- everything else: the backend ------------------------------------------------------
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._backend.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._backend.get_trial_system_attrs(trial_id)
+
+    def create_new_study(
+        self, directions: Sequence[StudyDirection], study_name: str | None = None
+    ) -> int:
+        return self._backend.create_new_study(directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        with self._lock:
+            self._snapshots.pop(study_id, None)
+        self._backend.delete_study(study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._backend.set_study_user_attr(study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self._backend.set_study_system_attr(study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._backend.get_study_id_from_name(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._backend.get_study_name_from_id(study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._backend.get_study_directions(study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._backend.get_study_user_attrs(study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._backend.get_study_system_attrs(study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._backend.get_all_studies()
+
+    def remove_session(self) -> None:
+        self._backend.remove_session()
+
+
+__all__ = ["DEFAULT_MAX_AGE_S", "SnapshotStorage"]
