@@ -43,7 +43,24 @@ class Timings:
         self.lock = threading.Lock()
         self.calls: dict[str, list[float]] = {"ask": [], "tell": []}
         self.totals: dict[str, float] = {"sampler": 0.0, "train": 0.0}
+        #: Wall-clock (time.time) start and end of every training call: where the device
+        #: waited (before the first, between two, after the last).
+        self.spans: dict[str, list[tuple[float, float]]] = {"train": []}
         self.depth = threading.local()
+        #: CPU seconds of each of the worker's threads (time.thread_time over its body).
+        self.cpu: dict[str, float] = {}
+
+    def wrap_cpu(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.cpu[name] = self.cpu.get(name, 0.0) + time.thread_time() - started
+
+        return timed
 
     def wrap(self, key: str, fn: Callable[..., Any], *, per_call: bool) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -52,13 +69,15 @@ class Timings:
             if depth:
                 return fn(*args, **kwargs)
             setattr(self.depth, key, 1)
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
                 setattr(self.depth, key, 0)
                 with self.lock:
+                    if key in self.spans:
+                        self.spans[key].append((wall, wall + elapsed))
                     if per_call:
                         self.calls[key].append(elapsed)
                     else:
@@ -70,7 +89,16 @@ class Timings:
         path = os.environ.get("MTLSEARCH_E2E_TIMINGS")
         if path:
             with self.lock:
-                Path(path).write_text(json.dumps({"calls": self.calls, "totals": self.totals}))
+                Path(path).write_text(
+                    json.dumps(
+                        {
+                            "calls": self.calls,
+                            "totals": self.totals,
+                            "spans": self.spans,
+                            "cpu": {**self.cpu, "process": time.process_time()},
+                        }
+                    )
+                )
 
 
 def install(timings: Timings) -> None:
@@ -84,9 +112,16 @@ def install(timings: Timings) -> None:
                 if method in cls.__dict__:
                     wrapped = timings.wrap("sampler", cls.__dict__[method], per_call=False)
                     setattr(cls, method, wrapped)
-    for method in ("__init__", "run_epoch", "finish_completed"):
+    for method in ("__init__", "refill", "run_epoch", "finish_completed"):
         wrapped = timings.wrap("train", getattr(BatchedRun, method), per_call=False)
         setattr(BatchedRun, method, wrapped)
+    from mtlsearch.worker.asker import Asker
+    from mtlsearch.worker.runner import SlotRunner
+    from mtlsearch.worker.teller import Teller
+
+    Asker._run = timings.wrap_cpu("asker", Asker._run)  # type: ignore[method-assign]
+    Teller._run = timings.wrap_cpu("teller", Teller._run)  # type: ignore[method-assign]
+    SlotRunner.run = timings.wrap_cpu("training", SlotRunner.run)  # type: ignore[method-assign]
     mtl_core.trainer.train_trial = timings.wrap(
         "train", mtl_core.trainer.train_trial, per_call=False
     )

@@ -158,6 +158,7 @@ class SlotRunner:
             while (first := self._next_job()) is not None:
                 k = self._k_for(first)
                 self.jobs.resize(k)
+                self._warm_data(first)
                 jobs = self._gather(first, k)
                 if self.stop.is_set():  # stopped while gathering: none of them trains
                     for job in jobs:
@@ -167,6 +168,14 @@ class SlotRunner:
         finally:
             while self._alone:
                 self._tell_stopped(self._alone.popleft())
+
+    def _warm_data(self, job: Job) -> None:
+        """Load the job's data while the asker fills the rest of the batch (a failure is
+        raised again, and handled, where the run is built)."""
+        try:
+            self.data_for(job)
+        except Exception:
+            logger.debug("data of trial %d not loaded yet", job.trial.number, exc_info=True)
 
     def _next_job(self) -> Job | None:
         """The next job to start a run with: waits on the queue while there is none."""
