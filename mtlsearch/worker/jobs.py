@@ -27,7 +27,7 @@ class Job:
     trial: optuna.Trial
     config: TrialConfig
     epochs: int
-    row_id: int = -1
+    row_id: int
 
     @property
     def key(self) -> int:

@@ -18,7 +18,7 @@ database is the asker's). It never touches the database.
 * Out of memory, the run starts again at K/2 with the same trials (their epochs so far are
   lost; Optuna keeps the values they reported and ignores the repeats), down to K = 1; a trial
   out of memory alone fails as a resource failure, which does not count towards its study's
-  failure streak. ``--batch auto`` sizes K once per `SlotRunner.auto_key`.
+  failure streak. ``--batch auto`` sizes K once per kind of trial (`mtlsearch.worker.sizing`).
 * Each epoch is one round of the failure streak: the failed trials of a study in it count
   once together, and not at all when another trial of that study trained on healthy through
   it (see `mtlsearch.worker.decisions.next_streak`).
@@ -29,7 +29,6 @@ database is the asker's). It never touches the database.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -49,9 +48,9 @@ from mtlsearch.worker.decisions import (
     Verdict,
     ended_reason,
     failure_of,
-    out_of_memory,
 )
 from mtlsearch.worker.jobs import EpochItem, Job, JobQueue
+from mtlsearch.worker.sizing import BatchSizer
 
 if TYPE_CHECKING:
     from mtl_core.experiments import DataSplits
@@ -59,10 +58,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Largest K that ``--batch auto`` picks on a CPU (the memory estimate alone allows far more).
-AUTO_MAX_CPU = 32
-#: Largest K that ``--batch auto`` picks on a GPU.
-AUTO_MAX_GPU = 512
 #: Seconds between two looks at the stop event while the runner waits on an empty queue.
 WAIT_S = 0.1
 
@@ -75,8 +70,7 @@ class SlotRunner:
         teller: where reports and finished jobs go.
         data_for: a job's prepared data on the device (cached across runs).
         device: where it trains.
-        k: slots per run, or ``"auto"`` (`mtl_core.batched.auto_batch_size`, capped at
-            `AUTO_MAX_CPU` on a CPU and `AUTO_MAX_GPU` on a GPU).
+        k: slots per run, or ``"auto"`` (`mtlsearch.worker.sizing.BatchSizer`).
         stop: set when the worker is to stop.
         starved: whether the asker's last look for work found none (a run then starts with
             the jobs it has instead of waiting for K).
@@ -94,61 +88,18 @@ class SlotRunner:
         starved: Callable[[], bool],
         on_start: Callable[[Job], None] = lambda job: None,
     ) -> None:
-        if k != "auto" and (not isinstance(k, int) or k < 1):
-            raise ValueError(f"k must be an integer >= 1 or 'auto', got {k=}")
         self.jobs = jobs
         self.teller = teller
         self.data_for = data_for
         self.device = device
-        self.k = k
+        self.sizer = BatchSizer(k, device, data_for)
         self.stop = stop
         self.starved = starved
         self.on_start = on_start
-        self._auto: dict[tuple[object, ...], int] = {}
         self._alone: deque[Job] = deque()  # jobs waiting for a run of their own
         self._verdicts: dict[int, Decision] = {}
         self._rounds = 0
         self._asker_done = False
-
-    # --- sizing ----------------------------------------------------------------------------
-
-    def auto_key(self, job: Job) -> tuple[object, ...]:
-        """What the memory of one trial depends on: experiment, architecture and its params,
-        batch size, data size and device."""
-        from mtl_core.trainer import resolve_config
-
-        resolved = resolve_config(job.config, job.study.experiment)
-        return (
-            job.study.experiment.name,
-            resolved.architecture,
-            json.dumps(resolved.architecture_params, sort_keys=True, default=str),
-            resolved.batch_size,
-            resolved.max_train_samples,
-            self.device,
-        )
-
-    def slots_for(self, job: Job) -> int:
-        """K for this job (auto: estimated once per `auto_key`)."""
-        if isinstance(self.k, int):
-            return self.k
-        key = self.auto_key(job)
-        if key not in self._auto:
-            cap = AUTO_MAX_CPU if self.device == "cpu" else AUTO_MAX_GPU
-            k = batched.auto_batch_size(
-                job.study.experiment, job.config, self.device, data=self.data_for(job), max_k=cap
-            )
-            self._auto[key] = k
-            logger.info("batch size for %s: K=%d", key, k)
-        return self._auto[key]
-
-    def _k_for(self, job: Job) -> int:
-        if not batched.batchable(job.config):
-            return 1
-        try:
-            return self.slots_for(job)
-        except Exception as exc:
-            logger.warning("cannot size the batch (%s); training one at a time", exc)
-            return 1
 
     # --- taking jobs -----------------------------------------------------------------------
 
@@ -156,7 +107,7 @@ class SlotRunner:
         """Train until the asker has finished and every job is done, or the worker stops."""
         try:
             while (first := self._next_job()) is not None:
-                k = self._k_for(first)
+                k = self.sizer.k_for(first)
                 self.jobs.resize(k)
                 self._warm_data(first)
                 jobs = self._gather(first, k)
@@ -288,7 +239,7 @@ class SlotRunner:
                     torch.cuda.empty_cache()
                 if k == 1:
                     (job,) = retry
-                    self._fail(job, self._out_of_memory(error, job), None)
+                    self._fail(job, self.sizer.out_of_memory(error, job), None)
                     continue
                 k //= 2
                 logger.warning(
@@ -298,21 +249,12 @@ class SlotRunner:
                     [j.trial.number for j in retry],
                     k,
                 )
-                if self.k == "auto":
-                    # The estimate was too high for these trials: keep the K that fits.
-                    key = self.auto_key(retry[0])
-                    self._auto[key] = min(self._auto.get(key, k), k)
+                self.sizer.fits_at_most(retry[0], k)
                 waiting[:0] = retry
         except BaseException:
             for job in waiting:
                 self._tell_stopped(job)
             raise
-
-    def _out_of_memory(self, exc: BaseException, job: Job) -> Outcome:
-        from mtl_core.trainer import resolve_config
-
-        batch_size = resolve_config(job.config, job.study.experiment).batch_size
-        return out_of_memory(exc, self.device, batch_size)
 
     def _fail(self, job: Job, outcome: Outcome, exc: BaseException | None) -> None:
         logger.warning(
@@ -407,4 +349,4 @@ class SlotRunner:
                 self.on_start(new)
 
 
-__all__ = ["AUTO_MAX_CPU", "AUTO_MAX_GPU", "SlotRunner"]
+__all__ = ["SlotRunner"]

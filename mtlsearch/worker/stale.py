@@ -108,7 +108,8 @@ def repair_optuna(database: Database, study: optuna.Study, study_id: str, grace_
     if not running:
         return 0
     with database.session() as session:
-        rows = {row.number: row for row in TrialRepository(session).rows(study_id)}
+        numbers = [trial.number for trial in running]
+        rows = {row.number: row for row in TrialRepository(session).rows(study_id, numbers=numbers)}
     now = datetime.now()  # Optuna stamps trials with the writer's naive local clock
     repaired = 0
     for trial in running:

@@ -23,7 +23,6 @@ status-check time (fields of `StudyContext`), and `Teller.trials_done`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import queue
@@ -33,26 +32,22 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import optuna
 from optuna.trial import TrialState
 
-from mtlsearch.search.best import best_record_from_rows
-from mtlsearch.search.objective import intermediate_value, objective_values
-from mtlsearch.search.results import TrialOutcome
-from mtlsearch.search.space import normalised_weights
+from mtlsearch.search.objective import intermediate_value
+from mtlsearch.worker import outcomes
 from mtlsearch.worker.decisions import (
     GO_ON,
     Decision,
     EpochFacts,
     Outcome,
     Verdict,
-    checked_outcome,
     epoch_verdict,
     finished_outcome,
     is_healthy,
     next_streak,
 )
-from storage import Database, NotFoundError, StudyRepository, StudyStatus, TrialRepository
+from storage import Database, NotFoundError, StudyRepository, StudyStatus
 
 if TYPE_CHECKING:
     from mtl_core.results import TrialResult
@@ -61,12 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Our row state for each Optuna end state.
-_ROW_STATES = {
-    TrialState.COMPLETE: "complete",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "fail",
-}
 #: Least seconds between two reads of a study's status (for cancels) during training.
 STATUS_CHECK_S = 1.0
 
@@ -266,63 +255,32 @@ class Teller:
         self.record_outcome(job, outcome)
 
     def record_outcome(self, job: Job, outcome: Outcome) -> None:
-        """All the storage work of a finished job, in this order: our ``mtl_trials`` row (the
-        record the REST and ``best`` read; a FAIL gives its slot back in the same transaction),
-        then Optuna (a few user attributes for the dashboard, ``tell``), then the failure
-        streak and the completion check.
+        """All the storage work of a finished job (`mtlsearch.worker.outcomes`, in its order),
+        then the failure streak and the completion check.
 
         If a peer failed the row as lost first, it also told Optuna: nothing more is written.
         A worker killed between the row and the tell is repaired by a peer's maintenance
         (`mtlsearch.worker.stale.repair_optuna`).
         """
-        context, trial = job.study, job.trial
-        outcome, values = self._settle(job, outcome)
-        recorded = self._outcome_record(job, outcome).json_safe()
+        context = job.study
+        outcome, values = outcomes.settle(job, outcome)
         try:
-            with self.database.session() as session:
-                won = TrialRepository(session).finish(
-                    job.row_id,
-                    state=_ROW_STATES[outcome.state],
-                    values=values,
-                    reason=outcome.reason,
-                    config=recorded.config,
-                    weights_normalised=recorded.weights_normalised,
-                    val_metrics=recorded.val_metrics,
-                    test_metrics=recorded.test_metrics,
-                    strategy_weights=recorded.strategy_weights,
-                    epochs_run=recorded.epochs_run,
-                )
-        except Exception as exc:
-            # The row must not stay running (its study would never complete): fail it.
-            logger.exception("could not record trial %d of study %s", trial.number, context.id)
-            outcome = Outcome(TrialState.FAIL, reason=f"could not record its outcome: {exc}")
-            recorded, values = TrialOutcome(), None
-            with self.database.session() as session:
-                won = TrialRepository(session).finish(
-                    job.row_id, state="fail", reason=outcome.reason
-                )
+            won, outcome, values, recorded = outcomes.write_row(
+                self.database, job, outcome, values, outcomes.outcome_record(job, outcome)
+            )
         finally:
             self._end_trial(job)
         if not won:
             logger.warning(
                 "trial %d of study %s was failed as lost by a peer meanwhile; its outcome is "
                 "dropped",
-                trial.number,
+                job.trial.number,
                 context.id,
             )
             return
         self.trials_done += 1
-        try:
-            # One attribute for the dashboard (each is a round trip): why a trial failed, or
-            # its per-task validation metrics. The rest of the outcome is in our row.
-            if outcome.state is TrialState.FAIL and outcome.reason is not None:
-                trial.set_user_attr("fail_reason", outcome.reason)
-            elif recorded.val_metrics is not None:
-                trial.set_user_attr("val_metrics", recorded.val_metrics)
-            context.study.tell(trial, values, state=outcome.state, skip_if_finished=True)
-        except optuna.exceptions.UpdateFinishedTrialError as exc:
-            logger.warning("trial %d of study %s: %s", trial.number, context.id, exc)
-        self._log(job, outcome, values)
+        outcomes.mirror_to_optuna(job, outcome, values, recorded)
+        outcomes.log_outcome(job, outcome, values)
         context.streak, message = next_streak(
             context.streak, outcome, self.max_consecutive_failures
         )
@@ -335,50 +293,11 @@ class Teller:
         ):
             self.maybe_complete(context)
 
-    def _settle(self, job: Job, outcome: Outcome) -> tuple[Outcome, list[float] | None]:
-        """The final outcome and objective values (a COMPLETE without finite values fails)."""
-        if outcome.state is not TrialState.COMPLETE:
-            return outcome, None
-        assert outcome.result is not None
-        context = job.study
-        try:
-            values = objective_values(
-                outcome.result, context.spec, context.experiment, context.baselines
-            )
-            outcome = checked_outcome(outcome, values)
-        except ValueError as exc:
-            outcome, values = checked_outcome(outcome, None, str(exc)), None
-        return outcome, values if outcome.state is TrialState.COMPLETE else None
-
-    @staticmethod
-    def _outcome_record(job: Job, outcome: Outcome) -> TrialOutcome:
-        """What the trial recorded: its result, else the config it was asked with."""
-        if outcome.result is not None:
-            recorded = TrialOutcome.from_result(outcome.result)
-            weights = outcome.result.config.weights
-        elif job.config is not None:
-            recorded = TrialOutcome(config=job.config.model_dump(mode="json"))
-            weights = job.config.weights
-        else:
-            return TrialOutcome()
-        names = job.study.experiment.task_names
-        return dataclasses.replace(recorded, weights_normalised=normalised_weights(weights, names))
-
     def _end_trial(self, job: Job) -> None:
         self._untold[job.study.id] -= 1
         if self._untold[job.study.id] <= 0:
             del self._untold[job.study.id]
             self._in_flight.pop(job.study.id, None)
-
-    def _log(self, job: Job, outcome: Outcome, values: list[float] | None) -> None:
-        number, study_id = job.trial.number, job.study.id
-        if outcome.state is TrialState.COMPLETE:
-            shown = ", ".join(f"{v:.4g}" for v in values or [])
-            logger.info("trial %d of study %s complete: %s", number, study_id, shown)
-        elif outcome.state is TrialState.PRUNED:
-            logger.info("trial %d of study %s pruned: %s", number, study_id, outcome.reason)
-        else:
-            logger.warning("trial %d of study %s failed: %s", number, study_id, outcome.reason)
 
     def _fail_study(self, context: StudyContext, message: str) -> None:
         with self.database.session() as session:
@@ -390,21 +309,9 @@ class Teller:
             logger.error("study %s marked failed: %s", context.id, message)
 
     def maybe_complete(self, context: StudyContext) -> bool:
-        """Mark the study completed (and store its ``best``) if its budget or time is used up
-        and no trial of any worker is reserved or running; True if this call did it
-        (`storage.TrialRepository.complete_if_done`: one conditional UPDATE)."""
-        time_up = not context.time_left()
-
-        def best(repository: TrialRepository) -> dict[str, object] | None:
-            rows = repository.rows(context.id, states=("complete",))
-            return best_record_from_rows(rows, context.spec, context.experiment, context.baselines)
-
-        with self.database.session() as session:
-            repository = TrialRepository(session)
-            changed = repository.complete_if_done(
-                context.id, time_up=time_up, best=lambda: best(repository)
-            )
+        """Complete the study if it is done (`mtlsearch.worker.outcomes.complete_if_done`);
+        True if this call did it."""
+        changed = outcomes.complete_if_done(self.database, context)
         if changed:
-            logger.info("study %s completed", context.id)
             self._ended[context.id] = StudyStatus.COMPLETED
         return changed

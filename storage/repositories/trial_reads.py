@@ -200,12 +200,21 @@ class TrialReads:
         ).all()
         return [_row(r) for r in rows], int(total or 0)
 
-    def rows(self, study_id: str, states: Collection[str] | None = None) -> list[TrialRow]:
-        """Every row of the study in `states` (API names or ours; None for all), by id."""
+    def rows(
+        self,
+        study_id: str,
+        states: Collection[str] | None = None,
+        *,
+        numbers: Collection[int] | None = None,
+    ) -> list[TrialRow]:
+        """Every row of the study in `states` (API names or ours; None for all) and, when
+        given, with one of these trial `numbers`; by id."""
         where = [TrialRecord.study_id == study_id]
         wanted = _api_states(states)
         if wanted is not None:
             where.append(TrialRecord.state.in_(wanted))
+        if numbers is not None:
+            where.append(TrialRecord.number.in_(list(numbers)))
         query = select(*_COLUMNS).where(*where).order_by(TrialRecord.id)
         return [_row(r) for r in self._session.execute(query).all()]
 

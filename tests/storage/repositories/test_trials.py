@@ -396,3 +396,15 @@ def test_reserve_never_exceeds_budget_under_concurrency(postgres_url: str) -> No
             assert len(TrialRepository(session).rows(study_id, ["running"])) == 10
     finally:
         close_database(postgres_url)
+
+
+def test_rows_of_some_numbers_only(database: Database) -> None:
+    study_id, other = _create(database), _create(database, name="other")
+    for number in range(4):
+        _running(database, study_id, number)
+    _running(database, other, 1)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        assert [r.number for r in repo.rows(study_id, numbers=[3, 1, 7])] == [1, 3]
+        assert repo.rows(study_id, numbers=[]) == []
+        assert [r.number for r in repo.rows(study_id, ("running",), numbers={0})] == [0]
