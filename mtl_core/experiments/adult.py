@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -123,11 +124,17 @@ def _labels(rows: list[list[str]], path: Path) -> tuple[np.ndarray, np.ndarray]:
     return income, never.astype(np.float32)
 
 
-_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs, income, never_married
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # inputs and the two tasks' targets
+#: Encodes parsed rows of one file (named for errors) with the training file's encoder.
+RowEncoding = Callable[[Encoder, list[list[str]], Path], _Arrays]
 
 
-@functools.lru_cache(maxsize=4)
-def _build(root: str, val_fraction: float, seed: int) -> tuple[_Arrays, _Arrays, _Arrays]:
+def build_splits(
+    root: str, val_fraction: float, seed: int, encode: RowEncoding, name: str
+) -> tuple[_Arrays, _Arrays, _Arrays]:
+    """Train / validation / test arrays of the Adult files under ``root``, encoded by
+    ``encode``: the validation rows are a seeded random ``val_fraction`` of adult.data (the
+    same rows for every encoding at the same seed), the test rows adult.test."""
     data_dir = Path(root)
     data_path = data_dir / ADULT_DATA.relative_path
     test_path = data_dir / ADULT_TEST.relative_path
@@ -135,25 +142,34 @@ def _build(root: str, val_fraction: float, seed: int) -> tuple[_Arrays, _Arrays,
     # adult.test's first line is not data (UCI's "|1x3 Cross validator", or a header here).
     test_rows = read_csv_rows(test_path, len(COLUMNS), skip_lines=1)
     encoder = Encoder(train_rows)
-    x_all = encoder.transform(train_rows)
-    income_all, never_all = _labels(train_rows, data_path)
+    train_all = encode(encoder, train_rows, data_path)
     order = np.random.default_rng(seed).permutation(len(train_rows))
     n_val = round(len(train_rows) * val_fraction)
     val_idx, train_idx = order[:n_val], order[n_val:]
-    x_test = encoder.transform(test_rows)
-    income_test, never_test = _labels(test_rows, test_path)
+    test = encode(encoder, test_rows, test_path)
     logger.info(
-        "parsed Adult: %d train, %d val, %d test rows, %d features",
+        "parsed %s: %d train, %d val, %d test rows, %d features",
+        name,
         len(train_idx),
         len(val_idx),
         len(test_rows),
-        x_all.shape[1],
+        train_all[0].shape[1],
     )
+    x, y1, y2 = train_all
     return (
-        (x_all[train_idx], income_all[train_idx], never_all[train_idx]),
-        (x_all[val_idx], income_all[val_idx], never_all[val_idx]),
-        (x_test, income_test, never_test),
+        (x[train_idx], y1[train_idx], y2[train_idx]),
+        (x[val_idx], y1[val_idx], y2[val_idx]),
+        test,
     )
+
+
+def _encode(encoder: Encoder, rows: list[list[str]], path: Path) -> _Arrays:
+    return (encoder.transform(rows), *_labels(rows, path))
+
+
+@functools.lru_cache(maxsize=4)
+def _build(root: str, val_fraction: float, seed: int) -> tuple[_Arrays, _Arrays, _Arrays]:
+    return build_splits(root, val_fraction, seed, _encode, "Adult")
 
 
 @functools.lru_cache(maxsize=4)

@@ -20,8 +20,7 @@ import numpy as np
 
 from mtl_core.errors import DataError
 from mtl_core.experiments._registry import register_experiment
-from mtl_core.experiments.adult import ADULT_DATA, ADULT_TEST, COLUMNS, NUMERIC, Adult, Encoder
-from mtl_core.experiments.data import read_csv_rows
+from mtl_core.experiments.adult import COLUMNS, NUMERIC, Adult, Encoder, build_splits
 from mtl_core.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -52,32 +51,14 @@ def _inputs(encoder: Encoder, rows: list[list[str]]) -> np.ndarray:
     return np.delete(encoder.transform(rows), _DROPPED_FEATURE, axis=1)
 
 
+def _encode(encoder: Encoder, rows: list[list[str]], path: Path) -> _Arrays:
+    return (_inputs(encoder, rows), *_targets(rows, path))
+
+
 @functools.lru_cache(maxsize=4)
 def _build(root: str, val_fraction: float, seed: int) -> tuple[_Arrays, _Arrays, _Arrays]:
-    data_path = Path(root) / ADULT_DATA.relative_path
-    test_path = Path(root) / ADULT_TEST.relative_path
-    train_rows = read_csv_rows(data_path, len(COLUMNS))
-    test_rows = read_csv_rows(test_path, len(COLUMNS), skip_lines=1)  # first line: no data
-    encoder = Encoder(train_rows)
-    x_all = _inputs(encoder, train_rows)
-    income_all, hours_all = _targets(train_rows, data_path)
-    # The same permutation as `adult` at the same seed: the same rows validate.
-    order = np.random.default_rng(seed).permutation(len(train_rows))
-    n_val = round(len(train_rows) * val_fraction)
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    income_test, hours_test = _targets(test_rows, test_path)
-    logger.info(
-        "parsed Adult (mixed scale): %d train, %d val, %d test rows, %d features",
-        len(train_idx),
-        len(val_idx),
-        len(test_rows),
-        x_all.shape[1],
-    )
-    return (
-        (x_all[train_idx], income_all[train_idx], hours_all[train_idx]),
-        (x_all[val_idx], income_all[val_idx], hours_all[val_idx]),
-        (_inputs(encoder, test_rows), income_test, hours_test),
-    )
+    # `adult`'s split: the same rows validate at the same seed.
+    return build_splits(root, val_fraction, seed, _encode, "Adult (mixed scale)")
 
 
 @register_experiment

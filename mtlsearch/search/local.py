@@ -212,19 +212,31 @@ def prepare_local_run(
     study = create_optuna_study(
         storage, spec, study_name, experiment=experiment, load_if_exists=True
     )
-    baselines: dict[str, float] | None = None
-    if spec.objective.kind == "delta_m":
-        if spec.objective.baselines is not None:
-            baselines = dict(spec.objective.baselines)
-        elif BASELINES_ATTR in study.user_attrs:
-            baselines = dict(study.user_attrs[BASELINES_ATTR])
-        else:
-            logger.info("training single-task baselines of %r", spec.experiment)
-            baselines = single_task_baselines(
-                spec.experiment, baseline_config(spec, device), data_dir
-            )
-            study.set_user_attr(BASELINES_ATTR, baselines)
+
+    def train() -> dict[str, float]:
+        logger.info("training single-task baselines of %r", spec.experiment)
+        return single_task_baselines(spec.experiment, baseline_config(spec, device), data_dir)
+
+    baselines = study_baselines(spec, study, train)
     return LocalRun(spec, study, experiment, data_dir, device, baselines)
+
+
+def study_baselines(
+    spec: StudySpec, study: optuna.Study, train: Callable[[], dict[str, float]]
+) -> dict[str, float] | None:
+    """The Δm% baselines of a ``delta_m`` study (None for other objectives), in this order:
+    the spec's own, the study's ``baselines`` attribute, else ``train()``, whose result is
+    stored in that attribute for the next reader."""
+    if spec.objective.kind != "delta_m":
+        return None
+    if spec.objective.baselines is not None:
+        return dict(spec.objective.baselines)
+    stored = study.user_attrs.get(BASELINES_ATTR)
+    if stored:
+        return {str(k): float(v) for k, v in stored.items()}
+    baselines = train()
+    study.set_user_attr(BASELINES_ATTR, baselines)
+    return baselines
 
 
 def run_local(

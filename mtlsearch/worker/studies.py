@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from mtlsearch.search.local import BASELINES_ATTR, baseline_config
+from mtlsearch.search.local import baseline_config, study_baselines
 from mtlsearch.search.optuna_factory import build_pruner, build_sampler, max_epochs
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.worker.decisions import FailureStreak
@@ -131,27 +131,22 @@ def load_or_train_baselines(
     then training them (stored in the cache and the study attribute).
     """
     spec = context.spec
-    if spec.objective.kind != "delta_m":
-        return None
-    if spec.objective.baselines is not None:
-        return dict(spec.objective.baselines)
-    stored = context.study.user_attrs.get(BASELINES_ATTR)
-    if stored:
-        return {str(k): float(v) for k, v in stored.items()}
-    key = baseline_key(spec)
-    with database.session() as session:
-        cached = BaselineRepository(session).get(spec.experiment, key)
-    if cached is not None:
-        baselines = dict(cached.metrics)
-    else:
+
+    def cached_or_trained() -> dict[str, float]:
+        key = baseline_key(spec)
+        with database.session() as session:
+            cached = BaselineRepository(session).get(spec.experiment, key)
+        if cached is not None:
+            return dict(cached.metrics)
         from mtl_core.metrics_delta import single_task_baselines
 
         logger.info("training the single-task baselines of %r (key %s)", spec.experiment, key)
         baselines = single_task_baselines(spec.experiment, baseline_config(spec, device), data_dir)
         with database.session() as session:
             BaselineRepository(session).put(spec.experiment, key, baselines)
-    context.study.set_user_attr(BASELINES_ATTR, baselines)
-    return baselines
+        return baselines
+
+    return study_baselines(spec, context.study, cached_or_trained)
 
 
 def planned_epochs(context: StudyContext, config_epochs: int | None) -> int:
