@@ -139,7 +139,7 @@ def worker_env(db_url: str, data_dir: Path, timings: Path) -> dict[str, str]:
 
 
 def run_service(
-    db_url: str, spec: dict[str, Any], k: int, data_dir: Path, tmp: Path
+    db_url: str, spec: dict[str, Any], k: int, data_dir: Path, tmp: Path, device: str
 ) -> tuple[float, int, dict[str, Any]]:
     """Submit `spec`, let one worker train it; return wall seconds, trials complete, timings."""
     timings_path = tmp / "timings.json"
@@ -149,6 +149,7 @@ def run_service(
             [
                 *(sys.executable, str(TIMED_WORKER), "worker", "--db", db_url),
                 *("--batch", str(k), "--idle-exit", "3", "--data-dir", str(data_dir)),
+                *("--device", device),
             ],
             cwd=tmp,
             env=worker_env(db_url, data_dir, timings_path),
@@ -203,7 +204,13 @@ def idle_spans(
 
 
 def run_trainer(
-    experiment: str, trials: int, k: int, epochs: int, max_train: int | None, data_dir: Path
+    experiment: str,
+    trials: int,
+    k: int,
+    epochs: int,
+    max_train: int | None,
+    data_dir: Path,
+    device: str = "cpu",
 ) -> tuple[float, float]:
     """Seconds to load the data, and to train `trials` fixed-weight trials K at a time with
     `train_batch`."""
@@ -211,7 +218,7 @@ def run_trainer(
     rng = random.Random(0)
     lo, hi = math.log(WEIGHT_RANGE[0]), math.log(WEIGHT_RANGE[1])
     started = time.perf_counter()
-    data = prepare_data(exp, data_dir, torch.device("cpu"), max_train)
+    data = prepare_data(exp, data_dir, torch.device(device), max_train)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
     for first in range(0, trials, k):
@@ -225,10 +232,13 @@ def run_trainer(
                 seed=n,
                 epochs=epochs,
                 max_train_samples=max_train,
+                device=device,
             )
             for n in range(first, min(first + k, trials))
         ]
         train_batch(configs, data=data)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return load_s, time.perf_counter() - started
 
 
@@ -266,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-train-samples", type=int, default=512, help="0: all")
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--note", default="", help="a line of context added under the table")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
@@ -293,7 +304,13 @@ def main(argv: list[str] | None = None) -> None:
                 # changes between runs, and each ratio compares neighbours.
                 logger.info("%s, %d trials: trainer alone (K=%d)", experiment, trials, args.batch)
                 load_s, trainer_wall = run_trainer(
-                    experiment, trials, args.batch, args.epochs, args.max_train_samples, data_dir
+                    experiment,
+                    trials,
+                    args.batch,
+                    args.epochs,
+                    args.max_train_samples,
+                    data_dir,
+                    args.device,
                 )
                 loads.setdefault(experiment, load_s)
                 logger.info("  trainer: %.1f s (data loaded in %.1f s)", trainer_wall, load_s)
@@ -301,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                 spec = spec_for(experiment, trials, args.epochs, args.max_train_samples)
                 with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
                     wall, complete, timings = run_service(
-                        url, spec, args.batch, data_dir, Path(tmp)
+                        url, spec, args.batch, data_dir, Path(tmp), args.device
                     )
                 row = Row(
                     experiment,
@@ -331,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
                     row.service_per_hour / row.trainer_per_hour,
                 )
     body = (
-        f"One worker (`--batch {args.batch}`, CPU) and the API server on one machine; "
+        f"One worker (`--batch {args.batch}`, device `{args.device}`) and the API server on "
+        "one machine; "
         f"{args.epochs} epoch(s), {args.max_train_samples or 'all'} training samples per trial, "
         "TPE sampler, fixed weights searched, no pruner, `weighted_mean` objective. Service: "
         "submit over REST → study `completed`. Trainer: `train_batch` in one process, same "
