@@ -35,8 +35,8 @@ from mtlsearch.search.spec import (
     WeightChoices,
     WeightRange,
     describe_validation_error,
-    validate_against_experiment,
 )
+from mtlsearch.search.spec_checks import validate_against_experiment
 
 __all__ = [
     "SPEC_ATTR",

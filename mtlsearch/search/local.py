@@ -33,7 +33,8 @@ from mtlsearch.search.space import (
     normalised_weights,
     suggest_trial_config,
 )
-from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec, validate_against_experiment
+from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec
+from mtlsearch.search.spec_checks import validate_against_experiment
 
 if TYPE_CHECKING:
     from mtl_core.experiments._base import Experiment

@@ -3,7 +3,7 @@
 `StudySpec` is the contract of ``POST /api/v1/studies``, of ``mtlsearch run --spec FILE`` and of
 what workers read back from the database. `StudySpec` validates everything that needs no
 experiment (a bad range, an unknown sampler, a grid that is too large); the error text names
-the field path, so FastAPI answers 422 with it. `validate_against_experiment` checks the rest
+the field path, so FastAPI answers 422 with it. `mtlsearch.search.spec_checks` checks the rest
 (task, strategy, schedule and architecture names and parameters) and raises `SpecError`.
 
 The weights follow DESIGN.md's T-1 log-ratio form: one reference task has weight 1, every other
@@ -13,38 +13,43 @@ so only ratios matter).
 
 from __future__ import annotations
 
-import math
 import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     model_validator,
 )
 
 from mtlsearch.search.spec_bounds import (
     MAX_BATCH_SIZE,
-    MAX_CHOICES,
     MAX_EPOCHS,
+    MAX_GRID_POINTS,
     MAX_N_TRIALS,
     MAX_SEED,
     MAX_TIME_BUDGET_S,
     MAX_TRAIN_SAMPLES,
     FiniteFloat,
-    FiniteJson,
-    Number,
-    Scalar,
     bounded_int,
+)
+from mtlsearch.search.spec_values import (
+    ComponentChoice,
+    NumberSpec,
+    ParamChoices,
+    ParamRange,
+    ParamSpec,
+    StrategyChoice,
+    WeightChoices,
+    WeightRange,
+    WeightSpec,
+    _Model,
 )
 
 if TYPE_CHECKING:
-    from mtl_core.experiments._base import Experiment
+    pass
 
 SamplerName = Literal["tpe", "gp", "random", "grid", "nsga2"]
 PrunerName = Literal["median", "hyperband", "none"]
@@ -54,8 +59,6 @@ OptimizerName = Literal["adam", "adamw", "sgd"]
 #: Samplers that handle several objectives (a Pareto front). In Optuna 5 every sampler offered
 #: here does: TPE (MOTPE), NSGA-II, random, grid, and GPSampler (log-EHVI).
 MULTI_OBJECTIVE_SAMPLERS: frozenset[str] = frozenset({"tpe", "gp", "random", "grid", "nsga2"})
-#: The largest grid the grid sampler may enumerate.
-MAX_GRID_POINTS = 10_000
 #: The weight range of tasks the spec does not mention.
 DEFAULT_WEIGHT_RANGE = (0.1, 10.0)
 #: Strategies whose loss weights are the searched static weights; dynamic strategies (all
@@ -75,150 +78,6 @@ class SpecError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WeightRange(_Model):
-    """A task's weight relative to the reference task, searched on a log scale in [lo, hi].
-
-    ``lo == hi`` fixes the weight. The study suggests ``w_<task>`` log-uniformly, which is the
-    same as u = ln w uniform in [ln lo, ln hi].
-    """
-
-    lo: FiniteFloat = Field(gt=0, description="Smallest weight (> 0).")
-    hi: FiniteFloat = Field(gt=0, description="Largest weight (>= lo).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> WeightRange:
-        if self.hi < self.lo:
-            raise ValueError(f"hi must be >= lo, got lo={self.lo}, hi={self.hi}")
-        return self
-
-
-class WeightChoices(_Model):
-    """A task's weight picked among explicit values (relative to the reference task)."""
-
-    choices: list[Annotated[FiniteFloat, Field(ge=0)]] = Field(
-        min_length=1,
-        max_length=MAX_CHOICES,
-        description=f"The weights to choose among (each >= 0; at most {MAX_CHOICES}).",
-    )
-
-
-def _weight_kind(value: Any) -> str:
-    if isinstance(value, WeightRange):
-        return "range"
-    if isinstance(value, WeightChoices):
-        return "choices"
-    if isinstance(value, dict):
-        return "choices" if "choices" in value else "range"
-    return "fixed"
-
-
-WeightSpec = Annotated[
-    Annotated[WeightRange, Tag("range")]
-    | Annotated[WeightChoices, Tag("choices")]
-    | Annotated[FiniteFloat, Field(ge=0), Tag("fixed")],
-    Discriminator(_weight_kind),
-]
-
-
-class ParamRange(_Model):
-    """A numeric hyper-parameter searched in [low, high].
-
-    Integer parameters (by their config's type) are suggested as integers. The grid sampler
-    needs a ``step`` (or use ``choices``).
-    """
-
-    low: Number = Field(description="Lower bound (inclusive).")
-    high: Number = Field(description="Upper bound (inclusive, >= low).")
-    log: bool = Field(default=False, description="Search on a log scale (needs low > 0, no step).")
-    step: Number | None = Field(default=None, gt=0, description="Discretisation step (optional).")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ParamRange:
-        if self.high < self.low:
-            raise ValueError(f"high must be >= low, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log-scale range needs low > 0, got low={self.low}")
-        if self.log and self.step is not None:
-            raise ValueError("log and step cannot be combined")
-        return self
-
-    def grid_values(self, integer: bool) -> list[int | float] | None:
-        """The discrete values of the range, or None where it is continuous."""
-        step = self.step if self.step is not None else (1 if integer else None)
-        if step is None:
-            return None
-        # (high - low) / step overflows to inf for a tiny step: compare before flooring.
-        ratio = (self.high - self.low) / step
-        if not math.isfinite(ratio) or ratio > MAX_GRID_POINTS:
-            return [self.low] * (MAX_GRID_POINTS + 1)  # only its size matters: too large
-        count = math.floor(ratio + 1e-9) + 1
-        values = [self.low + k * step for k in range(count)]
-        if integer or all(isinstance(x, int) for x in (self.low, step)):
-            return [round(v) for v in values]
-        return [round(v, 12) for v in values]
-
-
-class ParamChoices(_Model):
-    """A hyper-parameter picked among explicit values."""
-
-    choices: list[Scalar] = Field(
-        min_length=1,
-        max_length=MAX_CHOICES,
-        description=f"The values to choose among (at most {MAX_CHOICES}).",
-    )
-
-
-def _param_kind(value: Any) -> str:
-    if isinstance(value, ParamRange):
-        return "range"
-    if isinstance(value, ParamChoices):
-        return "choices"
-    if isinstance(value, dict):
-        if "low" in value or "high" in value:
-            return "range"
-        if set(value) == {"choices"}:
-            return "choices"
-    return "fixed"
-
-
-ParamSpec = Annotated[
-    Annotated[ParamRange, Tag("range")]
-    | Annotated[ParamChoices, Tag("choices")]
-    | Annotated[FiniteJson, Tag("fixed")],
-    Discriminator(_param_kind),
-]
-
-NumberSpec = Annotated[
-    Annotated[ParamRange, Tag("range")]
-    | Annotated[ParamChoices, Tag("choices")]
-    | Annotated[Number, Tag("fixed")],
-    Discriminator(_param_kind),
-]
-
-
-class ComponentChoice(_Model):
-    """One strategy (schedule, architecture) the study may pick, with its parameters.
-
-    Each parameter is a fixed value, a `ParamRange` or `ParamChoices`; the searched ones are
-    suggested only in trials that pick this component (Optuna name ``<name>.<param>`` for
-    strategies, ``schedule.<name>.<param>`` and ``architecture.<name>.<param>`` otherwise).
-    Parameters not given take the component config's defaults.
-    """
-
-    name: str = Field(min_length=1, description="A registered name, e.g. 'fixed' or 'dwa'.")
-    params: dict[str, ParamSpec] = Field(
-        default_factory=dict,
-        description="Parameter → fixed value, {low, high, log, step} or {choices: [...]}.",
-    )
-
-
-StrategyChoice = ComponentChoice
 
 
 def _default_strategies() -> list[ComponentChoice]:
@@ -493,144 +352,6 @@ def reference_task(spec: StudySpec, task_names: Sequence[str]) -> str:
     return spec.search_space.reference_task or task_names[0]
 
 
-def validate_against_experiment(
-    spec: StudySpec, experiment: Experiment | None = None
-) -> Experiment:
-    """Check ``spec`` against its experiment and the registries; return the experiment.
-
-    Checks: the experiment exists (when not given), weights / coefficients / baselines name
-    known tasks, the reference task exists and has weight 1, strategy / schedule /
-    architecture names exist, their parameters exist in each config class, and the fixed
-    values and range ends build a valid config; the grid (for the grid sampler) is discrete
-    and small enough over all the experiment's tasks.
-
-    Raises:
-        SpecError: naming the field, the bad value and the valid choices.
-    """
-    from mtl_core.registry import UnknownNameError
-
-    if experiment is None:
-        from mtl_core.experiments import get_experiment
-
-        try:
-            experiment = get_experiment(spec.experiment)
-        except UnknownNameError as exc:
-            raise SpecError("experiment", str(exc)) from None
-    elif experiment.name != spec.experiment:
-        raise SpecError(
-            "experiment",
-            f"spec names {spec.experiment!r} but was checked against {experiment.name!r}",
-        )
-    tasks = list(experiment.task_names)
-    valid_tasks = ", ".join(tasks)
-    space = spec.search_space
-
-    def check_task(field: str, task: str) -> None:
-        if task not in tasks:
-            raise SpecError(
-                field, f"unknown task {task!r}; tasks of {experiment.name!r}: {valid_tasks}"
-            )
-
-    for task in space.weights:
-        check_task(f"search_space.weights.{task}", task)
-    if space.reference_task is not None:
-        check_task("search_space.reference_task", space.reference_task)
-    ref = reference_task(spec, tasks)
-    if ref in space.weights and not is_weight_one(space.weights[ref]):
-        raise SpecError(
-            f"search_space.weights.{ref}",
-            f"{ref!r} is the reference task (weight 1 by definition; the first task unless "
-            "reference_task says otherwise); remove its weight or set reference_task",
-        )
-    objective = spec.objective
-    for field, mapping in (
-        ("objective.coefficients", objective.coefficients),
-        ("objective.baselines", objective.baselines),
-    ):
-        if mapping is None:
-            continue
-        for task in mapping:
-            check_task(f"{field}.{task}", task)
-        missing = [t for t in tasks if t not in mapping]
-        if missing:
-            raise SpecError(field, f"must name every task; missing: {', '.join(missing)}")
-
-    _check_components(spec)
-    if spec.sampler == "grid":
-        from mtlsearch.search.space import grid_search_space
-
-        grid_search_space(spec, tasks)
-    return experiment
-
-
-def _check_components(spec: StudySpec) -> None:
-    from mtl_core.architectures import ARCHITECTURES
-    from mtl_core.components import parse_config
-    from mtl_core.errors import ConfigError
-    from mtl_core.schedules import SCHEDULES
-    from mtl_core.weighting import STRATEGIES
-
-    space = spec.search_space
-    groups: list[tuple[str, str, list[ComponentChoice] | None, Any]] = [
-        ("strategies", "strategy", space.strategies, STRATEGIES),
-        ("schedules", "schedule", space.schedules, SCHEDULES),
-        ("architectures", "architecture", space.architectures, ARCHITECTURES),
-    ]
-    for field, kind, choices, registry in groups:
-        for i, choice in enumerate(choices or []):
-            path = f"search_space.{field}.{i}"
-            if choice.name not in registry:
-                raise SpecError(
-                    f"{path}.name",
-                    f"unknown {kind} {choice.name!r}; valid choices: {', '.join(registry.names())}",
-                )
-            config_cls = registry.get(choice.name).config_cls
-            known = list(config_cls.model_fields)
-            for param, value in choice.params.items():
-                if param not in known:
-                    raise SpecError(
-                        f"{path}.params.{param}",
-                        f"{kind} {choice.name!r} has no parameter {param!r}; valid parameters: "
-                        f"{', '.join(known) or 'none'}",
-                    )
-                annotation = config_cls.model_fields[param].annotation
-                if isinstance(value, ParamRange) and typing.get_origin(annotation) is Literal:
-                    allowed = ", ".join(repr(a) for a in typing.get_args(annotation))
-                    raise SpecError(
-                        f"{path}.params.{param}",
-                        f"{kind} {choice.name!r}: {param!r} is one of {allowed}; give choices",
-                    )
-                if (
-                    isinstance(value, ParamRange)
-                    and is_integer_field(config_cls, param)
-                    and not all(
-                        isinstance(x, int) for x in (value.low, value.high, value.step or 1)
-                    )
-                ):
-                    raise SpecError(
-                        f"{path}.params.{param}",
-                        f"{kind} {choice.name!r}: {param!r} is an integer; give integer "
-                        f"low, high and step, got {value.model_dump()}",
-                    )
-            # Build the config with each candidate value of each parameter (the others at a
-            # representative value), so a bound outside the config's constraints fails now.
-            base = {p: _candidates(v)[0] for p, v in choice.params.items()}
-            for param, value in choice.params.items():
-                for candidate in _candidates(value):
-                    try:
-                        parse_config(kind, choice.name, config_cls, {**base, param: candidate})
-                    except ConfigError as exc:
-                        raise SpecError(f"{path}.params.{param}", str(exc)) from None
-
-
-def _candidates(value: Any) -> list[Any]:
-    if isinstance(value, ParamRange):
-        return [value.low, value.high]
-    if isinstance(value, ParamChoices):
-        return list(value.choices)
-    return [value]
-
-
 def is_integer_field(config_cls: type[BaseModel], param: str) -> bool:
     """Whether a config field holds an integer (so a range over it is suggested as integers)."""
     import types
@@ -645,3 +366,28 @@ def is_integer_field(config_cls: type[BaseModel], param: str) -> bool:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return int in args and float not in args
     return False
+
+
+__all__ = [
+    "DEFAULT_WEIGHT_RANGE",
+    "MAX_GRID_POINTS",
+    "MULTI_OBJECTIVE_SAMPLERS",
+    "STATIC_STRATEGIES",
+    "ComponentChoice",
+    "NumberSpec",
+    "Objective",
+    "ParamChoices",
+    "ParamRange",
+    "ParamSpec",
+    "SearchSpace",
+    "SpecError",
+    "StrategyChoice",
+    "StudySpec",
+    "WeightChoices",
+    "WeightRange",
+    "WeightSpec",
+    "describe_validation_error",
+    "is_integer_field",
+    "is_weight_one",
+    "reference_task",
+]

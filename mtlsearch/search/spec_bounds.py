@@ -29,6 +29,8 @@ MAX_BATCH_SIZE = 65_536
 MAX_TRAIN_SAMPLES = 2**31 - 1
 #: The most values of one ``{choices: [...]}``: Optuna stores them with every trial.
 MAX_CHOICES = 1_000
+#: The largest grid the grid sampler may enumerate.
+MAX_GRID_POINTS = 10_000
 #: The longest string a choice or a fixed parameter may hold.
 MAX_STRING_LENGTH = 1_000
 #: The deepest nesting and the most items of a fixed (JSON) parameter value.

@@ -1,9 +1,11 @@
-"""The asker thread: maintenance, then pick a study, reserve a slot, ask, suggest; repeat.
+"""The asker thread: maintenance, then pick a study and ask as many of its trials as the queue
+has room for (`mtlsearch.worker.asking.ask_batch`: slots, asks, configs, rows); repeat.
 
 Its jobs go into the runner's bounded `~mtlsearch.worker.jobs.JobQueue` (capacity: the K of
 the current run), so the worker stays one batch ahead of training and the training thread
-never asks. It asks only when the queue has room, so it holds no asked job of its own. Each
-asked trial is announced to the teller (`Teller.asked`) before it is queued.
+never asks. It asks only for the room the queue has, so its puts never wait long. Each asked
+trial is announced to the teller (`Teller.asked`) before it is queued. Concurrent studies take
+turns batch by batch (trial by trial at K = 1).
 A queued trial holds its budget slot (its running ``mtl_trials`` row) while it waits.
 
 Owned by this thread: the loaded studies (`StudyContext`, except the fields the teller owns),
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import threading
 import time
@@ -29,8 +30,7 @@ from typing import TYPE_CHECKING
 from optuna.trial import TrialState
 
 from mtl_core.errors import DataError
-from mtlsearch.search.repeats import distinct_seed
-from mtlsearch.search.space import normalised_weights, suggest_trial_config
+from mtlsearch.worker.asking import StudyGone, ask_batch
 from mtlsearch.worker.decisions import (
     STOPPED_REASON,
     Outcome,
@@ -38,7 +38,7 @@ from mtlsearch.worker.decisions import (
     next_idle_sleep,
 )
 from mtlsearch.worker.jobs import Job
-from mtlsearch.worker.stale import RETRY_OF_ATTR, fail_lost_trials, repair_optuna
+from mtlsearch.worker.stale import fail_lost_trials, repair_optuna
 from mtlsearch.worker.studies import (
     StudyContext,
     load_or_train_baselines,
@@ -50,10 +50,8 @@ from storage import (
     StudyInfo,
     StudyRepository,
     StudyStatus,
-    TrialRepository,
     WorkerStatus,
 )
-from storage.repositories.trials import TrialStateError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -138,11 +136,12 @@ class Asker:
             self.maintain()
             if not self.jobs.wait_for_room(timeout=ROOM_WAIT_S):
                 continue  # a batch ahead already: ask no more until the runner takes one
-            job = self.next_job_any()
-            if job is not None:
+            jobs = self.next_jobs(self.jobs.room())
+            if jobs:
                 self.starved.clear()
                 sleep, idle_since = low, None
-                self._put(job)
+                for job in jobs:
+                    self._put(job)
                 continue
             self.starved.set()
             # Trials in flight may still fail and give their slot back: not idle until told.
@@ -236,8 +235,8 @@ class Asker:
         context.reserved_hint = info.trials_reserved
         return context
 
-    def next_job_any(self) -> Job | None:
-        """A job from the least recently served study that has one; None when there is none.
+    def next_jobs(self, n: int = 1) -> list[Job]:
+        """Up to ``n`` jobs of the least recently served study that has any; [] when none.
 
         Studies this worker cannot serve (unknown experiment, Optuna study not there yet) or
         whose time is up are passed over; each running study is looked at once at most.
@@ -247,20 +246,20 @@ class Asker:
             with self.database.session() as session:
                 info = StudyRepository(session).pick_for_worker()
             if info is None or info.id in seen:
-                return None
+                return []
             seen.add(info.id)
             context = self.context(info)
             if context is None:
                 continue
             try:
                 if context.time_left():
-                    job = self._ask(context)
-                    if job is not None:
-                        return job
+                    jobs = self._ask(context, n)
+                    if jobs:
+                        return jobs
                 self.teller.check_completion(context)
-            except KeyError:  # the Optuna study is gone (see `_drop_study`)
+            except StudyGone:
                 self._drop_study(context)
-        return None
+        return []
 
     def _drop_study(self, context: StudyContext) -> None:
         """Forget a study whose Optuna study was deleted or renamed underneath this worker."""
@@ -268,84 +267,35 @@ class Asker:
         self._contexts.pop(context.id, None)
         self.teller.study_gone(context.id)
 
-    def _give_back(self, row_id: int, reason: str) -> None:
-        """Fail a reserved row that never became a trial (its slot goes back)."""
-        with self.database.session() as session:
-            TrialRepository(session).finish(row_id, state="fail", reason=reason)
-
-    def _record_start(self, job: Job) -> bool:
-        """Record the asked trial in its row; False if the row was failed as lost meanwhile
-        (this worker looked dead to a peer), in which case the trial is failed too."""
-        trial, config = job.trial, job.config
-        retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
-        names = job.study.experiment.task_names
-        try:
-            with self.database.session() as session:
-                TrialRepository(session).start(
-                    job.row_id,
-                    number=trial.number,
-                    optuna_trial_id=trial._trial_id,
-                    params=dict(trial.params),
-                    config=config.model_dump(mode="json") if config is not None else None,
-                    weights_normalised=(
-                        normalised_weights(config.weights, names) if config is not None else None
-                    ),
-                    retry_of=retry_of if isinstance(retry_of, int) else None,
-                )
-        except TrialStateError as exc:
-            logger.warning("trial %d of study %s: %s", trial.number, job.study.id, exc)
-            job.study.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            return False
-        return True
-
-    def _ask(self, study: StudyContext) -> Job | None:
-        """Reserve one slot of ``study`` and ask a trial (re-queued ones come first)."""
-        while not self.stop.is_set() and study.time_left():
-            if exit_reason(self.trials_started, self.options.max_trials, None, None):
-                return None
-            with self.database.session() as session:
-                row_id = TrialRepository(session).reserve(study.id, self.worker_id())
-            if row_id is None:
-                return None
-            study.reserved_hint += 1
-            try:
-                trial = study.study.ask()
-            except KeyError:
-                # Its Optuna study was deleted (or renamed) underneath us: not our failure.
-                self._give_back(row_id, "its Optuna study is gone")
-                self._drop_study(study)
-                return None
-            except Exception as exc:
-                self._give_back(row_id, f"ask failed: {exc}")
-                raise
-            if self.test_hook == "exit-after-ask":
-                os._exit(3)  # chaos test: die between ask() and recording the trial
-            self.trials_started += 1
-            try:
-                config = suggest_trial_config(
-                    trial, study.spec, study.experiment, self.options.device
-                )
-                with self.database.session() as session:
-                    original = TrialRepository(session).first_with_params(
-                        study.id, trial.params, before=trial.number
-                    )
-                config = distinct_seed(trial, config, original)
-            except Exception as exc:
-                config = None
-                failure: Exception | None = exc
-            else:
-                failure = None
+    def _ask(self, study: StudyContext, n: int) -> list[Job]:
+        """Ask up to ``n`` trials of ``study`` (`mtlsearch.worker.asking.ask_batch`; queued
+        retries come first); a trial whose config cannot be built is told FAIL at once."""
+        if self.options.max_trials is not None:
+            n = min(n, self.options.max_trials - self.trials_started)
+        if n < 1:
+            return []
+        asked = ask_batch(
+            self.database,
+            study,
+            n,
+            worker_id=self.worker_id(),
+            device=self.options.device,
+            go_on=lambda: not self.stop.is_set() and study.time_left(),
+            test_hook=self.test_hook,
+        )
+        self.trials_started += len(asked)
+        jobs: list[Job] = []
+        for item in asked:
+            config = item.config
             epochs = planned_epochs(study, config.epochs) if config is not None else 0
-            job = Job(study, trial, config, epochs, row_id)  # type: ignore[arg-type]
-            if not self._record_start(job):
-                continue
+            job = Job(study, item.trial, config, epochs, item.row_id)  # type: ignore[arg-type]
             self.teller.asked(job)
-            if failure is not None:
+            if item.failure is not None:
                 outcome = Outcome(
-                    TrialState.FAIL, reason=f"bad config: {failure}", counts_as_failure=True
+                    TrialState.FAIL, reason=f"bad config: {item.failure}", counts_as_failure=True
                 )
                 self.teller.finished(job, forced=outcome)
                 continue
-            logger.debug("trial %d of study %s: %s", trial.number, study.id, config)
-            return job
-        return None
+            logger.debug("trial %d of study %s: %s", item.trial.number, study.id, config)
+            jobs.append(job)
+        return jobs

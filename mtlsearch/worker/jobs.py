@@ -52,6 +52,11 @@ class JobQueue(queue.Queue[Job | None]):
             self.maxsize = maxsize
             self.not_full.notify_all()
 
+    def room(self) -> int:
+        """How many jobs a put would take now without blocking (at least 1)."""
+        with self.mutex:
+            return max(1, self.maxsize - self._qsize()) if self.maxsize > 0 else 1
+
     def wait_for_room(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s until a put would not block; True if it would not."""
         with self.not_full:

@@ -8,9 +8,11 @@ with the rest of mtlsearch; see docs/walkthrough.md for running many of them.
                                     ◀──verdicts──
 
 * The **asker** (`~mtlsearch.worker.asker.Asker`) does the maintenance (lost trials of dead
-  workers, time budgets), picks a study, reserves a budget slot (an ``mtl_trials`` row), asks
-  Optuna, suggests the config, records the trial in its row, and puts the `Job` into the
-  bounded queue, staying one batch ahead of training.
+  workers, time budgets), picks a study, and for as many trials as the queue has room for
+  reserves budget slots (``mtl_trials`` rows), asks Optuna (which reads the study once per
+  batch: `storage.optuna_snapshot.SnapshotStorage`), suggests the configs and records the
+  trials in their rows, a few transactions per batch (`mtlsearch.worker.asking`); it puts the
+  `Job` s into the bounded queue, staying one batch ahead of training.
 * The **training thread** (the caller of `Worker.run`; `~mtlsearch.worker.runner.SlotRunner`)
   trains every job in a `mtl_core.batched.BatchedRun` of K slots (K = 1 included), refilling
   free slots from the queue without waiting, and hands each epoch's reports and each ended job
@@ -27,8 +29,8 @@ with the rest of mtlsearch; see docs/walkthrough.md for running many of them.
 Each piece of shared state has one owner thread (named in each module's docstring); the
 threads talk through the queue, the teller's inbox and its verdicts.
 
-Budget: the rules are storage's (`storage.TrialRepository`, conditional SQL). ``reserve``
-takes one of the study's ``n_trials`` slots with its row before each ``ask``; a trial that ends
+Budget: the rules are storage's (`storage.TrialRepository`, conditional SQL). ``reserve_many``
+takes slots of the study's ``n_trials`` with their rows before the ``ask`` s; a trial that ends
 FAIL (its own failure, a cancel, a worker stop, or a dead worker's trial failed by
 `~mtlsearch.worker.stale.fail_lost_trials`) gives its slot back in the transaction that fails
 its row, so the study ends with exactly ``n_trials`` COMPLETE + PRUNED trials.
@@ -36,8 +38,9 @@ its row, so the study ends with exactly ``n_trials`` COMPLETE + PRUNED trials.
 budget is met and no row of any worker is reserved or running. The sampler asks up to a batch
 ahead of the tells (TPE, with constant liar, sees that many finished trials fewer).
 
-Fairness: every ask starts with ``StudyRepository.pick_for_worker``, the running study with
-budget left served least recently, so concurrent studies take turns trial by trial.
+Fairness: every batch of asks starts with ``StudyRepository.pick_for_worker``, the running
+study with budget left served least recently, so concurrent studies take turns batch by batch
+(trial by trial at K = 1).
 
 Stopping (`Worker.request_stop`, SIGTERM/SIGINT in the CLI): the current epoch finishes; a
 trial that still has epochs to go is told FAIL ``worker stopped`` and its slot is released, a
@@ -294,9 +297,9 @@ class Worker:
         """One maintenance pass of the asker (see `Asker.maintain`)."""
         self.asker.maintain(force)
 
-    def next_job_any(self) -> Job | None:
-        """Ask one job now, as the asker does (see `Asker.next_job_any`)."""
-        return self.asker.next_job_any()
+    def next_jobs(self, n: int = 1) -> list[Job]:
+        """Ask up to ``n`` jobs now, as the asker does (see `Asker.next_jobs`)."""
+        return self.asker.next_jobs(n)
 
     def context(self, info: StudyInfo) -> StudyContext | None:
         """The asker's loaded study of ``info`` (see `Asker.context`)."""

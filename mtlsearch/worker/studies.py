@@ -89,7 +89,7 @@ def load_study_context(
         ``(context, None)``, or ``(None, reason)`` when this worker cannot serve the study:
         its Optuna study does not exist (yet), or its experiment is not registered here.
     """
-    from mtlsearch.search.spec import validate_against_experiment
+    from mtlsearch.search.spec_checks import validate_against_experiment
 
     try:
         spec = StudySpec.model_validate(info.spec)

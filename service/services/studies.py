@@ -22,7 +22,8 @@ from mtl_core.registry import UnknownNameError
 from mtlsearch.search.best import best_record_from_rows
 from mtlsearch.search.objective import directions
 from mtlsearch.search.optuna_factory import create_optuna_study
-from mtlsearch.search.spec import StudySpec, validate_against_experiment
+from mtlsearch.search.spec import StudySpec
+from mtlsearch.search.spec_checks import validate_against_experiment
 from service.errors import ConflictError
 from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
 from service.schemas.trials import TrialsPublic

@@ -98,18 +98,30 @@ class TrialRepository(TrialReads):
         Returns:
             The new row's id; None when the budget is spent, the study is not running or gone.
         """
-        if not take_slot(self._session, study_id):
-            return None
-        record = TrialRecord(
-            study_id=study_id,
-            state=TrialState.RESERVED.value,
-            worker_id=worker_id,
-            retried=False,
-            reserved_at=utcnow(),
-        )
-        self._session.add(record)
+        ids = self.reserve_many(study_id, worker_id, 1)
+        return ids[0] if ids else None
+
+    def reserve_many(self, study_id: str, worker_id: str | None, n: int) -> list[int]:
+        """`reserve` up to ``n`` slots in the caller's one transaction (as many as the budget
+        has left); the new rows' ids, in order (empty when none is left)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n=}")
+        taken = 0
+        while taken < n and take_slot(self._session, study_id):
+            taken += 1
+        records = [
+            TrialRecord(
+                study_id=study_id,
+                state=TrialState.RESERVED.value,
+                worker_id=worker_id,
+                retried=False,
+                reserved_at=utcnow(),
+            )
+            for _ in range(taken)
+        ]
+        self._session.add_all(records)
         self._session.flush()
-        return record.id
+        return [record.id for record in records]
 
     def start(
         self,

@@ -15,7 +15,8 @@ from _quality_studies import PARAM_RANGES, StudyKind, study_spec
 from _quality_train import Sizes, grid_weights, strategy_labelled
 
 from mtl_core.weighting import list_strategies
-from mtlsearch.search.spec import StudySpec, validate_against_experiment
+from mtlsearch.search.spec import StudySpec
+from mtlsearch.search.spec_checks import validate_against_experiment
 
 SIZES = Sizes(epochs=4, max_train_samples=1000, seeds=3, grid_points=21, weight_range=(1e-5, 10))
 

@@ -16,7 +16,8 @@ from mtlsearch.search.space import (
     suggest_trial_config,
     trial_config_from_params,
 )
-from mtlsearch.search.spec import SpecError, StudySpec, validate_against_experiment
+from mtlsearch.search.spec import SpecError, StudySpec
+from mtlsearch.search.spec_checks import validate_against_experiment
 
 SYNTHETIC = get_experiment("synthetic")  # tasks: regression (reference), classification
 

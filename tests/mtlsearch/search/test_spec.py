@@ -16,8 +16,8 @@ from mtlsearch.search.spec import (
     StudySpec,
     WeightRange,
     describe_validation_error,
-    validate_against_experiment,
 )
+from mtlsearch.search.spec_checks import validate_against_experiment
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "study-spec.md"
 

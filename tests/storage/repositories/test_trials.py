@@ -408,3 +408,16 @@ def test_rows_of_some_numbers_only(database: Database) -> None:
         assert [r.number for r in repo.rows(study_id, numbers=[3, 1, 7])] == [1, 3]
         assert repo.rows(study_id, numbers=[]) == []
         assert [r.number for r in repo.rows(study_id, ("running",), numbers={0})] == [0]
+
+
+def test_reserve_many_takes_what_the_budget_has_left(database: Database) -> None:
+    study_id = _create(database, n_trials=5)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        first = repo.reserve_many(study_id, "w", 3)
+        rest = repo.reserve_many(study_id, "w", 3)
+        assert len(first) == 3 and len(rest) == 2 and len(set(first + rest)) == 5
+        assert repo.reserve_many(study_id, "w", 1) == []
+        assert StudyRepository(session).get(study_id).trials_reserved == 5
+        with pytest.raises(ValueError, match="n must be >= 1, got n=0"):
+            repo.reserve_many(study_id, "w", 0)

@@ -1,0 +1,165 @@
+"""Checks of a study spec against its experiment and the registries (what `StudySpec` cannot
+check alone): task names, the reference task, strategy / schedule / architecture names and
+parameters, and the grid. Each failure is a `SpecError` naming the field, the bad value and the
+valid choices.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import TYPE_CHECKING, Any, Literal
+
+from mtlsearch.search.spec import (
+    ComponentChoice,
+    ParamChoices,
+    ParamRange,
+    SpecError,
+    StudySpec,
+    is_integer_field,
+    is_weight_one,
+    reference_task,
+)
+
+if TYPE_CHECKING:
+    from mtl_core.experiments._base import Experiment
+
+
+def validate_against_experiment(
+    spec: StudySpec, experiment: Experiment | None = None
+) -> Experiment:
+    """Check ``spec`` against its experiment and the registries; return the experiment.
+
+    Checks: the experiment exists (when not given), weights / coefficients / baselines name
+    known tasks, the reference task exists and has weight 1, strategy / schedule /
+    architecture names exist, their parameters exist in each config class, and the fixed
+    values and range ends build a valid config; the grid (for the grid sampler) is discrete
+    and small enough over all the experiment's tasks.
+
+    Raises:
+        SpecError: naming the field, the bad value and the valid choices.
+    """
+    from mtl_core.registry import UnknownNameError
+
+    if experiment is None:
+        from mtl_core.experiments import get_experiment
+
+        try:
+            experiment = get_experiment(spec.experiment)
+        except UnknownNameError as exc:
+            raise SpecError("experiment", str(exc)) from None
+    elif experiment.name != spec.experiment:
+        raise SpecError(
+            "experiment",
+            f"spec names {spec.experiment!r} but was checked against {experiment.name!r}",
+        )
+    tasks = list(experiment.task_names)
+    valid_tasks = ", ".join(tasks)
+    space = spec.search_space
+
+    def check_task(field: str, task: str) -> None:
+        if task not in tasks:
+            raise SpecError(
+                field, f"unknown task {task!r}; tasks of {experiment.name!r}: {valid_tasks}"
+            )
+
+    for task in space.weights:
+        check_task(f"search_space.weights.{task}", task)
+    if space.reference_task is not None:
+        check_task("search_space.reference_task", space.reference_task)
+    ref = reference_task(spec, tasks)
+    if ref in space.weights and not is_weight_one(space.weights[ref]):
+        raise SpecError(
+            f"search_space.weights.{ref}",
+            f"{ref!r} is the reference task (weight 1 by definition; the first task unless "
+            "reference_task says otherwise); remove its weight or set reference_task",
+        )
+    objective = spec.objective
+    for field, mapping in (
+        ("objective.coefficients", objective.coefficients),
+        ("objective.baselines", objective.baselines),
+    ):
+        if mapping is None:
+            continue
+        for task in mapping:
+            check_task(f"{field}.{task}", task)
+        missing = [t for t in tasks if t not in mapping]
+        if missing:
+            raise SpecError(field, f"must name every task; missing: {', '.join(missing)}")
+
+    _check_components(spec)
+    if spec.sampler == "grid":
+        from mtlsearch.search.space import grid_search_space
+
+        grid_search_space(spec, tasks)
+    return experiment
+
+
+def _check_components(spec: StudySpec) -> None:
+    from mtl_core.architectures import ARCHITECTURES
+    from mtl_core.components import parse_config
+    from mtl_core.errors import ConfigError
+    from mtl_core.schedules import SCHEDULES
+    from mtl_core.weighting import STRATEGIES
+
+    space = spec.search_space
+    groups: list[tuple[str, str, list[ComponentChoice] | None, Any]] = [
+        ("strategies", "strategy", space.strategies, STRATEGIES),
+        ("schedules", "schedule", space.schedules, SCHEDULES),
+        ("architectures", "architecture", space.architectures, ARCHITECTURES),
+    ]
+    for field, kind, choices, registry in groups:
+        for i, choice in enumerate(choices or []):
+            path = f"search_space.{field}.{i}"
+            if choice.name not in registry:
+                raise SpecError(
+                    f"{path}.name",
+                    f"unknown {kind} {choice.name!r}; valid choices: {', '.join(registry.names())}",
+                )
+            config_cls = registry.get(choice.name).config_cls
+            known = list(config_cls.model_fields)
+            for param, value in choice.params.items():
+                if param not in known:
+                    raise SpecError(
+                        f"{path}.params.{param}",
+                        f"{kind} {choice.name!r} has no parameter {param!r}; valid parameters: "
+                        f"{', '.join(known) or 'none'}",
+                    )
+                annotation = config_cls.model_fields[param].annotation
+                if isinstance(value, ParamRange) and typing.get_origin(annotation) is Literal:
+                    allowed = ", ".join(repr(a) for a in typing.get_args(annotation))
+                    raise SpecError(
+                        f"{path}.params.{param}",
+                        f"{kind} {choice.name!r}: {param!r} is one of {allowed}; give choices",
+                    )
+                if (
+                    isinstance(value, ParamRange)
+                    and is_integer_field(config_cls, param)
+                    and not all(
+                        isinstance(x, int) for x in (value.low, value.high, value.step or 1)
+                    )
+                ):
+                    raise SpecError(
+                        f"{path}.params.{param}",
+                        f"{kind} {choice.name!r}: {param!r} is an integer; give integer "
+                        f"low, high and step, got {value.model_dump()}",
+                    )
+            # Build the config with each candidate value of each parameter (the others at a
+            # representative value), so a bound outside the config's constraints fails now.
+            base = {p: _candidates(v)[0] for p, v in choice.params.items()}
+            for param, value in choice.params.items():
+                for candidate in _candidates(value):
+                    try:
+                        parse_config(kind, choice.name, config_cls, {**base, param: candidate})
+                    except ConfigError as exc:
+                        raise SpecError(f"{path}.params.{param}", str(exc)) from None
+
+
+def _candidates(value: Any) -> list[Any]:
+    if isinstance(value, ParamRange):
+        return [value.low, value.high]
+    if isinstance(value, ParamChoices):
+        return list(value.choices)
+    return [value]
+
+
+__all__ = ["validate_against_experiment"]
