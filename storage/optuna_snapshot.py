@@ -19,7 +19,6 @@ memory; ``get_trial`` of a trial this storage did not create or pop is read afre
 from __future__ import annotations
 
 import copy
-import itertools
 import threading
 import time
 from collections.abc import Container, Sequence
@@ -47,6 +46,9 @@ class _Snapshot:
         self.trials: dict[int, FrozenTrial] = {t.number: t for t in trials}
         self.numbers: dict[int, int] = {t._trial_id: t.number for t in trials}
         self.own: set[int] = set()  # numbers whose FrozenTrial is our copy
+        # The backend reads in number order and numbers only grow: kept unless an added trial
+        # has a number below one already held.
+        self.ordered = True
 
 
 class SnapshotStorage(BaseStorage):
@@ -123,7 +125,9 @@ class SnapshotStorage(BaseStorage):
             snapshot = self._snapshots.get(study_id)
             if snapshot is None:
                 return
-            snapshot.trials[trial.number] = trial  # newer than the snapshot: last in order
+            if snapshot.trials and trial.number < next(reversed(snapshot.trials)):
+                snapshot.ordered = False
+            snapshot.trials[trial.number] = trial
             snapshot.numbers[trial._trial_id] = trial.number
             snapshot.own.add(trial.number)
 
@@ -136,13 +140,13 @@ class SnapshotStorage(BaseStorage):
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
         with self._lock:
-            trials = list(self._current(study_id).trials.values())
+            snapshot = self._current(study_id)
+            trials = list(snapshot.trials.values())
+            ordered = snapshot.ordered
         if states is not None:
             trials = [t for t in trials if t.state in states]
-        # Numbers only grow and each snapshot is read in order: sorted unless the database
-        # handed out a number below one already seen, which the sort below keeps right.
-        if any(a.number > b.number for a, b in itertools.pairwise(trials)):
-            trials.sort(key=lambda t: t.number)
+        if not ordered:
+            trials.sort(key=lambda t: t.number)  # samplers expect trials in number order
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
