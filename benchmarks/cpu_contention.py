@@ -118,7 +118,7 @@ def reading(rows: list[Row]) -> str:
         f"How to read it: the trainer keeps {cores} threads busy, so a CPU second taken by "
         f"other work would cost it 1/{cores} = {1 / cores:.2f} s if the cores were shared "
         f"evenly; it lost {span.get('process', '-')} s per CPU second to work in another "
-        f"process and {span.get('thread', '-')} s to work in its own (the GIL too): its "
+        f"process and {span.get('thread', '-')} s to work in a thread of its own process: its "
         "threads split each operation evenly and wait at its end for the one that was "
         "preempted. The worker's asker and teller are such work, so on a CPU the service "
         "cannot beat the trainer slowed by their CPU time (docs/benchmarks.md, End to end); "
