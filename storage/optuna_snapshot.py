@@ -38,14 +38,14 @@ DEFAULT_MAX_AGE_S = 1.0
 
 
 class _Snapshot:
-    """One study's trials by number (in number order), and which of them are this storage's
-    own copies (safe to update in place)."""
+    """One study's trials by number (in number order), and which of them this storage wrote
+    since it read them (served by `SnapshotStorage.get_trial` without a read)."""
 
     def __init__(self, trials: list[FrozenTrial]) -> None:
         self.taken = time.monotonic()
         self.trials: dict[int, FrozenTrial] = {t.number: t for t in trials}
         self.numbers: dict[int, int] = {t._trial_id: t.number for t in trials}
-        self.own: set[int] = set()  # numbers whose FrozenTrial is our copy
+        self.own: set[int] = set()  # numbers whose trial this storage wrote since the read
         # The backend reads in number order and numbers only grow: kept unless an added trial
         # has a number below one already held.
         self.ordered = True
@@ -95,20 +95,20 @@ class SnapshotStorage(BaseStorage):
         return snapshot
 
     def _update(self, trial_id: int, change: Any) -> None:
-        """Apply ``change(trial)`` to this storage's copy of the trial, if its study is in a
-        snapshot (a copy is made on the first change: the snapshot's objects are Optuna's)."""
+        """Replace the snapshot's trial by a changed copy, if its study is in a snapshot.
+
+        Never in place: a trial handed out by `get_all_trials` may be in a sampler's hands on
+        another thread (and the snapshot's first objects are Optuna's own cache)."""
         with self._lock:
             study_id = self._study_of.get(trial_id)
             snapshot = self._snapshots.get(study_id) if study_id is not None else None
             number = snapshot.numbers.get(trial_id) if snapshot is not None else None
             if snapshot is None or number is None:
                 return  # the next snapshot reads it from the database
-            trial = snapshot.trials[number]
-            if number not in snapshot.own:
-                trial = copy.deepcopy(trial)
-                snapshot.trials[number] = trial
-                snapshot.own.add(number)
+            trial = copy.deepcopy(snapshot.trials[number])
             change(trial)
+            snapshot.trials[number] = trial
+            snapshot.own.add(number)
 
     def _replace(self, trial: FrozenTrial) -> None:
         """Put the database's copy of a trial into its study's snapshot."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from optuna.trial import TrialState
 
 from mtl_core.errors import DataError
-from mtlsearch.worker.asking import StudyGone, ask_batch
+from mtlsearch.worker.asking import Asked, StudyGone, ask_batch
 from mtlsearch.worker.decisions import (
     STOPPED_REASON,
     Outcome,
@@ -269,33 +269,43 @@ class Asker:
 
     def _ask(self, study: StudyContext, n: int) -> list[Job]:
         """Ask up to ``n`` trials of ``study`` (`mtlsearch.worker.asking.ask_batch`; queued
-        retries come first); a trial whose config cannot be built is told FAIL at once."""
-        if self.options.max_trials is not None:
-            n = min(n, self.options.max_trials - self.trials_started)
-        if n < 1:
-            return []
-        asked = ask_batch(
-            self.database,
-            study,
-            n,
-            worker_id=self.worker_id(),
-            device=self.options.device,
-            go_on=lambda: not self.stop.is_set() and study.time_left(),
-            test_hook=self.test_hook,
-        )
-        self.trials_started += len(asked)
-        jobs: list[Job] = []
-        for item in asked:
-            config = item.config
-            epochs = planned_epochs(study, config.epochs) if config is not None else 0
-            job = Job(study, item.trial, config, epochs, item.row_id)  # type: ignore[arg-type]
-            self.teller.asked(job)
-            if item.failure is not None:
-                outcome = Outcome(
-                    TrialState.FAIL, reason=f"bad config: {item.failure}", counts_as_failure=True
-                )
-                self.teller.finished(job, forced=outcome)
-                continue
-            logger.debug("trial %d of study %s: %s", item.trial.number, study.id, config)
-            jobs.append(job)
-        return jobs
+        retries come first). A trial whose config cannot be built is told FAIL at once (its
+        slot goes back); a batch of nothing else is followed by another, so a study of bad
+        configs reaches its failure streak instead of looking idle."""
+        while not self.stop.is_set():
+            if self.options.max_trials is not None:
+                n = min(n, self.options.max_trials - self.trials_started)
+            if n < 1:
+                return []
+            asked = ask_batch(
+                self.database,
+                study,
+                n,
+                worker_id=self.worker_id(),
+                device=self.options.device,
+                go_on=lambda: not self.stop.is_set() and study.time_left(),
+                test_hook=self.test_hook,
+            )
+            if not asked:
+                return []
+            self.trials_started += len(asked)
+            jobs = [job for item in asked if (job := self._job(study, item)) is not None]
+            if jobs:
+                return jobs
+        return []
+
+    def _job(self, study: StudyContext, item: Asked) -> Job | None:
+        """The job of an asked trial, announced to the teller; None (and told FAIL) when its
+        config could not be built."""
+        config = item.config
+        epochs = planned_epochs(study, config.epochs) if config is not None else 0
+        job = Job(study, item.trial, config, epochs, item.row_id)  # type: ignore[arg-type]
+        self.teller.asked(job)
+        if item.failure is not None:
+            reason = f"bad config: {item.failure}"
+            self.teller.finished(
+                job, forced=Outcome(TrialState.FAIL, reason=reason, counts_as_failure=True)
+            )
+            return None
+        logger.debug("trial %d of study %s: %s", item.trial.number, study.id, config)
+        return job

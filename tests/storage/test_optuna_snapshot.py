@@ -29,7 +29,7 @@ def trial_list_reads(engine: Engine) -> Iterator[list[str]]:
     params with one ``trial_params.trial_id IN (...)`` query; a write reads one trial by id)."""
     seen: list[str] = []
 
-    def before(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
         if "trial_params.trial_id IN" in statement:
             seen.append(statement)
 

@@ -81,13 +81,13 @@ def test_a_study_gone_mid_batch_leaves_no_row_reserved(database: Database) -> No
     asked = context.study.ask  # the first ask works, the second finds the study gone
 
     def ask_then_gone() -> optuna.Trial:
-        context.study.ask = fail  # type: ignore[method-assign]
+        context.study.ask = fail  # type: ignore[method-assign, assignment]
         return asked()
 
     def fail() -> optuna.Trial:
         raise KeyError("gone")
 
-    context.study.ask = ask_then_gone  # type: ignore[method-assign]
+    context.study.ask = ask_then_gone  # type: ignore[method-assign, assignment]
     with pytest.raises(StudyGone):
         ask_batch(database, context, 3, worker_id=me, device="cpu", go_on=lambda: True)
 

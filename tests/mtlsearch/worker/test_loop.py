@@ -84,8 +84,8 @@ def test_trials_complete_within_the_budget(database: Database) -> None:
         assert set(row.test_metrics or {}) == {"regression", "classification"}
         assert row.weights_normalised is not None
         assert sum(row.weights_normalised.values()) == pytest.approx(2.0)
-    row = study_row(database, info.id)
-    assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 3
+    study = study_row(database, info.id)
+    assert study.status is StudyStatus.COMPLETED and study.trials_reserved == 3
     with database.session() as session:
         best = ArtifactRepository(session).get(info.id, "best")
         (me,) = WorkerRepository(session).list(live_within_s=60)
@@ -116,6 +116,26 @@ def test_failing_trials_are_recorded_and_a_failing_study_is_given_up(
     # the worker went on with the other study
     assert [t.state for t in load(database, healthy).trials] == [TrialState.COMPLETE] * 2
     assert study_row(database, healthy.id).status is StudyStatus.COMPLETED
+
+
+def test_a_study_whose_configs_cannot_be_built_is_failed_not_left_idle(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: every suggested config is rejected, so each batch the asker asks holds
+    # nothing to train; it must ask again until the failure streak fails the study.
+    def reject(*args: object, **kwargs: object) -> object:
+        raise ValueError("lr out of range for this experiment")
+
+    monkeypatch.setattr("mtlsearch.worker.asking.suggest_trial_config", reject)
+    info = submit(database, synthetic_spec("unbuildable", n_trials=20))
+    make_worker(database, batch=4, max_consecutive_failures=3).run()
+
+    row = study_row(database, info.id)
+    assert row.status is StudyStatus.FAILED and row.trials_reserved == 0
+    assert row.message is not None and "lr out of range" in row.message
+    trials = load(database, info).trials
+    assert 3 <= len(trials) < 20
+    assert {t.state for t in trials} == {TrialState.FAIL}
 
 
 def test_studies_take_turns(database: Database) -> None:
