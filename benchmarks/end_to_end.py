@@ -268,14 +268,31 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", nargs="+", default=["adult", "multi_mnist"])
-    parser.add_argument("--databases", nargs="+", choices=list(DATABASES), default=list(DATABASES))
-    parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10000])
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        epilog="Writes its table to docs/benchmarks.md unless --no-write.",
+    )
+    parser.add_argument(
+        "--experiments", nargs="+", default=["adult", "multi_mnist"], help="experiment names"
+    )
+    parser.add_argument(
+        "--databases",
+        nargs="+",
+        choices=list(DATABASES),
+        default=list(DATABASES),
+        help="sqlite: a file; postgres: a fresh database on 127.0.0.1:5432, dropped after",
+    )
+    parser.add_argument(
+        "--trials", type=int, nargs="+", default=[1000, 10000], help="study sizes, each a run"
+    )
     parser.add_argument("--batch", type=int, default=16, help="K trials per pass")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--max-train-samples", type=int, default=512, help="0: all")
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per trial")
+    parser.add_argument(
+        "--max-train-samples", type=int, default=512, help="training samples per trial; 0: all"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path("../shared/data"), help="MNIST and Adult folders"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--note", default="", help="a line of context added under the table")
     parser.add_argument("--no-write", action="store_true", help="print only")
