@@ -1,7 +1,9 @@
-"""The trials living in a batch's slots, what they report, and their schedules' multipliers."""
+"""The trials living in a batch's slots: how one is made, what it reports, and its schedule's
+multipliers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,10 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtl_core.architectures import MultiTaskModel, build_model
 from mtl_core.config import ResolvedConfig
 from mtl_core.context import StepContext, TaskContext
+from mtl_core.experiments import Experiment
 from mtl_core.results import EpochReport, TrialResult
+from mtl_core.schedules import build_schedule
 from mtl_core.schedules._base import Schedule
+from mtl_core.trial_setup import compute_metrics
 
 #: ``stop_reason`` prefix of a trial whose loss became NaN or infinite.
 DIVERGED = "diverged: "
@@ -96,3 +102,48 @@ def schedule_table(
         if shareable:
             per_epoch[epoch] = column
     return table
+
+
+def new_trial(
+    resolved: ResolvedConfig, tag: Any, experiment: Experiment, device: torch.device
+) -> tuple[MultiTaskModel, Slot]:
+    """Model and slot of one trial, seeded exactly as `mtl_core.trainer.train_trial` does."""
+    # The context lives on the CPU: the schedule's multipliers are gathered into one table per
+    # epoch there (one transfer), and the batched strategies keep their own state on the
+    # device; only the generator is the trial's.
+    ctx = TaskContext(
+        experiment.task_names,
+        torch.device("cpu"),
+        resolved.epochs,
+        torch.Generator().manual_seed(resolved.seed),
+    )
+    torch.manual_seed(resolved.seed)
+    model = build_model(
+        resolved.architecture, resolved.architecture_params, experiment.network_parts()
+    ).to(device)
+    schedule = build_schedule(resolved.schedule, resolved.schedule_params, ctx)
+    return model, Slot(resolved, ctx, schedule, tag, time.perf_counter())
+
+
+def record_epoch(
+    slot: Slot,
+    experiment: Experiment,
+    outputs: list[Tensor],
+    targets: list[Tensor],
+    train_loss: list[float],
+    weights: list[float],
+) -> EpochReport:
+    """The report of the epoch ``slot`` has just run (its validation metrics computed from its
+    ``outputs``), added to its history."""
+    val_metrics, val_extra = compute_metrics(experiment, outputs, targets)
+    names = experiment.task_names
+    report = EpochReport(
+        epoch=slot.epoch,
+        train_loss=dict(zip(names, train_loss, strict=True)),
+        val_metrics=val_metrics,
+        val_extra=val_extra,
+        weights=dict(zip(names, weights, strict=True)),
+        elapsed_s=time.perf_counter() - slot.started,
+    )
+    slot.history.append(report)
+    return report

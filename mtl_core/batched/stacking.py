@@ -232,3 +232,35 @@ def write_slot(stacked: Params, index: int, single: Params) -> None:
     with torch.no_grad():
         for name, tensor in stacked.items():
             tensor[index].copy_(single[name])
+
+
+@dataclass
+class StackedTrials:
+    """The tensors of a batch's K models as its step uses them.
+
+    Args:
+        params: parameters of leading dim K.
+        buffers: buffers of leading dim K.
+        spec: names of the tensors (`StackSpec`).
+        targets: the tensors gradients are taken with respect to.
+        template: the structure the forward calls.
+    """
+
+    params: Params
+    buffers: Params
+    spec: StackSpec
+    targets: Params
+    template: FunctionalModel
+
+
+def stack_trials(models: Sequence[MultiTaskModel]) -> StackedTrials:
+    """The `StackedTrials` of K models (K = 1 included)."""
+    if len(models) == 1:
+        # Alone: the model's own tensors are the storage and the stacked [1, ...] tensors are
+        # views of them; gradients are taken on the model's parameters.
+        params, buffers = unsqueezed_state(models[0])
+        own: Params = dict(models[0].named_parameters())
+        spec = model_spec(models[0])
+        return StackedTrials(params, buffers, spec, own, FunctionalModel(models[0]))
+    params, buffers, spec = stack_models(models)
+    return StackedTrials(params, buffers, spec, params, meta_template(models[0]))

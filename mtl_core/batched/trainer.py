@@ -1,43 +1,7 @@
-"""The one trainer: K trials of one experiment in one pass over shared data (`BatchedRun`).
+"""`BatchedRun`: K trials of one experiment in one pass over shared data, slot by slot.
 
-A trial trained alone is K = 1 (`mtl_core.trainer.train_trial`); a worker drives K slots,
-pruning and refilling them (`BatchedRun.run`); `train_batch` trains a list of configs.
-
-*Slots.* A `BatchedRun` holds K slots. Each slot holds one trial: its resolved config, its
-`TaskContext` (own seeded generator, shared by its schedule and strategy), its schedule, its
-epoch counter and history. Parameters, buffers (BatchNorm running statistics included),
-optimizer state, per-trial hyper-parameters (learning rate, weight decay, clip norm, fixed
-weights) and strategy state are tensors of leading dim K (`stacking`, `optim`,
-`mtl_core.weighting`).
-
-*One step.* All K models run as one ``vmap(functional_call)`` on the same batch (at K = 1 the
-model is called directly: no vmap); the ``[K, T]`` task losses feed the strategy, and
-`mtl_core.weighting.strategy_gradients` turns its decision into one gradient per tensor (one
-backward of the sum over trials for loss-based strategies; T backward passes over all trials
-for gradient methods, never a loop over trials); a fused optimizer updates all K at once. No
-host sync inside the epoch: the divergence flags are accumulated on the device and read once
-per epoch.
-
-*Random draws, per trial, in this order.* At the start of each of its epochs a trial's
-schedule draws the multipliers of every step of that epoch from the trial's generator; then,
-step by step, its strategy draws (RLW's logits, PCGrad's task orders) from the same
-generator. The model's initial weights come from ``torch.manual_seed(seed)`` and the epoch's
-data order from ``torch.Generator().manual_seed(data_seed)``, the i-th draw being epoch i's
-order. None of it depends on K or on the other slots, so a trial trained in a batch equals
-the same trial trained alone (up to floating-point reassociation in batched kernels).
-
-*Pruning and refill (masking).* Epochs run in lockstep for every slot (same data size and
-batch size, so the same number of steps). After each epoch the caller may `stop` a slot
-(pruned: it gets its test metrics and leaves) and `refill` a free slot with a new trial,
-which starts at its own epoch 0 while the others continue. A free slot is *masked*, not
-removed: its rows still run through the kernels (shapes stay fixed, which keeps a compiled
-step valid) but the optimizer leaves them untouched and nothing is reported for them. When
-slots sit at different epochs they read different permutations, so the batch is gathered per
-slot (``[K, B, ...]`` input) for those epochs; otherwise one shared ``[B, ...]`` batch is used.
-
-*Divergence, per slot.* A trial whose loss, task gradients or solver became NaN/inf is ended
-after that epoch with ``stop_reason`` starting with `DIVERGED` (naming the task, or the
-strategy's step, and the epoch); the other slots carry on unchanged (trials share no tensor).
+How it works (slots, the step, the order of random draws, pruning and refill, divergence) is
+the package's docstring, `mtl_core.batched`.
 """
 
 from __future__ import annotations
@@ -51,7 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtl_core.architectures import MultiTaskModel, build_model
+from mtl_core.architectures import MultiTaskModel
+from mtl_core.batched.evaluation import SlotEvaluator
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.slots import (
     DIVERGED,
@@ -59,30 +24,24 @@ from mtl_core.batched.slots import (
     Slot,
     SlotReport,
     divergence_reason,
+    new_trial,
+    record_epoch,
     schedule_table,
 )
 from mtl_core.batched.stacking import (
     DirectForward,
-    FunctionalModel,
-    Params,
     StackedForward,
-    meta_template,
-    model_spec,
     model_state,
-    stack_models,
-    unsqueezed_state,
+    stack_trials,
     write_slot,
 )
 from mtl_core.config import ResolvedConfig, TrialConfig
-from mtl_core.context import TaskContext
 from mtl_core.errors import ConfigError
 from mtl_core.experiments import DataSplits, Experiment, Split, get_experiment
 from mtl_core.optim import StackedOptimizer, clip_per_trial
-from mtl_core.results import EpochReport, TrialResult
-from mtl_core.schedules import build_schedule
+from mtl_core.results import TrialResult
 from mtl_core.tasks import build_loss
 from mtl_core.trial_setup import (
-    EVAL_CHUNK,
     compute_metrics,
     prepare_data,
     progress_bar,
@@ -103,7 +62,7 @@ __all__ = ["DIVERGED", "BatchedRun", "FinishedTrial", "Precision", "SlotReport"]
 
 
 class BatchedRun:
-    """K trials of one experiment trained together, slot by slot (see the module docstring).
+    """K trials of one experiment trained together, slot by slot (see `mtl_core.batched`).
 
     Args:
         configs: the first trials (at most ``num_slots``); they must `can_batch_together`.
@@ -158,24 +117,14 @@ class BatchedRun:
         models: list[MultiTaskModel] = []
         slots: list[Slot] = []
         for r, tag in zip(resolved, tags, strict=True):
-            model, slot = self._build_trial(r, tag)
+            model, slot = new_trial(r, tag, self.experiment, self.device)
             models.append(model)
             slots.append(slot)
         # Free slots hold a copy of the first model until refilled (their rows are masked).
         models += [models[0]] * (num_slots - len(models))
-        self.params: Params
-        self.buffers: Params
-        if num_slots == 1:
-            # Alone: the model's own tensors are the storage and the stacked [1, ...] tensors
-            # are views of them; gradients are taken on the model's parameters.
-            self.spec = model_spec(models[0])
-            self.params, self.buffers = unsqueezed_state(models[0])
-            self._targets: Params = dict(models[0].named_parameters())
-            self.template = FunctionalModel(models[0])
-        else:
-            self.params, self.buffers, self.spec = stack_models(models)
-            self._targets = self.params
-            self.template = meta_template(models[0])
+        stacked = stack_trials(models)
+        self.params, self.buffers, self.spec = stacked.params, stacked.buffers, stacked.spec
+        self._targets, self.template = stacked.targets, stacked.template
         self.slots: list[Slot | None] = [*slots, *([None] * (num_slots - len(slots)))]
         for index, (slot, r) in enumerate(zip(slots, resolved, strict=True)):
             self.strategy.reset_slot(
@@ -204,7 +153,14 @@ class BatchedRun:
         self._finished: list[FinishedTrial] = []
         forward_cls = DirectForward if num_slots == 1 else StackedForward
         self._forward = forward_cls(self.template, self._per_trial)
-        self._evaluate = forward_cls(self.template)
+        self._evaluator = SlotEvaluator(
+            forward_cls(self.template),
+            self.template,
+            self.device,
+            precision,
+            self.batch_size,
+            num_slots,
+        )
         self._compiled: Callable[..., Any] = self._forward
         if compile:
             self._compiled = torch.compile(self._forward)
@@ -212,8 +168,7 @@ class BatchedRun:
         self._task_names = [n for n in self.spec.param_names if n not in set(self.spec.shared)]
         self.reported_epochs = 0
         self._all_live = False
-        self._version = 0  # bumped by every optimizer step (invalidates the test cache)
-        self._test_cache: tuple[int, list[Tensor]] | None = None
+        self._version = 0  # bumped by every optimizer step (invalidates the test outputs)
 
     # --- construction ----------------------------------------------------------------------
 
@@ -226,24 +181,6 @@ class BatchedRun:
                 f"trial has data_seed {config.data_seed}, this batch shares {self.data_seed}"
             )
         return resolved.model_copy(update={"data_seed": self.data_seed})
-
-    def _build_trial(self, resolved: ResolvedConfig, tag: Any) -> tuple[MultiTaskModel, Slot]:
-        """Model and slot of one trial, seeded exactly as `train_trial` does."""
-        # The context lives on the CPU: the schedule's multipliers are gathered into one
-        # table per epoch there (one transfer), and the batched strategies keep their own
-        # state on the device; only the generator is the trial's.
-        ctx = TaskContext(
-            self.experiment.task_names,
-            torch.device("cpu"),
-            resolved.epochs,
-            torch.Generator().manual_seed(resolved.seed),
-        )
-        torch.manual_seed(resolved.seed)
-        model = build_model(
-            resolved.architecture, resolved.architecture_params, self.experiment.network_parts()
-        ).to(self.device)
-        schedule = build_schedule(resolved.schedule, resolved.schedule_params, ctx)
-        return model, Slot(resolved, ctx, schedule, tag, time.perf_counter())
 
     def _set_hyper(self, index: int, resolved: ResolvedConfig) -> None:
         self.optimizer.reset_slot(index, resolved.lr, resolved.weight_decay)
@@ -273,7 +210,8 @@ class BatchedRun:
         if self.num_slots > 1 and not batchable(config):
             raise ConfigError("this trial cannot share a batch; train it alone")
         resolved = self._resolve(config)
-        model, new = self._build_trial(resolved, slot if tag is None else tag)
+        tag = slot if tag is None else tag
+        model, new = new_trial(resolved, tag, self.experiment, self.device)
         params, buffers = model_state(model)
         write_slot(self.params, slot, params)
         write_slot(self.buffers, slot, buffers)
@@ -302,9 +240,9 @@ class BatchedRun:
         if state is None:
             raise ValueError(f"slot {slot} is free")
         # Every trial that leaves at this epoch boundary shares one pass over the test split.
-        if self._test_cache is None or self._test_cache[0] != self._version:
-            self._test_cache = (self._version, self._predict(self.data.test))
-        test_outputs = self._test_cache[1]
+        test_outputs = self._evaluator.test_outputs(
+            self._version, self.params, self.buffers, self.data.test
+        )
         test_metrics, test_extra = compute_metrics(
             self.experiment, [o[slot] for o in test_outputs], self.data.test.targets
         )
@@ -393,9 +331,9 @@ class BatchedRun:
         x = self.data.train.x[index].to(self.device)
         targets = [t[index].to(self.device) for t in self.data.train.targets]
         self._step(x, targets, False, self.fixed_weights, occupied.to(self.device))
-        size = self._eval_chunk()
+        size = self._evaluator.chunk_size
         probe = Split(self.data.val.x[:size], [t[:size] for t in self.data.val.targets])
-        self._predict(probe)
+        self._evaluator.predict(self.params, self.buffers, probe)
 
     # --- epochs ----------------------------------------------------------------------------
 
@@ -443,7 +381,7 @@ class BatchedRun:
                 advance(1)
         mean_losses = loss_sum / self.steps_per_epoch
         self.strategy.on_epoch_end(occupied, mean_losses)
-        val_outputs = self._predict(self.data.val)
+        val_outputs = self._evaluator.predict(self.params, self.buffers, self.data.val)
         # One host transfer per epoch for the flags, losses and weights of every slot.
         host_bad = (bad.any(dim=-1) | bad_step).cpu().tolist()
         host_losses = mean_losses.cpu().tolist()
@@ -458,18 +396,15 @@ class BatchedRun:
                 names = [n for n, b in zip(task_names, bad[index].tolist(), strict=True) if b]
                 self._finished.append(self._finish(index, divergence_reason(slot, names)))
                 continue
-            val_metrics, val_extra = compute_metrics(
-                self.experiment, [o[index] for o in val_outputs], self.data.val.targets
+            outputs = [o[index] for o in val_outputs]
+            report = record_epoch(
+                slot,
+                self.experiment,
+                outputs,
+                self.data.val.targets,
+                host_losses[index],
+                host_weights[index],
             )
-            report = EpochReport(
-                epoch=slot.epoch,
-                train_loss=dict(zip(task_names, host_losses[index], strict=True)),
-                val_metrics=val_metrics,
-                val_extra=val_extra,
-                weights=dict(zip(task_names, host_weights[index], strict=True)),
-                elapsed_s=time.perf_counter() - slot.started,
-            )
-            slot.history.append(report)
             reports.append(SlotReport(index, slot.tag, report))
         self.reported_epochs += 1
         return reports
@@ -481,24 +416,6 @@ class BatchedRun:
             assert slot is not None
             if slot.epoch >= slot.config.epochs:
                 self._finished.append(self._finish(index, None))
-
-    def _eval_chunk(self) -> int:
-        """Samples per evaluation pass: K trials see each chunk, and no activation is kept
-        for a backward, so K x chunk may be a few training batches' worth."""
-        return min(EVAL_CHUNK, max(self.batch_size, 4 * EVAL_CHUNK // self.num_slots))
-
-    @torch.no_grad()
-    def _predict(self, split: Split) -> list[Tensor]:
-        """Every slot's outputs on a split: one ``[K, N, ...]`` tensor per task."""
-        chunks: list[tuple[Tensor, ...]] = []
-        forward = self._evaluate
-        size = self._eval_chunk()
-        for start in range(0, len(split), size):
-            x = split.x[start : start + size].to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-                chunks.append(forward(self.params, self.buffers, x, training=False))
-        self.template.train(True)
-        return [torch.cat([c[t] for c in chunks], dim=1) for t in range(len(chunks[0]))]
 
     def run(
         self,
