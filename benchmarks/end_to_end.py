@@ -72,7 +72,9 @@ class Row:
     trials: int
     complete: int
     service_wall_s: float
+    #: The trainer's time for ``trainer_trials`` trials (its rate is per trial).
     trainer_wall_s: float
+    trainer_trials: int
     busy_s: float
     sampler_s: float
     ask: list[float]
@@ -89,7 +91,7 @@ class Row:
 
     @property
     def trainer_per_hour(self) -> float:
-        return self.trials / self.trainer_wall_s * 3600
+        return self.trainer_trials / self.trainer_wall_s * 3600
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -293,6 +295,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=Path("../shared/data"), help="MNIST and Adult folders"
     )
+    parser.add_argument(
+        "--trainer-trials",
+        type=int,
+        default=0,
+        help="time the trainer alone on the first N trials of each study (its rate is per "
+        "trial: for studies whose trials take seconds); 0: all",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--note", default="", help="a line of context added under the table")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -304,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch < 1 or args.epochs < 1 or any(t < 1 for t in args.trials):
         parser.error("--batch, --epochs and --trials must be >= 1")
+    if args.trainer_trials < 0:
+        parser.error("--trainer-trials must be >= 0 (0: as many as the study)")
     if args.max_train_samples < 0:
         parser.error("--max-train-samples must be >= 0 (0: all)")
     args.max_train_samples = args.max_train_samples or None
@@ -319,10 +330,17 @@ def main(argv: list[str] | None = None) -> None:
             for kind in args.databases:
                 # The trainer runs next to each service run: on a shared machine the load
                 # changes between runs, and each ratio compares neighbours.
-                logger.info("%s, %d trials: trainer alone (K=%d)", experiment, trials, args.batch)
-                load_s, trainer_wall = run_trainer(
+                trainer_trials = min(trials, args.trainer_trials or trials)
+                logger.info(
+                    "%s, %d trials: trainer alone on %d (K=%d)",
                     experiment,
                     trials,
+                    trainer_trials,
+                    args.batch,
+                )
+                load_s, trainer_wall = run_trainer(
+                    experiment,
+                    trainer_trials,
                     args.batch,
                     args.epochs,
                     args.max_train_samples,
@@ -344,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                     complete,
                     wall,
                     trainer_wall,
+                    trainer_trials,
                     timings["totals"]["train"],
                     timings["totals"]["sampler"],
                     timings["calls"]["ask"],
@@ -370,7 +389,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.epochs} epoch(s), {args.max_train_samples or 'all'} training samples per trial, "
         "TPE sampler, fixed weights searched, no pruner, `weighted_mean` objective. Service: "
         "submit over REST → study `completed`. Trainer: `train_batch` in one process, same "
-        "trials, K and data, run just before each service run. Worker busy: the worker's own "
+        "trials, K and data, run just before each service run"
+        + (
+            f" (its rate timed on the first {args.trainer_trials} trials)"
+            if args.trainer_trials
+            else ""
+        )
+        + ". Worker busy: the worker's own "
         "time inside training (`BatchedRun`) / wall. Ask / tell: `study.ask()` / "
         "`study.tell()` timed inside the worker, every call. Sampler share: the sampler's "
         "methods' time inside the worker / wall (ask and tell, and so the sampler, run on the "
