@@ -292,6 +292,9 @@ class Asker:
             jobs = [job for item in asked if (job := self._job(study, item)) is not None]
             if jobs:
                 return jobs
+            # Let the teller count these failures first: a study its streak has failed takes
+            # no more asks (the next reservation finds it ended).
+            self.teller.drain()
         return []
 
     def _job(self, study: StudyContext, item: Asked) -> Job | None:
