@@ -10,14 +10,16 @@ Per lost trial, two steps:
 1. `storage.TrialRepository.claim_lost`: the row FAIL with `storage.repositories.trials.LOST_REASON`
    and its slot back, in one transaction; a conditional UPDATE, so of several workers (or the
    trial's own, telling it late) exactly one wins.
-2. Optuna's public API mirrors it: ``study.tell(number, state=FAIL, skip_if_finished=True)``,
-   and for a first failure ``study.add_trial`` of a WAITING copy with the same params (as
-   Optuna's ``RetryHeartbeatStaleTrialCallback`` makes one), marked with `RETRY_OF_ATTR`, which
-   the next ``ask`` of any worker takes first.
+2. Optuna's public API mirrors it: for a first failure, ``study.add_trial`` of a WAITING copy
+   with the same params (as Optuna's ``RetryHeartbeatStaleTrialCallback`` makes one), marked
+   with `RETRY_OF_ATTR`, which the next ``ask`` of any worker takes first; then
+   ``study.tell(number, state=FAIL, skip_if_finished=True)``.
 
-A process killed between the two steps (or a teller killed between its row and its tell)
-leaves an Optuna trial RUNNING whose row is finished: `repair_optuna`, which every worker's
-maintenance runs, tells Optuna what the row says and queues the retry the row promised. An
+A process killed anywhere in step 2 (or a teller killed between its row and its tell) leaves
+an Optuna trial RUNNING whose row is finished: `repair_optuna`, which every worker's
+maintenance runs, tells Optuna what the row says and queues the retry the row promised unless
+it is queued already (the retry comes before the tell for that reason: a FAIL is never looked
+at again). An
 Optuna trial RUNNING with no row at all (a worker killed between ``ask`` and recording it) is
 failed and re-queued the same way once it is older than the grace period.
 """
@@ -48,8 +50,16 @@ _OPTUNA_STATES = {
 }
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a WAITING copy of ``trial`` (same params) that the next ``ask`` takes first."""
+def requeue(database: Database, study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a WAITING copy of ``trial`` (same params) that the next ``ask`` takes first,
+    unless its retry is queued already (a worker killed after queuing it, before telling the
+    trial FAIL, leaves the repair to a peer, which must not queue a second one)."""
+    # From the database, not the worker's snapshot: a peer may have queued it a moment ago.
+    storage = database.optuna_storage()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    if any(t.user_attrs.get(RETRY_OF_ATTR) == trial.number for t in trials):
+        return
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
@@ -63,14 +73,17 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 def _fail_in_optuna(
     database: Database, study: optuna.Study, trial: FrozenTrial, retry: bool
 ) -> None:
+    # The retry first: killed between the two, the trial stays RUNNING in Optuna and a peer's
+    # `repair_optuna` tells it from its row (and finds the retry queued). The other way round a
+    # FAIL with its retry never queued would be left, as no pass looks at finished trials.
+    if retry:
+        requeue(database, study, trial)
     if trial.state is TrialState.RUNNING:
         storage = database.optuna_storage()
         # Its worker may tell it meanwhile: then it keeps that worker's outcome.
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             storage.set_trial_user_attr(trial._trial_id, "fail_reason", STALE_REASON)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    if retry:
-        requeue(study, trial)
 
 
 def fail_lost_trials(
@@ -128,9 +141,9 @@ def repair_optuna(database: Database, study: optuna.Study, study_id: str, grace_
             continue
         state = _OPTUNA_STATES[row.state.value]
         values = row.values if state is TrialState.COMPLETE else None
+        if row.retried:  # the retry first, as in `_fail_in_optuna`
+            requeue(database, study, trial)
         study.tell(trial.number, values, state=state, skip_if_finished=True)
-        if row.retried:
-            requeue(study, trial)
         repaired += 1
     if repaired:
         logger.warning("study %s: %d Optuna trial(s) told from our rows", study_id, repaired)

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mtlsearch.worker import STALE_REASON, Worker, WorkerOptions, fail_lost_trials, repair_optuna
-from mtlsearch.worker.stale import RETRY_OF_ATTR
+from mtlsearch.worker.stale import RETRY_OF_ATTR, requeue
 from storage import Database, StudyInfo, StudyRepository, TrialRepository
 from tests.mtlsearch.worker.helpers import (
     SETTINGS,
@@ -109,6 +109,25 @@ def test_a_row_finished_but_not_told_is_told_from_the_row(database: Database) ->
     (trial,) = load(database, info).trials
     assert trial.state is TrialState.COMPLETE and trial.values == [0.25]
     assert reserved(database, info) == 1
+
+
+def test_a_peer_killed_after_queuing_the_retry_leaves_one_retry(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
+    worker = register(database, "w-dead")
+    asked(database, info, worker)
+    kill(database, worker)
+    study = load(database, info)
+    with database.session() as session:  # a peer claims the row ...
+        (lost,) = TrialRepository(session).claim_lost(info.id, grace_s=GRACE_S)
+    assert lost.retry
+    requeue(database, study, study.trials[0])  # ... queues its retry, and dies before the tell
+    time.sleep(GRACE_S + 0.2)
+
+    assert repair_optuna(database, study, info.id, GRACE_S) == 1
+
+    trials = load(database, info).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert [t.user_attrs.get(RETRY_OF_ATTR) for t in trials] == [None, 0]
 
 
 def test_a_trial_its_worker_finished_first_is_not_claimed(database: Database) -> None:
