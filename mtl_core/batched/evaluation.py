@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from mtl_core.batched.stacking import FunctionalModel, Params, StackedForward
+from mtl_core.batched.stacking import Params, StackedForward
 from mtl_core.experiments import Split
 from mtl_core.trial_setup import EVAL_CHUNK
 
@@ -22,8 +22,7 @@ class SlotEvaluator:
 
     Args:
         forward: the batched forward without per-trial losses (`StackedForward` or its K = 1
-            form) over ``template``.
-        template: the model structure the forward calls (set back to training mode after).
+            form); its template is set back to training mode after each pass.
         device: where the models live; each chunk is moved there.
         precision: ``"bf16"`` evaluates under autocast, as training does.
         batch_size: the training batch (the smallest chunk).
@@ -33,14 +32,12 @@ class SlotEvaluator:
     def __init__(
         self,
         forward: StackedForward,
-        template: FunctionalModel,
         device: torch.device,
         precision: Literal["fp32", "bf16"],
         batch_size: int,
         num_slots: int,
     ) -> None:
         self.forward = forward
-        self.template = template
         self.device = device
         self.precision = precision
         # K trials see each chunk, and no activation is kept for a backward, so K x chunk may
@@ -56,7 +53,7 @@ class SlotEvaluator:
             x = split.x[start : start + self.chunk_size].to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
                 chunks.append(self.forward(params, buffers, x, training=False))
-        self.template.train(True)
+        self.forward.template.train(True)
         return [torch.cat([c[t] for c in chunks], dim=1) for t in range(len(chunks[0]))]
 
     def test_outputs(

@@ -155,7 +155,6 @@ class BatchedRun:
         self._forward = forward_cls(self.template, self._per_trial)
         self._evaluator = SlotEvaluator(
             forward_cls(self.template),
-            self.template,
             self.device,
             precision,
             self.batch_size,
