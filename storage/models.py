@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -31,7 +30,6 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Constraint names are spelled out so that a migration can name the constraint it alters on
@@ -63,8 +61,10 @@ class StudyStatus(StrEnum):
 
 
 class TrialState(StrEnum):
-    """Where one trial of ``mtl_trials`` is: a budget slot taken, training, or finished."""
+    """Where one trial of ``mtl_trials`` is: a retry waiting for a worker, a budget slot taken
+    by a worker, training, or finished."""
 
+    QUEUED = "queued"
     RESERVED = "reserved"
     RUNNING = "running"
     COMPLETE = "complete"
@@ -74,7 +74,7 @@ class TrialState(StrEnum):
     @property
     def is_finished(self) -> bool:
         """True for the states a trial never leaves."""
-        return self not in (TrialState.RESERVED, TrialState.RUNNING)
+        return self not in (TrialState.QUEUED, TrialState.RESERVED, TrialState.RUNNING)
 
 
 class WorkerStatus(StrEnum):
@@ -199,16 +199,22 @@ class ArtifactRecord(Base):
 class TrialRecord(Base):
     """One trial of a study, from the budget slot a worker reserved to its outcome.
 
-    ``number`` and ``optuna_trial_id`` are Optuna's, NULL while the slot is only reserved;
-    ``value`` repeats the first objective so SQL can take a study's min or max. ``retry_of``
-    is the number of the trial this one re-runs; ``retried`` says a retry of this one was
-    queued; ``params_key`` (`params_key`) finds the trials that sampled the same params.
+    ``number`` and ``optuna_trial_id`` are Optuna's, NULL until the slot became a trial;
+    ``value`` repeats the first objective so SQL can take a study's min or max;
+    ``params_key`` (`params_key`) finds the trials that sampled the same params.
+
+    ``retry_of`` is the number of the lost trial this row runs again. It is unique within a
+    study, so a lost trial has at most one retry whatever the workers do; and a retry that is
+    lost in turn gets none (a second retry would need the same ``retry_of``). A retry row is
+    created ``queued``, with the lost trial's params and budget slot, in the transaction that
+    fails the lost trial (`storage.TrialRepository.claim_lost`).
     """
 
     __tablename__ = "mtl_trials"
     __table_args__ = (
         CheckConstraint(_in_list("state", TrialState), name="state"),
         UniqueConstraint("study_id", "number", name="uq_mtl_trials_study_number"),
+        UniqueConstraint("study_id", "retry_of", name="uq_mtl_trials_study_retry_of"),
         Index("ix_mtl_trials_study_id_state", "study_id", "state"),
         Index("ix_mtl_trials_study_id_params_key", "study_id", "params_key"),
     )
@@ -234,7 +240,6 @@ class TrialRecord(Base):
     epochs_run: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     retry_of: Mapped[int | None] = mapped_column(Integer)
-    retried: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     reserved_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

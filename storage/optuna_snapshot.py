@@ -14,6 +14,11 @@ ahead of its tells tolerates by design.
 Every write goes straight to the database, in the call, as before: the database stays the
 record and the only thing shared between workers. Only reads of the trial list are served from
 memory; ``get_trial`` of a trial this storage did not create or pop is read afresh.
+
+`SnapshotStorage.creating_from` lets the worker's ``Study.ask`` create its trial from a
+template (params fixed for a retry, the ``mtl_trials`` row it belongs to as a system
+attribute), in the same INSERT transaction as the trial itself: ``ask`` keeps doing all its
+own bookkeeping, and no write is added per trial.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -71,6 +77,7 @@ class SnapshotStorage(BaseStorage):
         self._snapshots: dict[int, _Snapshot] = {}
         self._created: set[int] = set()  # trial ids this storage created or popped
         self._study_of: dict[int, int] = {}  # trial id -> study id, for the overlay
+        self._templates: dict[int, FrozenTrial] = {}  # thread id -> its next trial's template
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -161,7 +168,27 @@ class SnapshotStorage(BaseStorage):
 
     # --- trial writes: the database first, then this storage's copy ------------------------
 
+    @contextmanager
+    def creating_from(self, template: FrozenTrial) -> Iterator[Callable[[], bool]]:
+        """Within the block, the next trial this thread creates without a template (as
+        ``Study.ask`` does when no trial is WAITING) is created from ``template``.
+
+        Yields a function that says whether the template was used: ``ask`` takes a WAITING
+        trial instead when the study has one.
+        """
+        thread = threading.get_ident()
+        with self._lock:
+            self._templates[thread] = template
+        try:
+            yield lambda: thread not in self._templates
+        finally:
+            with self._lock:
+                self._templates.pop(thread, None)
+
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if template_trial is None:
+            with self._lock:
+                template_trial = self._templates.pop(threading.get_ident(), None)
         trial_id = self._backend.create_new_trial(study_id, template_trial)
         trial = copy.deepcopy(self._backend.get_trial(trial_id))
         self._created.add(trial_id)

@@ -2,18 +2,24 @@
 
 `ask_batch` does, for up to n trials of one study (the room in the runner's queue):
 
-1. one transaction reserves the budget slots and adds their ``mtl_trials`` rows
-   (`storage.TrialRepository.reserve_many`);
-2. Optuna is asked and each trial's config suggested (`mtlsearch.search.space`); the sampler
-   reads the study once for the batch (`storage.optuna_snapshot.SnapshotStorage`);
+1. one transaction reserves the budget slots: the study's queued retries first, then fresh
+   slots with new ``mtl_trials`` rows (`storage.TrialRepository.reserve_many`);
+2. each slot becomes an Optuna trial, created with its row's id as the system attribute
+   `ROW_ATTR` in the trial's own INSERT (`storage.optuna_snapshot.SnapshotStorage.creating_from`):
+   a fresh slot through ``study.ask()`` (the sampler reads the study once for the batch), a
+   retry with the lost trial's params and distributions fixed, as Optuna's
+   ``RetryHeartbeatStaleTrialCallback`` makes one; each config is then suggested
+   (`mtlsearch.search.space`);
 3. one read transaction finds the trials that repeat an earlier configuration (the study's
    rows, and the trials asked before them in this batch) and gives each repeat a seed of its
    own (`mtlsearch.search.repeats.distinct_seed`);
 4. one transaction records every asked trial in its row (reserved -> running).
 
-Rows reserved and not asked (the worker stops, the study's time is up, ask fails) are failed
-at once, which gives their slots back. A row a peer failed as lost meanwhile (this worker
-looked dead) is not started, and its trial is failed in Optuna.
+Slots reserved and not asked (the worker stops, the study's time is up, ask fails) are given
+back at once (`storage.TrialRepository.give_back`). A row a peer took from this worker
+meanwhile (it looked dead) is not started, and its trial is failed in Optuna. A process killed
+anywhere in between leaves rows a peer claims and Optuna trials that
+`mtlsearch.worker.stale.repair_optuna` fails by their `ROW_ATTR`.
 """
 
 from __future__ import annotations
@@ -26,19 +32,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
-from mtlsearch.worker.stale import RETRY_OF_ATTR
-from storage import Database, TrialRepository
-from storage.repositories.trials import TrialStateError
+from storage import Database, NotFoundError, TrialRepository
+from storage.repositories.trials import Reservation, TrialStateError
 
 if TYPE_CHECKING:
     from mtl_core.config import TrialConfig
     from mtlsearch.worker.studies import StudyContext
 
 logger = logging.getLogger(__name__)
+
+#: System attribute of every Optuna trial a worker creates: the id of its ``mtl_trials`` row.
+ROW_ATTR = "mtlsearch:row_id"
+#: User attribute of a retry (for the dashboard): the number of the lost trial it runs again.
+RETRY_OF_ATTR = "retry_of"
 
 
 @dataclass(eq=False)
@@ -79,20 +89,21 @@ def ask_batch(
         StudyGone: the Optuna study is gone (the batch's rows are given back).
     """
     with database.session() as session:
-        row_ids = TrialRepository(session).reserve_many(study.id, worker_id, n)
-    study.reserved_hint += len(row_ids)
+        reservations = TrialRepository(session).reserve_many(study.id, worker_id, n)
+    study.reserved_hint += sum(1 for r in reservations if r.retry_of is None)
+    row_ids = [r.row_id for r in reservations]
     asked: list[Asked] = []
     try:
-        for row_id in row_ids:
+        for reservation in reservations:
             if not go_on():
                 break
             try:
-                trial = study.study.ask()
+                trial = new_trial(database, study, reservation)
             except KeyError:
                 raise StudyGone(study.id) from None
             if test_hook == "exit-after-ask":
                 os._exit(3)  # chaos test: die between ask() and recording the trial
-            asked.append(_suggest(row_id, trial, study, device))
+            asked.append(_suggest(reservation.row_id, trial, study, device))
     except BaseException as exc:
         _abandon(database, study, row_ids, asked, f"ask failed: {exc}")
         raise
@@ -103,12 +114,41 @@ def ask_batch(
     return _start_rows(database, study, asked)
 
 
+def new_trial(database: Database, study: StudyContext, reservation: Reservation) -> optuna.Trial:
+    """The Optuna trial of a reserved slot, created with its row id (module docstring, 2)."""
+    row = {ROW_ATTR: reservation.row_id}
+    if reservation.retry_of is None or reservation.source_trial_id is None:
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, system_attrs=row)
+        with study.storage.creating_from(template):
+            return study.study.ask()
+    lost = database.optuna_storage().get_trial(reservation.source_trial_id)
+    template = _retry_template(lost, reservation.retry_of, reservation.row_id)
+    # Created directly, not through ask(): ask() would hand out a WAITING trial first, and
+    # every parameter of a retry is fixed, so there is nothing to sample.
+    trial_id = study.storage.create_new_trial(study.optuna_study_id, template)
+    return optuna.Trial(study.study, trial_id)
+
+
+def _retry_template(lost: FrozenTrial, retry_of: int, row_id: int) -> FrozenTrial:
+    """A RUNNING copy of ``lost`` with its params, distributions and system attributes, as
+    Optuna's ``RetryHeartbeatStaleTrialCallback`` queues one (``fixed_params`` tells samplers
+    such as the grid's that the point is given)."""
+    return optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params=lost.params,
+        distributions=lost.distributions,
+        user_attrs={RETRY_OF_ATTR: retry_of},
+        system_attrs={**lost.system_attrs, "fixed_params": lost.params, ROW_ATTR: row_id},
+    )
+
+
 def give_back(database: Database, row_ids: list[int], reason: str) -> None:
-    """Fail reserved rows that never became trials (their slots go back), in one transaction."""
+    """Give back reserved slots that never became trials, in one transaction (a fresh slot's
+    row goes, a retry is queued again: `storage.TrialRepository.give_back`)."""
     with database.session() as session:
-        repository = TrialRepository(session)
-        for row_id in row_ids:
-            repository.finish(row_id, state="fail", reason=reason)
+        given = TrialRepository(session).give_back(row_ids)
+    if given:
+        logger.info("%d reserved slot(s) given back: %s", given, reason)
 
 
 def _abandon(
@@ -162,7 +202,6 @@ def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> 
         repository = TrialRepository(session)
         for item in asked:
             trial, config = item.trial, item.config
-            retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
             try:
                 repository.start(
                     item.row_id,
@@ -173,9 +212,8 @@ def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> 
                     weights_normalised=(
                         normalised_weights(config.weights, names) if config is not None else None
                     ),
-                    retry_of=retry_of if isinstance(retry_of, int) else None,
                 )
-            except TrialStateError as exc:
+            except (NotFoundError, TrialStateError) as exc:
                 logger.warning("trial %d of study %s: %s", trial.number, study.id, exc)
                 lost.append(item)
     for item in lost:
@@ -183,4 +221,4 @@ def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> 
     return [item for item in asked if item not in lost]
 
 
-__all__ = ["Asked", "StudyGone", "ask_batch", "give_back"]
+__all__ = ["RETRY_OF_ATTR", "ROW_ATTR", "Asked", "StudyGone", "ask_batch", "give_back", "new_trial"]

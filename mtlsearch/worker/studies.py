@@ -47,6 +47,9 @@ class StudyContext:
     spec: StudySpec
     experiment: Experiment
     study: optuna.Study
+    #: The study's storage (this worker's snapshot of it) and the study's id there.
+    storage: SnapshotStorage
+    optuna_study_id: int
     baselines: dict[str, float] | None = None
     #: Budget slots taken as last seen (from the last pick, plus this worker's reservations
     #: since): only near the end is it worth checking whether the study is complete.
@@ -97,17 +100,27 @@ def load_study_context(
     except ValueError as exc:  # SpecError, UnknownNameError, pydantic's ValidationError
         return None, f"cannot serve study {info.id}: {exc}"
     seeded = spec.model_copy(update={"seed": worker_seed(spec.seed, worker_id)})
+    # The sampler reads the study once per batch of asks, not several times per ask.
+    storage = SnapshotStorage(database.optuna_storage())
     try:
+        optuna_study_id = storage.get_study_id_from_name(info.optuna_study_name)
         study = optuna.load_study(
             study_name=info.optuna_study_name,
-            # The sampler reads the study once per batch of asks, not several times per ask.
-            storage=SnapshotStorage(database.optuna_storage()),
+            storage=storage,
             sampler=build_sampler(seeded, experiment),
             pruner=build_pruner(spec, experiment),
         )
     except KeyError:
         return None, f"study {info.id} has no Optuna study {info.optuna_study_name!r} yet"
-    return StudyContext(info=info, spec=spec, experiment=experiment, study=study), None
+    context = StudyContext(
+        info=info,
+        spec=spec,
+        experiment=experiment,
+        study=study,
+        storage=storage,
+        optuna_study_id=optuna_study_id,
+    )
+    return context, None
 
 
 def baseline_key(spec: StudySpec) -> str:

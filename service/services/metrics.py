@@ -9,7 +9,7 @@ database's (every worker on every machine), not this process's:
 * ``mtlsearch_live_workers`` and ``mtlsearch_workers{status}`` (idle and busy count live
   workers only, heartbeat within ``stale_after_s``; a killed worker's row still says busy);
 * ``mtlsearch_queue_depth``: trials still to run in running studies (n_trials minus the slots
-  workers reserved, plus lost trials whose retry waits).
+  taken, plus the queued retries of lost trials, which hold a slot but wait for a worker).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from storage.repositories.artifacts import ArtifactInfo, ArtifactRepository
 from storage.repositories.baselines import BaselineInfo, BaselineRepository
 from storage.repositories.studies import StudyInfo, StudyRepository
-from storage.repositories.trials import LostTrial, TrialRepository, TrialRow
+from storage.repositories.trials import LostTrial, Reservation, TrialRepository, TrialRow
 from storage.repositories.workers import WorkerInfo, WorkerRepository
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "BaselineInfo",
     "BaselineRepository",
     "LostTrial",
+    "Reservation",
     "StudyInfo",
     "StudyRepository",
     "TrialRepository",

@@ -10,15 +10,19 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from storage.models import TrialRecord, TrialState, params_key
 
-#: Trial states as the API names them ('reserved' rows count as 'running').
+#: Trial states as the API names them ('reserved' rows count as 'running', 'queued' retries
+#: as 'waiting').
 API_STATES = ("running", "waiting", "complete", "pruned", "fail")
 
+#: Rows a worker holds: it will finish them (or, if it dies, a peer claims them).
 ACTIVE = (TrialState.RESERVED.value, TrialState.RUNNING.value)
+#: Rows that still hold a budget slot and will run: a study with any is not done.
+UNFINISHED = (TrialState.QUEUED.value, *ACTIVE)
 FINISHED = (TrialState.COMPLETE.value, TrialState.PRUNED.value, TrialState.FAIL.value)
 #: Rows whose configuration a new trial must not re-run at their seed (a failed one taught
 #: nothing; a reserved one has no params yet).
@@ -46,7 +50,6 @@ class TrialRow:
     epochs_run: int | None
     reason: str | None
     retry_of: int | None
-    retried: bool
     reserved_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -65,12 +68,11 @@ _COLUMNS = [getattr(TrialRecord, f.name) for f in fields(TrialRow)]
 def _row(values: Sequence[Any]) -> TrialRow:
     data = dict(zip((f.name for f in fields(TrialRow)), values, strict=True))
     data["state"] = TrialState(data["state"])
-    data["retried"] = bool(data["retried"])
     return TrialRow(**data)
 
 
 def _api_states(states: Collection[str] | None) -> list[str] | None:
-    """Our states for API state names ('running' includes 'reserved'; 'waiting' has no row)."""
+    """Our states for API state names ('running' includes 'reserved', 'waiting' is 'queued')."""
     if not states:
         return None
     result: list[str] = []
@@ -79,7 +81,9 @@ def _api_states(states: Collection[str] | None) -> list[str] | None:
             raise ValueError(f"trial state must be one of {', '.join(API_STATES)}, got {name!r}")
         if name == "running":
             result.extend(ACTIVE)
-        elif name != "waiting":
+        elif name == "waiting":
+            result.append(TrialState.QUEUED.value)
+        else:
             result.append(name)
     return result
 
@@ -93,30 +97,18 @@ class TrialReads:
     def state_counts(self, study_ids: Collection[str]) -> dict[str, dict[str, int]]:
         """Study id -> {API state name: trials} for `study_ids` (every name present, 0 if none).
 
-        'reserved' rows count as running; 'waiting' are failed trials whose queued retry has
-        not been asked yet.
+        'reserved' rows count as running; 'waiting' are the queued retries of lost trials.
         """
         counts = {sid: dict.fromkeys(API_STATES, 0) for sid in study_ids}
         if not counts:
             return counts
-        wanted = list(counts)
+        names = {TrialState.RESERVED.value: "running", TrialState.QUEUED.value: "waiting"}
         for sid, state, n in self._session.execute(
             select(TrialRecord.study_id, TrialRecord.state, func.count())
-            .where(TrialRecord.study_id.in_(wanted))
+            .where(TrialRecord.study_id.in_(list(counts)))
             .group_by(TrialRecord.study_id, TrialRecord.state)
         ):
-            name = "running" if state == TrialState.RESERVED.value else str(state)
-            counts[sid][name] += int(n)
-        retry = aliased(TrialRecord)
-        asked = exists().where(
-            retry.study_id == TrialRecord.study_id, retry.retry_of == TrialRecord.number
-        )
-        for sid, n in self._session.execute(
-            select(TrialRecord.study_id, func.count())
-            .where(TrialRecord.study_id.in_(wanted), TrialRecord.retried.is_(True), ~asked)
-            .group_by(TrialRecord.study_id)
-        ):
-            counts[sid]["waiting"] = int(n)
+            counts[sid][names.get(state, str(state))] += int(n)
         return counts
 
     def best_values(
@@ -200,6 +192,13 @@ class TrialReads:
         ).all()
         return [_row(r) for r in rows], int(total or 0)
 
+    def rows_by_id(self, row_ids: Collection[int]) -> dict[int, TrialRow]:
+        """The rows with these ids (of any study), by id; missing ids are left out."""
+        if not row_ids:
+            return {}
+        query = select(*_COLUMNS).where(TrialRecord.id.in_(list(row_ids)))
+        return {row.id: row for row in map(_row, self._session.execute(query).all())}
+
     def rows(
         self,
         study_id: str,
@@ -248,4 +247,4 @@ class TrialReads:
         ]
 
 
-__all__ = ["ACTIVE", "API_STATES", "FINISHED", "TrialReads", "TrialRow"]
+__all__ = ["ACTIVE", "API_STATES", "FINISHED", "UNFINISHED", "TrialReads", "TrialRow"]

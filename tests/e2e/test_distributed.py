@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from mtlsearch.client import Client
 from mtlsearch.worker import STALE_REASON
-from mtlsearch.worker.stale import RETRY_OF_ATTR
+from mtlsearch.worker.asking import RETRY_OF_ATTR
 from storage import Database, TrialRepository
 from tests.e2e.helpers import (
     FAST_HEARTBEATS,

@@ -128,7 +128,7 @@ def test_upgrade_from_0001_keeps_a_worker_row(db_url: str) -> None:
 def test_0003_adds_trials_and_downgrades_cleanly(db_url: str) -> None:
     assert upgrade(db_url, "0002") == "0002"
     assert "mtl_trials" not in _tables(db_url)
-    assert upgrade(db_url) == head_revision()
+    assert upgrade(db_url, "0003") == "0003"
     engine = create_engine(db_url)
     try:
         columns = {c["name"] for c in inspect(engine).get_columns("mtl_trials")}
@@ -141,12 +141,63 @@ def test_0003_adds_trials_and_downgrades_cleanly(db_url: str) -> None:
     assert "mtl_trials" not in _tables(db_url)
 
 
+def _execute(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(sql), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def test_0004_makes_retries_rows_unique_per_lost_trial(db_url: str) -> None:
+    assert upgrade(db_url, "0003") == "0003"
+    now = utcnow()
+    _execute(
+        db_url,
+        "INSERT INTO mtl_studies (id, name, experiment, spec, status, optuna_study_name, "
+        "n_trials, trials_reserved, created_at, updated_at) VALUES ('s1', 'n', 'e', '{}', "
+        "'running', 'o', 4, 2, :now, :now)",
+        now=now,
+    )
+    _execute(
+        db_url,
+        "INSERT INTO mtl_trials (study_id, number, state, retried, reserved_at) VALUES "
+        "('s1', 0, 'fail', true, :now), ('s1', 1, 'complete', false, :now)",
+        now=now,
+    )
+    assert upgrade(db_url) == head_revision()
+    engine = create_engine(db_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("mtl_trials")}
+        uniques = {u["name"] for u in inspect(engine).get_unique_constraints("mtl_trials")}
+    finally:
+        engine.dispose()
+    assert "retried" not in columns and "uq_mtl_trials_study_retry_of" in uniques
+    assert _execute(db_url, "SELECT number, state FROM mtl_trials ORDER BY number") == [
+        (0, "fail"),
+        (1, "complete"),
+    ]
+    _execute(  # a queued retry holds the lost trial's slot
+        db_url,
+        "INSERT INTO mtl_trials (study_id, state, retry_of, reserved_at) "
+        "VALUES ('s1', 'queued', 0, :now)",
+        now=now,
+    )
+    _execute(db_url, "UPDATE mtl_studies SET trials_reserved = 3")
+    command.downgrade(alembic_config(db_url), "0003")
+    assert _execute(db_url, "SELECT count(*) FROM mtl_trials") == [(2,)]
+    assert _execute(db_url, "SELECT trials_reserved FROM mtl_studies") == [(2,)]
+
+
 def test_migration_files_are_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0002_worker_capabilities.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0003_trials.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0004_retry_rows.py").is_file()
     assert MIGRATIONS_DIR.parent == Path(storage.__file__ or "").parent
 
 

@@ -4,7 +4,7 @@
 in memory), records the user attributes a worker would (config, val/test metrics, normalised
 weights), adds the trials to the stored study in bulk with ``study.add_trials`` and writes our
 ``mtl_trials`` rows through `TrialRepository` as a worker does (reserve, start, finish; a
-WAITING trial becomes a lost trial whose retry is queued).
+WAITING trial becomes a lost trial whose retry is queued: a 'queued' row).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ def add_finished_trials(
     with database.session() as session:
         study_id = _study_id(StudyRepository(session), optuna_study_name)
         repo = TrialRepository(session)
-        for trial in stored:
+        # Lost trials last: the retry each queues would be the next reservation taken.
+        for trial in sorted(stored, key=lambda t: t.state is TrialState.WAITING):
             _write_row(
                 repo,
                 study_id,
@@ -135,9 +136,10 @@ def _write_row(repo: TrialRepository, study_id: str, trial: FrozenTrial, trial_i
         weights_normalised=outcome.weights_normalised,
     )
     if trial.state is TrialState.WAITING:
-        # A lost trial whose retry is queued: claimed as lost, marked retried.
-        (lost,) = repo.claim_lost(study_id, grace_s=0.0)
-        assert lost.row_id == row_id and lost.retry
+        # A lost trial whose retry is queued: claimed as lost, its retry row queued. TEST_WORKER
+        # has no worker row, so only its rows are lost, whatever the grace.
+        (lost,) = repo.claim_lost(study_id, grace_s=3600.0)
+        assert lost.row_id == row_id and lost.retry_row_id is not None
         return
     state = {
         TrialState.COMPLETE: RowState.COMPLETE,

@@ -6,13 +6,13 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-import optuna
 from sqlalchemy import update
 
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.settings import Settings
 from mtlsearch.worker import Worker, WorkerOptions
-from mtlsearch.worker.stale import RETRY_OF_ATTR
+from mtlsearch.worker.asking import new_trial
+from mtlsearch.worker.studies import load_study_context
 from service.services.studies import create_study
 from storage import Database, StudyInfo, StudyRepository, TrialRepository, WorkerRepository
 from storage.models import WorkerRecord, utcnow
@@ -61,26 +61,24 @@ def kill(database: Database, worker_id: str) -> None:
 
 
 def asked(database: Database, info: StudyInfo, worker_id: str, record: bool = True) -> int:
-    """What a worker does before it dies: reserve a row, ask, (maybe) record the trial.
+    """What a worker does before it dies, through the worker's own calls: reserve a slot (a
+    queued retry first), create its Optuna trial, (maybe) record the trial in its row.
 
     Returns the row id."""
+    context, why = load_study_context(database, info, worker_id)
+    assert context is not None, why
     with database.session() as session:
-        row_id = TrialRepository(session).reserve(info.id, worker_id)
-    assert row_id is not None
-    trial = optuna.load_study(
-        study_name=info.optuna_study_name, storage=database.optuna_storage()
-    ).ask()
+        (reservation,) = TrialRepository(session).reserve_many(info.id, worker_id, 1)
+    trial = new_trial(database, context, reservation)
     trial.suggest_float("w_classification", 0.1, 10.0, log=True)
     if record:
-        retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
         with database.session() as session:
             TrialRepository(session).start(
-                row_id,
+                reservation.row_id,
                 number=trial.number,
                 optuna_trial_id=trial._trial_id,
                 params=dict(trial.params),
                 config=None,
                 weights_normalised=None,
-                retry_of=retry_of,
             )
-    return row_id
+    return reservation.row_id

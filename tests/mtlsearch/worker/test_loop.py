@@ -18,7 +18,7 @@ from mtlsearch.worker import (
     Worker,
     WorkerOptions,
 )
-from mtlsearch.worker.stale import RETRY_OF_ATTR
+from mtlsearch.worker.asking import RETRY_OF_ATTR
 from mtlsearch.worker.studies import baseline_key
 from storage import (
     ArtifactRepository,

@@ -10,8 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from mtlsearch.worker import STALE_REASON, Worker, WorkerOptions, fail_lost_trials, repair_optuna
-from mtlsearch.worker.stale import RETRY_OF_ATTR, requeue
-from storage import Database, StudyInfo, StudyRepository, TrialRepository
+from mtlsearch.worker.asking import RETRY_OF_ATTR, ROW_ATTR
+from storage import Database, StudyInfo, StudyRepository, TrialRepository, TrialRow
+from storage import TrialState as RowState
 from tests.mtlsearch.worker.helpers import (
     SETTINGS,
     asked,
@@ -41,7 +42,12 @@ def reserved(database: Database, info: StudyInfo) -> int:
         return StudyRepository(session).get(info.id).trials_reserved
 
 
-def test_a_dead_workers_trial_is_failed_released_and_requeued_once(database: Database) -> None:
+def rows(database: Database, info: StudyInfo) -> list[TrialRow]:
+    with database.session() as session:
+        return TrialRepository(session).rows(info.id)
+
+
+def test_a_dead_workers_trial_is_failed_and_its_retry_queued_once(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
     worker = register(database, "w-dead")
     asked(database, info, worker)
@@ -51,15 +57,40 @@ def test_a_dead_workers_trial_is_failed_released_and_requeued_once(database: Dat
 
     (lost,) = fail_lost_trials(database, study, info.id, GRACE_S)
 
-    assert lost.number == 0 and lost.retry
-    trials = load(database, info).trials
-    assert trials[0].state is TrialState.FAIL
-    assert trials[0].user_attrs["fail_reason"] == STALE_REASON
-    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == 0]
-    assert retry.state is TrialState.WAITING and retry.params == trials[0].params
-    assert "fail_reason" not in retry.user_attrs
-    assert reserved(database, info) == 0
+    assert lost.number == 0 and lost.retry_row_id is not None
+    (trial,) = load(database, info).trials  # the retry is our row until a worker takes it
+    assert trial.state is TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == STALE_REASON
+    failed, retry = rows(database, info)
+    assert (failed.state, failed.reason) == (RowState.FAIL, STALE_REASON)
+    assert (retry.id, retry.state, retry.retry_of) == (lost.retry_row_id, RowState.QUEUED, 0)
+    assert retry.params == trial.params and retry.number is None
+    assert reserved(database, info) == 1  # the lost trial's slot is the retry's now
     assert fail_lost_trials(database, study, info.id, GRACE_S) == []  # nothing twice
+
+
+def test_a_queued_retry_runs_the_lost_trials_params(database: Database) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
+    dead = register(database, "w-dead")
+    asked(database, info, dead)
+    kill(database, dead)
+    fail_lost_trials(database, load(database, info), info.id, GRACE_S)
+    peer = register(database, "w-peer")
+
+    row_id = asked(database, info, peer)  # takes the queued retry before any fresh slot
+
+    lost, retry = load(database, info).trials
+    assert retry.params == lost.params and retry.distributions == lost.distributions
+    assert retry.user_attrs[RETRY_OF_ATTR] == 0 and retry.state is TrialState.RUNNING
+    assert retry.system_attrs[ROW_ATTR] == row_id
+    (row,) = [r for r in rows(database, info) if r.id == row_id]
+    assert (row.state, row.number, row.retry_of, row.worker_id) == (
+        RowState.RUNNING,
+        1,
+        0,
+        "w-peer",
+    )
+    assert reserved(database, info) == 1
 
 
 def test_a_reservation_of_a_dead_worker_gives_its_slot_back(database: Database) -> None:
@@ -71,26 +102,25 @@ def test_a_reservation_of_a_dead_worker_gives_its_slot_back(database: Database) 
 
     (lost,) = fail_lost_trials(database, load(database, info), info.id, GRACE_S)
 
-    assert lost.number is None and not lost.retry  # nothing was asked: nothing to re-run
+    assert lost.number is None and lost.retry_row_id is None  # nothing asked: nothing to re-run
     assert reserved(database, info) == 0
-    assert load(database, info).trials == []
+    assert rows(database, info) == [] and load(database, info).trials == []
 
 
 def test_a_kill_between_ask_and_recording_is_repaired_in_optuna(database: Database) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
     worker = register(database, "w-dead")
     asked(database, info, worker, record=False)  # killed right after ask()
-    kill(database, worker)
     study = load(database, info)
-    fail_lost_trials(database, study, info.id, GRACE_S)  # the reservation
-    assert repair_optuna(database, study, info.id, GRACE_S) == 0  # inside the grace period
-    time.sleep(GRACE_S + 0.2)
+    assert repair_optuna(database, study, info.id, GRACE_S) == 0  # its row is still reserved
+    kill(database, worker)
+    fail_lost_trials(database, study, info.id, GRACE_S)  # gives the reservation back
 
     assert repair_optuna(database, study, info.id, GRACE_S) == 1
 
-    trials = load(database, info).trials
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert trials[1].user_attrs[RETRY_OF_ATTR] == 0
+    (trial,) = load(database, info).trials
+    assert trial.state is TrialState.FAIL and trial.user_attrs["fail_reason"] == STALE_REASON
+    assert rows(database, info) == []  # it never trained: its slot simply went back
     assert reserved(database, info) == 0
 
 
@@ -111,23 +141,28 @@ def test_a_row_finished_but_not_told_is_told_from_the_row(database: Database) ->
     assert reserved(database, info) == 1
 
 
-def test_a_peer_killed_after_queuing_the_retry_leaves_one_retry(database: Database) -> None:
+def test_a_peer_killed_after_its_claim_leaves_one_retry_and_a_told_fail(
+    database: Database,
+) -> None:
     info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
     worker = register(database, "w-dead")
     asked(database, info, worker)
     kill(database, worker)
     study = load(database, info)
-    with database.session() as session:  # a peer claims the row ...
+    with database.session() as session:  # a peer claims the row, and dies before the tell
         (lost,) = TrialRepository(session).claim_lost(info.id, grace_s=GRACE_S)
-    assert lost.retry
-    requeue(database, study, study.trials[0])  # ... queues its retry, and dies before the tell
+    assert lost.retry_row_id is not None
     time.sleep(GRACE_S + 0.2)
 
     assert repair_optuna(database, study, info.id, GRACE_S) == 1
+    assert fail_lost_trials(database, study, info.id, GRACE_S) == []
 
-    trials = load(database, info).trials
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert [t.user_attrs.get(RETRY_OF_ATTR) for t in trials] == [None, 0]
+    (trial,) = load(database, info).trials
+    assert trial.state is TrialState.FAIL
+    assert [(r.state, r.retry_of) for r in rows(database, info)] == [
+        (RowState.FAIL, None),
+        (RowState.QUEUED, 0),
+    ]
 
 
 def test_a_trial_its_worker_finished_first_is_not_claimed(database: Database) -> None:
@@ -153,15 +188,41 @@ def test_a_retry_that_is_lost_again_is_not_retried_twice(database: Database) -> 
     kill(database, first)
     fail_lost_trials(database, load(database, info), info.id, GRACE_S)
     second = register(database, "w-second")
-    asked(database, info, second)  # the WAITING retry, asked and lost again
+    asked(database, info, second)  # the queued retry, taken and lost again
     kill(database, second)
 
     (lost,) = fail_lost_trials(database, load(database, info), info.id, GRACE_S)
 
-    assert lost.number == 1 and not lost.retry
+    assert lost.number == 1 and lost.retry_row_id is None
     trials = load(database, info).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert [(r.state, r.retry_of) for r in rows(database, info)] == [
+        (RowState.FAIL, None),
+        (RowState.FAIL, 0),
+    ]
     assert reserved(database, info) == 0
+
+
+def test_a_retry_taken_by_a_worker_that_dies_before_asking_is_queued_again(
+    database: Database,
+) -> None:
+    info = submit(database, synthetic_spec(n_trials=2, sampler="random"))
+    first = register(database, "w-first")
+    asked(database, info, first)
+    kill(database, first)
+    fail_lost_trials(database, load(database, info), info.id, GRACE_S)
+    second = register(database, "w-second")
+    with database.session() as session:  # takes the retry's slot, then dies
+        (taken,) = TrialRepository(session).reserve_many(info.id, second, 1)
+    assert taken.retry_of == 0
+    kill(database, second)
+
+    (lost,) = fail_lost_trials(database, load(database, info), info.id, GRACE_S)
+
+    assert lost.row_id == taken.row_id and lost.number is None
+    (_, retry) = rows(database, info)
+    assert (retry.state, retry.worker_id, retry.retry_of) == (RowState.QUEUED, None, 0)
+    assert reserved(database, info) == 1
 
 
 def test_a_worker_drops_a_study_deleted_underneath_it(database: Database) -> None:

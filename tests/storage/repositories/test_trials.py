@@ -12,14 +12,16 @@ from sqlalchemy import update
 from storage import (
     ArtifactRepository,
     Database,
+    NotFoundError,
+    StorageError,
     StudyRepository,
     StudyStatus,
     TrialRepository,
     TrialState,
     WorkerRepository,
 )
-from storage.models import WorkerRecord, utcnow
-from storage.repositories.trials import LOST_REASON, TrialStateError
+from storage.models import TrialRecord, WorkerRecord, utcnow
+from storage.repositories.trials import LOST_REASON, TIME_UP_REASON, TrialStateError
 
 SPEC: dict[str, Any] = {"experiment": "e"}
 
@@ -177,15 +179,24 @@ def test_claim_lost_claims_only_dead_workers_rows(database: Database) -> None:
     assert set(by_row) == {lost_running, lost_stopped, lost_missing, lost_reserved}
     assert fresh_anonymous not in by_row
     assert kept not in by_row
-    assert by_row[lost_running].retry and by_row[lost_running].number == 1
-    assert by_row[lost_running].params == {"w": 1} and by_row[lost_running].optuna_trial_id == 101
-    assert lost_reserved is not None and not by_row[lost_reserved].retry
+    assert by_row[lost_running].number == 1 and by_row[lost_running].optuna_trial_id == 101
+    assert by_row[lost_running].retry_row_id is not None
+    assert lost_reserved is not None and by_row[lost_reserved].number is None
     with database.session() as session:
         repo = TrialRepository(session)
         failed = {r.id: r for r in repo.rows(study_id, ["fail"])}
+        assert set(failed) == {lost_running, lost_stopped, lost_missing}
         assert all(r.reason == LOST_REASON for r in failed.values())
-        assert failed[lost_running].retried and not failed[lost_reserved].retried
-        assert StudyRepository(session).get(study_id).trials_reserved == 2
+        queued = repo.rows(study_id, ["waiting"])
+        assert sorted((r.retry_of, r.params["w"]) for r in queued if r.params) == [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+        ]
+        assert all(r.state is TrialState.QUEUED and r.worker_id is None for r in queued)
+        assert lost_reserved not in {r.id for r in repo.rows(study_id)}  # given back: gone
+        # kept + fresh_anonymous + three retries holding their lost trials' slots
+        assert StudyRepository(session).get(study_id).trials_reserved == 5
         assert repo.claim_lost(study_id, grace_s=60.0) == []  # claimed once
 
 
@@ -198,30 +209,118 @@ def test_claim_lost_anonymous_rows_by_reservation_age(database: Database) -> Non
     with database.session() as session:
         later = utcnow() + timedelta(seconds=61)
         (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=60.0, now=later)
-    assert (claimed.row_id, claimed.number, claimed.retry) == (row_id, None, False)
+    assert (claimed.row_id, claimed.number, claimed.retry_row_id) == (row_id, None, None)
 
 
-def test_claim_lost_does_not_retry_a_retry(database: Database) -> None:
-    study_id = _create(database)
-    dead = _worker(database)
-    with database.session() as session:
-        repo = TrialRepository(session)
-        row_id = repo.reserve(study_id, dead)
-        assert row_id is not None
-        repo.start(
-            row_id,
-            number=5,
-            optuna_trial_id=9,
-            params={},
-            config=None,
-            weights_normalised=None,
-            retry_of=2,
-        )
+def _lose(database: Database, study_id: str, number: int) -> int:
+    """Trial ``number`` started by a worker that dies; claimed; the id of its queued retry."""
+    _running(database, study_id, number, _worker(database))
     later = utcnow() + timedelta(seconds=60)
     with database.session() as session:
         (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
-        (row,) = TrialRepository(session).rows(study_id)
-    assert not claimed.retry and not row.retried and row.retry_of == 2
+    assert claimed.number == number and claimed.retry_row_id is not None
+    return claimed.retry_row_id
+
+
+def _take_retry(database: Database, study_id: str, worker_id: str, number: int) -> int:
+    """A worker reserves the study's queued retry and starts it as trial ``number``."""
+    with database.session() as session:
+        repo = TrialRepository(session)
+        (reservation,) = repo.reserve_many(study_id, worker_id, 1)
+        assert reservation.retry_of is not None
+        repo.start(
+            reservation.row_id,
+            number=number,
+            optuna_trial_id=100 + number,
+            params=reservation.params or {},
+            config=None,
+            weights_normalised=None,
+        )
+        return reservation.row_id
+
+
+def test_claim_lost_does_not_retry_a_retry(database: Database) -> None:
+    study_id = _create(database, n_trials=3)
+    _lose(database, study_id, 0)
+    dead = _worker(database)
+    retry_row = _take_retry(database, study_id, dead, 1)
+    later = utcnow() + timedelta(seconds=60)
+    with database.session() as session:
+        (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
+        rows = TrialRepository(session).rows(study_id)
+        reserved = StudyRepository(session).get(study_id).trials_reserved
+    assert (claimed.row_id, claimed.number, claimed.retry_row_id) == (retry_row, 1, None)
+    assert [(r.state, r.retry_of) for r in rows] == [
+        (TrialState.FAIL, None),
+        (TrialState.FAIL, 0),
+    ]
+    assert reserved == 0
+
+
+def test_the_schema_refuses_a_second_retry_of_one_trial(database: Database) -> None:
+    study_id = _create(database, n_trials=3)
+    _lose(database, study_id, 0)
+    with pytest.raises(StorageError, match=r"(?i)unique"), database.session() as session:
+        session.add(
+            TrialRecord(
+                study_id=study_id, state="queued", params={}, retry_of=0, reserved_at=utcnow()
+            )
+        )
+    with database.session() as session:
+        assert len(TrialRepository(session).rows(study_id, ["waiting"])) == 1
+
+
+def test_a_queued_retry_is_taken_before_fresh_slots_and_by_one_worker(database: Database) -> None:
+    study_id = _create(database, n_trials=3)
+    retry_row = _lose(database, study_id, 0)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        first = repo.reserve_many(study_id, "w1", 2)
+        second = repo.reserve_many(study_id, "w2", 2)
+    assert [r.retry_of for r in first] == [0, None] and first[0].row_id == retry_row
+    assert first[0].params == {"w": 0} and first[0].source_trial_id == 100
+    assert [r.retry_of for r in second] == [None]  # the budget of 3: retry + 2 fresh
+    with database.session() as session:
+        assert StudyRepository(session).get(study_id).trials_reserved == 3
+
+
+def test_give_back_deletes_a_fresh_slot_and_queues_a_retry_again(database: Database) -> None:
+    study_id = _create(database, n_trials=3)
+    _lose(database, study_id, 0)
+    with database.session() as session:
+        retry, fresh = TrialRepository(session).reserve_many(study_id, "w", 2)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        assert repo.give_back([retry.row_id, fresh.row_id]) == 2
+        assert repo.give_back([retry.row_id, fresh.row_id]) == 0  # once only
+    with database.session() as session:
+        repo = TrialRepository(session)
+        (queued,) = repo.rows(study_id, ["waiting"])
+        assert (queued.id, queued.worker_id) == (retry.row_id, None)
+        assert fresh.row_id not in {r.id for r in repo.rows(study_id)}
+        assert StudyRepository(session).get(study_id).trials_reserved == 1
+        with pytest.raises(NotFoundError):
+            repo.start(
+                fresh.row_id,
+                number=3,
+                optuna_trial_id=3,
+                params={},
+                config=None,
+                weights_normalised=None,
+            )
+
+
+def test_time_up_fails_queued_retries_and_completes(database: Database) -> None:
+    study_id = _create(database, n_trials=3, time_budget_s=1.0)
+    _finished(database, study_id, 1, "complete", 1.0)
+    _lose(database, study_id, 0)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        assert not repo.complete_if_done(study_id, time_up=False)
+        assert repo.complete_if_done(study_id, time_up=True)
+        (dropped,) = repo.rows(study_id, ["fail"], numbers=None)[1:]
+        assert StudyRepository(session).get(study_id).trials_reserved == 1
+    assert dropped.retry_of == 0 and dropped.reason == TIME_UP_REASON
 
 
 def test_complete_if_done_waits_for_running_rows_then_stores_best(database: Database) -> None:
@@ -321,29 +420,14 @@ def test_counts_best_values_and_pages(database: Database) -> None:
         assert durations == ["complete"] * 3 + ["fail", "pruned"]
 
 
-def test_waiting_counts_retries_not_yet_asked(database: Database) -> None:
+def test_waiting_counts_retries_not_yet_taken(database: Database) -> None:
     study_id = _create(database)
-    dead = _worker(database)
-    _running(database, study_id, 0, dead)
-    later = utcnow() + timedelta(seconds=60)
+    _lose(database, study_id, 0)
     with database.session() as session:
-        (claimed,) = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
-        assert claimed.retry
         assert TrialRepository(session).state_counts([study_id])[study_id]["waiting"] == 1
+    _take_retry(database, study_id, "w", 1)
     with database.session() as session:
-        repo = TrialRepository(session)
-        row_id = repo.reserve(study_id, None)
-        assert row_id is not None
-        repo.start(
-            row_id,
-            number=1,
-            optuna_trial_id=2,
-            params={},
-            config=None,
-            weights_normalised=None,
-            retry_of=0,
-        )
-        counts = repo.state_counts([study_id])[study_id]
+        counts = TrialRepository(session).state_counts([study_id])[study_id]
     assert (counts["waiting"], counts["running"], counts["fail"]) == (0, 1, 1)
 
 
@@ -398,6 +482,89 @@ def test_reserve_never_exceeds_budget_under_concurrency(postgres_url: str) -> No
         close_database(postgres_url)
 
 
+@pytest.mark.postgres
+def test_concurrent_claims_queue_one_retry_each_and_each_is_taken_once(postgres_url: str) -> None:
+    from storage import close_database, get_database
+    from storage.migrate import upgrade
+
+    upgrade(postgres_url)
+    database = get_database(postgres_url)
+    try:
+        study_id = _create(database, n_trials=20)
+        dead = _worker(database)
+        for number in range(8):
+            _running(database, study_id, number, dead)
+        later = utcnow() + timedelta(seconds=60)
+        claimed: list[int] = []
+        taken: list[int] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        start = threading.Barrier(6)
+
+        def maintain_then_reserve(worker: str) -> None:
+            try:
+                start.wait()
+                with database.session() as session:
+                    lost = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
+                with database.session() as session:
+                    mine = TrialRepository(session).reserve_many(study_id, worker, 3)
+                with lock:
+                    claimed.extend(t.row_id for t in lost)
+                    taken.extend(r.row_id for r in mine if r.retry_of is not None)
+            except BaseException as exc:  # reported below: a thread cannot fail the test
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=maintain_then_reserve, args=(f"w{i}",)) for i in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert len(claimed) == len(set(claimed)) == 8  # each lost trial claimed by one worker
+        with database.session() as session:
+            repo = TrialRepository(session)
+            retries = [r for r in repo.rows(study_id) if r.retry_of is not None]
+            reserved = StudyRepository(session).get(study_id).trials_reserved
+        assert sorted(r.retry_of for r in retries) == list(range(8))  # one retry each
+        assert len(taken) == len(set(taken))  # no retry handed to two workers
+        assert {r.id for r in retries if r.state is TrialState.RESERVED} == set(taken)
+        assert reserved == 18  # 8 retries + 10 fresh slots of the 6 x 3 asked
+    finally:
+        close_database(postgres_url)
+
+
+@pytest.mark.postgres
+def test_time_up_completion_waits_for_a_reservation_in_flight(postgres_url: str) -> None:
+    from storage import close_database, get_database
+    from storage.migrate import upgrade
+
+    upgrade(postgres_url)
+    database = get_database(postgres_url)
+    try:
+        study_id = _create(database, n_trials=5, time_budget_s=1.0)
+        _finished(database, study_id, 0, "complete", 1.0)
+        results: list[bool] = []
+        with database.session() as session:  # a worker reserving, not committed yet
+            assert TrialRepository(session).reserve(study_id, "w") is not None
+
+            def complete() -> None:
+                with database.session() as other:
+                    results.append(TrialRepository(other).complete_if_done(study_id, time_up=True))
+
+            thread = threading.Thread(target=complete)
+            thread.start()
+            thread.join(timeout=1.0)
+            assert thread.is_alive()  # waits on the study row the reservation holds
+        thread.join(timeout=10.0)
+        assert results == [False]  # it saw the reserved row: the study is not done
+        with database.session() as session:
+            assert StudyRepository(session).get(study_id).status is StudyStatus.RUNNING
+    finally:
+        close_database(postgres_url)
+
+
 def test_rows_of_some_numbers_only(database: Database) -> None:
     study_id, other = _create(database), _create(database, name="other")
     for number in range(4):
@@ -416,7 +583,8 @@ def test_reserve_many_takes_what_the_budget_has_left(database: Database) -> None
         repo = TrialRepository(session)
         first = repo.reserve_many(study_id, "w", 3)
         rest = repo.reserve_many(study_id, "w", 3)
-        assert len(first) == 3 and len(rest) == 2 and len(set(first + rest)) == 5
+        ids = [r.row_id for r in first + rest]
+        assert len(first) == 3 and len(rest) == 2 and len(set(ids)) == 5
         assert repo.reserve_many(study_id, "w", 1) == []
         assert StudyRepository(session).get(study_id).trials_reserved == 5
         with pytest.raises(ValueError, match="n must be >= 1, got n=0"):

@@ -24,6 +24,10 @@ def test_metrics_expose_trials_durations_workers_and_queue(served: Served) -> No
 
     spec = {"name": "metrics-study", "experiment": "synthetic", "n_trials": 10}
     study = served.client.post("/api/v1/studies", json=spec).json()
+    with get_database(served.db_url).session() as session:  # a live worker, before any retry
+        worker = WorkerRepository(session).register(hostname="h", pid=1, device="cpu").id
+        for _ in range(3):
+            assert TrialRepository(session).reserve(study["id"], worker) is not None
     add_finished_trials(
         get_database(served.db_url),
         study["optuna_study_name"],
@@ -31,10 +35,6 @@ def test_metrics_expose_trials_durations_workers_and_queue(served: Served) -> No
         4,
         states=(TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING),
     )
-    with get_database(served.db_url).session() as session:
-        for _ in range(3):
-            assert TrialRepository(session).reserve(study["id"], None) is not None
-        WorkerRepository(session).register(hostname="h", pid=1, device="cpu")
 
     response = served.client.get("/metrics")
     assert response.status_code == 200
@@ -45,9 +45,9 @@ def test_metrics_expose_trials_durations_workers_and_queue(served: Served) -> No
     # The failed trial and the lost one whose retry waits.
     assert _value(text, f'mtlsearch_trials{{state="fail",{labels}}}') == 2
     assert _value(text, f'mtlsearch_trials{{state="waiting",{labels}}}') == 1
-    # 10 trials budgeted, 2 kept by complete trials (failed ones give theirs back), 3 reserved
-    # here, 1 waiting retry.
-    assert _value(text, "mtlsearch_queue_depth") == queue_before + 5 + 1
+    # 10 trials budgeted: 2 slots kept by complete trials (failed ones give theirs back), 3
+    # reserved here, 1 held by the queued retry, which is still to run: 4 + 1 to run.
+    assert _value(text, "mtlsearch_queue_depth") == queue_before + 4 + 1
     assert _value(text, "mtlsearch_live_workers") >= 1
     assert _value(text, 'mtlsearch_trial_duration_seconds_count{state="complete"}') >= 2
     assert 'mtlsearch_trial_duration_seconds_bucket{le="+Inf",state="fail"}' in text
