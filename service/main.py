@@ -79,7 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/", dashboard, name="dashboard")
     # add_middleware puts each one outside the previous: hosts, then body size, then token.
     app.add_middleware(TokenGuard, token=settings.api_token)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, drain_bytes=settings.max_drain_bytes
+    )
     if settings.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     return app
