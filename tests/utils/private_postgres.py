@@ -169,12 +169,13 @@ class PrivatePostgres:
 
     def _configure(self, port: int) -> None:
         # Appended: the last setting of a name wins, so a retry on another port just adds one.
+        # fsync off only risks data on an OS crash; synchronous_commit stays on, else an
+        # immediate stop (a crash for PostgreSQL) would lose commits already acknowledged.
         settings = {
             "port": str(port),
             "listen_addresses": f"'{','.join(self.addresses)}'",
             "unix_socket_directories": f"'{self.root}'",
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "50",
         }
