@@ -44,7 +44,15 @@ class Settings(BaseSettings):
         1_048_576,
         ge=1,
         description="Largest request body accepted (API and dashboard), in bytes; a larger one "
-        "is refused with 413 before it is read (from Content-Length, or while it streams in).",
+        "is refused with 413 and never buffered.",
+    )
+    max_drain_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="How much of a refused (413) body the server still reads and discards, in "
+        "bytes, so that a client that reads only after sending its whole body reads the 413 "
+        "rather than a connection reset. A body announced or streamed beyond it is answered "
+        "at once and the connection closed. 0: answer at once.",
     )
     trusted_hosts: list[str] = Field(
         default_factory=list,

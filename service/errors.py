@@ -2,7 +2,10 @@
 
 Routes never build error responses: services and repositories raise the errors below (or
 storage's, or the spec's `SpecError`), and `domain_error_handler` turns each into a status
-and a ``{"detail": "<one line>"}`` body. FastAPI's own request validation stays 422; its
+and a ``{"detail": "<one line>"}`` body. A database failure is 503 however it arrives: as
+storage's `StorageError` (``DatabaseUnavailableError`` while the database cannot be reached),
+or raw from SQLAlchemy or Optuna's storage, then described the same way (database named,
+password hidden, no SQL, no traceback). FastAPI's own request validation stays 422; its
 handler keeps FastAPI's error list (without each error's ``input``, which would echo the whole
 body) and adds one readable ``message`` line.
 """
@@ -14,12 +17,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import optuna
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from mtlsearch.search.spec import SpecError
-from storage.errors import NotFoundError, StorageError, StudyExistsError
+from storage.errors import NotFoundError, StorageError, StudyExistsError, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,13 @@ class AuthenticationError(ServiceError):
     """A mutating call without the right bearer token."""
 
 
+#: Database failures that reached the handler unwrapped (e.g. from a call into Optuna's storage
+#: that no service wrapped): described as storage's own (`describe_error`) and answered 503.
+RAW_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    optuna.exceptions.StorageInternalError,
+)
+
 #: Checked in order: the first class that matches decides (NotFoundError is a StorageError).
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (AuthenticationError, 401),
@@ -44,6 +56,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ConflictError, 409),
     (SpecError, 422),
     (StorageError, 503),
+    *((cls, 503) for cls in RAW_DATABASE_ERRORS),
 )
 DOMAIN_ERRORS: tuple[type[Exception], ...] = tuple(cls for cls, _ in _STATUS)
 
@@ -61,10 +74,20 @@ def _one_line(text: str) -> str:
     return lines[0] if lines else "error"
 
 
+def _described(request: Request, exc: Exception) -> Exception:
+    """A raw database error as storage would have described it (database named, password
+    hidden, the driver's first line); any other error as it is."""
+    if not isinstance(exc, RAW_DATABASE_ERRORS):
+        return exc
+    database = getattr(request.app.state, "database", None)
+    shown = database.display_url if database is not None else "the database"
+    return describe_error(shown, exc)
+
+
 async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """The one handler: domain error → status and ``{"detail": ...}``."""
     status = status_for(exc)
-    detail = _one_line(str(exc))
+    detail = _one_line(str(_described(request, exc)))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status >= 500:
         logger.warning("%s %s → %d: %s", request.method, request.url.path, status, detail)
@@ -154,6 +177,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 __all__ = [
     "DOMAIN_ERRORS",
+    "RAW_DATABASE_ERRORS",
     "AuthenticationError",
     "ConflictError",
     "ServiceError",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +24,9 @@ from service.dashboard import DASHBOARD_PATH, Dashboard
 from service.errors import install_error_handlers
 from service.middleware import BodyLimit, TokenGuard
 from service.services.experiments import load_experiments
+from service.services.health import check_health
 from service.services.metrics import build_registry
+from service.services.orphans import OrphanCleaner
 from storage import Database
 from storage.migrate import upgrade
 
@@ -46,7 +49,8 @@ Search the loss weights and weighting strategy of a multi-task model.
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for `settings` (its database, token and allowed experiment modules)."""
     database = Database(settings.db_url, config=settings.database_config())
-    dashboard = Dashboard()
+    orphans = OrphanCleaner(database)
+    dashboard = Dashboard(probe=partial(check_health, database))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            orphans.close()
             database.dispose()
 
     app = FastAPI(
@@ -70,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.orphans = orphans
     app.state.metrics_registry = build_registry(database, settings)
     install_error_handlers(app)
     app.include_router(api_router)
@@ -79,7 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/", dashboard, name="dashboard")
     # add_middleware puts each one outside the previous: hosts, then body size, then token.
     app.add_middleware(TokenGuard, token=settings.api_token)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, drain_bytes=settings.max_drain_bytes
+    )
     if settings.trusted_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     return app

@@ -5,8 +5,10 @@ for a request they refuse:
 
 * `TokenGuard`: with a token configured, every request whose method is not GET, HEAD or
   OPTIONS needs ``Authorization: Bearer <token>``, else 401 (``WWW-Authenticate: Bearer``).
-* `BodyLimit`: a body above `max_bytes` is refused with 413, at once from ``Content-Length``,
-  or, for a chunked body, as soon as the bytes streamed in pass the limit.
+* `BodyLimit`: a body above `max_bytes` is refused with 413. Its bytes are read and discarded
+  (never buffered) up to `drain_bytes` before the answer, so that a client that sends its whole
+  body before it reads (urllib, most HTTP libraries) reads the 413 instead of a connection
+  reset: closing a socket with unread bytes makes the kernel send RST, which wipes the answer.
 """
 
 from __future__ import annotations
@@ -98,25 +100,64 @@ class _BodyTooLarge(Exception):
     """Raised into the app from `receive` once a streamed body passes the limit."""
 
 
+#: A refused body is read and discarded up to this many bytes by default (see `BodyLimit`).
+DEFAULT_DRAIN_BYTES = 64 * 1024 * 1024
+
+
 class BodyLimit:
     """Refuse a request body above `max_bytes` with 413, without buffering it.
+
+    The refused body is read and discarded up to `drain_bytes` in all before the 413 is sent;
+    the connection then stays usable. Closing it with bytes unread would make the kernel answer
+    the client's next bytes with a reset, and a client still sending (it reads only once the
+    body is sent) would see "connection reset" instead of the 413. Past `drain_bytes` (an
+    announced ``Content-Length`` above it, or a chunked body that goes on) the 413 is sent at
+    once with ``Connection: close``: clients that read while they send (httpx, curl) still
+    read it, the others see the reset; the server never reads more than `drain_bytes`. A
+    client that asked ``Expect: 100-continue`` has sent nothing yet: it gets the 413 at once.
 
     Args:
         app: the ASGI app behind the limit.
         max_bytes: the largest body accepted, in bytes.
+        drain_bytes: the most bytes of a refused body read (and discarded) so that the client
+            can read the 413; 0 refuses at once.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, drain_bytes: int = DEFAULT_DRAIN_BYTES
+    ) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes=}")
+        if drain_bytes < 0:
+            raise ValueError(f"drain_bytes must be >= 0, got {drain_bytes=}")
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = drain_bytes
 
-    def _detail(self, size: int) -> str:
+    def _detail(self, size: int, *, whole: bool = True) -> str:
+        told = f"{size} bytes" if whole else f"more than {size} bytes"
         return (
-            f"request body too large: {size} bytes, the limit is {self.max_bytes} "
+            f"request body too large: {told}, the limit is {self.max_bytes} "
             "(MTLSEARCH_MAX_BODY_BYTES)"
         )
+
+    async def _drain(self, receive: Receive, received: int, more_body: bool) -> tuple[int, bool]:
+        """Read and discard the body until its end, the client leaves, or `drain_bytes`.
+
+        Returns the bytes received in all and whether the whole body was read.
+        """
+        while more_body and received <= self.drain_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return received, False  # the client left
+            received += len(message.get("body", b""))
+            more_body = message.get("more_body", False)
+        return received, not more_body
+
+    async def _refuse(self, send: Send, detail: str, *, whole_body_read: bool) -> None:
+        # With bytes left unread the connection cannot serve another request: close it.
+        headers = [] if whole_body_read else [(b"connection", b"close")]
+        await _send_json(send, 413, detail, headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,8 +165,13 @@ class BodyLimit:
             return
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_bytes:
-            logger.info("%s %s → 413: %s bytes", scope["method"], scope["path"], length)
-            await _send_json(send, 413, self._detail(int(length)), [(b"connection", b"close")])
+            size = int(length)
+            waiting = (_header(scope, b"expect") or "").lower() == "100-continue"
+            whole = False
+            if not waiting and size <= self.drain_bytes:
+                _, whole = await self._drain(receive, 0, True)
+            logger.info("%s %s → 413: %d bytes", scope["method"], scope["path"], size)
+            await self._refuse(send, self._detail(size), whole_body_read=whole)
             return
 
         received = 0
@@ -140,12 +186,12 @@ class BodyLimit:
                 if received > self.max_bytes:
                     if not started and not refused:
                         refused = True
+                        received, whole = await self._drain(
+                            receive, received, message.get("more_body", False)
+                        )
                         logger.info("%s %s → 413: streamed body", scope["method"], scope["path"])
-                        await _send_json(
-                            send,
-                            413,
-                            self._detail(received),
-                            [(b"connection", b"close")],
+                        await self._refuse(
+                            send, self._detail(received, whole=whole), whole_body_read=whole
                         )
                     raise _BodyTooLarge
             return message
@@ -166,4 +212,4 @@ class BodyLimit:
             logger.debug("app failed after its body was refused", exc_info=True)
 
 
-__all__ = ["SAFE_METHODS", "BodyLimit", "TokenGuard", "bearer_error"]
+__all__ = ["DEFAULT_DRAIN_BYTES", "SAFE_METHODS", "BodyLimit", "TokenGuard", "bearer_error"]

@@ -21,7 +21,12 @@ from storage.database import (
     get_database,
     parse_db_url,
 )
-from storage.errors import NotFoundError, StorageError, StudyExistsError
+from storage.errors import (
+    DatabaseUnavailableError,
+    NotFoundError,
+    StorageError,
+    StudyExistsError,
+)
 from storage.models import StudyStatus, TrialState, WorkerStatus
 from storage.repositories import (
     ArtifactInfo,
@@ -43,6 +48,7 @@ __all__ = [
     "BaselineRepository",
     "Database",
     "DatabaseConfig",
+    "DatabaseUnavailableError",
     "NotFoundError",
     "StorageError",
     "StudyExistsError",

@@ -9,6 +9,11 @@ worker's few. `get_database(url)` returns the process's `Database` for a URL.
 Storage reads no settings: the top of each process (CLI command, API app factory) builds a
 `DatabaseConfig` from ``mtlsearch.settings.Settings`` and passes it in.
 
+On PostgreSQL every connection is opened with a bounded connect time and TCP keepalives
+(`engine_options`), and the pool tests a connection before lending it: while the server is down
+or restarting, each use fails within seconds with `DatabaseUnavailableError` (never hangs), and
+once it is back the next use reconnects, without restarting the process.
+
 The tables must exist first: ``mtlsearch db upgrade`` (`storage.migrate.upgrade`) creates
 Optuna's tables and ours; a `Database` never creates tables, so processes starting together on
 a new database cannot race each other's DDL.
@@ -30,7 +35,13 @@ from sqlalchemy import URL, Engine, event, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import StorageError
+from storage.errors import (
+    DatabaseUnavailableError,
+    StorageError,
+    describe_error,
+    error_line,
+    is_unreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +50,24 @@ VALID_URL_FORMS = (
     "or postgresql+psycopg://user:password@host:5432/dbname"
 )
 SQLITE_BUSY_TIMEOUT_S = 30.0
+
+# PostgreSQL connection options (libpq's, passed through psycopg): how long a process waits on a
+# database that does not answer. Without them a connect to a host that drops packets waits 130 s
+# (psycopg's default), and a query on a connection whose server vanished without a word (host
+# down, network cut) waits for TCP's retransmissions (about 15 min) or, idle, forever.
+#: Seconds a connect may take (libpq ``connect_timeout``).
+PG_CONNECT_TIMEOUT_S = 5
+#: TCP keepalives (libpq ``keepalives_*``): an idle connection, or one waiting for a result, is
+#: probed after 10 s of silence, every 5 s, and dropped after 3 unanswered probes (~25 s).
+PG_KEEPALIVES_IDLE_S = 10
+PG_KEEPALIVES_INTERVAL_S = 5
+PG_KEEPALIVES_COUNT = 3
+#: Milliseconds sent data may stay unacknowledged before the connection is dropped (libpq
+#: ``tcp_user_timeout``, Linux): covers a server that vanishes while a query is being sent.
+PG_TCP_USER_TIMEOUT_MS = 30_000
+#: Seconds a caller waits for a free pooled connection before it fails (SQLAlchemy's
+#: ``pool_timeout``, default 30): a stuck database must not queue callers for long.
+PG_POOL_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +140,30 @@ def engine_options(url: URL, config: DatabaseConfig | None = None) -> dict[str, 
 
     PostgreSQL's pool is sized by `DatabaseConfig.pool_size` / `max_overflow` (default:
     `DatabaseConfig()`): every worker and API process holds one pool, and together they must
-    fit the server's ``max_connections``.
+    fit the server's ``max_connections``. Its connections get the ``PG_*`` options above (a
+    connect timeout, TCP keepalives, a TCP user timeout), unless the URL's query sets one
+    (``?connect_timeout=10`` wins), and the pool tests each before lending it.
     """
     if url.get_backend_name() == "sqlite":
         # sqlite3's `timeout` is its busy handler: a writer waits for the lock instead of
         # failing at once with "database is locked".
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     config = config or DatabaseConfig()
+    connect_args = {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": PG_KEEPALIVES_IDLE_S,
+        "keepalives_interval": PG_KEEPALIVES_INTERVAL_S,
+        "keepalives_count": PG_KEEPALIVES_COUNT,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+    }
     return {
+        # After a restart the pooled connections are dead: test each before lending it.
         "pool_pre_ping": True,
         "pool_size": config.pool_size,
         "max_overflow": config.max_overflow,
+        "pool_timeout": PG_POOL_TIMEOUT_S,
+        "connect_args": {k: v for k, v in connect_args.items() if k not in url.query},
     }
 
 
@@ -155,18 +197,6 @@ def install_sqlite_pragmas(engine: Engine, *, foreign_keys: bool) -> None:
     # The engine may already hold pooled connections opened before the listener existed
     # (RDBStorage connects in its constructor); drop them so every connection has the PRAGMAs.
     engine.dispose()
-
-
-def error_line(exc: BaseException) -> str:
-    """The first line of a driver error, without SQLAlchemy's SQL and parameter dump.
-
-    Optuna re-raises database errors as its own; the database's reason is then the cause.
-    """
-    if not isinstance(exc, SQLAlchemyError) and isinstance(exc.__cause__, SQLAlchemyError):
-        exc = exc.__cause__
-    orig = getattr(exc, "orig", None)
-    lines = str(orig if orig is not None else exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
 
 
 def _hint_for(exc: BaseException) -> str:
@@ -226,7 +256,8 @@ class Database:
                 skip_table_creation=True,
             )
         except (SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as exc:
-            raise StorageError(
+            cls = DatabaseUnavailableError if is_unreachable(exc) else StorageError
+            raise cls(
                 f"cannot open database {self.display_url}: {error_line(exc)}{_hint_for(exc)}"
             ) from exc
         install_sqlite_pragmas(storage.engine, foreign_keys=True)
@@ -251,7 +282,8 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A session for one unit of work: commit on success, roll back on any exception.
 
-        `SQLAlchemyError` becomes `StorageError` with a one-line message; our own errors
+        `SQLAlchemyError` becomes `StorageError` with a one-line message
+        (`DatabaseUnavailableError` when the database cannot be reached); our own errors
         (`NotFoundError`, ...) pass through after the rollback.
         """
         factory = self._sessionmaker()
@@ -261,12 +293,17 @@ class Database:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StorageError(f"database error on {self.display_url}: {error_line(exc)}") from exc
+            raise self.storage_error(exc) from exc
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def storage_error(self, exc: BaseException, doing: str | None = None) -> StorageError:
+        """A database failure (SQLAlchemy's, or Optuna's storage error) as a one-line
+        `StorageError` naming this database (`describe_error`); `doing` says what failed."""
+        return describe_error(self.display_url, exc, doing)
 
     def dispose(self) -> None:
         """Close the pooled connections (the `Database` reconnects if used again)."""
@@ -312,6 +349,7 @@ __all__ = [
     "DatabaseConfig",
     "close_database",
     "display_url",
+    "engine_options",
     "get_database",
     "parse_db_url",
 ]

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# A private PostgreSQL cluster that a test may stop and start (fault tests).
+from tests.utils.private_postgres import private_postgres  # noqa: F401
+
 if TYPE_CHECKING:
     from storage import Database
 

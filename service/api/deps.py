@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from mtlsearch.settings import Settings
 from service.errors import AuthenticationError
 from service.middleware import bearer_error
+from service.services.orphans import OrphanCleaner
 from storage import Database
 
 
@@ -27,8 +28,15 @@ def get_database(request: Request) -> Database:
     return database
 
 
+def get_orphans(request: Request) -> OrphanCleaner:
+    """The app's `OrphanCleaner` (Optuna studies of failed creates)."""
+    orphans: OrphanCleaner = request.app.state.orphans
+    return orphans
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+OrphansDep = Annotated[OrphanCleaner, Depends(get_orphans)]
 
 
 def get_session(database: DatabaseDep) -> Iterator[Session]:
@@ -71,10 +79,12 @@ TokenDep = Depends(require_token)
 
 __all__ = [
     "DatabaseDep",
+    "OrphansDep",
     "SessionDep",
     "SettingsDep",
     "TokenDep",
     "get_database",
+    "get_orphans",
     "get_session",
     "get_settings",
     "require_token",

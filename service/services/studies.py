@@ -27,13 +27,13 @@ from mtlsearch.search.spec_checks import validate_against_experiment
 from service.errors import ConflictError
 from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
 from service.schemas.trials import TrialsPublic
+from service.services.orphans import OrphanCleaner, discard_now, drop_optuna_study
 from service.services.trial_reads import pareto_size, study_directions, trial_public
 from service.services.workers import live_experiments, unserved_message
 from storage import (
     ArtifactRepository,
     Database,
     NotFoundError,
-    StorageError,
     StudyExistsError,
     StudyInfo,
     StudyRepository,
@@ -41,7 +41,6 @@ from storage import (
     TrialRepository,
     TrialRow,
 )
-from storage.database import error_line
 from storage.repositories.trials import BEST_ARTIFACT as TRIAL_BEST_ARTIFACT
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,11 @@ def _message(info: StudyInfo, served: frozenset[str] | None, check: bool) -> str
 
 def optuna_study_ids(database: Database, infos: Sequence[StudyInfo]) -> dict[str, int]:
     """Our study id -> its Optuna study id (for the dashboard link), through Optuna's public
-    storage API; studies whose Optuna study is gone are left out."""
+    storage API; studies whose Optuna study is gone are left out.
+
+    Raises:
+        StorageError: the database failed.
+    """
     storage = database.optuna_storage()
     result = {}
     for info in infos:
@@ -80,6 +83,8 @@ def optuna_study_ids(database: Database, infos: Sequence[StudyInfo]) -> dict[str
             result[info.id] = storage.get_study_id_from_name(info.optuna_study_name)
         except KeyError:
             logger.debug("study %s has no Optuna study %r", info.id, info.optuna_study_name)
+        except optuna.exceptions.StorageInternalError as exc:
+            raise database.storage_error(exc, "reading the Optuna study ids") from exc
     return result
 
 
@@ -137,23 +142,15 @@ def publish(
     return result
 
 
-def _storage_error(action: str, exc: Exception) -> StorageError:
-    return StorageError(f"{action} failed: {error_line(exc)}")
-
-
-def _drop_optuna_study(database: Database, name: str) -> None:
-    """Delete an Optuna study by name; a missing one is fine (already gone)."""
-    try:
-        optuna.delete_study(study_name=name, storage=database.optuna_storage())
-    except KeyError:
-        logger.debug("Optuna study %r was already gone", name)
-
-
-def create_study(database: Database, spec: StudySpec) -> StudyPublic:
+def create_study(
+    database: Database, spec: StudySpec, orphans: OrphanCleaner | None = None
+) -> StudyPublic:
     """Validate `spec` against its experiment, then create the Optuna study and our record.
 
     The Optuna study is created first (on SQLite a second writer would wait on our open
-    transaction otherwise); if our record cannot be written, the Optuna study is deleted again.
+    transaction otherwise); if our record cannot be written, the Optuna study is deleted again,
+    by `orphans` (which retries once the database is back when it is unreachable; None: one
+    attempt now).
 
     Raises:
         SpecError: the spec does not fit its experiment (names the field).
@@ -173,8 +170,8 @@ def create_study(database: Database, spec: StudySpec) -> StudyPublic:
     except optuna.exceptions.DuplicatedStudyError:
         raise StudyExistsError(f"an Optuna study named {optuna_name!r} already exists") from None
     except optuna.exceptions.OptunaError as exc:
-        _drop_quietly(database, optuna_name)
-        raise _storage_error(f"creating the Optuna study {optuna_name!r}", exc) from exc
+        _discard(database, orphans, optuna_name)
+        raise database.storage_error(exc, f"creating the Optuna study {optuna_name!r}") from exc
     try:
         with database.session() as session:
             info = StudyRepository(session).create(
@@ -187,17 +184,17 @@ def create_study(database: Database, spec: StudySpec) -> StudyPublic:
             )
             public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
     except BaseException:
-        _drop_quietly(database, optuna_name)
+        _discard(database, orphans, optuna_name)
         raise
     logger.info("created study %s (%s) on %s", info.id, info.name, info.experiment)
     return public
 
 
-def _drop_quietly(database: Database, name: str) -> None:
-    try:
-        _drop_optuna_study(database, name)
-    except Exception:
-        logger.exception("could not delete the Optuna study %r after a failed create", name)
+def _discard(database: Database, orphans: OrphanCleaner | None, optuna_name: str) -> None:
+    if orphans is not None:
+        orphans.discard(optuna_name)
+    else:
+        discard_now(database, optuna_name)
 
 
 def list_studies(
@@ -277,10 +274,7 @@ def delete_study(database: Database, study_id: str) -> None:
         info = repo.get(study_id)
         if info.status is StudyStatus.RUNNING:
             repo.set_status(study_id, StudyStatus.CANCELLED, "being deleted", expected="running")
-    try:
-        _drop_optuna_study(database, info.optuna_study_name)
-    except optuna.exceptions.OptunaError as exc:
-        raise _storage_error(f"deleting the Optuna study {info.optuna_study_name!r}", exc) from exc
+    drop_optuna_study(database, info.optuna_study_name)
     with database.session() as session:
         StudyRepository(session).delete(study_id)
     logger.info("deleted study %s (%s)", study_id, info.name)
@@ -362,7 +356,7 @@ def _baselines(database: Database, info: StudyInfo) -> dict[str, float] | None:
             f"study {info.id!r} has no Optuna study {info.optuna_study_name!r} in the database"
         ) from None
     except optuna.exceptions.OptunaError as exc:
-        raise _storage_error(f"loading study {info.id!r}", exc) from exc
+        raise database.storage_error(exc, f"loading study {info.id!r}") from exc
     baselines = study.user_attrs.get("baselines")
     return dict(baselines) if baselines is not None else None
 

@@ -188,6 +188,15 @@ class StudyRepository:
         )
         return None if record is None else _info(record)
 
+    def get_by_optuna_name(self, optuna_name: str) -> StudyInfo | None:
+        """The study whose Optuna study is `optuna_name`, or None."""
+        record = self._session.scalar(
+            select(StudyRecord)
+            .where(StudyRecord.optuna_study_name == optuna_name)
+            .execution_options(populate_existing=True)
+        )
+        return None if record is None else _info(record)
+
     def list(
         self,
         offset: int = 0,

@@ -29,6 +29,13 @@ class Recorder:
 
 
 def call(app: Any, method: str, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> int:
+    return int(exchange(app, method, headers, chunks)[0]["status"])
+
+
+def exchange(
+    app: Any, method: str, headers: list[tuple[bytes, bytes]], chunks: list[bytes]
+) -> tuple[dict[str, Any], int]:
+    """The response start `app` sent, and how many of `chunks` were left unread."""
     sent: list[dict[str, Any]] = []
     pending = [
         {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
@@ -43,7 +50,7 @@ def call(app: Any, method: str, headers: list[tuple[bytes, bytes]], chunks: list
 
     scope = {"type": "http", "method": method, "path": "/api/x", "headers": headers}
     asyncio.run(app(scope, receive, send))
-    return int(sent[0]["status"])
+    return sent[0], len(pending)
 
 
 def test_the_token_guard_refuses_before_the_body_is_read() -> None:
@@ -70,9 +77,48 @@ def test_the_body_limit_stops_a_stream_once_it_passes() -> None:
     assert call(BodyLimit(Recorder(), max_bytes=10), "POST", [], [b"x" * 5, b"x" * 5]) == 200
 
 
+def test_a_refused_body_is_drained_up_to_the_bound() -> None:
+    # Read whole (so the client can read the 413), then the connection stays usable.
+    inner = Recorder()
+    start, unread = exchange(
+        BodyLimit(inner, max_bytes=10, drain_bytes=100),
+        "POST",
+        [(b"content-length", b"30")],
+        [b"x" * 10, b"x" * 10, b"x" * 10],
+    )
+    assert (start["status"], unread, inner.called) == (413, 0, False)
+    assert (b"connection", b"close") not in start["headers"]
+    start, unread = exchange(
+        BodyLimit(Recorder(), max_bytes=10, drain_bytes=100), "POST", [], [b"x" * 6] * 4
+    )
+    assert (start["status"], unread) == (413, 0)
+    # Past the bound: refused at once from Content-Length, or where the stream passes it.
+    start, unread = exchange(
+        BodyLimit(Recorder(), max_bytes=10, drain_bytes=20),
+        "POST",
+        [(b"content-length", b"30")],
+        [b"x" * 10] * 3,
+    )
+    assert (start["status"], unread) == (413, 3)
+    assert (b"connection", b"close") in start["headers"]
+    start, unread = exchange(
+        BodyLimit(Recorder(), max_bytes=10, drain_bytes=20), "POST", [], [b"x" * 6] * 6
+    )
+    assert (start["status"], unread) == (413, 2)
+    assert (b"connection", b"close") in start["headers"]
+
+
+def test_a_client_waiting_for_100_continue_is_refused_before_sending() -> None:
+    headers = [(b"content-length", b"30"), (b"expect", b"100-continue")]
+    start, unread = exchange(BodyLimit(Recorder(), max_bytes=10), "POST", headers, [b"x" * 30])
+    assert (start["status"], unread) == (413, 1)
+
+
 def test_bearer_error() -> None:
     assert bearer_error("s", "s") is None
     assert bearer_error(None, "s") is not None
     assert bearer_error("sécret", "secret") == "wrong bearer token"
     with pytest.raises(ValueError, match="max_bytes"):
         BodyLimit(Recorder(), max_bytes=0)
+    with pytest.raises(ValueError, match="drain_bytes"):
+        BodyLimit(Recorder(), max_bytes=1, drain_bytes=-1)

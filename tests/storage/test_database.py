@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,22 @@ from sqlalchemy import text
 from storage import (
     Database,
     DatabaseConfig,
+    DatabaseUnavailableError,
     NotFoundError,
     StorageError,
     StudyRepository,
     TrialRepository,
     get_database,
     parse_db_url,
+)
+from storage.database import (
+    PG_CONNECT_TIMEOUT_S,
+    PG_KEEPALIVES_COUNT,
+    PG_KEEPALIVES_IDLE_S,
+    PG_KEEPALIVES_INTERVAL_S,
+    PG_POOL_TIMEOUT_S,
+    PG_TCP_USER_TIMEOUT_MS,
+    engine_options,
 )
 from storage.migrate import upgrade
 
@@ -105,9 +116,28 @@ def test_unmigrated_database_says_to_upgrade(sqlite_url: str) -> None:
 
 def test_unreachable_postgres_is_a_one_line_storage_error() -> None:
     database = Database("postgresql+psycopg://postgres:secret@127.0.0.1:1/nowhere")
-    with pytest.raises(StorageError, match="cannot open database") as info:
+    with pytest.raises(DatabaseUnavailableError, match="cannot open database") as info:
         database.optuna_storage()
     assert "\n" not in str(info.value) and "secret" not in str(info.value)
+
+
+def test_postgres_connections_have_bounded_waits_and_stay_picklable() -> None:
+    options = engine_options(parse_db_url("postgresql://u@h/db"))
+    assert options["pool_pre_ping"] is True
+    assert options["pool_timeout"] == PG_POOL_TIMEOUT_S
+    assert options["connect_args"] == {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": PG_KEEPALIVES_IDLE_S,
+        "keepalives_interval": PG_KEEPALIVES_INTERVAL_S,
+        "keepalives_count": PG_KEEPALIVES_COUNT,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+    }
+    assert pickle.loads(pickle.dumps(options)) == options  # Optuna keeps them
+    # A value in the URL's query wins.
+    mine = engine_options(parse_db_url("postgresql://u@h/db?connect_timeout=30"))
+    assert "connect_timeout" not in mine["connect_args"]
+    assert "keepalives" in mine["connect_args"]
 
 
 def test_sqlite_uses_wal_foreign_keys_and_creates_the_directory(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service.api.deps import DatabaseDep, SettingsDep, TokenDep
+from service.api.deps import DatabaseDep, OrphansDep, SettingsDep, TokenDep
 from service.schemas.common import ERROR_RESPONSES, MUTATION_RESPONSES, ErrorPublic
 from service.schemas.studies import (
     BestPublic,
@@ -44,14 +44,14 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (1..1000).")]
         },
     },
 )
-def create_study(spec: StudyCreate, database: DatabaseDep) -> StudyPublic:
+def create_study(spec: StudyCreate, database: DatabaseDep, orphans: OrphansDep) -> StudyPublic:
     """Validate the study spec against its experiment, create its Optuna study and record.
 
     The body is the study spec (docs/study-spec.md). The experiment is a registered name only:
     a request can never make the server or a worker import code. Workers start on the study
     at once.
     """
-    return service.create_study(database, spec)
+    return service.create_study(database, spec, orphans)
 
 
 @router.get("", response_model=StudiesPublic, summary="List studies", responses=ERROR_RESPONSES)
