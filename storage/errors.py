@@ -6,6 +6,8 @@ first line, never SQLAlchemy's SQL and parameter dump or a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 #: SQLSTATEs of a server going away or not there yet: 57P01 admin shutdown (``pg_ctl stop -m
@@ -57,7 +59,23 @@ def is_unreachable(exc: BaseException) -> bool:
 
     PostgreSQL only: SQLite's operational errors (a locked file) are not about a server.
     """
-    exc = _sqlalchemy_error(exc)
+    # The whole chain: a connection lost mid-transaction surfaces first as SQLAlchemy's
+    # PendingRollbackError ("Can't reconnect until invalid transaction is rolled back"), raised
+    # while handling the OperationalError that says so (Optuna wraps both in its own error).
+    return any(_says_unreachable(link) for link in _chain(exc))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its cause or context, and so on (each once)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _says_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if not isinstance(exc, OperationalError) or not hasattr(exc.orig, "sqlstate"):

@@ -118,5 +118,5 @@ def worker(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         running.run()
-    except (ValueError, StorageError) as exc:
+    except (ValueError, StorageError, optuna.exceptions.StorageInternalError) as exc:
         raise fail(escape(str(exc))) from None

@@ -38,6 +38,7 @@ from mtlsearch.worker.decisions import (
     next_idle_sleep,
 )
 from mtlsearch.worker.jobs import Job
+from mtlsearch.worker.outage import DatabaseOutage, unreachable
 from mtlsearch.worker.stale import fail_lost_trials, repair_optuna
 from mtlsearch.worker.studies import (
     StudyContext,
@@ -78,6 +79,7 @@ class Asker:
         jobs: JobQueue,
         teller: Teller,
         stop: threading.Event,
+        outage: DatabaseOutage,
         worker_id: Callable[[], str],
         heartbeat: Callable[[], Heartbeat | None],
         maintenance_s: float,
@@ -90,6 +92,7 @@ class Asker:
         self.jobs = jobs
         self.teller = teller
         self.stop = stop
+        self.outage = outage
         self.worker_id = worker_id
         self.heartbeat = heartbeat
         self.maintenance_s = maintenance_s
@@ -133,10 +136,18 @@ class Asker:
             if why is not None:
                 logger.info("worker %s %s", self.worker_id(), why)
                 return
-            self.maintain()
-            if not self.jobs.wait_for_room(timeout=ROOM_WAIT_S):
-                continue  # a batch ahead already: ask no more until the runner takes one
-            jobs = self.next_jobs(self.jobs.room())
+            try:
+                self.maintain()
+                if not self.jobs.wait_for_room(timeout=ROOM_WAIT_S):
+                    continue  # a batch ahead already: ask no more until the runner takes one
+                jobs = self.next_jobs(self.jobs.room())
+            except Exception as exc:
+                # The database is away: the runner trains what it holds, the teller waits to
+                # record it, and this loop tries again (`mtlsearch.worker.outage`).
+                if not self.outage.pause("looking for work", exc):
+                    raise
+                continue
+            self.outage.answered()
             if jobs:
                 self.starved.clear()
                 sleep, idle_since = low, None
@@ -152,7 +163,12 @@ class Asker:
                     # Just out of work, with every tell of ours landed: the finish of a study's
                     # last trial may have seen another worker's trial still running. Whoever
                     # goes idle last sees every trial told and completes the study.
-                    self.maintain(force=True)
+                    try:
+                        self.maintain(force=True)
+                    except Exception as exc:
+                        if not self.outage.pause("looking for work", exc):
+                            raise
+                        continue
                     self.teller.drain()
                     idle_since = now
                 why = exit_reason(0, None, now - idle_since, self.options.idle_exit_s)
@@ -224,7 +240,10 @@ class Asker:
                     self.database, context, device=self.options.device, data_dir=self.data_dir
                 )
             except Exception as exc:
-                # A data set missing on this machine is this worker's problem, not the study's.
+                # A data set missing on this machine, or a database that is away, is this
+                # worker's problem, not the study's.
+                if unreachable(exc):
+                    raise
                 logger.error("cannot train the baselines of study %s: %s", info.id, exc)
                 if not isinstance(exc, DataError):
                     self.teller.fail_study(context, f"single-task baselines failed: {exc}")
@@ -284,6 +303,7 @@ class Asker:
                 worker_id=self.worker_id(),
                 device=self.options.device,
                 go_on=lambda: not self.stop.is_set() and study.time_left(),
+                outage=self.outage,
                 test_hook=self.test_hook,
             )
             if not asked:

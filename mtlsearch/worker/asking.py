@@ -36,6 +36,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
+from mtlsearch.worker.outage import DatabaseOutage
+from mtlsearch.worker.outcomes import tell_once
 from storage import Database, NotFoundError, TrialRepository
 from storage.repositories.trials import Reservation, TrialStateError
 
@@ -73,6 +75,7 @@ def ask_batch(
     worker_id: str,
     device: str,
     go_on: Callable[[], bool],
+    outage: DatabaseOutage | None = None,
     test_hook: str | None = None,
 ) -> list[Asked]:
     """Reserve up to ``n`` slots of ``study`` and ask a trial for each (module docstring).
@@ -80,6 +83,8 @@ def ask_batch(
     Args:
         go_on: checked before each ask; False ends the batch (the worker stops, or the
             study's time is up).
+        outage: a batch that fails half-way (the database went away) waits through it to give
+            its slots back; without one the give-back is tried once.
         test_hook: ``"exit-after-ask"`` kills the process after the first ask (chaos tests).
 
     Returns:
@@ -104,14 +109,14 @@ def ask_batch(
             if test_hook == "exit-after-ask":
                 os._exit(3)  # chaos test: die between ask() and recording the trial
             asked.append(_suggest(reservation.row_id, trial, study, device))
+        unused = row_ids[len(asked) :]
+        if unused:
+            give_back(database, unused, "not asked: the worker stopped or the study's time is up")
+        _distinct_seeds(database, study, asked)
+        return _start_rows(database, study, asked)
     except BaseException as exc:
-        _abandon(database, study, row_ids, asked, f"ask failed: {exc}")
+        _abandon(database, study, row_ids, asked, f"ask failed: {exc}", outage)
         raise
-    unused = row_ids[len(asked) :]
-    if unused:
-        give_back(database, unused, "not asked: the worker stopped or the study's time is up")
-    _distinct_seeds(database, study, asked)
-    return _start_rows(database, study, asked)
 
 
 def new_trial(database: Database, study: StudyContext, reservation: Reservation) -> optuna.Trial:
@@ -152,14 +157,31 @@ def give_back(database: Database, row_ids: list[int], reason: str) -> None:
 
 
 def _abandon(
-    database: Database, study: StudyContext, row_ids: list[int], asked: list[Asked], reason: str
+    database: Database,
+    study: StudyContext,
+    row_ids: list[int],
+    asked: list[Asked],
+    reason: str,
+    outage: DatabaseOutage | None,
 ) -> None:
-    """A batch that cannot go on: every row back, and its asked trials failed in Optuna (a
-    running row of a live worker would keep the study from completing)."""
-    give_back(database, row_ids, reason)
+    """A batch that cannot go on: every slot back, and its asked trials failed in Optuna (a
+    reserved or running row of a live worker would keep the study from completing). A row
+    started already (a commit whose answer the database never sent) is failed."""
+
+    def undo() -> None:
+        with database.session() as session:
+            repository = TrialRepository(session)
+            repository.give_back(row_ids)
+            for item in asked:
+                repository.finish(item.row_id, state="fail", reason=reason)
+
+    if outage is None:
+        undo()
+    else:
+        outage.call(f"giving back the slots of a batch of study {study.id}", undo)
     for item in asked:
         with contextlib.suppress(Exception):  # the Optuna study may be gone
-            study.study.tell(item.trial, state=TrialState.FAIL, skip_if_finished=True)
+            tell_once(study.study, item.trial, state=TrialState.FAIL)
 
 
 def _suggest(row_id: int, trial: optuna.Trial, study: StudyContext, device: str) -> Asked:
@@ -217,7 +239,7 @@ def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> 
                 logger.warning("trial %d of study %s: %s", trial.number, study.id, exc)
                 lost.append(item)
     for item in lost:
-        study.study.tell(item.trial, state=TrialState.FAIL, skip_if_finished=True)
+        tell_once(study.study, item.trial, state=TrialState.FAIL)
     return [item for item in asked if item not in lost]
 
 

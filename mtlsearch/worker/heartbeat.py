@@ -96,11 +96,19 @@ class Heartbeat:
             )
 
     def _run(self) -> None:
+        failing = False
         while True:
             try:
                 self.beat()
             except Exception as exc:  # the next beat may succeed; never kill the thread
-                logger.warning("heartbeat of worker %s failed: %s", self._worker_id, exc)
+                # Said once per outage, not once per beat.
+                log = logger.debug if failing else logger.warning
+                log("heartbeat of worker %s failed: %s", self._worker_id, exc)
+                failing = True
+            else:
+                if failing:
+                    logger.warning("heartbeat of worker %s beats again", self._worker_id)
+                failing = False
             if self._stop.wait(self._interval):
                 return
 

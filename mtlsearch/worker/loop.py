@@ -66,6 +66,7 @@ from mtlsearch.settings import Settings, get_settings
 from mtlsearch.worker.asker import Asker
 from mtlsearch.worker.heartbeat import Heartbeat
 from mtlsearch.worker.jobs import Job, JobQueue
+from mtlsearch.worker.outage import DatabaseOutage
 from mtlsearch.worker.runner import SlotRunner
 from mtlsearch.worker.studies import DataCache, StudyContext
 from mtlsearch.worker.teller import Teller
@@ -157,13 +158,16 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         batch = self.options.batch
         self.jobs = JobQueue(maxsize=batch if isinstance(batch, int) else 1)
-        self.teller = Teller(database, self.options.max_consecutive_failures)
+        #: Writes wait out a database that is away (restart, network cut) instead of failing.
+        self.outage = DatabaseOutage(self._stop)
+        self.teller = Teller(database, self.options.max_consecutive_failures, self.outage)
         self.asker = Asker(
             database,
             self.options,
             jobs=self.jobs,
             teller=self.teller,
             stop=self._stop,
+            outage=self.outage,
             worker_id=lambda: self.id,
             heartbeat=lambda: self._heartbeat,
             maintenance_s=self.maintenance_s,
@@ -207,17 +211,24 @@ class Worker:
         from mtl_core.experiments import list_experiments, load_plugins
 
         load_plugins(self.settings.allowed_experiment_modules)
-        with self.database.session() as session:
-            info = WorkerRepository(session).register(
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                device=self.device,
-                worker_id=self.options.worker_id,
-                # After load_plugins: the API matches studies against what it can really run.
-                experiments=list_experiments(),
-                batch_size=self.options.batch,
-            )
-        self.id = info.id
+
+        def register() -> str:
+            with self.database.session() as session:
+                return (
+                    WorkerRepository(session)
+                    .register(
+                        hostname=socket.gethostname(),
+                        pid=os.getpid(),
+                        device=self.device,
+                        worker_id=self.options.worker_id,
+                        # After load_plugins: the API matches studies against what it can run.
+                        experiments=list_experiments(),
+                        batch_size=self.options.batch,
+                    )
+                    .id
+                )
+
+        self.id = self.outage.call("registering the worker", register)
         self._heartbeat = Heartbeat(self.database, self.id, self.heartbeat_s)
         self._heartbeat.start()
         logger.info(

@@ -13,6 +13,7 @@ that leaves training (`Teller.record_outcome`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ from mtlsearch.search.objective import objective_values
 from mtlsearch.search.results import TrialOutcome
 from mtlsearch.search.space import normalised_weights
 from mtlsearch.worker.decisions import Outcome, checked_outcome
+from mtlsearch.worker.outage import unreachable
 from storage import Database, TrialRepository
 
 if TYPE_CHECKING:
@@ -82,7 +84,8 @@ def write_row(
     """Finish the job's row; returns whether this worker won it and what was written.
 
     A row that cannot be written as the outcome says (a value the database refuses) is
-    failed instead: a running row would keep its study from ever completing.
+    failed instead: a running row would keep its study from ever completing. A database that
+    cannot be reached is raised (the teller waits for it: `mtlsearch.worker.outage`).
     """
     try:
         with database.session() as session:
@@ -100,11 +103,30 @@ def write_row(
             )
         return won, outcome, values, recorded
     except Exception as exc:
+        if unreachable(exc):
+            raise
         logger.exception("could not record trial %d of study %s", job.trial.number, job.study.id)
         failed = Outcome(TrialState.FAIL, reason=f"could not record its outcome: {exc}")
         with database.session() as session:
             won = TrialRepository(session).finish(job.row_id, state="fail", reason=failed.reason)
         return won, failed, None, TrialOutcome()
+
+
+def tell_once(
+    study: optuna.Study,
+    trial: optuna.Trial | int,
+    values: list[float] | None = None,
+    *,
+    state: TrialState,
+) -> None:
+    """Optuna's ``tell`` as a mirror write: a trial finished already (by a peer, or from its
+    row by `mtlsearch.worker.stale.repair_optuna`) keeps what it was told first.
+
+    ``skip_if_finished`` alone is not enough: it reads this worker's snapshot of the study
+    (`storage.optuna_snapshot`), which may not have seen the peer's tell yet.
+    """
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        study.tell(trial, values, state=state, skip_if_finished=True)
 
 
 def mirror_to_optuna(
@@ -118,7 +140,7 @@ def mirror_to_optuna(
             trial.set_user_attr("fail_reason", outcome.reason)
         elif recorded.val_metrics is not None:
             trial.set_user_attr("val_metrics", recorded.val_metrics)
-        job.study.study.tell(trial, values, state=outcome.state, skip_if_finished=True)
+        tell_once(job.study.study, trial, values, state=outcome.state)
     except optuna.exceptions.UpdateFinishedTrialError as exc:
         logger.warning("trial %d of study %s: %s", trial.number, job.study.id, exc)
 
@@ -161,5 +183,6 @@ __all__ = [
     "mirror_to_optuna",
     "outcome_record",
     "settle",
+    "tell_once",
     "write_row",
 ]

@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mtlsearch.worker.asking import ROW_ATTR
+from mtlsearch.worker.outcomes import tell_once
 from storage import Database, TrialRepository, TrialRow
 from storage import TrialState as RowState
 from storage.models import utcnow
@@ -59,7 +60,7 @@ def _fail_in_optuna(database: Database, study: optuna.Study, trial_id: int, numb
     # Its worker may tell it meanwhile: then it keeps that worker's outcome.
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_user_attr(trial_id, "fail_reason", STALE_REASON)
-    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    tell_once(study, number, state=TrialState.FAIL)
 
 
 def fail_lost_trials(
@@ -123,7 +124,7 @@ def repair_optuna(database: Database, study: optuna.Study, study_id: str, grace_
         elif _finished_long_ago(row, grace_s):
             state = _OPTUNA_STATES[row.state.value]
             values = row.values if state is TrialState.COMPLETE else None
-            study.tell(trial.number, values, state=state, skip_if_finished=True)
+            tell_once(study, trial.number, values, state=state)
         else:
             continue
         repaired += 1

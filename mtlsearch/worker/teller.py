@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import optuna
 from optuna.trial import TrialState
 
 from mtlsearch.search.objective import intermediate_value
@@ -47,6 +48,7 @@ from mtlsearch.worker.decisions import (
     is_healthy,
     next_streak,
 )
+from mtlsearch.worker.outage import DatabaseOutage
 from storage import Database, NotFoundError, StudyRepository, StudyStatus
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: Least seconds between two reads of a study's status (for cancels) during training.
 STATUS_CHECK_S = 1.0
+#: Why a trial stops when Optuna says it finished meanwhile: a peer failed it as lost.
+TAKEN_REASON = "taken by a peer: this worker looked lost (no heartbeat within the grace period)"
 
 
 class Teller:
@@ -68,11 +72,19 @@ class Teller:
     Args:
         database: the worker's database.
         max_consecutive_failures: rounds failed in a row after which a study is failed.
+        outage: waits out a database that is away; every write of an outcome goes through it
+            (default: one that waits until the worker's process ends).
     """
 
-    def __init__(self, database: Database, max_consecutive_failures: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        max_consecutive_failures: int,
+        outage: DatabaseOutage | None = None,
+    ) -> None:
         self.database = database
         self.max_consecutive_failures = max_consecutive_failures
+        self.outage = outage or DatabaseOutage(threading.Event())
         #: Verdicts other than CONTINUE, as ``(Job.key, Decision)``: the runner's to read.
         self.verdicts: queue.SimpleQueue[tuple[int, Decision]] = queue.SimpleQueue()
         self.trials_done = 0
@@ -186,8 +198,14 @@ class Teller:
                 try:
                     status = statuses.get(job.study.id) or self._status(job.study)
                     decision = self._verdict(job, item, status)
-                except Exception:
-                    logger.exception("could not report trial %d", job.trial.number)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    # A peer took it (this worker looked lost): training it on is wasted.
+                    decision = Decision(Verdict.STOP, TAKEN_REASON)
+                except Exception as exc:
+                    # Its epoch goes unreported (the pruner judges by the others); the trial
+                    # trains on. An unreachable database is said once by the outage.
+                    if not self.outage.noted(f"reporting trial {job.trial.number}", exc):
+                        logger.exception("could not report trial %d", job.trial.number)
                     decision = GO_ON
                 if decision.verdict is not Verdict.CONTINUE:
                     self._decided[job.key] = decision
@@ -232,6 +250,10 @@ class Teller:
                 status = StudyRepository(session).get(context.id).status
         except NotFoundError:
             status = "deleted"
+        except Exception as exc:
+            if not self.outage.noted(f"reading the status of study {context.id}", exc):
+                raise
+            return StudyStatus.RUNNING  # unknown while the database is away: train on
         if status is not StudyStatus.RUNNING:
             self._ended[context.id] = status
         return status
@@ -264,9 +286,11 @@ class Teller:
         """
         context = job.study
         outcome, values = outcomes.settle(job, outcome)
+        recorded = outcomes.outcome_record(job, outcome)
+        what = f"recording trial {job.trial.number} of study {context.id}"
         try:
-            won, outcome, values, recorded = outcomes.write_row(
-                self.database, job, outcome, values, outcomes.outcome_record(job, outcome)
+            won, outcome, values, recorded = self.outage.call(
+                what, lambda: outcomes.write_row(self.database, job, outcome, values, recorded)
             )
         finally:
             self._end_trial(job)
@@ -279,7 +303,10 @@ class Teller:
             )
             return
         self.trials_done += 1
-        outcomes.mirror_to_optuna(job, outcome, values, recorded)
+        self.outage.call(
+            f"telling Optuna trial {job.trial.number} of study {context.id}",
+            lambda: outcomes.mirror_to_optuna(job, outcome, values, recorded),
+        )
         outcomes.log_outcome(job, outcome, values)
         context.streak, message = next_streak(
             context.streak, outcome, self.max_consecutive_failures
@@ -300,10 +327,13 @@ class Teller:
             self._in_flight.pop(job.study.id, None)
 
     def _fail_study(self, context: StudyContext, message: str) -> None:
-        with self.database.session() as session:
-            changed = StudyRepository(session).set_status(
-                context.id, StudyStatus.FAILED, message, expected=StudyStatus.RUNNING
-            )
+        def fail() -> bool:
+            with self.database.session() as session:
+                return StudyRepository(session).set_status(
+                    context.id, StudyStatus.FAILED, message, expected=StudyStatus.RUNNING
+                )
+
+        changed = self.outage.call(f"failing study {context.id}", fail)
         if changed:
             self._ended[context.id] = StudyStatus.FAILED
             logger.error("study %s marked failed: %s", context.id, message)
@@ -311,7 +341,10 @@ class Teller:
     def maybe_complete(self, context: StudyContext) -> bool:
         """Complete the study if it is done (`mtlsearch.worker.outcomes.complete_if_done`);
         True if this call did it."""
-        changed = outcomes.complete_if_done(self.database, context)
+        changed = self.outage.call(
+            f"completing study {context.id}",
+            lambda: outcomes.complete_if_done(self.database, context),
+        )
         if changed:
             self._ended[context.id] = StudyStatus.COMPLETED
         return changed

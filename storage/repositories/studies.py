@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,8 @@ from storage.models import (
     ArtifactRecord,
     StudyRecord,
     StudyStatus,
+    TrialRecord,
+    TrialState,
     utcnow,
 )
 from storage.repositories._common import parse_enum, require_json, rowcount
@@ -295,7 +297,8 @@ class StudyRepository:
             raise NotFoundError(f"no study with id {study_id!r}")
 
     def pick_for_worker(self) -> StudyInfo | None:
-        """The running study with budget left that was served least recently, stamped as served.
+        """The running study with work left (budget, or a queued retry) that was served least
+        recently, stamped as served.
 
         Order: never served first, then oldest ``last_served_at``, then oldest study; so every
         running study gets its turn and none starves another. Two workers asking at once get
@@ -303,14 +306,20 @@ class StudyRepository:
         SQLite runs one writer at a time).
 
         Returns:
-            The study, or None when no running study has budget left.
+            The study, or None when no running study has work left.
         """
+        # A queued retry holds a slot of its own: its study has work even when the budget is
+        # all taken.
+        queued_retry = exists().where(
+            TrialRecord.study_id == StudyRecord.id, TrialRecord.state == TrialState.QUEUED.value
+        )
         candidate = (
             select(StudyRecord.id)
             .where(
                 StudyRecord.status == StudyStatus.RUNNING.value,
                 (StudyRecord.n_trials.is_(None))
-                | (StudyRecord.trials_reserved < StudyRecord.n_trials),
+                | (StudyRecord.trials_reserved < StudyRecord.n_trials)
+                | queued_retry,
             )
             .order_by(
                 StudyRecord.last_served_at.asc().nulls_first(),

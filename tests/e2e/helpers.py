@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from mtlsearch.client import Client
-from storage import Database, StudyRepository
+from storage import Database, StudyInfo, StudyRepository, StudyStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Heartbeats every second, stale after 4 s: a killed worker's trial is retried quickly.
@@ -34,13 +34,21 @@ def child_env(db_url: str, extra: Mapping[str, str] | None = None) -> dict[str, 
 
 
 class WorkerProcess:
-    """One `mtlsearch worker` subprocess logging into ``log``."""
+    """One `mtlsearch worker` subprocess logging into ``log``; ``prefix`` runs it elsewhere
+    (e.g. in a network namespace: `tests.utils.netns.NetNamespace.prefix`)."""
 
-    def __init__(self, db_url: str, log: Path, *args: str, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        db_url: str,
+        log: Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ):
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mtlsearch", "worker", "--db", db_url, *args],
+                [*prefix, sys.executable, "-m", "mtlsearch", "worker", "--db", db_url, *args],
                 cwd=log.parent,
                 env=child_env(db_url, env),
                 stdout=out,
@@ -92,6 +100,21 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met after {timeout} s")
         time.sleep(0.1)
+
+
+def study_row(database: Database, study_id: str) -> StudyInfo:
+    with database.session() as session:
+        return StudyRepository(session).get(study_id)
+
+
+def wait_completed(database: Database, study_id: str, timeout: float) -> StudyInfo:
+    """Wait until the study is no longer running; its row."""
+    wait_for(
+        lambda: study_row(database, study_id).status is not StudyStatus.RUNNING,
+        timeout=timeout,
+        what=f"study {study_id} finished",
+    )
+    return study_row(database, study_id)
 
 
 def optuna_trials(database: Database, study_id: str) -> list[FrozenTrial]:

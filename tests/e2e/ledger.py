@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
-from storage import Database, StudyRepository, StudyStatus, TrialRepository
+from storage import Database, StudyInfo, StudyRepository, StudyStatus, TrialRepository
 from storage import TrialState as RowState
 from storage.repositories.trials import LOST_REASON
 from tests.e2e.helpers import optuna_trials
@@ -63,7 +63,7 @@ def read_ledger(database: Database, study_id: str, n_trials: int) -> Ledger:
     originals = [r for r in rows if r.reason == LOST_REASON and r.retry_of is None]
     ledger.lost_with_worker = len([r for r in rows if r.reason == LOST_REASON])
     ledger.lost += [
-        f"lost trial {r.number} never re-run" for r in originals if not retries[r.number]
+        f"lost trial {r.number} never re-run" for r in originals if r.number not in retries
     ]
 
     complete_rows = {r.number: r for r in rows if r.state is RowState.COMPLETE}
@@ -76,12 +76,23 @@ def read_ledger(database: Database, study_id: str, n_trials: int) -> Ledger:
     for number in complete_rows.keys() ^ complete_trials.keys():
         ledger.duplicated.append(f"trial {number}: COMPLETE in one of row and mirror only")
     for number, row in complete_rows.items():
-        trial = complete_trials.get(number)
-        if trial is not None and trial.values != row.values:
-            ledger.duplicated.append(f"trial {number}: row {row.values} != mirror {trial.values}")
+        mirrored = complete_trials.get(number) if number is not None else None
+        if mirrored is not None and mirrored.values != row.values:
+            ledger.duplicated.append(
+                f"trial {number}: row {row.values} != mirror {mirrored.values}"
+            )
     if info.trials_reserved != n_trials:
         ledger.lost.append(f"trials_reserved is {info.trials_reserved}, not {n_trials}")
     return ledger
 
 
-__all__ = ["Ledger", "read_ledger"]
+def assert_exact(database: Database, info: StudyInfo, n_trials: int) -> Ledger:
+    """Exactly ``n_trials`` COMPLETE in our rows and in Optuna's mirror, alike; nothing queued,
+    reserved, RUNNING or WAITING; each trial lost with its worker re-run exactly once (a retry
+    lost in its turn is not); the budget exact."""
+    ledger = read_ledger(database, info.id, n_trials)
+    assert ledger.exact, (ledger.lost, ledger.duplicated, ledger.stuck)
+    return ledger
+
+
+__all__ = ["Ledger", "assert_exact", "read_ledger"]

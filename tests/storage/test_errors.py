@@ -7,7 +7,7 @@ import sqlite3
 import optuna
 import psycopg
 import pytest
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, PendingRollbackError, ProgrammingError
 
 from storage import DatabaseUnavailableError, StorageError
 from storage.errors import describe_error, is_unreachable
@@ -41,6 +41,23 @@ def test_is_unreachable(error: Exception, unreachable: bool) -> None:
         raise optuna.exceptions.StorageInternalError("during the commit") from error
     except optuna.exceptions.StorageInternalError as optuna_error:
         assert is_unreachable(optuna_error) is unreachable
+
+
+def test_a_connection_lost_mid_transaction_is_unreachable() -> None:
+    # SQLAlchemy says it first as PendingRollbackError, raised while handling the lost
+    # connection's error; Optuna wraps that in its own (seen with `pg_ctl stop -m fast`).
+    lost = wrapped(psycopg.OperationalError("consuming input failed: server closed the connection"))
+    try:
+        try:
+            raise lost
+        except OperationalError:
+            raise PendingRollbackError("Can't reconnect until invalid transaction is rolled back")  # noqa: B904 (as SQLAlchemy does: the lost connection is the context)
+    except PendingRollbackError as pending:
+        try:
+            raise optuna.exceptions.StorageInternalError("during the commit") from pending
+        except optuna.exceptions.StorageInternalError as optuna_error:
+            assert is_unreachable(optuna_error)
+    assert not is_unreachable(PendingRollbackError("rolled back after a failed flush"))
 
 
 def test_describe_error_is_one_line_naming_the_database() -> None:

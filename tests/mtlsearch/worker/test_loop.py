@@ -223,6 +223,24 @@ def test_a_stale_trial_is_failed_and_retried_once_with_its_params(database: Data
     assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 2
 
 
+@pytest.mark.slow
+def test_a_queued_retry_of_a_study_whose_budget_is_taken_is_run(database: Database) -> None:
+    # The retry holds the lost trial's slot, so the whole budget is taken: the study must
+    # still be served until its retry has run.
+    info = submit(database, synthetic_spec(n_trials=1, sampler="random"))
+    dead_worker = register(database, "w-dead")
+    asked(database, info, dead_worker)
+    kill(database, dead_worker)
+
+    make_worker(database, maintenance_s=0.1, idle_exit_s=3.0).run()
+
+    lost, retry = load(database, info).trials
+    assert (lost.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert retry.params == lost.params and retry.user_attrs[RETRY_OF_ATTR] == 0
+    row = study_row(database, info.id)
+    assert row.status is StudyStatus.COMPLETED and row.trials_reserved == 1
+
+
 def test_delta_m_baselines_are_trained_once_and_shared(database: Database) -> None:
     spec = synthetic_spec("dm1", n_trials=1, objective={"kind": "delta_m"})
     first = submit(database, spec)

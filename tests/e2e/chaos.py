@@ -1,0 +1,124 @@
+"""Chaos scenarios with real processes, each returning what the study left behind.
+
+`kills` SIGKILLs workers at random moments and restarts them; `ask_kill` kills a worker right
+after its first ``ask()`` (``MTLSEARCH_TEST_HOOK=exit-after-ask``) and lets another finish. Each
+returns a `ChaosRun`: the ledger of the study (`tests.e2e.ledger`) and the kills that landed.
+``tests/e2e/test_chaos.py`` asserts on one seeded run of each; ``tests/soak/chaos_soak.py``
+repeats them with random seeds and counts.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from storage import Database, StudyStatus
+from storage.migrate import upgrade
+from tests.e2e.helpers import WorkerProcess, study_row, wait_completed, wait_for
+from tests.e2e.ledger import Ledger, read_ledger
+from tests.mtlsearch.worker.helpers import submit
+from tests.utils.specs import quick_spec
+
+#: Beats every 0.5 s; a worker is dead 2 s after its last beat.
+CHAOS_ENV = {"MTLSEARCH_WORKER_HEARTBEAT_S": "0.5", "MTLSEARCH_STALE_AFTER_S": "2"}
+#: Idle workers stay long enough to fail the last stale trials and complete the study.
+IDLE_EXIT = ("--idle-exit", "6")
+#: Longest wait for a study to end: generous, for a loaded 2-core machine.
+STUDY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class ChaosRun:
+    """One run of a scenario: the study, its ledger, kills that landed, the workers' logs."""
+
+    study_id: str
+    ledger: Ledger
+    kills: int
+    logs: list[Path]
+
+
+def _busy_or_done(proc: WorkerProcess, database: Database, study_id: str) -> bool:
+    """The worker has registered (it is about to train), or the study is over."""
+    if " on cpu (" in proc.text:
+        return True
+    return study_row(database, study_id).status is not StudyStatus.RUNNING
+
+
+def kills(
+    db_url: str,
+    tmp_path: Path,
+    *,
+    n_workers: int,
+    n_victims: int,
+    rounds: int,
+    seed: int,
+    n_trials: int,
+) -> ChaosRun:
+    """``n_workers`` workers on a study; ``rounds`` times, one of the first ``n_victims`` is
+    SIGKILLed at a random moment of its work and a fresh worker started in its place."""
+    upgrade(db_url)
+    database = Database(db_url)
+    # Long enough that every kill round lands before the study ends (the pipeline is fast).
+    info = submit(database, quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 20}))
+    rng = random.Random(seed)
+    procs = [
+        WorkerProcess(db_url, tmp_path / f"w{i}.log", *IDLE_EXIT, env=CHAOS_ENV)
+        for i in range(n_workers)
+    ]
+    logs = [proc.log for proc in procs]
+    landed = 0
+    try:
+        for round_ in range(rounds):
+            victim = rng.randrange(n_victims)
+            # Once it has registered, at a random moment of its work.
+            wait_for(partial(_busy_or_done, procs[victim], database, info.id), timeout=60)
+            if study_row(database, info.id).status is not StudyStatus.RUNNING:
+                break
+            time.sleep(rng.uniform(0.5, 2.5))  # asking, training or telling
+            procs[victim].kill()  # SIGKILL: no tell, no release, no stop mark
+            landed += 1
+            log = tmp_path / f"w{victim}-{round_}.log"
+            procs[victim] = WorkerProcess(db_url, log, *IDLE_EXIT, env=CHAOS_ENV)
+            logs.append(log)
+        wait_completed(database, info.id, timeout=STUDY_TIMEOUT_S)
+        for proc in procs:
+            proc.wait(timeout=60)
+        return ChaosRun(info.id, read_ledger(database, info.id, n_trials), landed, logs)
+    finally:
+        for proc in procs:
+            proc.kill()
+        database.dispose()
+
+
+def ask_kill(db_url: str, tmp_path: Path, n_trials: int = 3) -> ChaosRun:
+    """A worker dies right after its first ``ask()``, before recording the trial in its row;
+    a second worker runs the study to its end."""
+    upgrade(db_url)
+    database = Database(db_url)
+    info = submit(database, quick_spec("ask-kill", n_trials=n_trials))
+    hooked = WorkerProcess(
+        db_url,
+        tmp_path / "hooked.log",
+        env={**CHAOS_ENV, "MTLSEARCH_TEST_HOOK": "exit-after-ask"},
+    )
+    worker = None
+    try:
+        code = hooked.wait(timeout=60)
+        if code != 3:
+            raise AssertionError(f"the hooked worker exited {code}, not 3:\n{hooked.text}")
+        worker = WorkerProcess(db_url, tmp_path / "worker.log", *IDLE_EXIT, env=CHAOS_ENV)
+        wait_completed(database, info.id, timeout=STUDY_TIMEOUT_S)
+        if worker.wait(timeout=60) != 0:
+            raise AssertionError(worker.text)
+        ledger = read_ledger(database, info.id, n_trials)
+        return ChaosRun(info.id, ledger, 1, [hooked.log, worker.log])
+    finally:
+        if worker is not None:
+            worker.kill()
+        database.dispose()
+
+
+__all__ = ["CHAOS_ENV", "IDLE_EXIT", "STUDY_TIMEOUT_S", "ChaosRun", "ask_kill", "kills"]
