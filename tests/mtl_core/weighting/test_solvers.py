@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from torchjd.aggregation import MGDA, CAGrad
 
 from mtl_core.weighting import _solvers as solvers
-from mtl_core.weighting._solvers import cagrad_weights, min_norm_weights, project_simplex
+from mtl_core.weighting._min_norm import min_norm_weights
+from mtl_core.weighting._solvers import cagrad_weights, project_simplex
 
 FloatArray = npt.NDArray[np.float64]
 KINDS = ("random", "conflicting", "near_parallel", "identical", "opposite", "zero")
