@@ -4,11 +4,14 @@ MGDA's problem (Sener & Koltun, NeurIPS 2018), exact to a stated tolerance (not 
 after N steps"): the closed form for two tasks, Wolfe's min-norm-point algorithm (Wolfe, Math.
 Programming 1976) otherwise. CAGrad's dual (`_solvers`) solves its min-norm problems here too.
 
-Conventions: ``active [K, T]`` bool; inactive tasks get weight 0, a single active task gets
-weight 1, no active task gives all zeros. A non-finite value anywhere in a trial's input makes
-that trial's row all-NaN (the caller marks the trial diverged); the other rows are unaffected
-and nothing raises. The host only ever sees the ``T x T`` problems, moved in one transfer for
-all K.
+Wolfe's algorithm stops on a stated duality gap, never on an iteration count alone, and never
+raises on finite input: the origin (in the hull) is detected as such, and a vertex that rounding
+keeps from entering ends the solve at the point reached, which is optimal up to that rounding.
+
+Conventions: ``active [K, T]`` bool; inactive tasks get weight 0, a single active task weight
+1, no active task all zeros; a trial whose input is not finite gets an all-NaN row and the
+other rows are unaffected. The host only ever sees the ``T x T`` problems, moved in one
+transfer for all K.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from torch import Tensor
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Duality gaps below this times ‖d‖ max_t ‖g_t‖ are rounding noise.
-_GAP_FLOOR = 1e-14
+#: Rounding, relative to ``max_t ‖v_t‖``: a duality gap at or below this times ``‖x‖`` is the
+#: rounding of the inner products ``⟨v_t, x⟩``, and a point ``x`` of norm at or below this is
+#: the origin (in the hull) up to the rounding of the combination that reached it.
+GAP_FLOOR = 1e-14
 
 
 def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor:
@@ -35,12 +40,20 @@ def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor
     ``t``, with equality where ``alpha_t > 0``: no active task is hurt by a step along ``-d``.
 
     Two tasks: the closed form ``gamma = clip((G22 - G12) / (G11 + G22 - 2 G12), 0, 1)``,
-    computed on the device without a host sync. More: Wolfe's min-norm-point algorithm in
-    float64 on the host (one transfer for all K), stopped on the duality gap
-    ``‖d‖² - min_t ⟨g_t, d⟩ ≤ tol · ‖d‖²`` (or ``≤ 1e-14 ‖d‖ max_t ‖g_t‖``, rounding, when
-    ``d ≈ 0``); it runs on points ``v_t`` rebuilt from ``G`` by its eigen-decomposition.
-    Each inner step solves the affine min-norm problem on the current support exactly, so
-    weights that are exactly 0 at the optimum come out exactly 0.
+    computed on the device without a host sync. More: Wolfe's min-norm-point algorithm
+    (`wolfe_min_norm`) in float64 on the host (one transfer for all K), on points ``v_t``
+    rebuilt from ``G`` by its eigen-decomposition, stopped when
+
+        ``‖d‖² - min_t ⟨g_t, d⟩ ≤ max(tol · ‖d‖², 1e-14 · ‖d‖ · max_t ‖g_t‖)``
+
+    or ``‖d‖ ≤ 1e-14 max_t ‖g_t‖``: the optimality conditions hold to that much on the ``G``
+    given, up to the rounding of rebuilding points from it (``~1e-15 max_t G_tt``). On the
+    vectors add the rounding of ``G`` and of the weights in ``gram``'s dtype (unit roundoff
+    ``u``, ``P`` parameters): within ``(2P + 3T + 8) u max_t ‖g_t‖²`` in all. When the origin
+    is in the hull (two opposite gradients, a zero gradient) the answer is ``d = 0`` to that
+    tolerance, with the weights of a combination that reaches it. Each inner step solves the
+    affine min-norm problem on the current support exactly, so weights that are exactly 0 at
+    the optimum come out exactly 0.
 
     Args:
         gram: ``[K, T, T]`` Gram matrices ``G = g gᵀ``, any float dtype and device.
@@ -105,11 +118,20 @@ def wolfe_min_norm(
 ) -> FloatArray:
     """Wolfe's min-norm-point algorithm on the rows of ``points [n, m]`` (float64, finite).
 
-    Major step: add the vertex ``j = argmin_t ⟨v_t, x⟩`` unless the duality gap
-    ``‖x‖² - ⟨v_j, x⟩`` is within ``tol · ‖x‖²`` (or rounding, ``1e-14 ‖x‖ max_t ‖v_t‖``).
-    Minor steps: move to the affine min-norm point of the support, dropping vertices whose
-    weight would turn negative. Working on the points, not their Gram matrix, keeps the
-    digits of nearly cancelling combinations. All-zero points give the uniform weights.
+    Returns weights ``alpha`` on the simplex whose point ``x = Σ_t alpha_t v_t`` has the
+    duality gap ``‖x‖² - min_t ⟨v_t, x⟩ ≤ max(tol · ‖x‖², GAP_FLOOR · ‖x‖ · max_t ‖v_t‖)``,
+    or is the origin: ``‖x‖ ≤ GAP_FLOOR · max_t ‖v_t‖``. Major step: add the vertex ``j``
+    off the support with the least ``⟨v_j, x⟩`` unless that holds; minor steps: move to the
+    affine min-norm point of the support, dropping vertices whose weight would turn negative.
+    Working on the points, not their Gram matrix, keeps the digits of nearly cancelling
+    combinations.
+
+    Degenerate cases: when the origin is in the hull (opposite or zero rows) ``x`` ends at 0 up
+    to rounding, where every gap is rounding too, and the origin test stops there. A vertex
+    that rounding keeps from entering (its affine weight is not positive although its gap is
+    above the floor: in exact arithmetic it would enter) also ends the solve, at a point
+    optimal up to that rounding; so nothing divides 0 by 0 and the support never empties.
+    All-zero points give the uniform weights.
 
     ``start``, a guess of the optimal support, is used when its affine min-norm point has
     positive weights (a valid starting corral); otherwise the solve starts from one vertex.
@@ -120,38 +142,68 @@ def wolfe_min_norm(
     if scale <= 0:
         return np.full(n, 1.0 / n)
     v = points / math.sqrt(scale)
-    support = [int(np.argmin(sq_norms))]
-    lam = np.ones(1)
+    support, lam = [int(np.argmin(sq_norms))], np.ones(1)
     if start:
         mu = _affine_min_norm(v[start])
         if np.all(mu > 0):
             support, lam = list(start), mu
-    for _ in range(20 * n + 20):
-        x = lam @ v[support]
-        sq = float(x @ x)
-        vx = v @ x
-        j = int(np.argmin(vx))
-        gap = sq - float(vx[j])
-        if gap <= tol * sq or gap <= _GAP_FLOOR * math.sqrt(sq) or j in support:
-            break
-        support.append(j)
-        lam = np.append(lam, 0.0)
-        for _ in range(len(support)):
-            mu = _affine_min_norm(v[support])
-            if np.all(mu > 0):
-                lam = mu
-                break
-            neg = mu <= 0
-            ratios = lam[neg] / (lam[neg] - mu[neg])
-            theta = float(np.min(ratios))
-            lam = lam + theta * (mu - lam)
-            drop = int(np.flatnonzero(neg)[np.argmin(ratios)])
-            keep = [i for i in range(len(support)) if i != drop and lam[i] > 0]
-            support = [support[i] for i in keep]
-            lam = lam[keep] / lam[keep].sum()
+    support, lam = _active_set(v, tol, support, lam)
     alpha = np.zeros(n)
     alpha[support] = np.maximum(lam, 0.0)
     return alpha / alpha.sum()
+
+
+def _active_set(
+    v: FloatArray, tol: float, support: list[int], coef: FloatArray
+) -> tuple[list[int], FloatArray]:
+    """Wolfe's major cycle from the corral ``support`` with weights ``coef`` (``Σ coef = 1``).
+
+    ``v`` is scaled to ``max_t ‖v_t‖ = 1``. Optimality is ``⟨v_t, x⟩ >= ‖x‖²`` for every
+    ``t`` at ``x = Σ coef_t v_t``. Each pass lowers ``‖x‖`` strictly in exact arithmetic; the
+    pass count is a safeguard, the stops are the gap, the origin and a vertex that cannot enter.
+    """
+    for _ in range(20 * v.shape[0] + 20):
+        x = coef @ v[support]
+        sq = float(x @ x)
+        vx = v @ x
+        vx[support] = np.inf  # on the support ⟨v_t, x⟩ = ‖x‖² by construction
+        j = int(np.argmin(vx))
+        gap = sq - float(vx[j])  # -inf when every vertex is in
+        norm = math.sqrt(sq)
+        if not gap > max(tol * sq, GAP_FLOOR * norm) or norm <= GAP_FLOOR:
+            break
+        entered = _minor_cycle(v, [*support, j], np.append(coef, 0.0))
+        if entered is None:
+            break
+        support, coef = entered
+    return support, coef
+
+
+def _minor_cycle(
+    v: FloatArray, support: list[int], coef: FloatArray
+) -> tuple[list[int], FloatArray] | None:
+    """Wolfe's minor cycle after the last vertex of ``support`` entered with ``coef`` 0.
+
+    Moves towards the affine minimiser on the support, dropping the first vertex whose weight
+    reaches 0, until that minimiser has positive weights. ``None`` when the new vertex's own
+    weight there is not positive: in exact arithmetic a vertex with a positive gap always
+    enters, so the gap was rounding and nothing moves.
+    """
+    for _ in range(len(support)):
+        mu = _affine_min_norm(v[support])
+        if np.all(mu > 0):
+            return support, mu
+        if coef[-1] == 0.0 and mu[-1] <= 0:
+            return None
+        # every weight on the support but a new vertex's is > 0, so each ratio is in (0, 1]
+        neg = (mu <= 0) & (coef > 0)
+        ratios = coef[neg] / (coef[neg] - mu[neg])
+        coef = coef + float(np.min(ratios)) * (mu - coef)
+        drop = int(np.flatnonzero(neg)[np.argmin(ratios)])
+        keep = [i for i in range(len(support)) if i != drop and coef[i] > 0]
+        support = [support[i] for i in keep]
+        coef = coef[keep] / coef[keep].sum()
+    return support, coef
 
 
 def _affine_min_norm(points: FloatArray) -> FloatArray:
@@ -159,6 +211,7 @@ def _affine_min_norm(points: FloatArray) -> FloatArray:
 
     With ``mu_0 = 1 - Σ z`` the point is ``v_0 + Σ z_i (v_i - v_0)``: one least-squares solve
     whose conditioning is that of the points, not its square (as with the Gram matrix).
+    Affinely dependent points get the least-norm ``z`` (the point itself is unique).
     """
     if points.shape[0] == 1:
         return np.ones(1)

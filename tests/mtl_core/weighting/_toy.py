@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl_core.context import TaskContext
+from mtl_core.production import MultiTaskLoss
 from mtl_core.weighting import (
     LossWeighting,
     StepInputs,
@@ -90,6 +91,32 @@ def linear_problem(
     theta = nn.Parameter(torch.zeros(g.shape[0], g.shape[2]))
     c = torch.as_tensor(offsets) if offsets is not None else torch.ones(g.shape[:2])
     return theta, c.float() + torch.einsum("ktp,kp->kt", g, theta)
+
+
+#: Four tasks on three shared parameters with an exactly opposite pair (g_0 = -g_1): inputs on
+#: which MGDA (T >= 3) and CAGrad once raised `IndexError` (Wolfe's algorithm sat 1e-17 from the
+#: origin, could not pass its stop test and emptied its support).
+OPPOSITE_PAIR_SETS = [
+    [[0.9, -0.3, 0.1], [-0.9, 0.3, -0.1], [-0.2, 0.1, -0.8], [0.2, -0.5, -0.1]],
+    [[0.6, 0.9, 0.7], [-0.6, -0.9, -0.7], [-0.9, 0.8, -0.7], [0.4, -0.3, 0.7]],
+    [[0.3, -0.2, 0.3], [-0.3, 0.2, -0.3], [-0.4, 0.2, -0.1], [-1.0, -0.5, -0.5]],
+]
+
+
+def production_step(
+    name: str,
+    vectors: Sequence[Sequence[float]],
+    dtype: torch.dtype = torch.float32,
+    params: dict[str, Any] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One `MultiTaskLoss` step on L_t = 1 + g_t·θ at θ = 0: (the update on θ, weights ``[T]``)."""
+    g = torch.tensor(vectors, dtype=dtype)
+    theta = nn.Parameter(torch.zeros(g.shape[1], dtype=dtype))
+    names = [f"t{t}" for t in range(g.shape[0])]
+    loss = MultiTaskLoss(names, name, params)
+    weights = loss.backward([1.0 + g[t] @ theta for t in range(g.shape[0])], [theta])
+    assert theta.grad is not None
+    return theta.grad, torch.tensor([weights[t] for t in names], dtype=torch.float64)
 
 
 class ToyMTL(nn.Module):

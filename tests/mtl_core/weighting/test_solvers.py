@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from torchjd.aggregation import MGDA, CAGrad
 
 from mtl_core.weighting import _solvers as solvers
-from mtl_core.weighting._min_norm import min_norm_weights
+from mtl_core.weighting._min_norm import min_norm_weights, wolfe_min_norm
 from mtl_core.weighting._solvers import cagrad_weights, project_simplex
+from tests.mtl_core.weighting._toy import OPPOSITE_PAIR_SETS
 
 FloatArray = npt.NDArray[np.float64]
 KINDS = ("random", "conflicting", "near_parallel", "identical", "opposite", "zero")
@@ -199,6 +200,24 @@ def test_min_norm_matches_torchjd(batch: tuple[FloatArray, FloatArray]) -> None:
         slack = float(theirs @ theirs) - float(ours @ ours)
         assert slack >= -1e-9 * scale**2
         assert float((ours - theirs) @ (ours - theirs)) <= slack + 1e-9 * scale**2
+
+
+@pytest.mark.parametrize("vectors", OPPOSITE_PAIR_SETS, ids=["set0", "set1", "set2"])
+def test_min_norm_of_a_hull_holding_the_origin_is_the_origin(vectors: list[list[float]]) -> None:
+    # g_0 = -g_1: Wolfe's algorithm once sat 1e-17 from the origin, unable to pass a gap test
+    # relative to ‖d‖, let a vertex in with weight 0/0 and raised IndexError
+    g = np.array(vectors)
+    alpha = _mgda(g[None], np.ones((1, 4), dtype=bool))[0]
+    np.testing.assert_allclose(alpha, [0.5, 0.5, 0.0, 0.0], atol=1e-12)
+
+
+def test_wolfe_with_the_origin_inside_the_hull() -> None:
+    # the origin is interior, not on a face: no support is forced, any weights reaching it do
+    v = np.array([[1.0, 0.0], [-1.0, 1.0], [-1.0, -1.0], [0.5, 0.5], [1e-9, -2.0]])
+    for start in (None, [0, 1], [3, 4]):
+        alpha = wolfe_min_norm(v, 1e-10, start)
+        assert np.all(alpha >= 0) and math.isclose(alpha.sum(), 1.0, rel_tol=1e-12)
+        assert np.linalg.norm(alpha @ v) <= 1e-14
 
 
 # --- CAGrad -----------------------------------------------------------------------------
