@@ -1,17 +1,20 @@
-"""The min-norm point of the convex hull of the task gradients, batched over K trials.
+"""Min-norm problems over the task gradients, batched over a leading trial dimension K.
 
-MGDA's problem (Sener & Koltun, NeurIPS 2018), exact to a stated tolerance (not "good enough
-after N steps"): the closed form for two tasks, Wolfe's min-norm-point algorithm (Wolfe, Math.
-Programming 1976) otherwise. CAGrad's dual (`_solvers`) solves its min-norm problems here too.
+Two problems share one active-set loop (Wolfe, Math. Programming 1976; Lawson & Hanson,
+*Solving Least Squares Problems*, 1974, for the cone):
 
-Wolfe's algorithm stops on a stated duality gap, never on an iteration count alone, and never
-raises on finite input: the origin (in the hull) is detected as such, and a vertex that rounding
-keeps from entering ends the solve at the point reached, which is optimal up to that rounding.
+* the min-norm point of the convex hull of the gradients (MGDA, Sener & Koltun, NeurIPS
+  2018), exact for two tasks by a closed form and otherwise by Wolfe's algorithm;
+* the projection of a vector onto the dual cone ``{d: ⟨g_t, d⟩ >= 0 for all t}`` of the
+  gradients (CAGrad's step when its best combination is 0, see `_solvers.cagrad_weights`).
+
+Both stop on a stated duality gap, never on an iteration count alone, and never raise on finite
+input: the origin (in the hull) is detected as such, and a vertex that rounding keeps from
+entering ends the solve at the point reached, which is optimal up to that rounding.
 
 Conventions: ``active [K, T]`` bool; inactive tasks get weight 0, a single active task weight
 1, no active task all zeros; a trial whose input is not finite gets an all-NaN row and the
-other rows are unaffected. The host only ever sees the ``T x T`` problems, moved in one
-transfer for all K.
+other rows are unaffected.
 """
 
 from __future__ import annotations
@@ -147,32 +150,66 @@ def wolfe_min_norm(
         mu = _affine_min_norm(v[start])
         if np.all(mu > 0):
             support, lam = list(start), mu
-    support, lam = _active_set(v, tol, support, lam)
+    support, lam = _active_set(v, None, tol, support, lam)
     alpha = np.zeros(n)
     alpha[support] = np.maximum(lam, 0.0)
     return alpha / alpha.sum()
 
 
-def _active_set(
-    v: FloatArray, tol: float, support: list[int], coef: FloatArray
-) -> tuple[list[int], FloatArray]:
-    """Wolfe's major cycle from the corral ``support`` with weights ``coef`` (``Σ coef = 1``).
+def project_dual_cone(
+    points: FloatArray, target: FloatArray, tol: float = 1e-12, ridge: float = 0.0
+) -> FloatArray:
+    """``β >= 0`` such that ``target + Σ_t β_t v_t`` is the projection of ``target`` onto
+    ``{d: ⟨v_t, d⟩ >= 0 for every t}`` (rows of ``points [n, m]``, float64, finite).
 
-    ``v`` is scaled to ``max_t ‖v_t‖ = 1``. Optimality is ``⟨v_t, x⟩ >= ‖x‖²`` for every
-    ``t`` at ``x = Σ coef_t v_t``. Each pass lowers ``‖x‖`` strictly in exact arithmetic; the
-    pass count is a safeguard, the stops are the gap, the origin and a vertex that cannot enter.
+    The dual of that projection is the non-negative least-squares problem ``min_{β >= 0}
+    ‖target + Σ_t β_t v_t‖² + ridge Σ_t ‖v_t‖² β_t²`` (at ``ridge = 0``; Lawson & Hanson's
+    active set, the same loop as `wolfe_min_norm` without ``Σ β = 1``); it stops when ``x =
+    target + Σ β v`` is in the cone to ``-min_t ⟨v_t, x⟩ ≤ max(tol · ‖x‖², GAP_FLOOR · ‖x‖ ·
+    max_t ‖v_t‖)``, or ``x`` is 0 to ``GAP_FLOOR · max_t ‖v_t‖``. ``ridge > 0`` (the precision
+    of the inner products, for gradients known only to their dtype) keeps ``β`` from the huge
+    cancelling combinations by which nearly opposite rows reach into a wedge thinner than that
+    precision: the constraints then hold to ``⟨v_t, x⟩ >= -ridge ‖v_t‖² β_t``. ``β`` is one
+    solution when several give the same ``x`` (opposite or repeated rows); all-zero points give
+    ``β = 0``.
     """
+    n = points.shape[0]
+    norms = np.sqrt(np.einsum("ij,ij->i", points, points))
+    top = float(np.max(norms))
+    beta = np.zeros(n)
+    if top <= 0:
+        return beta
+    if ridge > 0:  # ‖x‖² + ridge Σ ‖v_t‖² β_t² is the plain problem on rows (v_t, √ridge ‖v_t‖ e_t)
+        points = np.concatenate([points, np.diag(math.sqrt(ridge) * norms)], axis=1)
+        target = np.concatenate([target, np.zeros(n)])
+    support, coef = _active_set(points / top, target / top, tol, [], np.zeros(0))
+    beta[support] = np.maximum(coef, 0.0)
+    return beta
+
+
+def _active_set(
+    v: FloatArray, target: FloatArray | None, tol: float, support: list[int], coef: FloatArray
+) -> tuple[list[int], FloatArray]:
+    """Minimise ``‖x‖``, ``x = target + Σ_{t ∈ support} coef_t v_t``, over ``coef >= 0``.
+
+    ``target is None``: the hull (``Σ coef = 1``, optimality ``⟨v_t, x⟩ >= ‖x‖²``, Wolfe);
+    otherwise the cone (optimality ``⟨v_t, x⟩ >= 0``, Lawson-Hanson). ``v`` is scaled to
+    ``max_t ‖v_t‖ = 1``. Each pass lowers ``‖x‖`` strictly in exact arithmetic; the pass
+    count is a safeguard, the stops are the gap, the origin and a vertex that cannot enter.
+    """
+    hull = target is None
+    base = np.zeros(v.shape[1]) if target is None else target
     for _ in range(20 * v.shape[0] + 20):
-        x = coef @ v[support]
+        x = base + coef @ v[support]
         sq = float(x @ x)
         vx = v @ x
-        vx[support] = np.inf  # on the support ⟨v_t, x⟩ = ‖x‖² by construction
+        vx[support] = np.inf  # on the support ⟨v_t, x⟩ is at its level by construction
         j = int(np.argmin(vx))
-        gap = sq - float(vx[j])  # -inf when every vertex is in
+        gap = (sq if hull else 0.0) - float(vx[j])  # -inf when every vertex is in
         norm = math.sqrt(sq)
         if not gap > max(tol * sq, GAP_FLOOR * norm) or norm <= GAP_FLOOR:
             break
-        entered = _minor_cycle(v, [*support, j], np.append(coef, 0.0))
+        entered = _minor_cycle(v, base, hull, [*support, j], np.append(coef, 0.0))
         if entered is None:
             break
         support, coef = entered
@@ -180,29 +217,34 @@ def _active_set(
 
 
 def _minor_cycle(
-    v: FloatArray, support: list[int], coef: FloatArray
+    v: FloatArray, base: FloatArray, hull: bool, support: list[int], coef: FloatArray
 ) -> tuple[list[int], FloatArray] | None:
     """Wolfe's minor cycle after the last vertex of ``support`` entered with ``coef`` 0.
 
-    Moves towards the affine minimiser on the support, dropping the first vertex whose weight
-    reaches 0, until that minimiser has positive weights. ``None`` when the new vertex's own
-    weight there is not positive: in exact arithmetic a vertex with a positive gap always
-    enters, so the gap was rounding and nothing moves.
+    Moves towards the unconstrained (hull: affine) minimiser on the support, dropping the
+    first vertex whose coefficient reaches 0, until that minimiser has positive coefficients.
+    ``None`` when the new vertex's own coefficient there is not positive: in exact arithmetic
+    a vertex with a positive gap always enters, so the gap was rounding and nothing moves.
     """
     for _ in range(len(support)):
-        mu = _affine_min_norm(v[support])
+        if hull:
+            mu = _affine_min_norm(v[support])
+        else:
+            mu = np.asarray(np.linalg.lstsq(v[support].T, -base, rcond=None)[0], np.float64)
         if np.all(mu > 0):
             return support, mu
         if coef[-1] == 0.0 and mu[-1] <= 0:
             return None
-        # every weight on the support but a new vertex's is > 0, so each ratio is in (0, 1]
+        # every coef on the support but a new vertex's is > 0, so each ratio is in (0, 1]
         neg = (mu <= 0) & (coef > 0)
         ratios = coef[neg] / (coef[neg] - mu[neg])
         coef = coef + float(np.min(ratios)) * (mu - coef)
         drop = int(np.flatnonzero(neg)[np.argmin(ratios)])
         keep = [i for i in range(len(support)) if i != drop and coef[i] > 0]
         support = [support[i] for i in keep]
-        coef = coef[keep] / coef[keep].sum()
+        coef = coef[keep] / coef[keep].sum() if hull else coef[keep]
+        if not support:  # the cone's minimiser is the target itself
+            break
     return support, coef
 
 

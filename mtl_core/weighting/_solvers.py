@@ -2,13 +2,13 @@
 
 CAGrad's dual (Liu et al., NeurIPS 2021) is reduced to a one-dimensional root search over
 min-norm problems on shifted gradients (`_min_norm`), exact to a stated tolerance (not "good
-enough after N steps").
+enough after N steps"). The host only ever sees the ``T x T`` problems, moved in one transfer
+for all K; the norms the step is built from are measured on the gradient vectors on the device.
 
 Conventions: ``active [K, T]`` bool; inactive tasks get weight 0, a single active task gets
 weight 1, no active task gives all zeros. A non-finite value anywhere in a trial's input makes
 that trial's row all-NaN (the caller marks the trial diverged); the other rows are unaffected
-and nothing raises. The host only ever sees the ``T x T`` problems, moved in one transfer for
-all K.
+and nothing raises on finite input.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from scipy.optimize import brentq
 from torch import Tensor
 
-from mtl_core.weighting._min_norm import wolfe_min_norm
+from mtl_core.weighting._min_norm import project_dual_cone, wolfe_min_norm
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -41,7 +41,7 @@ def cagrad_weights(
         ``w* = argmin_{w ∈ Δ(active)} g_wᵀ g0 + c ‖g0‖ ‖g_w‖``,
         ``d = (g0 + c ‖g0‖ / ‖g_w*‖ · g_w*) / r``,
 
-    ``r`` being 1, ``1 + c²`` or ``1 + c`` (``rescale`` 0, 1, 2). Unrescaled, ``d`` is the
+    ``r`` being 1, ``1 + c²`` or ``1 + c`` (``rescale`` 0, 1, 2). Unrescaled, ``d`` is a
     point of the ball ``‖d - g0‖ ≤ c ‖g0‖`` that maximises ``min_t ⟨g_t, d⟩``.
 
     The dual is solved exactly up to ``tol``: its optimum is the min-norm point of the hull
@@ -53,9 +53,26 @@ def cagrad_weights(
     combinations keep their digits. ``‖g0‖`` and ``‖g_w*‖`` are measured on the gradient
     vectors themselves (float64 accumulation on the device).
 
+    When ``g_w* = 0`` (the origin is in the hull and no combination does better, e.g. two
+    opposite gradients) the formula is 0/0: the best any ``d`` of the ball achieves is
+    ``min_t ⟨g_t, d⟩ = 0``, reached by every ``d`` of the ball with ``⟨g_t, d⟩ >= 0`` for all
+    active ``t``. The step is then the one of them nearest ``g0``: the projection of ``g0``
+    onto that cone (`project_dual_cone`), which is the ball's point of contact with the cone
+    at the smallest radius that reaches 0. ``g_w*`` below the rounding of the gradients'
+    dtype counts as 0 (see `_cagrad_dual_row`).
+
+    The step stays inside its ball: the coefficients are returned in ``grads``' dtype, and
+    the step they give, measured on the vectors in float64 after that rounding, satisfies
+    ``‖Σ_t (r coeff_t - 1/n) g_t‖ ≤ c ‖g0‖`` (``n`` active tasks; see `_inside_ball`, which
+    pulls the step in by what rounding pushed out; only a ball finer than the dtype's rounding
+    of ``1/n``, ``c`` below its unit roundoff ``u``, is missed). Forming ``Σ_t coeff_t g_t``
+    in a low-precision dtype adds that dtype's rounding of the sum to the step. So the worst
+    task change ``min_t ⟨g_t, d⟩`` is the optimum's within about
+    ``1e-7 max_t ‖g_t‖ ‖g0‖ + 4 u max_t ‖g_t‖ Σ_t |r coeff_t| ‖g_t‖``: the second term is
+    what coefficients of that dtype can resolve, large when ``g_w*`` is small.
+
     ``c = 0`` gives the mean without a solve; one active task gives that task's gradient
-    (coefficient 1, no rescaling); ``‖g_w*‖ ≤ 1e-12 ‖g0‖`` (a Pareto-stationary point) gives
-    ``g0 / r``.
+    (coefficient 1, no rescaling); ``g0 = 0`` gives ``g0 / r`` (the ball is one point).
 
     Args:
         grads: ``[K, T, P]`` task gradients.
@@ -74,7 +91,8 @@ def cagrad_weights(
     c64 = c.to(grads.device, torch.float64)
     finite = torch.isfinite(grads).flatten(1).all(dim=1) & torch.isfinite(c64)
     # non-finite trials would break the QR; their rows are NaN in the end anyway
-    points = _r_factor(torch.where(finite[:, None, None], grads, 0.0))
+    grads = torch.where(finite[:, None, None], grads, 0.0)
+    points = _r_factor(grads)
     # one transfer carries every trial's T x T problem
     packed = torch.cat(
         [
@@ -96,25 +114,75 @@ def cagrad_weights(
     if not np.all(np.isin(host_rescale, (0.0, 1.0, 2.0))):
         raise ValueError(f"rescale must be 0, 1 or 2, got {host_rescale.tolist()}")
     w = np.zeros((num_slots, num_tasks))
+    stationary = np.zeros(num_slots, dtype=bool)
+    unit = float(torch.finfo(grads.dtype).eps) / 2
     for k in range(num_slots):
         if np.isfinite(host_c[k]) and host_c[k] > 0 and host_active[k].sum() > 1:
-            w[k] = _cagrad_dual_row(host_points[k], host_active[k], float(host_c[k]), tol)
+            w[k], stationary[k] = _cagrad_dual_row(
+                host_points[k], host_active[k], float(host_c[k]), tol, unit
+            )
     w_dev = torch.from_numpy(w).to(grads.device)
+    at_zero = torch.from_numpy(stationary).to(grads.device).unsqueeze(1)
 
     act = active.to(torch.float64)
     count = act.sum(dim=1, keepdim=True)
     mean = act / count.clamp_min(1.0)
-    norms = _combination_norms(grads, torch.stack([mean, w_dev], dim=1))
-    g0_norm, gw_norm = norms[:, 0], norms[:, 1]
-    solved = w_dev.abs().sum(dim=1) > 0
-    usable = solved & (gw_norm > 1e-12 * g0_norm)
-    lam = torch.where(usable, c64 * g0_norm / torch.where(usable, gw_norm, 1.0), 0.0)
+    eye = torch.eye(num_tasks, dtype=torch.float64, device=grads.device)
+    norms = _combination_norms(
+        grads, torch.cat([mean.unsqueeze(1), w_dev.unsqueeze(1), eye.expand(num_slots, -1, -1)], 1)
+    )
+    g0_norm, w_norm = norms[:, 0], norms[:, 1]
+    radius = c64 * g0_norm
+    # the formula's c ‖g0‖ g_w* / ‖g_w*‖, or (g_w* = 0) the projection's own step from g0
+    lam = torch.where(w_norm > 0, radius / torch.where(w_norm > 0, w_norm, 1.0), 0.0)
+    dev = torch.where(at_zero, w_dev, lam.unsqueeze(1) * w_dev)
+    dev_norm = torch.where(at_zero.squeeze(1), w_norm, lam * w_norm)
     mode = rescale.to(grads.device)
     r = torch.where(mode == 1, 1.0 + c64 * c64, torch.where(mode == 2, 1.0 + c64, 1.0))
-    coeff = (mean + lam.unsqueeze(1) * w_dev) / r.unsqueeze(1)
-    coeff = torch.where(count == 1, act, coeff)
-    coeff = torch.where(finite.unsqueeze(1), coeff, math.nan)
-    return coeff.to(grads.dtype)
+    coeff = _inside_ball(grads, mean, dev, dev_norm, radius, r, norms[:, 2:])
+    coeff = torch.where(count == 1, act.to(grads.dtype), coeff)
+    return torch.where(finite.unsqueeze(1), coeff, math.nan)
+
+
+def _inside_ball(
+    grads: Tensor,
+    mean: Tensor,
+    dev: Tensor,
+    dev_norm: Tensor,
+    radius: Tensor,
+    r: Tensor,
+    task_norms: Tensor,
+) -> Tensor:
+    """Coefficients ``(mean + s dev) / r`` in ``grads``' dtype whose step ``Σ_t coeff_t g_t``
+    keeps ``‖Σ_t (r coeff_t - mean_t) g_t‖ ≤ radius``, measured on the vectors in float64.
+
+    ``s = min(1, radius / ‖g_dev‖)`` first. Rounding the coefficients moves the step by up to
+    ``u Σ_t |r coeff_t| ‖g_t‖`` (unit roundoff ``u``), a lot when large coefficients nearly
+    cancel, so the rounded step is measured; where it left the ball, ``s`` shrinks by what
+    it stuck out, twice over, and is measured again; where it is still out, ``s`` shrinks by
+    that bound on the rounding, which keeps it in. No host sync: a fixed two measurements.
+    """
+    r_col = r.unsqueeze(1)
+    safe = torch.where(dev_norm > 0, dev_norm, 1.0)
+    scale = torch.where(dev_norm > radius, radius / safe, 1.0)
+
+    def cast(scale: Tensor) -> Tensor:
+        return ((mean + scale.unsqueeze(1) * dev) / r_col).to(grads.dtype)
+
+    def measured(coeff: Tensor) -> Tensor:
+        moved = r_col * coeff.to(torch.float64) - mean
+        return _combination_norms(grads, moved.unsqueeze(1))[:, 0]
+
+    coeff = cast(scale)
+    norm = measured(coeff)
+    out = norm > radius
+    target = (radius - 2 * (norm - radius)).clamp_min(0.0)
+    scale = torch.where(out, scale * target / torch.where(out, norm, 1.0), scale)
+    coeff = torch.where(out.unsqueeze(1), cast(scale), coeff)
+    still_out = out & (measured(coeff) > radius)
+    slack = torch.finfo(grads.dtype).eps / 2 * ((mean.abs() + dev.abs()) * task_norms).sum(dim=1)
+    bound = torch.minimum(scale, (radius - slack).clamp_min(0.0) / safe)
+    return torch.where(still_out.unsqueeze(1), cast(bound), coeff)
 
 
 def project_simplex(v: FloatArray) -> FloatArray:
@@ -133,61 +201,72 @@ def project_simplex(v: FloatArray) -> FloatArray:
     return np.asarray(np.maximum(v - theta, 0.0), dtype=np.float64)
 
 
-def _cagrad_dual_row(points: FloatArray, active: BoolArray, c: float, tol: float) -> FloatArray:
-    """One trial's CAGrad dual minimiser ``w* [T]``; zeros when ``g0 = 0`` (nothing to solve).
+def _cagrad_dual_row(
+    points: FloatArray, active: BoolArray, c: float, tol: float, unit: float
+) -> tuple[FloatArray, bool]:
+    """One trial's CAGrad dual: ``(w* [T], False)``, or ``(β [T], True)`` when ``g_w* = 0``.
 
     ``points`` are rows ``v_t`` isometric to the task gradients (``⟨v_s, v_t⟩ = ⟨g_s, g_t⟩``).
     On the scaled problem (``‖g0‖ = 1``) the dual is ``min_w g_wᵀ g0 + c ‖g_w‖``. Its
     stationarity condition equals that of ``min_w ‖g_w + λ g0‖²`` when ``λ = ‖g_w‖ / c``, so
     ``w*`` is the min-norm point of the shifted points ``v_t + λ v0`` at the root of
-    ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(0) ≤ 0`` and ``φ(λ_max) ≥ 0`` for
-    ``λ_max = max_t ‖g_t‖ / c``; ``g_w(λ)`` is continuous, so Brent's method applies.
+    ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(λ_max) > 0`` for ``λ_max = max_t ‖g_t‖ / c`` and
+    ``g_w(λ)`` is continuous, so once ``φ(lo) < 0`` Brent's method finds the root to
+    ``|λ - λ*| ≤ tol · λ*``.
+
+    ``g_w* = 0`` when ``φ ≥ 0`` already at a small ``lo > 0`` (``φ(0) = 0`` exactly when the
+    origin is in the hull), and also when ``‖g_w*‖ ≤ 8 unit Σ_t w*_t ‖g_t‖``: zero to the
+    precision of gradients given in a dtype of unit roundoff ``unit``, its direction is that
+    dtype's rounding and its coefficients ``c ‖g0‖ w* / ‖g_w*‖`` could not be held in it. The
+    step is then ``g0 + Σ_t β_t g_t``, the projection of ``g0`` onto ``{d: ⟨g_t, d⟩ ≥ 0}``
+    (`project_dual_cone` with ``ridge = unit``), and ``β`` is returned. ``g0 = 0`` returns
+    zeros.
     """
     w = np.zeros(points.shape[0])
-    if not np.all(np.isfinite(points)):
-        return w
     idx = np.flatnonzero(active)
     v = points[idx]
     v0 = v.mean(axis=0)
     g0_norm = float(np.linalg.norm(v0))
     if not g0_norm > 1e-15 * float(np.max(np.linalg.norm(v, axis=1))):
-        return w
+        return w, False
     v = v / g0_norm
     v0 = v0 / g0_norm
     last: list[int] = []
+    solved: list[FloatArray] = []
 
-    def weights_at(lam: float) -> FloatArray:
+    def phi(lam: float) -> float:
         # successive λ share their support near the root: start from the last one
         u = wolfe_min_norm(v + lam * v0, 1e-14, last)
         last[:] = [int(i) for i in np.flatnonzero(u > 0)]
-        return u
-
-    def phi(lam: float) -> float:
-        return c * lam - float(np.linalg.norm(weights_at(lam) @ v))
+        solved[:] = [u]
+        return c * lam - float(np.linalg.norm(u @ v))
 
     v_max = float(np.max(np.linalg.norm(v, axis=1)))
-    hi = v_max / c * (1.0 + 1e-9)
+    hi = v_max / c * (1.0 + 1e-9)  # φ(hi) > 0: ‖g_w‖ <= max_t ‖v_t‖
     lo = 0.0
     f_lo = phi(lo)
     if f_lo >= -1e-12 * v_max:  # origin in the hull: φ(0) = 0 up to rounding, move off
         lo = 1e-9 * hi
         f_lo = phi(lo)
     if f_lo >= 0:  # the optimum is g_w = 0 (Pareto-stationary)
-        w[idx] = weights_at(lo)
-        return w
+        w[idx] = project_dual_cone(v, v0, 1e-14, unit)
+        return w, True
     f_hi = phi(hi)
-    if f_hi <= 0:
-        root = hi
-    else:
+    if f_hi > 0:
 
         def bracketed(lam: float) -> float:
             # the signs already found at the ends, not a re-evaluation that rounds to 0
             return f_lo if lam == lo else f_hi if lam == hi else phi(lam)
 
         rtol = max(tol, 4 * float(np.finfo(np.float64).eps))
-        root = float(brentq(bracketed, lo, hi, xtol=1e-300, rtol=rtol))
-    w[idx] = weights_at(root)
-    return w
+        # disp=False: the best bracket so far instead of an exception on slow convergence
+        phi(float(brentq(bracketed, lo, hi, xtol=1e-300, rtol=rtol, disp=False)))
+    best = solved[0]
+    if np.linalg.norm(best @ v) <= 8 * unit * float(best @ np.linalg.norm(v, axis=1)):
+        w[idx] = project_dual_cone(v, v0, 1e-14, unit)
+        return w, True
+    w[idx] = best
+    return w, False
 
 
 def _r_factor(grads: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torchjd.aggregation import MGDA, CAGrad
 
 from mtl_core.weighting import _solvers as solvers
-from mtl_core.weighting._min_norm import min_norm_weights, wolfe_min_norm
+from mtl_core.weighting._min_norm import min_norm_weights, project_dual_cone, wolfe_min_norm
 from mtl_core.weighting._solvers import cagrad_weights, project_simplex
 from tests.mtl_core.weighting._toy import OPPOSITE_PAIR_SETS
 
@@ -218,6 +218,75 @@ def test_wolfe_with_the_origin_inside_the_hull() -> None:
         alpha = wolfe_min_norm(v, 1e-10, start)
         assert np.all(alpha >= 0) and math.isclose(alpha.sum(), 1.0, rel_tol=1e-12)
         assert np.linalg.norm(alpha @ v) <= 1e-14
+
+
+def _cvxpy_dual_cone(v: FloatArray, target: FloatArray) -> FloatArray:
+    """The projection of ``target`` onto ``{d: ⟨v_t, d⟩ >= 0}``, from CLARABEL."""
+    norms = np.linalg.norm(v, axis=1)
+    if not np.any(norms > 0):
+        return target
+    scale = float(np.linalg.norm(target)) or 1.0  # CLARABEL's tolerances are absolute
+    rows = v[norms > 0] / norms[norms > 0, None]
+    d = cp.Variable(v.shape[1])
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(d - target / scale)), [rows @ d >= 0])
+    problem.solve(cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    return np.asarray(d.value, dtype=np.float64) * scale
+
+
+@ORACLE_SETTINGS
+@given(batches(tasks=(2, 3, 5)))
+def test_dual_cone_projection_matches_cvxpy(batch: tuple[FloatArray, FloatArray]) -> None:
+    grads, _ = batch
+    for g in grads:
+        target = g.mean(axis=0) + np.random.default_rng(0).standard_normal(g.shape[1]) * (
+            float(np.max(np.abs(g))) or 1.0
+        )
+        beta = project_dual_cone(g, target)
+        assert np.all(beta >= 0)
+        x = target + beta @ g
+        scale = float(np.max(np.linalg.norm(g, axis=1))) + float(np.linalg.norm(target))
+        assert float(np.min(g @ x, initial=0.0)) >= -1e-12 * scale**2
+        np.testing.assert_allclose(x, _cvxpy_dual_cone(g, target), rtol=0, atol=1e-6 * scale)
+
+
+# float64 and float32 steps that once left their ball: by 6.7e-7 of its radius in float64, by
+# 39 radii in float32 (coefficients near 1e7 that nearly cancel, rounded to the dtype)
+BALL_CASES = [
+    (
+        torch.float64,
+        [
+            [0.011995251754313601, 0.00693382403834962],
+            [-0.019073859597240943, -0.011025594867727124],
+            [0.04679621844674825, -0.06608782093046442],
+        ],
+    ),
+    (
+        torch.float32,
+        [
+            [0.4475138485431671, 0.14463581144809723],
+            [-0.21698276698589325, -0.07012850791215897],
+            [-1.1422497034072876, 7.367248058319092],
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("dtype", "vectors"), BALL_CASES, ids=["float64", "float32"])
+def test_cagrad_step_stays_in_its_ball_after_rounding(
+    dtype: torch.dtype, vectors: list[list[float]]
+) -> None:
+    grads = torch.tensor([vectors], dtype=dtype)
+    for rescale, r in ((0, 1.0), (1, 1.16)):
+        coeff = cagrad_weights(
+            grads,
+            torch.ones(1, 3, dtype=torch.bool),
+            torch.tensor([0.4], dtype=torch.float64),
+            torch.tensor([rescale]),
+        )
+        g = grads[0].double().numpy()
+        # the returned coefficients, exactly: ‖Σ_t (r coeff_t - 1/3) g_t‖ <= 0.4 ‖g0‖
+        step = (r * coeff[0].double().numpy() - 1.0 / 3) @ g
+        assert np.linalg.norm(step) <= 0.4 * np.linalg.norm(g.mean(axis=0)) * (1 + 1e-12)
 
 
 # --- CAGrad -----------------------------------------------------------------------------
