@@ -18,7 +18,6 @@ import math
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy.optimize import brentq
 from torch import Tensor
 
 from mtl_core.weighting._min_norm import project_dual_cone, wolfe_min_norm
@@ -46,8 +45,9 @@ def cagrad_weights(
 
     The dual is solved exactly up to ``tol``: its optimum is the min-norm point of the hull
     of the shifted gradients ``g_t + λ g0`` at the root of ``c ‖g0‖ λ = ‖g_w(λ)‖`` (the two
-    problems share their stationarity condition there), found by Brent's method to
-    ``|λ - λ*| ≤ tol · λ*`` with each min-norm problem solved by Wolfe's algorithm.
+    problems share their stationarity condition there), found to the residual
+    ``|c ‖g0‖ λ - ‖g_w(λ)‖| ≤ tol · c ‖g0‖ λ`` (or a bracket of relative width ``tol``) with
+    each min-norm problem solved by Wolfe's algorithm.
     The host gets, instead of a Gram matrix, the ``T x T`` factor ``R`` of ``gradsᵀ = QR``
     (float64 on the device): points isometric to the gradients, on which nearly cancelling
     combinations keep their digits. ``‖g0‖`` and ``‖g_w*‖`` are measured on the gradient
@@ -211,8 +211,9 @@ def _cagrad_dual_row(
     stationarity condition equals that of ``min_w ‖g_w + λ g0‖²`` when ``λ = ‖g_w‖ / c``, so
     ``w*`` is the min-norm point of the shifted points ``v_t + λ v0`` at the root of
     ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(λ_max) > 0`` for ``λ_max = max_t ‖g_t‖ / c`` and
-    ``g_w(λ)`` is continuous, so once ``φ(lo) < 0`` Brent's method finds the root to
-    ``|λ - λ*| ≤ tol · λ*``.
+    ``g_w(λ)`` is continuous, so once ``φ(lo) < 0`` a root is bracketed; it is found by
+    following the piecewise-affine path ``λ -> g_w(λ)`` (`_next_shift`), safeguarded by the
+    bracket, until ``|φ(λ)| ≤ tol · c λ`` or the bracket is within ``tol · λ``.
 
     ``g_w* = 0`` when ``φ ≥ 0`` already at a small ``lo > 0`` (``φ(0) = 0`` exactly when the
     origin is in the hull), and also when ``‖g_w*‖ ≤ 8 unit Σ_t w*_t ‖g_t‖``: zero to the
@@ -251,22 +252,80 @@ def _cagrad_dual_row(
     if f_lo >= 0:  # the optimum is g_w = 0 (Pareto-stationary)
         w[idx] = project_dual_cone(v, v0, 1e-14, unit)
         return w, True
-    f_hi = phi(hi)
-    if f_hi > 0:
-
-        def bracketed(lam: float) -> float:
-            # the signs already found at the ends, not a re-evaluation that rounds to 0
-            return f_lo if lam == lo else f_hi if lam == hi else phi(lam)
-
-        rtol = max(tol, 4 * float(np.finfo(np.float64).eps))
-        # disp=False: the best bracket so far instead of an exception on slow convergence
-        phi(float(brentq(bracketed, lo, hi, xtol=1e-300, rtol=rtol, disp=False)))
+    lam = lo
+    for _ in range(200):  # a safeguard: the bracket alone halves in under 100 steps
+        guess = _next_shift(v, v0, last, c, lam, lo, hi)
+        if guess is None:  # ‖g_w‖ grows with λ, so ‖g_w(lo)‖ / c is still below the root
+            guess = lo - f_lo / c
+            if not lo < guess < hi:
+                guess = math.sqrt(lo * hi) if 0 < 4 * lo < hi else 0.5 * (lo + hi)
+        lam = guess
+        f = phi(lam)
+        if abs(f) <= tol * c * lam or hi - lo <= tol * hi:
+            break
+        if f < 0:
+            lo, f_lo = lam, f
+        else:
+            hi = lam
     best = solved[0]
     if np.linalg.norm(best @ v) <= 8 * unit * float(best @ np.linalg.norm(v, axis=1)):
         w[idx] = project_dual_cone(v, v0, 1e-14, unit)
         return w, True
     w[idx] = best
     return w, False
+
+
+def _next_shift(
+    v: FloatArray, shift: FloatArray, support: list[int], c: float, lam: float, lo: float, hi: float
+) -> float | None:
+    """A guess in ``(lo, hi)`` at the root of ``c λ = ‖g_w(λ)‖``, from the piece of the path
+    ``λ -> g_w(λ)`` on which ``support`` is the min-norm support (as it is at ``lam``).
+
+    On a fixed support the weights of the affine min-norm point of the rows shifted by
+    ``λ shift`` are affine in ``λ`` (the shift cancels from their differences), so
+    ``g_w(λ) = p + λ q`` and the piece's root solves ``c² λ² = ‖p + λ q‖²``. The piece ends
+    where a weight reaches 0 or a row ``j`` off the support starts to break
+    ``⟨v_j + λ shift, x(λ)⟩ ≥ ‖x(λ)‖²``, ``x = g_w + λ shift`` (a quadratic in ``λ``). The
+    guess is the piece's root if it has one in ``(lo, hi)``, else a point just past the end of
+    the piece, else ``None``; the caller's bracket keeps any guess safe.
+    """
+    points = v[support]
+    base = points[0]
+    mu0, mu1 = np.ones(1), np.zeros(1)
+    if len(support) > 1:
+        z = np.linalg.lstsq((points[1:] - base).T, -np.stack([base, shift], axis=1), rcond=None)[0]
+        mu0 = np.concatenate([[1.0 - z[:, 0].sum()], z[:, 0]])
+        mu1 = np.concatenate([[-z[:, 1].sum()], z[:, 1]])
+    p, q = mu0 @ points, mu1 @ points
+    roots = _quadratic_roots(c * c - float(q @ q), -2 * float(p @ q), -float(p @ p))
+    inside = roots[(roots > lo) & (roots < hi)]
+    if inside.size:
+        return float(inside.min())
+    r = q + shift
+    off = np.array([j for j in range(v.shape[0]) if j not in support], dtype=int)
+    ends = [
+        -mu0[mu1 < 0] / mu1[mu1 < 0],
+        *(
+            _quadratic_roots(
+                float(shift @ r - r @ r),
+                float(v[j] @ r + shift @ p - 2 * p @ r),
+                float(v[j] @ p - p @ p),
+            )
+            for j in off
+        ),
+    ]
+    past = np.concatenate(ends)
+    past = past[(past > lam * (1 + 1e-12)) & (past * (1 + 1e-9) < hi) & (past > lo)]
+    return float(past.min()) * (1 + 1e-9) if past.size else None
+
+
+def _quadratic_roots(a: float, b: float, c: float) -> FloatArray:
+    """The real roots of ``a x² + b x + c`` (without cancellation; a linear one when ``a = 0``)."""
+    disc = b * b - 4 * a * c
+    if disc < 0 or (a == 0 and b == 0):
+        return np.zeros(0)
+    big = -(b + math.copysign(math.sqrt(disc), b)) / 2  # the roots are big / a and c / big
+    return np.array([x for x in (big / a if a else math.nan, c / big if big else math.nan)])
 
 
 def _r_factor(grads: Tensor) -> Tensor:
