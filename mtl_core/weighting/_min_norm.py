@@ -52,8 +52,9 @@ def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor
     or ``‖d‖ ≤ 1e-14 max_t ‖g_t‖``: the optimality conditions hold to that much on the ``G``
     given, up to the rounding of rebuilding points from it (``~1e-15 max_t G_tt``). On the
     vectors add the rounding of ``G`` and of the weights in ``gram``'s dtype (unit roundoff
-    ``u``, ``P`` parameters): within ``(2P + 3T + 8) u max_t ‖g_t‖²`` in all. When the origin
-    is in the hull (two opposite gradients, a zero gradient) the answer is ``d = 0`` to that
+    ``u``, ``P`` parameters): within ``(2P + 3T + 8) u max_t ‖g_t‖²`` in all
+    (`tests/mtl_core/weighting/test_degenerate_gradients.py` checks it). When the origin is in
+    the hull (two opposite gradients, a zero gradient) the answer is ``d = 0`` to that
     tolerance, with the weights of a combination that reaches it. Each inner step solves the
     affine min-norm problem on the current support exactly, so weights that are exactly 0 at
     the optimum come out exactly 0.
