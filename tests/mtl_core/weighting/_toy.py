@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from mtl_core.context import TaskContext
@@ -17,6 +20,10 @@ from mtl_core.weighting import (
     build_strategy,
     parse_strategy_config,
 )
+
+FloatArray = npt.NDArray[np.float64]
+#: Kinds of task-gradient sets for the solver tests (`make_grads`).
+GRADIENT_KINDS = ("random", "conflicting", "near_parallel", "identical", "opposite", "zero")
 
 
 def make_ctx(num_tasks: int = 2, seed: int = 0, epochs: int = 10) -> TaskContext:
@@ -157,3 +164,40 @@ def toy_losses(model: ToyMTL, x: Tensor, targets: list[Tensor]) -> tuple[list[Te
     """Per-task MSE losses and the shared representation."""
     outputs, z = model(x)
     return [nn.functional.mse_loss(o, y) for o, y in zip(outputs, targets, strict=True)], z
+
+
+def make_grads(kind: str, num_tasks: int, dim: int, scale: float, seed: int) -> FloatArray:
+    """``[T, P]`` task gradients of ``kind`` (one of `GRADIENT_KINDS`) times ``scale``."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(dim)
+    if kind == "random":
+        g = rng.standard_normal((num_tasks, dim))
+    elif kind == "conflicting":
+        g = rng.standard_normal((num_tasks, dim)) - 2.0 * base
+        g[0] = 3.0 * base
+    elif kind == "near_parallel":
+        g = base + 1e-3 * rng.standard_normal((num_tasks, dim))
+    elif kind == "identical":
+        g = np.tile(base, (num_tasks, 1))
+    elif kind == "opposite":
+        g = np.array([base if t % 2 == 0 else -base for t in range(num_tasks)])
+    else:
+        g = np.zeros((num_tasks, dim))
+    return np.asarray(g * scale, dtype=np.float64)
+
+
+@st.composite
+def gradient_batches(
+    draw: st.DrawFn, tasks: tuple[int, ...] = (2, 3, 5)
+) -> tuple[FloatArray, FloatArray]:
+    """``(grads [K, T, P], active [K, T])`` over the gradient kinds and scales 1e-4..1e4."""
+    num_tasks = draw(st.sampled_from(tasks))
+    num_slots = draw(st.sampled_from((1, 4)))
+    dim = draw(st.integers(num_tasks, num_tasks + 4))
+    rows, masks = [], []
+    for _ in range(num_slots):
+        kind = draw(st.sampled_from(GRADIENT_KINDS))
+        scale = 10.0 ** draw(st.floats(-4, 4))
+        rows.append(make_grads(kind, num_tasks, dim, scale, draw(st.integers(0, 2**31))))
+        masks.append(draw(st.lists(st.booleans(), min_size=num_tasks, max_size=num_tasks)))
+    return np.stack(rows), np.array(masks, dtype=bool)
