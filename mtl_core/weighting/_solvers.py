@@ -1,19 +1,14 @@
-"""Small simplex solvers, batched over a leading trial dimension K.
+"""CAGrad's dual solver, batched over a leading trial dimension K.
 
-Two problems on the ``T x T`` Gram matrix of the task gradients, both exact to a stated
-tolerance (not "good enough after N steps"):
+CAGrad's dual (Liu et al., NeurIPS 2021) is reduced to a one-dimensional root search over
+min-norm problems on shifted gradients (`_min_norm`), exact to a stated tolerance (not "good
+enough after N steps"). The host only ever sees the ``T x T`` problems, moved in one transfer
+for all K; the norms the step is built from are measured on the gradient vectors on the device.
 
-* the min-norm point of the convex hull of the active gradients (MGDA, Sener & Koltun,
-  NeurIPS 2018), by the closed form for two tasks and Wolfe's min-norm-point algorithm
-  (Wolfe, Math. Programming 1976) otherwise;
-* CAGrad's dual (Liu et al., NeurIPS 2021), reduced to a one-dimensional root search over
-  min-norm problems on shifted gradients.
-
-Conventions shared by both: ``active [K, T]`` bool; inactive tasks get weight 0, a single
-active task gets weight 1, no active task gives all zeros. A non-finite value anywhere in a
-trial's input makes that trial's row all-NaN (the caller marks the trial diverged); the other
-rows are unaffected and nothing raises. The host only ever sees the ``T x T`` problems, moved
-in one transfer for all K.
+Conventions: ``active [K, T]`` bool; inactive tasks get weight 0, a single active task gets
+weight 1, no active task gives all zeros. A non-finite value anywhere in a trial's input makes
+that trial's row all-NaN (the caller marks the trial diverged); the other rows are unaffected
+and nothing raises on finite input.
 """
 
 from __future__ import annotations
@@ -23,58 +18,15 @@ import math
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy.optimize import brentq
 from torch import Tensor
+
+from mtl_core.weighting._min_norm import project_dual_cone, wolfe_min_norm
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-# Duality gaps below this times ‖d‖ max_t ‖g_t‖ are rounding noise.
-_GAP_FLOOR = 1e-14
 # float64 elements per chunk when reducing over the parameter dimension P on the device.
 _CHUNK_ELEMENTS = 1 << 24
-
-
-def min_norm_weights(gram: Tensor, active: Tensor, tol: float = 1e-10) -> Tensor:
-    """Min-norm point ``alpha [K, T]`` of the convex hull of the active task gradients.
-
-    ``alpha = argmin_{alpha ∈ Δ(active)} alphaᵀ G alpha`` (MGDA; Sener & Koltun, NeurIPS 2018).
-    At the optimum ``d = Σ_t alpha_t g_t`` satisfies ``⟨g_t, d⟩ ≥ ‖d‖²`` for every active
-    ``t``, with equality where ``alpha_t > 0``: no active task is hurt by a step along ``-d``.
-
-    Two tasks: the closed form ``gamma = clip((G22 - G12) / (G11 + G22 - 2 G12), 0, 1)``,
-    computed on the device without a host sync. More: Wolfe's min-norm-point algorithm in
-    float64 on the host (one transfer for all K), stopped on the duality gap
-    ``‖d‖² - min_t ⟨g_t, d⟩ ≤ tol · ‖d‖²`` (or ``≤ 1e-14 ‖d‖ max_t ‖g_t‖``, rounding, when
-    ``d ≈ 0``); it runs on points ``v_t`` rebuilt from ``G`` by its eigen-decomposition.
-    Each inner step solves the affine min-norm problem on the current support exactly, so
-    weights that are exactly 0 at the optimum come out exactly 0.
-
-    Args:
-        gram: ``[K, T, T]`` Gram matrices ``G = g gᵀ``, any float dtype and device.
-        active: ``[K, T]`` bool, the tasks that take part.
-        tol: relative duality gap at which Wolfe's algorithm stops.
-
-    Returns:
-        ``[K, T]`` weights in ``gram``'s dtype and device; all-NaN rows where ``gram`` is not
-        finite.
-    """
-    if tol <= 0:
-        raise ValueError(f"tol must be > 0, got {tol=}")
-    finite = torch.isfinite(gram).flatten(1).all(dim=1, keepdim=True)
-    if gram.shape[-1] <= 2:
-        alpha = _min_norm_closed_form(gram, active)
-    else:
-        num_slots, num_tasks, _ = gram.shape
-        # one transfer carries every trial's Gram matrix and mask
-        packed = torch.cat([gram.detach().flatten(1), active.to(gram.dtype)], dim=1)
-        flat = packed.to("cpu", torch.float64).numpy()
-        host = flat[:, : num_tasks * num_tasks].reshape(num_slots, num_tasks, num_tasks)
-        mask = flat[:, num_tasks * num_tasks :] > 0.5
-        rows = [_min_norm_row(host[k], mask[k], tol) for k in range(host.shape[0])]
-        solved = np.stack(rows) if rows else np.zeros(host.shape[:2])
-        alpha = torch.from_numpy(solved).to(gram.device, gram.dtype)
-    return torch.where(finite, alpha, torch.full_like(alpha, math.nan))
 
 
 def cagrad_weights(
@@ -88,21 +40,39 @@ def cagrad_weights(
         ``w* = argmin_{w ∈ Δ(active)} g_wᵀ g0 + c ‖g0‖ ‖g_w‖``,
         ``d = (g0 + c ‖g0‖ / ‖g_w*‖ · g_w*) / r``,
 
-    ``r`` being 1, ``1 + c²`` or ``1 + c`` (``rescale`` 0, 1, 2). Unrescaled, ``d`` is the
+    ``r`` being 1, ``1 + c²`` or ``1 + c`` (``rescale`` 0, 1, 2). Unrescaled, ``d`` is a
     point of the ball ``‖d - g0‖ ≤ c ‖g0‖`` that maximises ``min_t ⟨g_t, d⟩``.
 
     The dual is solved exactly up to ``tol``: its optimum is the min-norm point of the hull
     of the shifted gradients ``g_t + λ g0`` at the root of ``c ‖g0‖ λ = ‖g_w(λ)‖`` (the two
-    problems share their stationarity condition there), found by Brent's method to
-    ``|λ - λ*| ≤ tol · λ*`` with each min-norm problem solved by Wolfe's algorithm.
+    problems share their stationarity condition there), found to the residual
+    ``|c ‖g0‖ λ - ‖g_w(λ)‖| ≤ tol · c ‖g0‖ λ`` (or a bracket of relative width ``tol``) with
+    each min-norm problem solved by Wolfe's algorithm.
     The host gets, instead of a Gram matrix, the ``T x T`` factor ``R`` of ``gradsᵀ = QR``
     (float64 on the device): points isometric to the gradients, on which nearly cancelling
     combinations keep their digits. ``‖g0‖`` and ``‖g_w*‖`` are measured on the gradient
     vectors themselves (float64 accumulation on the device).
 
+    When ``g_w* = 0`` (the origin is in the hull and no combination does better, e.g. two
+    opposite gradients) the formula is 0/0: the best any ``d`` of the ball achieves is
+    ``min_t ⟨g_t, d⟩ = 0``, reached by every ``d`` of the ball with ``⟨g_t, d⟩ >= 0`` for all
+    active ``t``. The step is then the one of them nearest ``g0``: the projection of ``g0``
+    onto that cone (`project_dual_cone`), which is the ball's point of contact with the cone
+    at the smallest radius that reaches 0. ``g_w*`` below the rounding of the gradients'
+    dtype counts as 0 (see `_cagrad_dual_row`).
+
+    The step stays inside its ball: the coefficients are returned in ``grads``' dtype, and
+    the step they give, measured on the vectors in float64 after that rounding, satisfies
+    ``‖Σ_t (r coeff_t - 1/n) g_t‖ ≤ c ‖g0‖`` (``n`` active tasks; see `_inside_ball`, which
+    pulls the step in by what rounding pushed out; only a ball finer than the dtype's rounding
+    of ``1/n``, ``c`` below its unit roundoff ``u``, is missed). Forming ``Σ_t coeff_t g_t``
+    in a low-precision dtype adds that dtype's rounding of the sum to the step. So the worst
+    task change ``min_t ⟨g_t, d⟩`` is the optimum's within about
+    ``1e-7 max_t ‖g_t‖ ‖g0‖ + 4 u max_t ‖g_t‖ Σ_t |r coeff_t| ‖g_t‖``: the second term is
+    what coefficients of that dtype can resolve, large when ``g_w*`` is small.
+
     ``c = 0`` gives the mean without a solve; one active task gives that task's gradient
-    (coefficient 1, no rescaling); ``‖g_w*‖ ≤ 1e-12 ‖g0‖`` (a Pareto-stationary point) gives
-    ``g0 / r``.
+    (coefficient 1, no rescaling); ``g0 = 0`` gives ``g0 / r`` (the ball is one point).
 
     Args:
         grads: ``[K, T, P]`` task gradients.
@@ -121,7 +91,8 @@ def cagrad_weights(
     c64 = c.to(grads.device, torch.float64)
     finite = torch.isfinite(grads).flatten(1).all(dim=1) & torch.isfinite(c64)
     # non-finite trials would break the QR; their rows are NaN in the end anyway
-    points = _r_factor(torch.where(finite[:, None, None], grads, 0.0))
+    grads = torch.where(finite[:, None, None], grads, 0.0)
+    points = _r_factor(grads)
     # one transfer carries every trial's T x T problem
     packed = torch.cat(
         [
@@ -143,25 +114,75 @@ def cagrad_weights(
     if not np.all(np.isin(host_rescale, (0.0, 1.0, 2.0))):
         raise ValueError(f"rescale must be 0, 1 or 2, got {host_rescale.tolist()}")
     w = np.zeros((num_slots, num_tasks))
+    stationary = np.zeros(num_slots, dtype=bool)
+    unit = float(torch.finfo(grads.dtype).eps) / 2
     for k in range(num_slots):
         if np.isfinite(host_c[k]) and host_c[k] > 0 and host_active[k].sum() > 1:
-            w[k] = _cagrad_dual_row(host_points[k], host_active[k], float(host_c[k]), tol)
+            w[k], stationary[k] = _cagrad_dual_row(
+                host_points[k], host_active[k], float(host_c[k]), tol, unit
+            )
     w_dev = torch.from_numpy(w).to(grads.device)
+    at_zero = torch.from_numpy(stationary).to(grads.device).unsqueeze(1)
 
     act = active.to(torch.float64)
     count = act.sum(dim=1, keepdim=True)
     mean = act / count.clamp_min(1.0)
-    norms = _combination_norms(grads, torch.stack([mean, w_dev], dim=1))
-    g0_norm, gw_norm = norms[:, 0], norms[:, 1]
-    solved = w_dev.abs().sum(dim=1) > 0
-    usable = solved & (gw_norm > 1e-12 * g0_norm)
-    lam = torch.where(usable, c64 * g0_norm / torch.where(usable, gw_norm, 1.0), 0.0)
+    eye = torch.eye(num_tasks, dtype=torch.float64, device=grads.device)
+    norms = _combination_norms(
+        grads, torch.cat([mean.unsqueeze(1), w_dev.unsqueeze(1), eye.expand(num_slots, -1, -1)], 1)
+    )
+    g0_norm, w_norm = norms[:, 0], norms[:, 1]
+    radius = c64 * g0_norm
+    # the formula's c ‖g0‖ g_w* / ‖g_w*‖, or (g_w* = 0) the projection's own step from g0
+    lam = torch.where(w_norm > 0, radius / torch.where(w_norm > 0, w_norm, 1.0), 0.0)
+    dev = torch.where(at_zero, w_dev, lam.unsqueeze(1) * w_dev)
+    dev_norm = torch.where(at_zero.squeeze(1), w_norm, lam * w_norm)
     mode = rescale.to(grads.device)
     r = torch.where(mode == 1, 1.0 + c64 * c64, torch.where(mode == 2, 1.0 + c64, 1.0))
-    coeff = (mean + lam.unsqueeze(1) * w_dev) / r.unsqueeze(1)
-    coeff = torch.where(count == 1, act, coeff)
-    coeff = torch.where(finite.unsqueeze(1), coeff, math.nan)
-    return coeff.to(grads.dtype)
+    coeff = _inside_ball(grads, mean, dev, dev_norm, radius, r, norms[:, 2:])
+    coeff = torch.where(count == 1, act.to(grads.dtype), coeff)
+    return torch.where(finite.unsqueeze(1), coeff, math.nan)
+
+
+def _inside_ball(
+    grads: Tensor,
+    mean: Tensor,
+    dev: Tensor,
+    dev_norm: Tensor,
+    radius: Tensor,
+    r: Tensor,
+    task_norms: Tensor,
+) -> Tensor:
+    """Coefficients ``(mean + s dev) / r`` in ``grads``' dtype whose step ``Σ_t coeff_t g_t``
+    keeps ``‖Σ_t (r coeff_t - mean_t) g_t‖ ≤ radius``, measured on the vectors in float64.
+
+    ``s = min(1, radius / ‖g_dev‖)`` first. Rounding the coefficients moves the step by up to
+    ``u Σ_t |r coeff_t| ‖g_t‖`` (unit roundoff ``u``), a lot when large coefficients nearly
+    cancel, so the rounded step is measured; where it left the ball, ``s`` shrinks by what
+    it stuck out, twice over, and is measured again; where it is still out, ``s`` shrinks by
+    that bound on the rounding, which keeps it in. No host sync: a fixed two measurements.
+    """
+    r_col = r.unsqueeze(1)
+    safe = torch.where(dev_norm > 0, dev_norm, 1.0)
+    scale = torch.where(dev_norm > radius, radius / safe, 1.0)
+
+    def cast(scale: Tensor) -> Tensor:
+        return ((mean + scale.unsqueeze(1) * dev) / r_col).to(grads.dtype)
+
+    def measured(coeff: Tensor) -> Tensor:
+        moved = r_col * coeff.to(torch.float64) - mean
+        return _combination_norms(grads, moved.unsqueeze(1))[:, 0]
+
+    coeff = cast(scale)
+    norm = measured(coeff)
+    out = norm > radius
+    target = (radius - 2 * (norm - radius)).clamp_min(0.0)
+    scale = torch.where(out, scale * target / torch.where(out, norm, 1.0), scale)
+    coeff = torch.where(out.unsqueeze(1), cast(scale), coeff)
+    still_out = out & (measured(coeff) > radius)
+    slack = torch.finfo(grads.dtype).eps / 2 * ((mean.abs() + dev.abs()) * task_norms).sum(dim=1)
+    bound = torch.minimum(scale, (radius - slack).clamp_min(0.0) / safe)
+    return torch.where(still_out.unsqueeze(1), cast(bound), coeff)
 
 
 def project_simplex(v: FloatArray) -> FloatArray:
@@ -180,159 +201,131 @@ def project_simplex(v: FloatArray) -> FloatArray:
     return np.asarray(np.maximum(v - theta, 0.0), dtype=np.float64)
 
 
-def _min_norm_closed_form(gram: Tensor, active: Tensor) -> Tensor:
-    """Sener & Koltun's Algorithm 1 for ``T <= 2``, on the device."""
-    if gram.shape[-1] == 1:
-        return active.to(gram.dtype)
-    v11, v12, v22 = gram[:, 0, 0], gram[:, 0, 1], gram[:, 1, 1]
-    denom = v11 + v22 - 2 * v12
-    ok = denom > 0
-    gamma = torch.where(ok, (v22 - v12) / torch.where(ok, denom, 1.0), 0.5).clamp(0.0, 1.0)
-    both = torch.stack([gamma, 1 - gamma], dim=-1)
-    return torch.where(active.all(dim=-1, keepdim=True), both, active.to(gram.dtype))
-
-
-def _min_norm_row(gram: FloatArray, active: BoolArray, tol: float) -> FloatArray:
-    """One trial's min-norm weights ``[T]`` (NaN when ``gram`` is not finite)."""
-    alpha = np.zeros(gram.shape[0])
-    if not np.all(np.isfinite(gram)):
-        return np.full(gram.shape[0], math.nan)
-    idx = np.flatnonzero(active)
-    if idx.size == 1:
-        alpha[idx] = 1.0
-    elif idx.size > 1:
-        alpha[idx] = wolfe_min_norm(_points_of_gram(gram[np.ix_(idx, idx)]), tol)
-    return alpha
-
-
-def _points_of_gram(gram: FloatArray) -> FloatArray:
-    """Rows ``v_t`` with ``⟨v_s, v_t⟩ = G_st``, from the eigen-decomposition of ``G``."""
-    vals, vecs = np.linalg.eigh((gram + gram.T) / 2)
-    return np.asarray(vecs * np.sqrt(np.maximum(vals, 0.0)), dtype=np.float64)
-
-
-def wolfe_min_norm(
-    points: FloatArray, tol: float = 1e-10, start: list[int] | None = None
-) -> FloatArray:
-    """Wolfe's min-norm-point algorithm on the rows of ``points [n, m]`` (float64, finite).
-
-    Major step: add the vertex ``j = argmin_t ⟨v_t, x⟩`` unless the duality gap
-    ``‖x‖² - ⟨v_j, x⟩`` is within ``tol · ‖x‖²`` (or rounding, ``1e-14 ‖x‖ max_t ‖v_t‖``).
-    Minor steps: move to the affine min-norm point of the support, dropping vertices whose
-    weight would turn negative. Working on the points, not their Gram matrix, keeps the
-    digits of nearly cancelling combinations. All-zero points give the uniform weights.
-
-    ``start``, a guess of the optimal support, is used when its affine min-norm point has
-    positive weights (a valid starting corral); otherwise the solve starts from one vertex.
-    """
-    n = points.shape[0]
-    sq_norms = np.einsum("ij,ij->i", points, points)
-    scale = float(np.max(sq_norms))
-    if scale <= 0:
-        return np.full(n, 1.0 / n)
-    v = points / math.sqrt(scale)
-    support = [int(np.argmin(sq_norms))]
-    lam = np.ones(1)
-    if start:
-        mu = _affine_min_norm(v[start])
-        if np.all(mu > 0):
-            support, lam = list(start), mu
-    for _ in range(20 * n + 20):
-        x = lam @ v[support]
-        sq = float(x @ x)
-        vx = v @ x
-        j = int(np.argmin(vx))
-        gap = sq - float(vx[j])
-        if gap <= tol * sq or gap <= _GAP_FLOOR * math.sqrt(sq) or j in support:
-            break
-        support.append(j)
-        lam = np.append(lam, 0.0)
-        for _ in range(len(support)):
-            mu = _affine_min_norm(v[support])
-            if np.all(mu > 0):
-                lam = mu
-                break
-            neg = mu <= 0
-            ratios = lam[neg] / (lam[neg] - mu[neg])
-            theta = float(np.min(ratios))
-            lam = lam + theta * (mu - lam)
-            drop = int(np.flatnonzero(neg)[np.argmin(ratios)])
-            keep = [i for i in range(len(support)) if i != drop and lam[i] > 0]
-            support = [support[i] for i in keep]
-            lam = lam[keep] / lam[keep].sum()
-    alpha = np.zeros(n)
-    alpha[support] = np.maximum(lam, 0.0)
-    return alpha / alpha.sum()
-
-
-def _affine_min_norm(points: FloatArray) -> FloatArray:
-    """``argmin_{Σ mu = 1} ‖Σ mu_i v_i‖``, as least squares on the points themselves.
-
-    With ``mu_0 = 1 - Σ z`` the point is ``v_0 + Σ z_i (v_i - v_0)``: one least-squares solve
-    whose conditioning is that of the points, not its square (as with the Gram matrix).
-    """
-    if points.shape[0] == 1:
-        return np.ones(1)
-    base = points[0]
-    z = np.linalg.lstsq((points[1:] - base).T, -base, rcond=None)[0]
-    return np.asarray(np.concatenate([[1.0 - z.sum()], z]), dtype=np.float64)
-
-
-def _cagrad_dual_row(points: FloatArray, active: BoolArray, c: float, tol: float) -> FloatArray:
-    """One trial's CAGrad dual minimiser ``w* [T]``; zeros when ``g0 = 0`` (nothing to solve).
+def _cagrad_dual_row(
+    points: FloatArray, active: BoolArray, c: float, tol: float, unit: float
+) -> tuple[FloatArray, bool]:
+    """One trial's CAGrad dual: ``(w* [T], False)``, or ``(β [T], True)`` when ``g_w* = 0``.
 
     ``points`` are rows ``v_t`` isometric to the task gradients (``⟨v_s, v_t⟩ = ⟨g_s, g_t⟩``).
     On the scaled problem (``‖g0‖ = 1``) the dual is ``min_w g_wᵀ g0 + c ‖g_w‖``. Its
     stationarity condition equals that of ``min_w ‖g_w + λ g0‖²`` when ``λ = ‖g_w‖ / c``, so
     ``w*`` is the min-norm point of the shifted points ``v_t + λ v0`` at the root of
-    ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(0) ≤ 0`` and ``φ(λ_max) ≥ 0`` for
-    ``λ_max = max_t ‖g_t‖ / c``; ``g_w(λ)`` is continuous, so Brent's method applies.
+    ``φ(λ) = c λ - ‖g_w(λ)‖``. ``φ(λ_max) > 0`` for ``λ_max = max_t ‖g_t‖ / c`` and
+    ``g_w(λ)`` is continuous, so once ``φ(lo) < 0`` a root is bracketed; it is found by
+    following the piecewise-affine path ``λ -> g_w(λ)`` (`_next_shift`), safeguarded by the
+    bracket, until ``|φ(λ)| ≤ tol · c λ`` or the bracket is within ``tol · λ``.
+
+    ``g_w* = 0`` when ``φ ≥ 0`` already at a small ``lo > 0`` (``φ(0) = 0`` exactly when the
+    origin is in the hull), and also when ``‖g_w*‖ ≤ 8 unit Σ_t w*_t ‖g_t‖``: zero to the
+    precision of gradients given in a dtype of unit roundoff ``unit``, its direction is that
+    dtype's rounding and its coefficients ``c ‖g0‖ w* / ‖g_w*‖`` could not be held in it. The
+    step is then ``g0 + Σ_t β_t g_t``, the projection of ``g0`` onto ``{d: ⟨g_t, d⟩ ≥ 0}``
+    (`project_dual_cone` with ``ridge = unit``), and ``β`` is returned. ``g0 = 0`` returns
+    zeros.
     """
     w = np.zeros(points.shape[0])
-    if not np.all(np.isfinite(points)):
-        return w
     idx = np.flatnonzero(active)
     v = points[idx]
     v0 = v.mean(axis=0)
     g0_norm = float(np.linalg.norm(v0))
     if not g0_norm > 1e-15 * float(np.max(np.linalg.norm(v, axis=1))):
-        return w
+        return w, False
     v = v / g0_norm
     v0 = v0 / g0_norm
     last: list[int] = []
+    solved: list[FloatArray] = []
 
-    def weights_at(lam: float) -> FloatArray:
+    def phi(lam: float) -> float:
         # successive λ share their support near the root: start from the last one
         u = wolfe_min_norm(v + lam * v0, 1e-14, last)
         last[:] = [int(i) for i in np.flatnonzero(u > 0)]
-        return u
-
-    def phi(lam: float) -> float:
-        return c * lam - float(np.linalg.norm(weights_at(lam) @ v))
+        solved[:] = [u]
+        return c * lam - float(np.linalg.norm(u @ v))
 
     v_max = float(np.max(np.linalg.norm(v, axis=1)))
-    hi = v_max / c * (1.0 + 1e-9)
+    hi = v_max / c * (1.0 + 1e-9)  # φ(hi) > 0: ‖g_w‖ <= max_t ‖v_t‖
     lo = 0.0
     f_lo = phi(lo)
     if f_lo >= -1e-12 * v_max:  # origin in the hull: φ(0) = 0 up to rounding, move off
         lo = 1e-9 * hi
         f_lo = phi(lo)
     if f_lo >= 0:  # the optimum is g_w = 0 (Pareto-stationary)
-        w[idx] = weights_at(lo)
-        return w
-    f_hi = phi(hi)
-    if f_hi <= 0:
-        root = hi
-    else:
+        w[idx] = project_dual_cone(v, v0, 1e-14, unit)
+        return w, True
+    lam = lo
+    for _ in range(200):  # a safeguard: the bracket alone halves in under 100 steps
+        guess = _next_shift(v, v0, last, c, lam, lo, hi)
+        if guess is None:  # ‖g_w‖ grows with λ, so ‖g_w(lo)‖ / c is still below the root
+            guess = lo - f_lo / c
+            if not lo < guess < hi:
+                guess = math.sqrt(lo * hi) if 0 < 4 * lo < hi else 0.5 * (lo + hi)
+        lam = guess
+        f = phi(lam)
+        if abs(f) <= tol * c * lam or hi - lo <= tol * hi:
+            break
+        if f < 0:
+            lo, f_lo = lam, f
+        else:
+            hi = lam
+    best = solved[0]
+    if np.linalg.norm(best @ v) <= 8 * unit * float(best @ np.linalg.norm(v, axis=1)):
+        w[idx] = project_dual_cone(v, v0, 1e-14, unit)
+        return w, True
+    w[idx] = best
+    return w, False
 
-        def bracketed(lam: float) -> float:
-            # the signs already found at the ends, not a re-evaluation that rounds to 0
-            return f_lo if lam == lo else f_hi if lam == hi else phi(lam)
 
-        rtol = max(tol, 4 * float(np.finfo(np.float64).eps))
-        root = float(brentq(bracketed, lo, hi, xtol=1e-300, rtol=rtol))
-    w[idx] = weights_at(root)
-    return w
+def _next_shift(
+    v: FloatArray, shift: FloatArray, support: list[int], c: float, lam: float, lo: float, hi: float
+) -> float | None:
+    """A guess in ``(lo, hi)`` at the root of ``c λ = ‖g_w(λ)‖``, from the piece of the path
+    ``λ -> g_w(λ)`` on which ``support`` is the min-norm support (as it is at ``lam``).
+
+    On a fixed support the weights of the affine min-norm point of the rows shifted by
+    ``λ shift`` are affine in ``λ`` (the shift cancels from their differences), so
+    ``g_w(λ) = p + λ q`` and the piece's root solves ``c² λ² = ‖p + λ q‖²``. The piece ends
+    where a weight reaches 0 or a row ``j`` off the support starts to break
+    ``⟨v_j + λ shift, x(λ)⟩ ≥ ‖x(λ)‖²``, ``x = g_w + λ shift`` (a quadratic in ``λ``). The
+    guess is the piece's root if it has one in ``(lo, hi)``, else a point just past the end of
+    the piece, else ``None``; the caller's bracket keeps any guess safe.
+    """
+    points = v[support]
+    base = points[0]
+    mu0, mu1 = np.ones(1), np.zeros(1)
+    if len(support) > 1:
+        z = np.linalg.lstsq((points[1:] - base).T, -np.stack([base, shift], axis=1), rcond=None)[0]
+        mu0 = np.concatenate([[1.0 - z[:, 0].sum()], z[:, 0]])
+        mu1 = np.concatenate([[-z[:, 1].sum()], z[:, 1]])
+    p, q = mu0 @ points, mu1 @ points
+    roots = _quadratic_roots(c * c - float(q @ q), -2 * float(p @ q), -float(p @ p))
+    inside = roots[(roots > lo) & (roots < hi)]
+    if inside.size:
+        return float(inside.min())
+    r = q + shift
+    off = np.array([j for j in range(v.shape[0]) if j not in support], dtype=int)
+    ends = [
+        -mu0[mu1 < 0] / mu1[mu1 < 0],
+        *(
+            _quadratic_roots(
+                float(shift @ r - r @ r),
+                float(v[j] @ r + shift @ p - 2 * p @ r),
+                float(v[j] @ p - p @ p),
+            )
+            for j in off
+        ),
+    ]
+    past = np.concatenate(ends)
+    past = past[(past > lam * (1 + 1e-12)) & (past * (1 + 1e-9) < hi) & (past > lo)]
+    return float(past.min()) * (1 + 1e-9) if past.size else None
+
+
+def _quadratic_roots(a: float, b: float, c: float) -> FloatArray:
+    """The real roots of ``a x² + b x + c`` (without cancellation; a linear one when ``a = 0``)."""
+    disc = b * b - 4 * a * c
+    if disc < 0 or (a == 0 and b == 0):
+        return np.zeros(0)
+    big = -(b + math.copysign(math.sqrt(disc), b)) / 2  # the roots are big / a and c / big
+    return np.array([x for x in (big / a if a else math.nan, c / big if big else math.nan)])
 
 
 def _r_factor(grads: Tensor) -> Tensor:

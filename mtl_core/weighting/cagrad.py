@@ -43,6 +43,11 @@ class CAGrad(GradientWeighting[CAGradConfig]):
 
         d = (g0 + c ‖g0‖ / ‖g_w*‖ · g_w*) / r,   r = 1, 1 + c² or 1 + c (``rescale``).
 
+    When g_w* = 0 (e.g. two opposite task gradients) the formula is 0/0; the best d of the
+    ball then leaves every task unhurt (min_t ⟨g_t, d⟩ = 0), and the update is the one of
+    those nearest g0: the projection of g0 onto {d: ⟨g_t, d⟩ >= 0}. The update always lies in
+    its ball ‖r d - g0‖ <= c ‖g0‖, checked on the gradient vectors after rounding.
+
     At c = 0 the update is g0. With one active task its gradient is used as is. Reported
     weights: the coefficients of d on the g_t, normalised to Σ = T over the active tasks.
     """

@@ -14,8 +14,8 @@ from mtl_core.weighting._base import (
     StepInputs,
     StrategyConfig,
 )
+from mtl_core.weighting._min_norm import min_norm_weights
 from mtl_core.weighting._registry import STRATEGIES
-from mtl_core.weighting._solvers import min_norm_weights
 
 Normalization = Literal["none", "l2", "loss", "loss+"]
 _MODES: tuple[Normalization, ...] = ("none", "l2", "loss", "loss+")
@@ -46,7 +46,7 @@ class MGDA(GradientWeighting[MGDAConfig]):
         update on the shared parameters: Σ_t alpha_t ĝ_t = Σ_t (alpha_t / n_t) g_t,
 
     exact for two tasks (closed form, on the device) and for more by Wolfe's min-norm-point
-    algorithm with a duality-gap stop (`_solvers.min_norm_weights`, on the host: one transfer
+    algorithm with a duality-gap stop (`_min_norm.min_norm_weights`, on the host: one transfer
     of the K small Gram matrices per step). ``normalization`` sets n_t: ``none``
     (1, the default), ``l2`` (‖g_t‖), ``loss`` (L_t) or ``loss+`` (L_t ‖g_t‖); with ``l2``
     / ``loss+`` the study's scale cancels out of ĝ_t.

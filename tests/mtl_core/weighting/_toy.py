@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from mtl_core.context import TaskContext
+from mtl_core.production import MultiTaskLoss
 from mtl_core.weighting import (
     LossWeighting,
     StepInputs,
@@ -16,6 +20,10 @@ from mtl_core.weighting import (
     build_strategy,
     parse_strategy_config,
 )
+
+FloatArray = npt.NDArray[np.float64]
+#: Kinds of task-gradient sets for the solver tests (`make_grads`).
+GRADIENT_KINDS = ("random", "conflicting", "near_parallel", "identical", "opposite", "zero")
 
 
 def make_ctx(num_tasks: int = 2, seed: int = 0, epochs: int = 10) -> TaskContext:
@@ -92,6 +100,32 @@ def linear_problem(
     return theta, c.float() + torch.einsum("ktp,kp->kt", g, theta)
 
 
+#: Four tasks on three shared parameters with an exactly opposite pair (g_0 = -g_1): inputs on
+#: which MGDA (T >= 3) and CAGrad once raised `IndexError` (Wolfe's algorithm sat 1e-17 from the
+#: origin, could not pass its stop test and emptied its support).
+OPPOSITE_PAIR_SETS = [
+    [[0.9, -0.3, 0.1], [-0.9, 0.3, -0.1], [-0.2, 0.1, -0.8], [0.2, -0.5, -0.1]],
+    [[0.6, 0.9, 0.7], [-0.6, -0.9, -0.7], [-0.9, 0.8, -0.7], [0.4, -0.3, 0.7]],
+    [[0.3, -0.2, 0.3], [-0.3, 0.2, -0.3], [-0.4, 0.2, -0.1], [-1.0, -0.5, -0.5]],
+]
+
+
+def production_step(
+    name: str,
+    vectors: Sequence[Sequence[float]],
+    dtype: torch.dtype = torch.float32,
+    params: dict[str, Any] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One `MultiTaskLoss` step on L_t = 1 + g_t·θ at θ = 0: (the update on θ, weights ``[T]``)."""
+    g = torch.tensor(vectors, dtype=dtype)
+    theta = nn.Parameter(torch.zeros(g.shape[1], dtype=dtype))
+    names = [f"t{t}" for t in range(g.shape[0])]
+    loss = MultiTaskLoss(names, name, params)
+    weights = loss.backward([1.0 + g[t] @ theta for t in range(g.shape[0])], [theta])
+    assert theta.grad is not None
+    return theta.grad, torch.tensor([weights[t] for t in names], dtype=torch.float64)
+
+
 class ToyMTL(nn.Module):
     """A shared Linear + tanh trunk and one Linear head per task."""
 
@@ -130,3 +164,40 @@ def toy_losses(model: ToyMTL, x: Tensor, targets: list[Tensor]) -> tuple[list[Te
     """Per-task MSE losses and the shared representation."""
     outputs, z = model(x)
     return [nn.functional.mse_loss(o, y) for o, y in zip(outputs, targets, strict=True)], z
+
+
+def make_grads(kind: str, num_tasks: int, dim: int, scale: float, seed: int) -> FloatArray:
+    """``[T, P]`` task gradients of ``kind`` (one of `GRADIENT_KINDS`) times ``scale``."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(dim)
+    if kind == "random":
+        g = rng.standard_normal((num_tasks, dim))
+    elif kind == "conflicting":
+        g = rng.standard_normal((num_tasks, dim)) - 2.0 * base
+        g[0] = 3.0 * base
+    elif kind == "near_parallel":
+        g = base + 1e-3 * rng.standard_normal((num_tasks, dim))
+    elif kind == "identical":
+        g = np.tile(base, (num_tasks, 1))
+    elif kind == "opposite":
+        g = np.array([base if t % 2 == 0 else -base for t in range(num_tasks)])
+    else:
+        g = np.zeros((num_tasks, dim))
+    return np.asarray(g * scale, dtype=np.float64)
+
+
+@st.composite
+def gradient_batches(
+    draw: st.DrawFn, tasks: tuple[int, ...] = (2, 3, 5)
+) -> tuple[FloatArray, FloatArray]:
+    """``(grads [K, T, P], active [K, T])`` over the gradient kinds and scales 1e-4..1e4."""
+    num_tasks = draw(st.sampled_from(tasks))
+    num_slots = draw(st.sampled_from((1, 4)))
+    dim = draw(st.integers(num_tasks, num_tasks + 4))
+    rows, masks = [], []
+    for _ in range(num_slots):
+        kind = draw(st.sampled_from(GRADIENT_KINDS))
+        scale = 10.0 ** draw(st.floats(-4, 4))
+        rows.append(make_grads(kind, num_tasks, dim, scale, draw(st.integers(0, 2**31))))
+        masks.append(draw(st.lists(st.booleans(), min_size=num_tasks, max_size=num_tasks)))
+    return np.stack(rows), np.array(masks, dtype=bool)

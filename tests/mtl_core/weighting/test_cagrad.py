@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from mtl_core.weighting import GradientWeighting
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._toy import (
+    OPPOSITE_PAIR_SETS,
+    make_strategy,
+    production_step,
+    step_inputs,
+)
 
 VECTORS = [[1.0, 0.0], [-0.5, 1.0]]
 
@@ -75,3 +81,39 @@ def test_one_active_task_is_used_as_is() -> None:
     combined, weights = _combine([[0.0, 0.0], [3.0, -4.0]], {"c": 0.5}, [0.0, 1.0])
     torch.testing.assert_close(combined, torch.tensor([3.0, -4.0]))
     assert weights.tolist() == [0.0, 1.0]
+
+
+# CAGrad's steps at the defaults (c = 0.4, rescale = 1: d / 1.16) on the three sets with an
+# opposite pair, from CLARABEL on the primal max_{‖d - g0‖ <= c‖g0‖} min_t ⟨g_t, d⟩ and, for
+# set 0, an enumeration of the active sets of the projection of g0 onto {d: ⟨g_t, d⟩ >= 0}.
+# Set 0 is degenerate: the dual's optimum is g_w* = 0 and the best worst-task change is 0;
+# its step is that projection, g0 + (3/364) g_1 (see `cagrad_weights`).
+OPPOSITE_PAIR_STEPS = [
+    [-0.00741758241758241 / 1.16, -0.09752747252747253 / 1.16, -0.22582417582417583 / 1.16],
+    [-0.09086175, 0.06307816, 0.03786775],
+    [-0.21612656, -0.12172017, -0.04371323],
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["set0", "set1", "set2"])
+def test_an_opposite_pair_among_four_tasks_gives_the_optimal_step(
+    case: int, dtype: torch.dtype
+) -> None:
+    # Set 1 in float64 once raised IndexError (Wolfe's algorithm, in the root search, sat
+    # 1e-17 from the origin and emptied its support); set 0 gave a point of the sphere in a
+    # direction left over from the solve, which differed between float32 and float64.
+    step, _ = production_step("cagrad", OPPOSITE_PAIR_SETS[case], dtype)
+    expected = torch.tensor(OPPOSITE_PAIR_STEPS[case], dtype=dtype)
+    torch.testing.assert_close(step, expected, rtol=0, atol=2e-6)
+
+
+def test_when_the_best_combination_is_zero_no_task_gets_worse() -> None:
+    # g_w* = 0 (g_0 = -g_1): the formula g0 + c‖g0‖ g_w / ‖g_w‖ is 0/0 and the best any d in
+    # the ball can do is ⟨g_t, d⟩ >= 0 for all t. The step taken is the projection of
+    # g0 = (1/3, 1) onto {d_x = 0, d_y >= 0}: (0, 1), inside the ball (1/3 <= 0.4‖g0‖). The
+    # limit of the formula along the root search gave (-0.088, 1): task 0 got worse.
+    vectors = [[1.0, 0.0], [-1.0, 0.0], [1.0, 3.0]]
+    d, _ = _combine(vectors, {"c": 0.4, "rescale": 0})
+    torch.testing.assert_close(d, torch.tensor([0.0, 1.0]), rtol=0, atol=1e-6)
+    assert float((torch.tensor(vectors) @ d).min()) >= -1e-6

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtl_core.weighting._solvers import min_norm_weights, project_simplex
+from mtl_core.weighting._min_norm import min_norm_weights
+from mtl_core.weighting._solvers import project_simplex
 
 
 def test_project_simplex() -> None:

@@ -10,7 +10,15 @@ import torch
 from mtl_core.errors import ConfigError
 from mtl_core.production import MultiTaskLoss
 from mtl_core.weighting import GradientWeighting
-from tests.mtl_core.weighting._toy import ToyMTL, make_strategy, step_inputs, toy_data, toy_losses
+from tests.mtl_core.weighting._toy import (
+    OPPOSITE_PAIR_SETS,
+    ToyMTL,
+    make_strategy,
+    production_step,
+    step_inputs,
+    toy_data,
+    toy_losses,
+)
 
 
 def _combine(
@@ -115,3 +123,18 @@ def test_upper_bound_backpropagates_weighted_sum_through_shared_layers() -> None
     for p, e in zip(model.shared(), expected, strict=True):
         assert p.grad is not None
         torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("vectors", OPPOSITE_PAIR_SETS, ids=["set0", "set1", "set2"])
+def test_an_opposite_pair_among_four_tasks_gives_the_zero_step(
+    vectors: list[list[float]], dtype: torch.dtype
+) -> None:
+    # g_0 = -g_1 puts the origin in the hull: the min-norm point is d = 0, and since the
+    # other three gradients are independent, alpha = (1/2, 1/2, 0, 0) is the only way to it.
+    # Wolfe's algorithm once stopped 1e-17 from the origin unable to pass its stop test, let
+    # a vertex in with weight 0/0 and raised IndexError (in float64; float32 by luck not).
+    step, weights = production_step("mgda", vectors, dtype)
+    assert step.dtype == dtype
+    assert float(step.norm()) <= 1e-6
+    torch.testing.assert_close(weights, torch.tensor([2.0, 2.0, 0.0, 0.0], dtype=torch.float64))
