@@ -22,11 +22,14 @@ The table goes to docs/benchmarks.md under "## End to end (service)". Usage (rep
     .venv/bin/python benchmarks/end_to_end.py --experiments adult multi_mnist \\
         --databases sqlite postgres --trials 1000 10000 --batch 16 --epochs 1 \\
         --max-train-samples 512 --data-dir ../shared/data
+
+``--db-latency-ms 50`` puts the worker 50 ms (a round trip) from PostgreSQL.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -49,6 +52,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 from _report import write_section  # noqa: E402
+from sqlalchemy import make_url  # noqa: E402
 
 from mtl_core.batched import train_batch  # noqa: E402
 from mtl_core.config import TrialConfig  # noqa: E402
@@ -56,6 +60,7 @@ from mtl_core.experiments import get_experiment  # noqa: E402
 from mtl_core.trainer import prepare_data  # noqa: E402
 from mtlsearch.client import Client  # noqa: E402
 from storage.testing import temporary_postgres_database  # noqa: E402
+from tests.utils.delay_proxy import DelayProxy  # noqa: E402
 from tests.utils.server import start_server  # noqa: E402
 
 logger = logging.getLogger("end_to_end")
@@ -69,6 +74,8 @@ DATABASES = {"sqlite": "SQLite file", "postgres": "PostgreSQL (local)"}
 class Row:
     experiment: str
     database: str
+    #: Round-trip milliseconds the relay added between the worker and the database.
+    latency_ms: float
     trials: int
     complete: int
     service_wall_s: float
@@ -140,21 +147,46 @@ def worker_env(db_url: str, data_dir: Path, timings: Path) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def far_url(db_url: str, latency_ms: float) -> Iterator[str]:
+    """``db_url`` as a worker reaches it ``latency_ms`` per round trip away: through a relay
+    that holds every byte half of it each way (`tests.utils.delay_proxy`); itself when 0."""
+    if not latency_ms:
+        yield db_url
+        return
+    url = make_url(db_url)
+    with DelayProxy(url.host or "127.0.0.1", url.port or 5432, latency_ms / 2000) as proxy:
+        yield url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+
 def run_service(
-    db_url: str, spec: dict[str, Any], k: int, data_dir: Path, tmp: Path, device: str
+    db_url: str,
+    spec: dict[str, Any],
+    k: int,
+    data_dir: Path,
+    tmp: Path,
+    device: str,
+    latency_ms: float = 0.0,
 ) -> tuple[float, int, dict[str, Any]]:
-    """Submit `spec`, let one worker train it; return wall seconds, trials complete, timings."""
+    """Submit `spec`, let one worker train it; return wall seconds, trials complete, timings.
+    The worker reaches the database ``latency_ms`` per round trip away (the API server
+    directly)."""
     timings_path = tmp / "timings.json"
     log = tmp / "worker.log"
-    with start_server(db_url) as base, Client(base) as client, log.open("wb") as out:
+    with (
+        start_server(db_url) as base,
+        Client(base) as client,
+        log.open("wb") as out,
+        far_url(db_url, latency_ms) as worker_url,
+    ):
         worker = subprocess.Popen(
             [
-                *(sys.executable, str(TIMED_WORKER), "worker", "--db", db_url),
+                *(sys.executable, str(TIMED_WORKER), "worker", "--db", worker_url),
                 *("--batch", str(k), "--idle-exit", "3", "--data-dir", str(data_dir)),
                 *("--device", device),
             ],
             cwd=tmp,
-            env=worker_env(db_url, data_dir, timings_path),
+            env=worker_env(worker_url, data_dir, timings_path),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -256,8 +288,9 @@ def table(rows: list[Row]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        far = f", {r.latency_ms:g} ms away" if r.latency_ms else ""
         lines.append(
-            f"| {r.experiment} | {DATABASES[r.database]} | {r.trials:,} | "
+            f"| {r.experiment} | {DATABASES[r.database]}{far} | {r.trials:,} | "
             f"{r.service_per_hour:,.0f} | {r.trainer_per_hour:,.0f} | "
             f"{r.service_per_hour / r.trainer_per_hour:.2f} | "
             f"{r.busy_s / r.service_wall_s:.0%} | "
@@ -303,6 +336,15 @@ def main(argv: list[str] | None = None) -> None:
         "trial: for studies whose trials take seconds); 0: all",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--db-latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="round-trip milliseconds between the worker and PostgreSQL, each a run, added by "
+        "a relay that holds every byte half of it each way (a database in another zone); "
+        "0: direct",
+    )
     parser.add_argument("--note", default="", help="a line of context added under the table")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
@@ -317,6 +359,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--trainer-trials must be >= 0 (0: as many as the study)")
     if args.max_train_samples < 0:
         parser.error("--max-train-samples must be >= 0 (0: all)")
+    if not all(ms >= 0 for ms in args.db_latency_ms):
+        parser.error(f"--db-latency-ms must be >= 0, got {args.db_latency_ms}")
+    if any(args.db_latency_ms) and "sqlite" in args.databases:
+        parser.error("--db-latency-ms needs --databases postgres (a SQLite file has no network)")
     args.max_train_samples = args.max_train_samples or None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -327,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     loads: dict[str, float] = {}
     for experiment in args.experiments:
         for trials in args.trials:
-            for kind in args.databases:
+            for kind, latency_ms in itertools.product(args.databases, args.db_latency_ms):
                 # The trainer runs next to each service run: on a shared machine the load
                 # changes between runs, and each ratio compares neighbours.
                 trainer_trials = min(trials, args.trainer_trials or trials)
@@ -349,15 +395,22 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 loads.setdefault(experiment, load_s)
                 logger.info("  trainer: %.1f s (data loaded in %.1f s)", trainer_wall, load_s)
-                logger.info("%s, %d trials: service on %s", experiment, trials, DATABASES[kind])
+                logger.info(
+                    "%s, %d trials: service on %s, %g ms away",
+                    experiment,
+                    trials,
+                    DATABASES[kind],
+                    latency_ms,
+                )
                 spec = spec_for(experiment, trials, args.epochs, args.max_train_samples)
                 with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
                     wall, complete, timings = run_service(
-                        url, spec, args.batch, data_dir, Path(tmp), args.device
+                        url, spec, args.batch, data_dir, Path(tmp), args.device, latency_ms
                     )
                 row = Row(
                     experiment,
                     kind,
+                    latency_ms,
                     trials,
                     complete,
                     wall,
@@ -383,6 +436,12 @@ def main(argv: list[str] | None = None) -> None:
                     complete,
                     row.service_per_hour / row.trainer_per_hour,
                 )
+    far = (
+        " Rows marked 'N ms away': the worker reaches PostgreSQL N ms per round trip away (a "
+        "relay that holds every byte half of it each way; the API server connects directly)."
+        if any(args.db_latency_ms)
+        else ""
+    )
     body = (
         f"One worker (`--batch {args.batch}`, device `{args.device}`) and the API server on "
         "one machine; "
@@ -403,7 +462,9 @@ def main(argv: list[str] | None = None) -> None:
         "data load; the service's wall holds the worker's one load of the data set (in this "
         "process: "
         + ", ".join(f"{name} {s:.1f} s" for name, s in loads.items())
-        + ").\n\n"
+        + ")."
+        + far
+        + "\n\n"
         + table(rows)
     )
     if args.note:

@@ -68,6 +68,13 @@ PG_TCP_USER_TIMEOUT_MS = 30_000
 #: Seconds a caller waits for a free pooled connection before it fails (SQLAlchemy's
 #: ``pool_timeout``, default 30): a stuck database must not queue callers for long.
 PG_POOL_TIMEOUT_S = 10
+#: Milliseconds the server keeps a session that sits in an open transaction without a word
+#: (PostgreSQL's ``idle_in_transaction_session_timeout``, set per session through libpq's
+#: ``options``). A process cut off by the network in the middle of a transaction holds its row
+#: locks (a study's budget row, a trial's row) until the server notices; without this, every
+#: other worker waits on them for as long as the cut lasts, or until the server's own TCP
+#: keepalives (2 h by default) give up. Our transactions are milliseconds long.
+PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +148,9 @@ def engine_options(url: URL, config: DatabaseConfig | None = None) -> dict[str, 
     PostgreSQL's pool is sized by `DatabaseConfig.pool_size` / `max_overflow` (default:
     `DatabaseConfig()`): every worker and API process holds one pool, and together they must
     fit the server's ``max_connections``. Its connections get the ``PG_*`` options above (a
-    connect timeout, TCP keepalives, a TCP user timeout), unless the URL's query sets one
-    (``?connect_timeout=10`` wins), and the pool tests each before lending it.
+    connect timeout, TCP keepalives, a TCP user timeout, an idle-in-transaction timeout),
+    unless the URL's query sets one (``?connect_timeout=10`` wins; ``?options=...`` replaces
+    ours), and the pool tests each before lending it.
     """
     if url.get_backend_name() == "sqlite":
         # sqlite3's `timeout` is its busy handler: a writer waits for the lock instead of
@@ -156,6 +164,7 @@ def engine_options(url: URL, config: DatabaseConfig | None = None) -> dict[str, 
         "keepalives_interval": PG_KEEPALIVES_INTERVAL_S,
         "keepalives_count": PG_KEEPALIVES_COUNT,
         "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+        "options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_TIMEOUT_MS}",
     }
     return {
         # After a restart the pooled connections are dead: test each before lending it.

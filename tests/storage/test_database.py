@@ -132,6 +132,7 @@ def test_postgres_connections_have_bounded_waits_and_stay_picklable() -> None:
         "keepalives_interval": PG_KEEPALIVES_INTERVAL_S,
         "keepalives_count": PG_KEEPALIVES_COUNT,
         "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+        "options": "-c idle_in_transaction_session_timeout=30000",
     }
     assert pickle.loads(pickle.dumps(options)) == options  # Optuna keeps them
     # A value in the URL's query wins.
