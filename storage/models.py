@@ -77,6 +77,40 @@ class TrialState(StrEnum):
         return self not in (TrialState.QUEUED, TrialState.RESERVED, TrialState.RUNNING)
 
 
+class TrialKind(StrEnum):
+    """What a row of ``mtl_trials`` is for: a trial of the search (it takes a budget slot), or a
+    confirmation run of a finished search (a configuration retrained at another seed)."""
+
+    SEARCH = "search"
+    CONFIRMATION = "confirmation"
+
+
+class FailureKind(StrEnum):
+    """Why a trial failed, for code (the row's ``reason`` is for people)."""
+
+    DIVERGED = "diverged"
+    OUT_OF_MEMORY = "out_of_memory"
+    BAD_CONFIG = "bad_config"
+    USER_CODE = "user_code"
+    LOST_WORKER = "lost_worker"
+    WORKER_SETUP = "worker_setup"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+    @property
+    def is_the_trials(self) -> bool:
+        """True when the trial's own configuration failed (it may count towards the study's
+        failure streak); False when the trial was ended from outside or by its worker."""
+        return self in (
+            FailureKind.DIVERGED,
+            FailureKind.OUT_OF_MEMORY,
+            FailureKind.BAD_CONFIG,
+            FailureKind.USER_CODE,
+            FailureKind.ERROR,
+        )
+
+
 class WorkerStatus(StrEnum):
     """What a worker process last said it was doing."""
 
@@ -124,7 +158,11 @@ class Base(DeclarativeBase):
     """Declarative base of mtlsearch's own tables."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class StudyRecord(Base):
@@ -152,6 +190,9 @@ class StudyRecord(Base):
     finished_at: Mapped[datetime | None]
     last_served_at: Mapped[datetime | None]
     message: Mapped[str | None] = mapped_column(Text)
+    #: When the search's budget was met and its best configurations were queued for
+    #: confirmation at other seeds (``mtl_trials`` rows of kind 'confirmation'); None before.
+    confirmation_started_at: Mapped[datetime | None]
 
 
 class WorkerRecord(Base):
@@ -178,6 +219,9 @@ class WorkerRecord(Base):
     current_trial_number: Mapped[int | None] = mapped_column(Integer)
     trials_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     experiments: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    #: Experiments registered in the worker that it cannot serve, each with the reason (a data
+    #: set missing or corrupt on its machine): it does not take their studies.
+    unavailable: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     batch_size: Mapped[str | None] = mapped_column(String(16))
 
 
@@ -208,6 +252,16 @@ class TrialRecord(Base):
     lost in turn gets none (a second retry would need the same ``retry_of``). A retry row is
     created ``queued``, with the lost trial's params and budget slot, in the transaction that
     fails the lost trial (`storage.TrialRepository.claim_lost`).
+
+    ``kind`` 'confirmation' rows retrain a configuration of a finished search at another seed
+    (`storage.TrialRepository.start_confirmation`): they take no budget slot and have no
+    Optuna trial (``number`` is NULL); ``confirms`` names the configuration (a search
+    ``params_key``, or ``'uniform'``) and ``(study_id, confirms, seed)`` is unique.
+
+    What determines a trial's run is recorded: ``seed`` and the config (with its ``data_seed``),
+    and ``num_slots``, the K of the batched pass it trained in (a slot's arithmetic is the same
+    whatever the other slots hold, but not across K): ``mtlsearch train --from-trial``
+    reproduces the run from them.
     """
 
     __tablename__ = "mtl_trials"
@@ -215,6 +269,11 @@ class TrialRecord(Base):
         CheckConstraint(_in_list("state", TrialState), name="state"),
         UniqueConstraint("study_id", "number", name="uq_mtl_trials_study_number"),
         UniqueConstraint("study_id", "retry_of", name="uq_mtl_trials_study_retry_of"),
+        UniqueConstraint("study_id", "confirms", "seed", name="uq_mtl_trials_study_confirms"),
+        CheckConstraint(_in_list("kind", TrialKind), name="kind"),
+        CheckConstraint(
+            f"failure_kind IS NULL OR {_in_list('failure_kind', FailureKind)}", name="failure_kind"
+        ),
         Index("ix_mtl_trials_study_id_state", "study_id", "state"),
         Index("ix_mtl_trials_study_id_params_key", "study_id", "params_key"),
     )
@@ -226,6 +285,10 @@ class TrialRecord(Base):
     number: Mapped[int | None] = mapped_column(Integer)
     optuna_trial_id: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(
+        String(16), default=TrialKind.SEARCH.value, server_default=TrialKind.SEARCH.value
+    )
+    confirms: Mapped[str | None] = mapped_column(String(64))
     worker_id: Mapped[str | None] = mapped_column(String(255))
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: A hash of ``params`` (keys sorted), so "the same configuration" is one indexed lookup.
@@ -237,8 +300,13 @@ class TrialRecord(Base):
     val_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     strategy_weights: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The weights the strategy applied, per epoch (each the epoch's mean, Σ = tasks).
+    weights_trajectory: Mapped[list[Any] | None] = mapped_column(JSON)
     epochs_run: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    num_slots: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
     retry_of: Mapped[int | None] = mapped_column(Integer)
     reserved_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
@@ -266,8 +334,10 @@ __all__ = [
     "ArtifactRecord",
     "Base",
     "BaselineRecord",
+    "FailureKind",
     "StudyRecord",
     "StudyStatus",
+    "TrialKind",
     "TrialRecord",
     "TrialState",
     "UTCDateTime",

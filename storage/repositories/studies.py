@@ -47,6 +47,13 @@ class StudyInfo:
     finished_at: datetime | None
     last_served_at: datetime | None
     message: str | None
+    #: When the search's budget was met and its best were queued for confirmation.
+    confirmation_started_at: datetime | None = None
+
+    @property
+    def confirming(self) -> bool:
+        """Running, its search done, its confirmation runs under way."""
+        return self.status is StudyStatus.RUNNING and self.confirmation_started_at is not None
 
 
 def _info(record: StudyRecord) -> StudyInfo:
@@ -65,6 +72,7 @@ def _info(record: StudyRecord) -> StudyInfo:
         finished_at=record.finished_at,
         last_served_at=record.last_served_at,
         message=record.message,
+        confirmation_started_at=record.confirmation_started_at,
     )
 
 

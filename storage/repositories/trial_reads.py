@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import TrialRecord, TrialState, params_key
+from storage.models import FailureKind, TrialKind, TrialRecord, TrialState, params_key
 
 #: Trial states as the API names them ('reserved' rows count as 'running', 'queued' retries
 #: as 'waiting').
@@ -38,6 +38,8 @@ class TrialRow:
     number: int | None
     optuna_trial_id: int | None
     state: TrialState
+    kind: TrialKind
+    confirms: str | None
     worker_id: str | None
     params: dict[str, Any] | None
     config: dict[str, Any] | None
@@ -47,8 +49,12 @@ class TrialRow:
     val_metrics: dict[str, Any] | None
     test_metrics: dict[str, Any] | None
     strategy_weights: dict[str, Any] | None
+    weights_trajectory: list[Any] | None
     epochs_run: int | None
+    seed: int | None
+    num_slots: int | None
     reason: str | None
+    failure_kind: FailureKind | None
     retry_of: int | None
     reserved_at: datetime
     started_at: datetime | None
@@ -68,6 +74,8 @@ _COLUMNS = [getattr(TrialRecord, f.name) for f in fields(TrialRow)]
 def _row(values: Sequence[Any]) -> TrialRow:
     data = dict(zip((f.name for f in fields(TrialRow)), values, strict=True))
     data["state"] = TrialState(data["state"])
+    data["kind"] = TrialKind(data["kind"])
+    data["failure_kind"] = FailureKind(data["failure_kind"]) if data["failure_kind"] else None
     return TrialRow(**data)
 
 

@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 
 from storage.models import (
+    FailureKind,
     StudyRecord,
     StudyStatus,
+    TrialKind,
     TrialRecord,
     TrialState,
     WorkerRecord,
@@ -35,16 +37,20 @@ LOST_REASON = "worker lost: no heartbeat within the grace period"
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """A budget slot a worker holds: a fresh trial to ask, or a lost trial's retry.
+    """A row a worker holds to run: a fresh trial to ask, a lost trial's retry, or a
+    confirmation run.
 
     For a retry, ``retry_of`` is the lost trial's number, ``params`` its params and
-    ``source_trial_id`` its Optuna trial id (where its distributions are read).
+    ``source_trial_id`` its Optuna trial id (where its distributions are read). A confirmation
+    run (``kind`` confirmation) carries the ``config`` it trains; it has no Optuna trial.
     """
 
     row_id: int
     retry_of: int | None = None
     params: dict[str, Any] | None = None
     source_trial_id: int | None = None
+    kind: TrialKind = TrialKind.SEARCH
+    config: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,31 +124,44 @@ class TrialSlots(TrialReads):
                 running,
             )
             .values(state=TrialState.RESERVED.value, worker_id=worker_id, reserved_at=utcnow())
-            .returning(TrialRecord.id, TrialRecord.retry_of, TrialRecord.params)
+            .returning(
+                TrialRecord.id,
+                TrialRecord.retry_of,
+                TrialRecord.params,
+                TrialRecord.kind,
+                TrialRecord.config,
+            )
             .execution_options(synchronize_session=False)
         ).all()
         if not taken:
             return []
+        retried = [row.retry_of for row in taken if row.retry_of is not None]
         sources = dict(
             self._session.execute(
                 select(TrialRecord.number, TrialRecord.optuna_trial_id).where(
-                    TrialRecord.study_id == study_id,
-                    TrialRecord.number.in_([retry_of for _, retry_of, _ in taken]),
+                    TrialRecord.study_id == study_id, TrialRecord.number.in_(retried)
                 )
             ).all()
         )
         return sorted(
             (
-                Reservation(row_id, retry_of, params, sources.get(retry_of))
-                for row_id, retry_of, params in taken
+                Reservation(
+                    row.id,
+                    row.retry_of,
+                    row.params,
+                    sources.get(row.retry_of),
+                    TrialKind(row.kind),
+                    row.config,
+                )
+                for row in taken
             ),
             key=lambda reservation: reservation.row_id,
         )
 
     def give_back(self, row_ids: list[int]) -> int:
         """Give back reservations that never became trials: a fresh slot's row goes (its slot
-        back to the budget), a retry is queued again for any worker. Rows no longer reserved
-        (claimed meanwhile) are left alone.
+        back to the budget), a retry or a confirmation run is queued again for any worker.
+        Rows no longer reserved (claimed meanwhile) are left alone.
 
         Returns:
             How many rows this call gave back.
@@ -155,7 +174,8 @@ class TrialSlots(TrialReads):
                 .where(
                     TrialRecord.id == row_id,
                     TrialRecord.state == TrialState.RESERVED.value,
-                    TrialRecord.retry_of.is_not(None),
+                    TrialRecord.retry_of.is_not(None)
+                    | (TrialRecord.kind == TrialKind.CONFIRMATION.value),
                 )
                 .values(state=TrialState.QUEUED.value, worker_id=None)
                 .execution_options(synchronize_session=False),
@@ -192,7 +212,8 @@ class TrialSlots(TrialReads):
         * a running trial is failed with `LOST_REASON`; unless it is a retry itself, its retry
           is inserted ``queued`` with its params and takes over its budget slot (the unique
           ``(study_id, retry_of)`` makes a second retry impossible); otherwise its slot goes
-          back;
+          back (a confirmation run holds none and is not re-run: its config's mean is over
+          the seeds that completed);
         * a reservation that never became a trial is given back (`give_back`'s rules).
 
         ``alive``: the caller's own worker id; its rows are never claimed (it knows it is alive,
@@ -215,6 +236,7 @@ class TrialSlots(TrialReads):
                 TrialRecord.optuna_trial_id,
                 TrialRecord.params,
                 TrialRecord.retry_of,
+                TrialRecord.kind,
             )
             .where(
                 TrialRecord.study_id == study_id,
@@ -228,27 +250,85 @@ class TrialSlots(TrialReads):
             .order_by(TrialRecord.id)
         ).all()
         claimed = []
-        for row_id, state, number, optuna_trial_id, params, retry_of in candidates:
+        for row_id, state, number, optuna_trial_id, params, retry_of, kind in candidates:
             if state == TrialState.RESERVED.value:
                 if self.give_back([row_id]):
                     claimed.append(LostTrial(row_id, None, None, None))
                 continue
-            failed = rowcount(
+            lost = self._fail_running(row_id, LOST_REASON, FailureKind.LOST_WORKER)
+            if not lost:
+                continue  # its worker (or a peer) finished it first
+            retry_row_id = self._retry_or_release(study_id, number, params, retry_of, kind)
+            claimed.append(LostTrial(row_id, number, optuna_trial_id, retry_row_id))
+        return claimed
+
+    def hand_back(self, row_id: int, reason: str, failure_kind: FailureKind) -> bool:
+        """A live worker cannot run the trial of ``row_id`` (its own setup failed: a data set
+        missing on its machine): the row is ended as lost trials are, so that another worker
+        runs it (a search trial: failed, and retried once; a confirmation run: queued again).
+
+        Returns:
+            True if this call ended the row (False: it was finished or taken meanwhile).
+        """
+        row = self._session.execute(
+            select(
+                TrialRecord.study_id,
+                TrialRecord.number,
+                TrialRecord.params,
+                TrialRecord.retry_of,
+                TrialRecord.kind,
+            ).where(TrialRecord.id == row_id)
+        ).first()
+        if row is None:
+            return False
+        if row.kind == TrialKind.CONFIRMATION.value:
+            return bool(
+                rowcount(
+                    self._session,
+                    update(TrialRecord)
+                    .where(TrialRecord.id == row_id, TrialRecord.state.in_(ACTIVE))
+                    .values(state=TrialState.QUEUED.value, worker_id=None, started_at=None)
+                    .execution_options(synchronize_session=False),
+                )
+            )
+        if not self._fail_running(row_id, reason, failure_kind):
+            return False
+        self._retry_or_release(row.study_id, row.number, row.params, row.retry_of, row.kind)
+        return True
+
+    def _fail_running(self, row_id: int, reason: str, failure_kind: FailureKind) -> bool:
+        return bool(
+            rowcount(
                 self._session,
                 update(TrialRecord)
                 .where(TrialRecord.id == row_id, TrialRecord.state == TrialState.RUNNING.value)
-                .values(state=TrialState.FAIL.value, reason=LOST_REASON, finished_at=utcnow())
+                .values(
+                    state=TrialState.FAIL.value,
+                    reason=reason,
+                    failure_kind=failure_kind.value,
+                    finished_at=utcnow(),
+                )
                 .execution_options(synchronize_session=False),
             )
-            if not failed:
-                continue  # its worker (or a peer) finished it first
-            retry_row_id = None
-            if retry_of is None and number is not None:
-                retry_row_id = self._queue_retry(study_id, number, params)
-            else:
-                self._session.execute(release_slots(study_id))
-            claimed.append(LostTrial(row_id, number, optuna_trial_id, retry_row_id))
-        return claimed
+        )
+
+    def _retry_or_release(
+        self,
+        study_id: str,
+        number: int | None,
+        params: dict[str, Any] | None,
+        retry_of: int | None,
+        kind: str,
+    ) -> int | None:
+        """After a running row failed through no fault of its own: its queued retry (the
+        slot moves to it), or, for a retry or a confirmation run, nothing more (a search
+        retry's slot goes back). Returns the retry's row id."""
+        if kind == TrialKind.CONFIRMATION.value:
+            return None
+        if retry_of is None and number is not None:
+            return self._queue_retry(study_id, number, params)
+        self._session.execute(release_slots(study_id))
+        return None
 
     def _queue_retry(self, study_id: str, number: int, params: dict[str, Any] | None) -> int:
         """Insert the queued retry of lost trial ``number``; it keeps the lost trial's slot."""

@@ -23,7 +23,16 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, null, select, update
 
 from storage.errors import NotFoundError, StorageError
-from storage.models import StudyRecord, StudyStatus, TrialRecord, TrialState, params_key, utcnow
+from storage.models import (
+    FailureKind,
+    StudyRecord,
+    StudyStatus,
+    TrialKind,
+    TrialRecord,
+    TrialState,
+    params_key,
+    utcnow,
+)
 from storage.repositories._common import require_json, rowcount
 from storage.repositories.artifacts import ArtifactRepository
 from storage.repositories.budget import release_slots
@@ -57,6 +66,7 @@ class TrialRepository(TrialSlots):
         params: dict[str, Any],
         config: dict[str, Any] | None,
         weights_normalised: dict[str, Any] | None,
+        seed: int | None = None,
     ) -> None:
         """Record the Optuna trial a reserved slot became: reserved -> running.
 
@@ -79,6 +89,7 @@ class TrialRepository(TrialSlots):
                 params_key=params_key(params),
                 config=config,
                 weights_normalised=weights_normalised,
+                seed=seed,
                 started_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
@@ -102,12 +113,17 @@ class TrialRepository(TrialSlots):
         val_metrics: dict[str, Any] | None = None,
         test_metrics: dict[str, Any] | None = None,
         strategy_weights: dict[str, Any] | None = None,
+        weights_trajectory: list[Any] | None = None,
         epochs_run: int | None = None,
+        seed: int | None = None,
+        num_slots: int | None = None,
+        failure_kind: FailureKind | None = None,
     ) -> bool:
         """Record a trial's outcome, if nobody finished it first (one conditional UPDATE).
 
-        A 'fail' gives its budget slot back in the same transaction (the trial will be run
-        again). Fields left None keep what `start` stored.
+        A search trial's 'fail' gives its budget slot back in the same transaction (another
+        trial will be asked in its place; a confirmation run holds no slot). Fields left None
+        keep what `start` stored.
 
         Returns:
             True if this call finished the row; False if it was already finished (e.g. failed
@@ -128,7 +144,11 @@ class TrialRepository(TrialSlots):
             "val_metrics": val_metrics,
             "test_metrics": test_metrics,
             "strategy_weights": strategy_weights,
+            "weights_trajectory": weights_trajectory,
             "epochs_run": epochs_run,
+            "seed": seed,
+            "num_slots": num_slots,
+            "failure_kind": None if failure_kind is None else FailureKind(failure_kind).value,
         }
         changes: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}
         for field, value in changes.items():
@@ -145,13 +165,14 @@ class TrialRepository(TrialSlots):
                 finished_at=utcnow(),
                 **changes,
             )
-            .returning(TrialRecord.study_id)
+            .returning(TrialRecord.study_id, TrialRecord.kind)
             .execution_options(synchronize_session=False)
         )
-        study_id = self._session.execute(statement).scalar_one_or_none()
-        if study_id is None:
+        finished = self._session.execute(statement).first()
+        if finished is None:
             return False
-        if final is TrialState.FAIL:
+        study_id, kind = finished
+        if final is TrialState.FAIL and kind == TrialKind.SEARCH.value:
             self._session.execute(release_slots(study_id))
         return True
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -32,6 +32,8 @@ class WorkerInfo:
     live: bool
     experiments: tuple[str, ...] = ()
     batch_size: int | str | None = None
+    #: Experiments it has registered but cannot serve, each with the reason.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def _batch_size(stored: str | None) -> int | str | None:
@@ -62,6 +64,7 @@ def _info(record: WorkerRecord, live_since: datetime | None) -> WorkerInfo:
         live=live,
         experiments=tuple(record.experiments or ()),
         batch_size=_batch_size(record.batch_size),
+        unavailable=dict(record.unavailable or {}),
     )
 
 
@@ -84,6 +87,7 @@ class WorkerRepository:
         worker_id: str | None = None,
         experiments: Sequence[str] = (),
         batch_size: int | str | None = None,
+        unavailable: Mapping[str, str] | None = None,
     ) -> WorkerInfo:
         """Record a starting worker (idle, zero trials). Registering an id again resets it.
 
@@ -94,6 +98,8 @@ class WorkerRepository:
             worker_id: default ``"<hostname>-<pid>-<6 hex>"``.
             experiments: the experiment names it can run (its registry, plugins included).
             batch_size: its ``--batch``: an int >= 1 or ``"auto"``; None if unknown.
+            unavailable: experiments registered but not servable here, each with the reason
+                (they are not in `experiments`).
         """
         if not hostname:
             raise ValueError(f"hostname must not be empty, got {hostname!r}")
@@ -119,6 +125,7 @@ class WorkerRepository:
         record.trials_done = 0
         record.experiments = sorted(set(experiments))
         record.batch_size = None if batch_size is None else str(batch_size)
+        record.unavailable = dict(unavailable or {})
         self._session.add(record)
         self._session.flush()
         return _info(record, live_since=now)
@@ -162,6 +169,20 @@ class WorkerRepository:
         )
         if not rowcount(self._session, statement):
             raise NotFoundError(f"no worker with id {worker_id!r}")
+
+    def mark_unavailable(self, worker_id: str, experiment: str, reason: str) -> None:
+        """The worker found it cannot serve ``experiment`` (e.g. its data set is missing or
+        corrupt on its machine): it no longer lists it, and says why.
+
+        Raises:
+            NotFoundError: no worker ``worker_id``.
+        """
+        record = self._session.get(WorkerRecord, worker_id, populate_existing=True)
+        if record is None:
+            raise NotFoundError(f"no worker with id {worker_id!r}")
+        record.experiments = [name for name in record.experiments or () if name != experiment]
+        record.unavailable = {**(record.unavailable or {}), experiment: reason}
+        self._session.flush()
 
     def mark_stopped(self, worker_id: str) -> None:
         """Record that the worker has exited cleanly.
