@@ -40,7 +40,7 @@ from mtl_core.errors import ConfigError
 from mtl_core.experiments import DataSplits, Experiment, Split, get_experiment
 from mtl_core.optim import StackedOptimizer, clip_per_trial
 from mtl_core.results import TrialResult
-from mtl_core.tasks import build_loss
+from mtl_core.tasks import build_loss, task_losses
 from mtl_core.trial_setup import (
     compute_metrics,
     prepare_data,
@@ -269,9 +269,8 @@ class BatchedRun:
         regularization: Tensor,
         *targets: Tensor,
     ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor | None]:
-        losses = torch.stack(
-            [fn(out, tgt) for fn, out, tgt in zip(self._losses, outputs, targets, strict=True)]
-        )
+        # Inside the vmap over trials when K > 1: see `register_loss` for what a loss may do.
+        losses = task_losses(self._losses, self.experiment.task_names, outputs, targets)
         if self.space == "representation":
             return losses.float(), regularization.float(), representation
         return losses.float(), regularization.float()
