@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
 from mtl_core.experiments import (
     DataSplits,
     Experiment,
+    NetworkParts,
     Split,
     TrainingDefaults,
     register_experiment,

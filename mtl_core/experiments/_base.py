@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from mtl_core.architectures._base import NetworkParts
+from mtl_core.architectures import NetworkParts
 from mtl_core.tasks import Task
 
 
@@ -56,13 +56,56 @@ class TrainingDefaults:
     architecture: str = "hard"
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 @dataclass(frozen=True)
 class DataFile:
-    """A file an experiment reads, with where it comes from and its checksum."""
+    """A file an experiment reads, with its checksum and where to get it.
 
-    relative_path: str  # below the data directory, e.g. "mnist/train-images-idx3-ubyte.gz"
+    The file lives below the data directory (``--data-dir`` / ``MTLSEARCH_DATA_DIR``), in a
+    folder of the experiment's own; `Experiment.load` checks that it is there with this sha256
+    before `load_splits` reads it (``data_dir / relative_path``).
+
+    Args:
+        relative_path: POSIX path below the data directory, e.g.
+            ``"mnist/train-images-idx3-ubyte.gz"``; not absolute, no ``..``.
+        sha256: the file's sha256, 64 lowercase hex digits (``sha256sum FILE``).
+        source: where to get the file (a URL, a citation), named in the errors.
+
+    Raises:
+        ValueError: a field that does not have this form.
+    """
+
+    relative_path: str
     sha256: str
-    source: str  # the canonical public source, named in errors
+    source: str
+
+    def __post_init__(self) -> None:
+        path = self.relative_path
+        if (
+            not isinstance(path, str)
+            or not path
+            or path.startswith("/")
+            or "\\" in path
+            or ":" in path
+            or any(part in ("", ".", "..") for part in path.split("/"))
+        ):
+            raise ValueError(
+                "DataFile relative_path must be a relative POSIX path below the data directory "
+                f"(e.g. 'my_experiment/train.csv'; no '..', no leading '/'), got {path!r}"
+            )
+        digest = self.sha256
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _HEX:
+            raise ValueError(
+                f"DataFile {path!r}: sha256 must be 64 lowercase hex digits (the output of "
+                f"`sha256sum`), got {digest!r}"
+            )
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError(
+                f"DataFile {path!r}: source must say where to get the file (a URL or a "
+                f"citation), got {self.source!r}"
+            )
 
 
 class Experiment(abc.ABC):

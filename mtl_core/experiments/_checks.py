@@ -17,7 +17,7 @@ from mtl_core.errors import ExperimentError
 from mtl_core.tasks import LOSSES, METRICS
 
 if TYPE_CHECKING:
-    from mtl_core.architectures._base import NetworkParts
+    from mtl_core.architectures import NetworkParts
     from mtl_core.experiments._base import DataSplits, Experiment, Split
 
 #: What each built-in loss needs of its target (see mtl_core/tasks/losses.py): the dtype and

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
+from mtl_core.architectures import NetworkParts
 from mtl_core.experiments._base import DataSplits, Experiment, Split, TrainingDefaults
 from mtl_core.experiments._registry import register_experiment
 from mtl_core.tasks import Task

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
 from mtl_core.errors import ConfigError, ExperimentError
 from mtl_core.experiments import (
     EXPERIMENTS,
     DataSplits,
     Experiment,
+    NetworkParts,
     Split,
     list_experiments,
     register_experiment,

@@ -95,7 +95,7 @@ PLUGIN_SOURCE = textwrap.dedent(
 
     from torch import nn
 
-    from mtl_core.architectures._base import NetworkParts
+    from mtl_core.experiments import NetworkParts
     from mtl_core.experiments import EXPERIMENTS, DataSplits, Experiment, Split
     from mtl_core.tasks import Task
 

@@ -11,8 +11,14 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
-from mtl_core.experiments import EXPERIMENTS, DataSplits, Experiment, Split, register_experiment
+from mtl_core.experiments import (
+    EXPERIMENTS,
+    DataSplits,
+    Experiment,
+    NetworkParts,
+    Split,
+    register_experiment,
+)
 from mtl_core.tasks import Task
 from mtlsearch.settings import Settings
 from mtlsearch.worker import Worker, WorkerOptions
