@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SURFACE = {
     mtl_core.experiments: [
         "DataFile",
+        "DataShapes",
         "DataSplits",
         "Experiment",
         "NetworkParts",

@@ -70,7 +70,7 @@ def test_every_experiment_is_consistent(name: str, data_dir: Path) -> None:
         for metric in (task.metric, *task.extra_metrics):
             assert metric in METRICS
     splits = experiment.load(data_dir)
-    parts = experiment.network_parts()
+    parts = experiment.parts_for(splits)
     assert parts.num_tasks == len(experiment.tasks)
     for split in (splits.train, splits.val, splits.test):
         assert len(split) > 0
@@ -107,7 +107,7 @@ PLUGIN_SOURCE = textwrap.dedent(
         def load_splits(self, data_dir):
             raise NotImplementedError
 
-        def network_parts(self):
+        def network_parts(self, data):
             return NetworkParts(lambda: [nn.Linear(4, 4)], 4, lambda i: nn.Linear(4, 1), 4, 2)
 
     {register}

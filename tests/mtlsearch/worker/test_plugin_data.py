@@ -13,6 +13,7 @@ from torch import nn
 
 from mtl_core.experiments import (
     EXPERIMENTS,
+    DataShapes,
     DataSplits,
     Experiment,
     NetworkParts,
@@ -44,12 +45,12 @@ class Float64Plugin(Experiment):
 
         return DataSplits(split(64), split(16), split(16))
 
-    def network_parts(self) -> NetworkParts:
+    def network_parts(self, data: DataShapes) -> NetworkParts:
         return NetworkParts(
-            make_blocks=lambda: [nn.Sequential(nn.Linear(WIDTH, 8), nn.ReLU())],
+            make_blocks=lambda: [nn.Sequential(nn.Linear(data.input_dim, 8), nn.ReLU())],
             representation_dim=8,
             make_head=lambda task: nn.Linear(8, 1 if task == 0 else 3),
-            input_dim=WIDTH,
+            input_dim=data.input_dim,
             num_tasks=2,
         )
 
