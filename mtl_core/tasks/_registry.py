@@ -112,7 +112,9 @@ def register_loss(name: str) -> Callable[[F], F]:
       sees one trial's tensors (no K dimension) and must use torch operations only: no
       ``.item()``, ``.tolist()``, ``float(t)``, numpy, ``if`` on tensor values, boolean-mask
       indexing (``pred[target > 0]``: use ``torch.where`` or a 0/1 weight) nor in-place writes
-      to its arguments. At K = 1 it is called directly, so train it at K = 2 once to check.
+      to its arguments. ``pred`` is always batched over the trials; ``target`` is too whenever
+      the trials sit at different epochs (after a slot is refilled), so the rule holds for both.
+      At K = 1 it is called directly, so train it at K = 2 once to check.
 
     Raises:
         ValueError: a name that is not letters, digits, '_' and '-', a name already registered
