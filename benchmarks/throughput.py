@@ -191,7 +191,8 @@ def run_plain(setup: Setup, n_trials: int) -> PathResult:
     def objective(trial: optuna.Trial) -> float:
         weights = suggest_weights(trial, exp.task_names)
         torch.manual_seed(trial.number)
-        model = build_model(exp.defaults.architecture, {}, exp.network_parts()).to(setup.device)
+        model = build_model(exp.defaults.architecture, {}, exp.parts_for(setup.data))
+        model = model.to(setup.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=setup.lr)
         loader = DataLoader(train, batch_size=setup.batch_size, shuffle=True)
         w = [weights[t] for t in exp.task_names]

@@ -7,6 +7,7 @@ docs/experiments.md, "Adding your own experiment".
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,17 +15,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
 from mtl_core.experiments import (
+    DataShapes,
     DataSplits,
     Experiment,
+    NetworkParts,
     Split,
     TrainingDefaults,
     register_experiment,
 )
 from mtl_core.tasks import Task
 
-#: Features per sample. `network_parts()` gets no data directory, so the width is a constant.
+#: Features per generated sample (the network reads its width from the data, not from here).
 NUM_FEATURES = 8
 NUM_MODES = 3
 HIDDEN = 32
@@ -47,10 +49,10 @@ def _split(rng: np.random.Generator, n: int) -> Split:
     )
 
 
-def _blocks() -> list[nn.Module]:
+def _blocks(input_dim: int) -> list[nn.Module]:
     # New modules on every call: soft sharing and MMoE build several trunks.
     return [
-        nn.Sequential(nn.Linear(NUM_FEATURES, HIDDEN), nn.ReLU()),
+        nn.Sequential(nn.Linear(input_dim, HIDDEN), nn.ReLU()),
         nn.Sequential(nn.Linear(HIDDEN, HIDDEN), nn.ReLU()),
     ]
 
@@ -106,11 +108,12 @@ class SensorExperiment(Experiment):
         )
         return DataSplits(train, val, test)
 
-    def network_parts(self) -> NetworkParts:
+    def network_parts(self, data: DataShapes) -> NetworkParts:
+        # `data` holds the loaded splits' shapes: the first layer is as wide as the inputs.
         return NetworkParts(
-            make_blocks=_blocks,
+            make_blocks=functools.partial(_blocks, data.input_dim),
             representation_dim=HIDDEN,
             make_head=_head,
-            input_dim=NUM_FEATURES,
+            input_dim=data.input_dim,
             num_tasks=len(self.tasks),
         )

@@ -48,6 +48,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (what a plugin registered before it failed to load)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]

@@ -110,7 +110,7 @@ def auto_batch_size(
 
         torch.manual_seed(resolved.seed)
         model = build_model(
-            resolved.architecture, resolved.architecture_params, exp.network_parts()
+            resolved.architecture, resolved.architecture_params, exp.parts_for(data)
         ).to(device)
         per_trial = estimate_trial_bytes(model, x)
         k = int(_available_ram() * safety // max(per_trial, 1))

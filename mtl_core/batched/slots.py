@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtl_core.architectures import MultiTaskModel, build_model
+from mtl_core.architectures import MultiTaskModel, NetworkParts, build_model
 from mtl_core.config import ResolvedConfig
 from mtl_core.context import StepContext, TaskContext
 from mtl_core.experiments import Experiment
@@ -105,9 +105,16 @@ def schedule_table(
 
 
 def new_trial(
-    resolved: ResolvedConfig, tag: Any, experiment: Experiment, device: torch.device
+    resolved: ResolvedConfig,
+    tag: Any,
+    experiment: Experiment,
+    parts: NetworkParts,
+    device: torch.device,
 ) -> tuple[MultiTaskModel, Slot]:
-    """Model and slot of one trial, seeded exactly as `mtl_core.trainer.train_trial` does."""
+    """Model and slot of one trial, seeded exactly as `mtl_core.trainer.train_trial` does.
+
+    ``parts`` are the experiment's network parts for the batch's data (`Experiment.parts_for`).
+    """
     # The context lives on the CPU: the schedule's multipliers are gathered into one table per
     # epoch there (one transfer), and the batched strategies keep their own state on the
     # device; only the generator is the trial's.
@@ -118,9 +125,7 @@ def new_trial(
         torch.Generator().manual_seed(resolved.seed),
     )
     torch.manual_seed(resolved.seed)
-    model = build_model(
-        resolved.architecture, resolved.architecture_params, experiment.network_parts()
-    ).to(device)
+    model = build_model(resolved.architecture, resolved.architecture_params, parts).to(device)
     schedule = build_schedule(resolved.schedule, resolved.schedule_params, ctx)
     return model, Slot(resolved, ctx, schedule, tag, time.perf_counter())
 

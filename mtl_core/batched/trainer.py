@@ -40,7 +40,7 @@ from mtl_core.errors import ConfigError
 from mtl_core.experiments import DataSplits, Experiment, Split, get_experiment
 from mtl_core.optim import StackedOptimizer, clip_per_trial
 from mtl_core.results import TrialResult
-from mtl_core.tasks import build_loss
+from mtl_core.tasks import build_loss, task_losses
 from mtl_core.trial_setup import (
     compute_metrics,
     prepare_data,
@@ -114,10 +114,15 @@ class BatchedRun:
         resolved = [self._resolve(c) for c in configs]
         names = sorted({r.strategy for r in resolved})
         self.strategy = MixedStrategy(names, num_slots, self.num_tasks, self.device)
+        if data is None:
+            data = prepare_data(self.experiment, data_dir, self.device, first.max_train_samples)
+        self.data = data
+        # The network is built for the data's shapes (the input width comes from them).
+        self.parts = self.experiment.parts_for(data)
         models: list[MultiTaskModel] = []
         slots: list[Slot] = []
         for r, tag in zip(resolved, tags, strict=True):
-            model, slot = new_trial(r, tag, self.experiment, self.device)
+            model, slot = new_trial(r, tag, self.experiment, self.parts, self.device)
             models.append(model)
             slots.append(slot)
         # Free slots hold a copy of the first model until refilled (their rows are masked).
@@ -143,9 +148,6 @@ class BatchedRun:
         for index, r in enumerate(resolved):
             self._set_hyper(index, r)
 
-        if data is None:
-            data = prepare_data(self.experiment, data_dir, self.device, first.max_train_samples)
-        self.data = data
         self.n_train = len(data.train)
         self.steps_per_epoch = -(-self.n_train // self.batch_size)
         self._data_gen = torch.Generator().manual_seed(self.data_seed)
@@ -210,7 +212,7 @@ class BatchedRun:
             raise ConfigError("this trial cannot share a batch; train it alone")
         resolved = self._resolve(config)
         tag = slot if tag is None else tag
-        model, new = new_trial(resolved, tag, self.experiment, self.device)
+        model, new = new_trial(resolved, tag, self.experiment, self.parts, self.device)
         params, buffers = model_state(model)
         write_slot(self.params, slot, params)
         write_slot(self.buffers, slot, buffers)
@@ -269,9 +271,8 @@ class BatchedRun:
         regularization: Tensor,
         *targets: Tensor,
     ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor | None]:
-        losses = torch.stack(
-            [fn(out, tgt) for fn, out, tgt in zip(self._losses, outputs, targets, strict=True)]
-        )
+        # Inside the vmap over trials when K > 1: see `register_loss` for what a loss may do.
+        losses = task_losses(self._losses, self.experiment.task_names, outputs, targets)
         if self.space == "representation":
             return losses.float(), regularization.float(), representation
         return losses.float(), regularization.float()

@@ -2,12 +2,17 @@
 
 Built-ins: ``multi_mnist``, ``adult``, ``adult_mixed`` and ``synthetic``. User experiments
 register through an entry point (group ``mtlsearch.experiments``) or a module the worker's
-settings allow; see `load_plugins` and docs/experiments.md.
+settings allow; see `load_plugins` and docs/experiments.md. A plugin imports what it
+subclasses and returns from here (`Experiment`, `DataFile`, `DataShapes`, `DataSplits`,
+`Split`, `NetworkParts`, `TrainingDefaults`) and its tasks, losses and metrics from
+`mtl_core.tasks`.
 """
 
+from mtl_core.architectures import NetworkParts
 from mtl_core.experiments import adult, adult_mixed, multi_mnist, synthetic  # noqa: F401 - they register
 from mtl_core.experiments._base import (
     DataFile,
+    DataShapes,
     DataSplits,
     Experiment,
     ExperimentInfo,
@@ -29,9 +34,11 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "EXPERIMENTS",
     "DataFile",
+    "DataShapes",
     "DataSplits",
     "Experiment",
     "ExperimentInfo",
+    "NetworkParts",
     "Split",
     "TrainingDefaults",
     "describe_experiment",

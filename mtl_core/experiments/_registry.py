@@ -19,12 +19,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mtl_core.experiments._base import Experiment, ExperimentInfo
 from mtl_core.experiments._checks import check_definition
 from mtl_core.registry import Registry
-from mtl_core.tasks import build_metric
+from mtl_core.tasks import LOSSES, METRICS, build_metric
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ class ExperimentRegistry(Registry[type[Experiment]]):
         if isinstance(obj, type) and issubclass(obj, Experiment):
             check_definition(obj)
         super().add(name, obj)
-
-    def remove(self, name: str) -> None:
-        """Forget ``name`` (a plugin that registered itself and then failed its checks)."""
-        self._entries.pop(name, None)
 
 
 EXPERIMENTS = ExperimentRegistry("experiment")
@@ -103,11 +99,28 @@ def _is_module_path(value: str) -> bool:
     return bool(value) and all(part.isidentifier() for part in value.split("."))
 
 
+class _Snapshot:
+    """The names in the experiment, loss and metric registries before a plugin is imported.
+
+    Importing a plugin module may register experiments, losses and metrics before it fails;
+    a plugin that is skipped must leave none of them behind.
+    """
+
+    def __init__(self) -> None:
+        self.registries: tuple[Registry[Any], ...] = (EXPERIMENTS, LOSSES, METRICS)
+        self.names = [set(registry.names()) for registry in self.registries]
+
+    def rollback(self) -> None:
+        for registry, before in zip(self.registries, self.names, strict=True):
+            for name in set(registry.names()) - before:
+                registry.remove(name)
+
+
 def _load_entry_points() -> list[str]:
     loaded: list[str] = []
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         label = f"entry point {entry_point.name!r} ({entry_point.value})"
-        before = set(EXPERIMENTS.names())
+        snapshot = _Snapshot()
         try:
             obj = entry_point.load()
             if not (isinstance(obj, type) and issubclass(obj, Experiment)):
@@ -119,10 +132,7 @@ def _load_entry_points() -> list[str]:
                 )
             register_experiment(obj)
         except Exception as exc:
-            # Importing the module may have registered its classes with the decorator; a
-            # plugin that is skipped must leave nothing behind.
-            for name in set(EXPERIMENTS.names()) - before:
-                EXPERIMENTS.remove(name)
+            snapshot.rollback()
             logger.warning("experiment plugin %s not registered: %s", label, exc)
             continue
         loaded.append(entry_point.name)
@@ -134,13 +144,13 @@ def _import_allowed_module(module: str) -> bool:
         logger.warning("skipping experiment module %r: not a dotted Python module path", module)
         return False
     already_imported = module in sys.modules
+    snapshot = _Snapshot()
     before = set(EXPERIMENTS.names())
     try:
         importlib.import_module(module)
     except Exception as exc:
         if not already_imported:  # what it registered before failing goes too
-            for name in set(EXPERIMENTS.names()) - before:
-                EXPERIMENTS.remove(name)
+            snapshot.rollback()
         logger.warning("skipping experiment module %r: %s: %s", module, type(exc).__name__, exc)
         return False
     if not already_imported and set(EXPERIMENTS.names()) == before:

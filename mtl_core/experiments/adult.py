@@ -17,9 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
+from mtl_core.architectures import NetworkParts
 from mtl_core.errors import DataError
-from mtl_core.experiments._base import DataFile, DataSplits, Experiment, Split, TrainingDefaults
+from mtl_core.experiments._base import (
+    DataFile,
+    DataShapes,
+    DataSplits,
+    Experiment,
+    Split,
+    TrainingDefaults,
+)
 from mtl_core.experiments._registry import register_experiment
 from mtl_core.experiments.data import cache_key, read_csv_rows
 from mtl_core.tasks import Task
@@ -203,8 +210,6 @@ class Adult(Experiment):
     Args:
         val_fraction: share of ``adult.data`` held out for validation (default 0.1).
         seed: seed of the train / validation permutation.
-        input_dim: width of the encoded input; the default matches the shipped files (it
-            depends on the training file's vocabulary).
     """
 
     name: ClassVar[str] = "adult"
@@ -220,21 +225,12 @@ class Adult(Experiment):
     defaults: ClassVar[TrainingDefaults] = TrainingDefaults(
         epochs=10, batch_size=256, lr=1e-3, optimizer="adam", architecture="hard"
     )
-    # 6 numeric + one-hot widths of the shipped adult.data: workclass 9, education 16,
-    # occupation 15, relationship 6, race 5, sex 2, native-country 42.
-    INPUT_DIM: ClassVar[int] = 101
 
-    def __init__(
-        self, val_fraction: float = 0.1, seed: int = 0, input_dim: int | None = None
-    ) -> None:
-        input_dim = type(self).INPUT_DIM if input_dim is None else input_dim
+    def __init__(self, val_fraction: float = 0.1, seed: int = 0) -> None:
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction=}")
-        if input_dim < 1:
-            raise ValueError(f"input_dim must be >= 1, got {input_dim=}")
         self.val_fraction = val_fraction
         self.seed = seed
-        self.input_dim = input_dim
 
     def feature_names(self, data_dir: Path | str) -> list[str]:
         """The names of the input columns, in order (``age``, ..., ``sex=Male``, ...)."""
@@ -248,16 +244,11 @@ class Adult(Experiment):
         if data_dir is None:
             raise DataError("no data directory set: pass --data-dir or set MTLSEARCH_DATA_DIR")
         train, val, test = self.build_arrays(cache_key(data_dir))
-        width = train[0].shape[1]
-        if width != self.input_dim:
-            raise DataError(
-                f"{self.name}: the Adult files under {data_dir} encode to {width} input "
-                f"features, but the network expects {self.input_dim}; pass input_dim={width}"
-            )
         return DataSplits(_split(train), _split(val), _split(test))
 
-    def network_parts(self) -> NetworkParts:
-        input_dim = self.input_dim
+    def network_parts(self, data: DataShapes) -> NetworkParts:
+        # The encoded width follows the training file's vocabulary (101 for the shipped one).
+        input_dim = data.input_dim
 
         def make_blocks() -> list[nn.Module]:
             return [

@@ -78,7 +78,6 @@ class AdultMixed(Adult):
     Args:
         val_fraction: share of ``adult.data`` held out for validation (default 0.1).
         seed: seed of the train / validation permutation.
-        input_dim: width of the encoded input; the default matches the shipped files.
     """
 
     name: ClassVar[str] = "adult_mixed"
@@ -90,8 +89,6 @@ class AdultMixed(Adult):
         Task("income", "bce_with_logits", "auc", 1, ("accuracy",)),
         Task("hours", "mse", "mae", 1, ("rmse",)),
     )
-    #: `adult`'s 101 features less hours-per-week.
-    INPUT_DIM: ClassVar[int] = 100
 
     def feature_names(self, data_dir: Path | str) -> list[str]:
         """The names of the input columns, in order (``age``, ``fnlwgt``, ...)."""

@@ -18,9 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
+from mtl_core.architectures import NetworkParts
 from mtl_core.errors import DataError
-from mtl_core.experiments._base import DataFile, DataSplits, Experiment, Split, TrainingDefaults
+from mtl_core.experiments._base import (
+    DataFile,
+    DataShapes,
+    DataSplits,
+    Experiment,
+    Split,
+    TrainingDefaults,
+)
 from mtl_core.experiments._registry import register_experiment
 from mtl_core.experiments.data import cache_key, read_idx_images, read_idx_labels
 from mtl_core.tasks import Task
@@ -245,11 +252,12 @@ class MultiMNIST(Experiment):
         )
         return DataSplits(_split(train), _split(val), _split(test))
 
-    def network_parts(self) -> NetworkParts:
+    def network_parts(self, data: DataShapes) -> NetworkParts:
+        # Inputs [1, S, S]: the LeNet's flattened width follows the image side S.
         return NetworkParts(
-            make_blocks=functools.partial(_lenet_blocks, self.image_size),
+            make_blocks=functools.partial(_lenet_blocks, data.input_shape[-1]),
             representation_dim=50,
             make_head=_digit_head,
-            input_dim=self.image_size * self.image_size,
+            input_dim=data.input_dim,
             num_tasks=len(self.tasks),
         )

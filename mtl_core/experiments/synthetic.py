@@ -11,8 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
-from mtl_core.experiments._base import DataSplits, Experiment, Split, TrainingDefaults
+from mtl_core.architectures import NetworkParts
+from mtl_core.experiments._base import (
+    DataShapes,
+    DataSplits,
+    Experiment,
+    Split,
+    TrainingDefaults,
+)
 from mtl_core.experiments._registry import register_experiment
 from mtl_core.tasks import Task
 
@@ -67,9 +73,9 @@ def _split(arrays: _Arrays) -> Split:
     return Split(torch.from_numpy(x), [torch.from_numpy(y_reg), torch.from_numpy(y_cls)])
 
 
-def _blocks() -> list[nn.Module]:
+def _blocks(input_dim: int) -> list[nn.Module]:
     return [
-        nn.Sequential(nn.Linear(NUM_FEATURES, 32), nn.ReLU()),
+        nn.Sequential(nn.Linear(input_dim, 32), nn.ReLU()),
         nn.Sequential(nn.Linear(32, 32), nn.ReLU()),
     ]
 
@@ -139,11 +145,11 @@ class Synthetic(Experiment):
         train, val, test = _generate(self.sizes, self.seed, self.cosine, self.noise)
         return DataSplits(_split(train), _split(val), _split(test))
 
-    def network_parts(self) -> NetworkParts:
+    def network_parts(self, data: DataShapes) -> NetworkParts:
         return NetworkParts(
-            make_blocks=_blocks,
+            make_blocks=functools.partial(_blocks, data.input_dim),
             representation_dim=32,
             make_head=_head,
-            input_dim=NUM_FEATURES,
+            input_dim=data.input_dim,
             num_tasks=len(self.tasks),
         )

@@ -1,6 +1,7 @@
-"""Task losses: each maps (prediction, target) to a scalar, mean over the batch.
+"""The built-in task losses: each maps (prediction, target) to a scalar, mean over the batch.
 
-A loss is a plain function ``loss(pred, target) -> Tensor`` registered by name. Shapes:
+A loss is a plain function ``loss(pred, target) -> Tensor`` registered by name with
+`register_loss` (whose docstring states the contract a user's own loss meets too). Shapes:
 ``pred`` is the task head's output ``[B, output_dim]``; ``target`` is ``[B]`` class indices for
 cross-entropy, ``[B, output_dim]`` 0/1 floats for BCE, ``[B]`` or ``[B, output_dim]`` floats for
 the regression losses and a probability vector ``[B, output_dim]`` for KL.
@@ -8,16 +9,11 @@ the regression losses and a probability vector ``[B, output_dim]`` for KL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtl_core.registry import Registry
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-LOSSES: Registry[LossFn] = Registry("loss")
+from mtl_core.tasks._registry import register_loss
 
 
 def _match(pred: Tensor, target: Tensor) -> Tensor:
@@ -27,46 +23,38 @@ def _match(pred: Tensor, target: Tensor) -> Tensor:
     return pred
 
 
-@LOSSES.register("cross_entropy")
+@register_loss("cross_entropy")
 def cross_entropy(pred: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(pred, target.long())
 
 
-@LOSSES.register("bce_with_logits")
+@register_loss("bce_with_logits")
 def bce_with_logits(pred: Tensor, target: Tensor) -> Tensor:
     """Binary / multi-label: one independent sigmoid per output."""
     pred = _match(pred, target)
     return F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype))
 
 
-@LOSSES.register("mse")
+@register_loss("mse")
 def mse(pred: Tensor, target: Tensor) -> Tensor:
     pred = _match(pred, target)
     return F.mse_loss(pred, target.to(pred.dtype))
 
 
-@LOSSES.register("l1")
+@register_loss("l1")
 def l1(pred: Tensor, target: Tensor) -> Tensor:
     pred = _match(pred, target)
     return F.l1_loss(pred, target.to(pred.dtype))
 
 
-@LOSSES.register("huber")
+@register_loss("huber")
 def huber(pred: Tensor, target: Tensor) -> Tensor:
     """Huber loss with delta = 1."""
     pred = _match(pred, target)
     return F.huber_loss(pred, target.to(pred.dtype), delta=1.0)
 
 
-@LOSSES.register("kl_div")
+@register_loss("kl_div")
 def kl_div(pred: Tensor, target: Tensor) -> Tensor:
     """KL(target ‖ softmax(pred)): ``pred`` are logits, ``target`` a probability vector."""
     return F.kl_div(torch.log_softmax(pred, dim=-1), target.to(pred.dtype), reduction="batchmean")
-
-
-def build_loss(name: str) -> LossFn:
-    return LOSSES.get(name)
-
-
-def list_losses() -> list[str]:
-    return LOSSES.names()

@@ -1,40 +1,14 @@
-"""Task metrics over a whole evaluation set; each knows whether higher is better."""
+"""The built-in task metrics over a whole evaluation set; each knows whether higher is better.
+
+Registered with `register_metric`, as a user's own metric is.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from mtl_core.registry import Registry
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric: ``fn(pred, target) -> float`` over the whole set, and its direction."""
-
-    name: str
-    fn: Callable[[Tensor, Tensor], float]
-    higher_is_better: bool
-
-    def __call__(self, pred: Tensor, target: Tensor) -> float:
-        return self.fn(pred, target)
-
-
-METRICS: Registry[Metric] = Registry("metric")
-
-
-def _metric(
-    name: str, higher_is_better: bool
-) -> Callable[[Callable[[Tensor, Tensor], float]], Metric]:
-    def decorator(fn: Callable[[Tensor, Tensor], float]) -> Metric:
-        metric = Metric(name, fn, higher_is_better)
-        METRICS.add(name, metric)
-        return metric
-
-    return decorator
+from mtl_core.tasks._registry import register_metric
 
 
 def _class_predictions(pred: Tensor) -> Tensor:
@@ -49,12 +23,12 @@ def _flat(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return pred.float(), target.float()
 
 
-@_metric("accuracy", higher_is_better=True)
+@register_metric("accuracy", higher_is_better=True)
 def accuracy(pred: Tensor, target: Tensor) -> float:
     return (_class_predictions(pred) == target.reshape(-1).long()).float().mean().item()
 
 
-@_metric("macro_f1", higher_is_better=True)
+@register_metric("macro_f1", higher_is_better=True)
 def macro_f1(pred: Tensor, target: Tensor) -> float:
     """Mean over classes of F1; a class absent from both prediction and target is skipped."""
     predicted = _class_predictions(pred)
@@ -73,7 +47,7 @@ def macro_f1(pred: Tensor, target: Tensor) -> float:
     return float(sum(scores) / len(scores)) if scores else 0.0
 
 
-@_metric("auc", higher_is_better=True)
+@register_metric("auc", higher_is_better=True)
 def auc(pred: Tensor, target: Tensor) -> float:
     """ROC AUC of a binary task (Mann-Whitney U with average ranks for ties)."""
     score = (
@@ -101,21 +75,13 @@ def auc(pred: Tensor, target: Tensor) -> float:
     return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-@_metric("mae", higher_is_better=False)
+@register_metric("mae", higher_is_better=False)
 def mae(pred: Tensor, target: Tensor) -> float:
     p, t = _flat(pred, target)
     return (p - t).abs().mean().item()
 
 
-@_metric("rmse", higher_is_better=False)
+@register_metric("rmse", higher_is_better=False)
 def rmse(pred: Tensor, target: Tensor) -> float:
     p, t = _flat(pred, target)
     return (p - t).pow(2).mean().sqrt().item()
-
-
-def build_metric(name: str) -> Metric:
-    return METRICS.get(name)
-
-
-def list_metrics() -> list[str]:
-    return METRICS.names()

@@ -37,7 +37,7 @@ from mtlsearch.search.spec import ParamChoices, ParamRange, StudySpec
 from mtlsearch.search.spec_checks import validate_against_experiment
 
 if TYPE_CHECKING:
-    from mtl_core.experiments._base import Experiment
+    from mtl_core.experiments import Experiment
     from mtl_core.results import TrialResult
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from mtl_core.metrics_delta import delta_m
 from mtlsearch.search.spec import StudySpec
 
 if TYPE_CHECKING:
-    from mtl_core.experiments._base import Experiment
+    from mtl_core.experiments import Experiment
     from mtl_core.results import EpochReport, TrialResult
 
 Direction = Literal["maximize", "minimize"]

@@ -15,7 +15,7 @@ from mtlsearch.search.space import grid_search_space
 from mtlsearch.search.spec import ParamChoices, ParamRange, SpecError, StudySpec
 
 if TYPE_CHECKING:
-    from mtl_core.experiments._base import Experiment
+    from mtl_core.experiments import Experiment
 
 logger = logging.getLogger(__name__)
 

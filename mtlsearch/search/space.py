@@ -40,7 +40,7 @@ from mtlsearch.search.spec import (
 if TYPE_CHECKING:
     import optuna
 
-    from mtl_core.experiments._base import Experiment
+    from mtl_core.experiments import Experiment
 
 WeightSpecValue = WeightRange | WeightChoices | float
 

@@ -21,7 +21,7 @@ from mtlsearch.search.spec import (
 )
 
 if TYPE_CHECKING:
-    from mtl_core.experiments._base import Experiment
+    from mtl_core.experiments import Experiment
 
 
 def validate_against_experiment(

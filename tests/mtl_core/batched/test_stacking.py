@@ -11,7 +11,7 @@ from mtl_core.architectures import NetworkParts, build_model
 from mtl_core.batched import BatchedRun, train_batch
 from mtl_core.batched.stacking import StackedForward, meta_template, stack_models
 from mtl_core.config import TrialConfig
-from mtl_core.experiments import EXPERIMENTS
+from mtl_core.experiments import EXPERIMENTS, DataShapes
 from mtl_core.experiments._registry import register_experiment
 from mtl_core.experiments.synthetic import NUM_CLASSES, NUM_FEATURES, Synthetic
 from mtl_core.trainer import train_trial
@@ -39,8 +39,8 @@ class SyntheticBatchNorm(Synthetic):
     def __init__(self) -> None:
         super().__init__(train_size=600, val_size=200, test_size=200)
 
-    def network_parts(self) -> NetworkParts:
-        return NetworkParts(_bn_blocks, 16, _bn_head, NUM_FEATURES, len(self.tasks))
+    def network_parts(self, data: DataShapes) -> NetworkParts:
+        return NetworkParts(_bn_blocks, 16, _bn_head, data.input_dim, len(self.tasks))
 
 
 if SyntheticBatchNorm.name not in EXPERIMENTS:
@@ -51,7 +51,8 @@ def test_vmapped_forward_updates_each_trials_running_stats() -> None:
     models = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(build_model("hard", {}, SyntheticBatchNorm().network_parts()))
+        parts = SyntheticBatchNorm().parts_for(DataShapes((NUM_FEATURES,)))
+        models.append(build_model("hard", {}, parts))
     params, buffers, _ = stack_models(models)
     x = torch.randn(32, NUM_FEATURES)
     StackedForward(meta_template(models[0]))(params, buffers, x, training=True)

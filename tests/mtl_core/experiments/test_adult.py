@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_core.errors import DataError
 from mtl_core.experiments import DataSplits, get_experiment
 from mtl_core.experiments.adult import CATEGORICAL, COLUMNS, NUMERIC, Adult, Encoder
+
+#: Input features of the shipped files: 6 numeric + the one-hot widths of adult.data.
+INPUT_DIM = 101
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_label_counts_match_the_source(splits: DataSplits) -> None:
 
 def test_inputs_have_no_marital_status_and_no_nan(splits: DataSplits, data_dir: Path) -> None:
     names = Adult().feature_names(data_dir)
-    assert len(names) == Adult.INPUT_DIM == splits.train.x.shape[1]
+    assert len(names) == INPUT_DIM == splits.train.x.shape[1]
     assert not any(name.startswith("marital-status") for name in names)
     assert "workclass=?" in names  # a missing value is a category of its own
     assert names[: len(NUMERIC)] == list(NUMERIC)
@@ -92,14 +94,11 @@ def test_split_is_seeded(data_dir: Path, splits: DataSplits) -> None:
     assert torch.equal(other.test.x, splits.test.x)
 
 
-def test_input_dim_mismatch_is_a_data_error(data_dir: Path) -> None:
-    with pytest.raises(DataError, match="input_dim=101"):
-        Adult(input_dim=50).load(data_dir)
-
-
 def test_network_parts_forward(splits: DataSplits) -> None:
-    parts = get_experiment("adult").network_parts()
-    assert parts.input_dim == Adult.INPUT_DIM and parts.representation_dim == 64
+    parts = get_experiment("adult").parts_for(splits)
+    # The width comes from the data (workclass 9, education 16, occupation 15,
+    # relationship 6, race 5, sex 2, native-country 42 one-hot columns).
+    assert parts.input_dim == INPUT_DIM and parts.representation_dim == 64
     representation = nn.Sequential(*parts.make_blocks())(splits.test.x[:7])
     assert representation.shape == (7, 64)
     for task in range(parts.num_tasks):

@@ -87,6 +87,31 @@ def test_a_file_replaced_in_place_is_hashed_again(tmp_path: Path) -> None:
         verify_files(tmp_path, [file])
 
 
+GOOD_SHA = hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (("/etc/passwd", GOOD_SHA, "x"), "relative POSIX path"),
+        (("../up/file.csv", GOOD_SHA, "x"), "got '../up/file.csv'"),
+        (("a//b.csv", GOOD_SHA, "x"), "no '..'"),
+        (("a\\b.csv", GOOD_SHA, "x"), "relative POSIX path"),
+        (("", GOOD_SHA, "x"), "got ''"),
+        (("a/b.csv", GOOD_SHA.upper(), "x"), "64 lowercase hex digits"),
+        (("a/b.csv", GOOD_SHA[:-1], "x"), "sha256 must be"),
+        (("a/b.csv", GOOD_SHA, " "), "source must say where to get the file"),
+    ],
+)
+def test_a_data_file_checks_its_fields(fields: tuple[str, str, str], expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        DataFile(*fields)
+
+
+def test_a_data_file_below_a_folder_of_its_own_is_fine() -> None:
+    assert DataFile("census_sample/census.csv", GOOD_SHA, "a test").relative_path
+
+
 def _write_idx(path: Path, magic: int, dims: tuple[int, ...], payload: bytes) -> None:
     header = struct.pack(f">{1 + len(dims)}I", magic, *dims)
     with gzip.open(path, "wb") as fh:

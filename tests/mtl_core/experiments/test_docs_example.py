@@ -35,7 +35,7 @@ def test_the_example_registers_and_loads_checked_splits(registered: str) -> None
     assert [len(s) for s in (splits.train, splits.val, splits.test)] == [1000, 200, 200]
     assert splits.train.x.dtype == torch.float32
     assert [t.dtype for t in splits.train.targets] == [torch.float32, torch.float32, torch.int64]
-    assert experiment.network_parts().input_dim == splits.train.x.shape[1]
+    assert experiment.parts_for(splits).input_dim == splits.train.x.shape[1]
 
 
 def test_one_short_trial_trains_with_finite_metrics_for_every_task(registered: str) -> None:

@@ -105,7 +105,7 @@ def test_image_size_36_keeps_the_canvas(data_dir: Path, mnist: dict[str, np.ndar
     pairs = mm.source_indices(len(split), 10_000, seed=0, split=2)
     expected = _by_hand(mnist["test_images"], int(pairs[0, 0]), int(pairs[0, 1]), size=36)
     np.testing.assert_allclose(split.x[0, 0].numpy(), expected, atol=1e-6)
-    parts = experiment.network_parts()
+    parts = experiment.parts_for(experiment.load(data_dir))
     assert parts.input_dim == 36 * 36
     assert nn.Sequential(*parts.make_blocks())(split.x[:3]).shape == (3, 50)
     with pytest.raises(ValueError, match="image_size must be one of 28, 36"):
@@ -140,7 +140,7 @@ def test_a_split_does_not_change_with_another_split_size(data_dir: Path) -> None
 
 def test_network_parts_forward(data_dir: Path) -> None:
     experiment = small()
-    parts = experiment.network_parts()
+    parts = experiment.parts_for(experiment.load(data_dir))
     assert parts.input_dim == 28 * 28 and parts.representation_dim == 50
     assert parts.num_tasks == 2
     blocks = parts.make_blocks()

@@ -70,7 +70,7 @@ def test_every_experiment_is_consistent(name: str, data_dir: Path) -> None:
         for metric in (task.metric, *task.extra_metrics):
             assert metric in METRICS
     splits = experiment.load(data_dir)
-    parts = experiment.network_parts()
+    parts = experiment.parts_for(splits)
     assert parts.num_tasks == len(experiment.tasks)
     for split in (splits.train, splits.val, splits.test):
         assert len(split) > 0
@@ -95,7 +95,7 @@ PLUGIN_SOURCE = textwrap.dedent(
 
     from torch import nn
 
-    from mtl_core.architectures._base import NetworkParts
+    from mtl_core.experiments import NetworkParts
     from mtl_core.experiments import EXPERIMENTS, DataSplits, Experiment, Split
     from mtl_core.tasks import Task
 
@@ -107,7 +107,7 @@ PLUGIN_SOURCE = textwrap.dedent(
         def load_splits(self, data_dir):
             raise NotImplementedError
 
-        def network_parts(self):
+        def network_parts(self, data):
             return NetworkParts(lambda: [nn.Linear(4, 4)], 4, lambda i: nn.Linear(4, 1), 4, 2)
 
     {register}
@@ -120,6 +120,8 @@ def plugin_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     """A directory on sys.path for plugin modules; the registry and sys.modules are restored."""
     # A fresh copy of the entries, so the plugins registered here do not leak into other tests.
     monkeypatch.setattr(EXPERIMENTS, "_entries", dict(EXPERIMENTS._entries))
+    monkeypatch.setattr(LOSSES, "_entries", dict(LOSSES._entries))
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)
     yield tmp_path
@@ -233,3 +235,55 @@ def test_module_with_a_bad_loss_is_skipped_in_one_line(
         assert load_plugins(["mtlsearch_test_plugin_bad_loss"]) == []
     assert "bad_loss_exp" not in list_experiments()
     assert "experiment 'bad_loss_exp' task 'b': unknown loss 'msee'" in caplog.text
+
+
+USER_LOSS_SOURCE = """
+from mtl_core.tasks import register_loss, register_metric
+
+
+@register_loss("user_l1")
+def user_l1(pred, target):
+    return (pred.squeeze(-1) - target).abs().mean()
+
+
+@register_metric("user_max_error", higher_is_better=False)
+def user_max_error(pred, target):
+    return (pred.squeeze(-1) - target).abs().max().item()
+"""
+
+
+def _with_user_loss(source: str) -> str:
+    """``source`` registering `USER_LOSS_SOURCE`'s loss and metric before its experiment."""
+    future = "from __future__ import annotations\n"
+    return source.replace(future, future + USER_LOSS_SOURCE)
+
+
+def test_a_module_registers_its_own_loss_and_metric_before_its_experiment(
+    plugin_path: Path,
+) -> None:
+    source = PLUGIN_SOURCE.format(
+        cls="OwnLoss", name="own_loss_exp", register='EXPERIMENTS.register("own_loss_exp")(OwnLoss)'
+    ).replace('Task("b", "mse", "rmse"', 'Task("b", "user_l1", "user_max_error"')
+    (plugin_path / "mtlsearch_test_plugin_own.py").write_text(_with_user_loss(source))
+    assert load_plugins(["mtlsearch_test_plugin_own"]) == ["own_loss_exp"]
+    assert "user_l1" in LOSSES and "user_max_error" in METRICS
+    tasks = describe_experiment("own_loss_exp").tasks
+    assert tasks[1]["loss"] == "user_l1"
+    assert tasks[1]["metric"] == "user_max_error" and tasks[1]["higher_is_better"] is False
+
+
+def test_a_skipped_module_leaves_no_loss_or_metric_behind(
+    plugin_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = PLUGIN_SOURCE.format(
+        cls="Typo", name="typo_exp", register='EXPERIMENTS.register("typo_exp")(Typo)'
+    ).replace('Task("b", "mse", "rmse"', 'Task("b", "user_l1", "user_max_eror"')
+    module = plugin_path / "mtlsearch_test_plugin_typo.py"
+    module.write_text(_with_user_loss(source))
+    with caplog.at_level(logging.WARNING, logger="mtl_core.experiments._registry"):
+        assert load_plugins(["mtlsearch_test_plugin_typo"]) == []
+    assert "unknown metric 'user_max_eror'" in caplog.text
+    assert "user_l1" not in LOSSES and "user_max_error" not in METRICS
+    # Fixed, the same module loads: its names were free again.
+    module.write_text(_with_user_loss(source.replace("user_max_eror", "user_max_error")))
+    assert load_plugins(["mtlsearch_test_plugin_typo"]) == ["typo_exp"]

@@ -53,8 +53,9 @@ def test_reproducible_and_seeded() -> None:
 
 def test_network_parts_forward() -> None:
     experiment = Synthetic()
-    parts = experiment.network_parts()
-    x = experiment.load(None).val.x[:4]
+    splits = experiment.load(None)
+    parts = experiment.parts_for(splits)
+    x = splits.val.x[:4]
     representation = nn.Sequential(*parts.make_blocks())(x)
     assert representation.shape == (4, parts.representation_dim) == (4, 32)
     assert parts.make_head(0)(representation).shape == (4, 1)

@@ -11,8 +11,15 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from mtl_core.architectures._base import NetworkParts
-from mtl_core.experiments import EXPERIMENTS, DataSplits, Experiment, Split, register_experiment
+from mtl_core.experiments import (
+    EXPERIMENTS,
+    DataShapes,
+    DataSplits,
+    Experiment,
+    NetworkParts,
+    Split,
+    register_experiment,
+)
 from mtl_core.tasks import Task
 from mtlsearch.settings import Settings
 from mtlsearch.worker import Worker, WorkerOptions
@@ -38,12 +45,12 @@ class Float64Plugin(Experiment):
 
         return DataSplits(split(64), split(16), split(16))
 
-    def network_parts(self) -> NetworkParts:
+    def network_parts(self, data: DataShapes) -> NetworkParts:
         return NetworkParts(
-            make_blocks=lambda: [nn.Sequential(nn.Linear(WIDTH, 8), nn.ReLU())],
+            make_blocks=lambda: [nn.Sequential(nn.Linear(data.input_dim, 8), nn.ReLU())],
             representation_dim=8,
             make_head=lambda task: nn.Linear(8, 1 if task == 0 else 3),
-            input_dim=WIDTH,
+            input_dim=data.input_dim,
             num_tasks=2,
         )
 
