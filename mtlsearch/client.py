@@ -10,6 +10,11 @@
 
 Every method returns the server's JSON (dicts and lists). An HTTP error or an unreachable
 server raises `ClientError` with the server's one-line message and the status code.
+
+Importing this module stays light (httpx and PyYAML, no torch, SQLAlchemy or Optuna): a
+script that only talks to a server does not pay for the training stack. The settings (for the
+default URL and token) are read when a `Client` is built, and `StudySpec` is only looked at
+when one is passed, so both are imported where they are used.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
-from mtlsearch.search.spec import StudySpec
-from mtlsearch.settings import get_settings
+if TYPE_CHECKING:
+    from mtlsearch.search.spec import StudySpec
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT_S = 30.0
@@ -111,9 +116,13 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        settings = get_settings()
-        self.url = (url or settings.api_url).rstrip("/")
-        token = token if token is not None else settings.api_token
+        if url is None or token is None:
+            from mtlsearch.settings import get_settings
+
+            settings = get_settings()
+            url = url or settings.api_url
+            token = token if token is not None else settings.api_token
+        self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.url + API_PREFIX, headers=headers, timeout=timeout, transport=transport
@@ -155,13 +164,33 @@ class Client:
     # --- studies ---------------------------------------------------------------------------
 
     def submit(self, spec: Mapping[str, Any] | StudySpec | Path | str) -> dict[str, Any]:
-        """Create a study from a spec (a dict, a `StudySpec`, or a YAML/JSON file path)."""
-        if isinstance(spec, StudySpec):
-            body: Any = spec.model_dump(mode="json", exclude_unset=True)
-        elif isinstance(spec, Path | str):
-            body = load_spec_file(spec)
-        else:
+        """Create a study (``POST /studies``); workers start on it at once.
+
+        Args:
+            spec: the study spec (docs/study-spec.md): a mapping, a `StudySpec`, or the path
+                of a YAML or JSON file.
+
+        Returns:
+            The new study (``StudyPublic``): ``id``, ``status``, ``dashboard_url``, the spec
+            with its defaults filled in, ...
+
+        Raises:
+            ClientError: the file cannot be read, the spec is invalid (422, naming the field),
+                a study of that name exists (409), the token is missing or wrong (401).
+        """
+        if isinstance(spec, Path | str):
+            body: Any = load_spec_file(spec)
+        elif isinstance(spec, Mapping):
             body = dict(spec)
+        else:
+            # A StudySpec: its module is loaded already, since the caller built one.
+            from mtlsearch.search.spec import StudySpec
+
+            if not isinstance(spec, StudySpec):
+                raise TypeError(
+                    f"spec must be a mapping, a StudySpec or a file path, got {type(spec).__name__}"
+                )
+            body = spec.model_dump(mode="json", exclude_unset=True)
         result: dict[str, Any] = self._call("POST", "/studies", json=body)
         return result
 
