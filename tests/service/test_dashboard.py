@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -13,47 +9,9 @@ import pytest
 
 from mtlsearch.search.spec import StudySpec
 from storage import close_database, get_database
+from tests.utils.browser import chromium, rendered_text
 from tests.utils.server import start_server
 from tests.utils.trials import add_finished_trials
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--dump-dom",
-    "--virtual-time-budget=15000",
-]
-
-
-def chromium() -> str:
-    """Debian's chromium, or a failure that says how to install it."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(
-            "chromium is not installed; install it with "
-            "`apt-get update && apt-get install -y chromium` (CI's `make test` does), or "
-            'deselect this test with -m "not browser"',
-            pytrace=False,
-        )
-    return path
-
-
-def rendered_text(browser: str, url: str, profile: Path) -> str:
-    """The visible text of `url` after its scripts ran (tags, scripts and styles removed)."""
-    result = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, f"chromium failed: {result.stderr[-2000:]}"
-    dom = re.sub(r"<script.*?</script>|<style.*?</style>", " ", result.stdout, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
 
 
 @pytest.mark.browser
