@@ -7,7 +7,7 @@ DATA_DIR ?= $(abspath ../shared/data)
 
 export MTLSEARCH_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: run test lint typecheck venv lock clean
+.PHONY: run test lint typecheck venv lock clean swagger-ui
 
 venv: $(STAMP)
 
@@ -27,6 +27,18 @@ lock: $(STAMP)
 	$(BIN)/pip-compile --upgrade --allow-unsafe --constraint=constraints-lock.txt --extra=dev \
 		--generate-hashes --no-emit-find-links --no-emit-index-url \
 		--output-file=requirements.lock --strip-extras pyproject.toml
+
+# Swagger UI for /docs, served from service/static/swagger-ui/ (no CDN): the files of the npm
+# package swagger-ui-dist at this version, byte for byte (npm pack checks the registry's
+# integrity). After changing the version: make swagger-ui, update that folder's README, commit.
+SWAGGER_UI_VERSION := 5.36.0
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css \
+	favicon-32x32.png LICENSE NOTICE
+swagger-ui:
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null \
+		&& tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz) \
+		&& (cd $$tmp/package && cp $(SWAGGER_UI_FILES) $(CURDIR)/service/static/swagger-ui/) \
+		&& rm -rf $$tmp
 
 run: $(STAMP)
 	$(BIN)/mtlsearch up

@@ -6,10 +6,18 @@
     client = Client("http://127.0.0.1:8000", token=None)   # default: Settings.api_url/api_token
     study = client.submit("examples/adult-study.yaml")
     client.wait(study["id"], timeout=3600)
+    failures = client.trials(study["id"], state="fail")["data"]
     loss = build_loss_from_best(client.best(study["id"]))
 
 Every method returns the server's JSON (dicts and lists). An HTTP error or an unreachable
-server raises `ClientError` with the server's one-line message and the status code.
+server raises `ClientError` with the server's one-line message and the status code; an
+argument the API cannot accept (an unknown trial state, ``poll_s <= 0``) raises `ValueError`
+before any request.
+
+Importing this module stays light (httpx and PyYAML, no torch, SQLAlchemy or Optuna): a
+script that only talks to a server does not pay for the training stack. The settings (for the
+default URL and token) are read when a `Client` is built, and `StudySpec` is only looked at
+when one is passed, so both are imported where they are used.
 """
 
 from __future__ import annotations
@@ -17,20 +25,24 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
-from mtlsearch.search.spec import StudySpec
-from mtlsearch.settings import get_settings
+if TYPE_CHECKING:
+    from mtlsearch.search.spec import StudySpec
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT_S = 30.0
 TERMINAL_STATUSES = frozenset({"completed", "cancelled", "failed"})
+#: The study statuses ``GET /studies?status=`` accepts (the API's `StudyStatusName`).
+STUDY_STATUSES = ("running", "completed", "cancelled", "failed")
+#: The trial states ``GET /studies/{id}/trials?state=`` accepts (the API's `TrialStateName`).
+TRIAL_STATES = ("running", "waiting", "complete", "pruned", "fail")
 
 
 class ClientError(Exception):
@@ -75,6 +87,14 @@ def load_spec_file(path: Path | str) -> dict[str, Any]:
     return data
 
 
+def _checked(what: str, names: list[str], valid: tuple[str, ...]) -> list[str]:
+    """`names`, each of them one of `valid`; ValueError naming the first that is not."""
+    for name in names:
+        if name not in valid:
+            raise ValueError(f"{what} must be one of {', '.join(valid)}, got {name!r}")
+    return names
+
+
 def _message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -111,15 +131,20 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        settings = get_settings()
-        self.url = (url or settings.api_url).rstrip("/")
-        token = token if token is not None else settings.api_token
+        if url is None or token is None:
+            from mtlsearch.settings import get_settings
+
+            settings = get_settings()
+            url = url or settings.api_url
+            token = token if token is not None else settings.api_token
+        self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.url + API_PREFIX, headers=headers, timeout=timeout, transport=transport
         )
 
     def close(self) -> None:
+        """Close the HTTP connections; ``with Client(...) as client:`` does it on exit."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -155,59 +180,145 @@ class Client:
     # --- studies ---------------------------------------------------------------------------
 
     def submit(self, spec: Mapping[str, Any] | StudySpec | Path | str) -> dict[str, Any]:
-        """Create a study from a spec (a dict, a `StudySpec`, or a YAML/JSON file path)."""
-        if isinstance(spec, StudySpec):
-            body: Any = spec.model_dump(mode="json", exclude_unset=True)
-        elif isinstance(spec, Path | str):
-            body = load_spec_file(spec)
-        else:
+        """Create a study (``POST /studies``); workers start on it at once.
+
+        Args:
+            spec: the study spec (docs/study-spec.md): a mapping, a `StudySpec`, or the path
+                of a YAML or JSON file.
+
+        Returns:
+            The new study (``StudyPublic``): ``id``, ``status``, ``dashboard_url``, the spec
+            with its defaults filled in, ...
+
+        Raises:
+            ClientError: the file cannot be read, the spec is invalid (422, naming the field),
+                a study of that name exists (409), the token is missing or wrong (401).
+        """
+        if isinstance(spec, Path | str):
+            body: Any = load_spec_file(spec)
+        elif isinstance(spec, Mapping):
             body = dict(spec)
+        else:
+            # A StudySpec: its module is loaded already, since the caller built one.
+            from mtlsearch.search.spec import StudySpec
+
+            if not isinstance(spec, StudySpec):
+                raise TypeError(
+                    f"spec must be a mapping, a StudySpec or a file path, got {type(spec).__name__}"
+                )
+            body = spec.model_dump(mode="json", exclude_unset=True)
         result: dict[str, Any] = self._call("POST", "/studies", json=body)
         return result
 
     def list(
         self, offset: int = 0, limit: int = 50, status: str | None = None
     ) -> builtins.list[Any]:
-        """One page of studies, newest first."""
+        """One page of studies, newest first (``GET /studies``).
+
+        Args:
+            offset: studies to skip.
+            limit: page size, 1..1000.
+            status: only studies in this status: one of `STUDY_STATUSES`.
+
+        Returns:
+            The studies (``StudyPublic`` each); the page's ``count`` is dropped.
+
+        Raises:
+            ValueError: ``status`` is not a study status.
+            ClientError: the server refused or could not be reached.
+        """
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if status is not None:
-            params["status"] = status
+            params["status"] = _checked("status", [status], STUDY_STATUSES)[0]
         page = self._call("GET", "/studies", params=params)
         return list(page["data"])
 
     def status(self, study_id: str) -> dict[str, Any]:
-        """One study: status, trial counts, progress, best value, spec."""
+        """One study (``GET /studies/{id}``): status, trial counts by state, progress, best
+        value (or Pareto size), dashboard URL, spec.
+
+        Raises:
+            ClientError: no such study (404), or the server failed.
+        """
         result: dict[str, Any] = self._call("GET", f"/studies/{study_id}")
         return result
 
-    def trials(self, study_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-        """One page of the study's trials: ``{"data": [...], "count": N}``."""
-        result: dict[str, Any] = self._call(
-            "GET", f"/studies/{study_id}/trials", params={"offset": offset, "limit": limit}
-        )
+    def trials(
+        self,
+        study_id: str,
+        offset: int = 0,
+        limit: int = 100,
+        state: str | Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """One page of the study's trials by number (``GET /studies/{id}/trials``).
+
+        Args:
+            study_id: the study.
+            offset: trials to skip.
+            limit: page size, 1..1000.
+            state: only trials in this state, or in any of these states: names from
+                `TRIAL_STATES` (``"fail"``, ``["fail", "pruned"]``). None: every trial.
+
+        Returns:
+            ``{"data": [...], "count": N}``: each trial's state, values, params, config,
+            metrics and ``fail_reason``; ``count`` is the number of matching trials.
+
+        Raises:
+            ValueError: a state the API does not know, or none (before any request).
+            ClientError: no such study (404), or the server failed.
+        """
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if state is not None:
+            names = [state] if isinstance(state, str) else builtins.list(state)
+            if not names:
+                raise ValueError("state must name at least one state, got none; None: every trial")
+            params["state"] = _checked("state", names, TRIAL_STATES)
+        result: dict[str, Any] = self._call("GET", f"/studies/{study_id}/trials", params=params)
         return result
 
     def best(self, study_id: str) -> dict[str, Any]:
-        """The best record, ready for `mtl_core.build_loss_from_best`."""
+        """The best record (``GET /studies/{id}/best``), ready for
+        `mtl_core.build_loss_from_best`: weights, strategy, config, metrics; for several
+        objectives the Pareto set under ``pareto``.
+
+        Raises:
+            ClientError: no such study, or no trial has completed yet (404).
+        """
         result: dict[str, Any] = self._call("GET", f"/studies/{study_id}/best")
         return result
 
     def cancel(self, study_id: str) -> dict[str, Any]:
-        """Stop the study: workers stop its running trials after their current epoch."""
+        """Cancel a running study (``POST /studies/{id}/cancel``): workers take none of its
+        trials any more and stop its running ones after their current epoch. Returns it.
+
+        Raises:
+            ClientError: no such study (404), it is not running (409), or the token is
+                missing or wrong (401).
+        """
         result: dict[str, Any] = self._call("POST", f"/studies/{study_id}/cancel")
         return result
 
     def delete(self, study_id: str) -> None:
-        """Delete the study, its trials and its artifacts."""
+        """Delete the study, its trials and its artifacts (``DELETE /studies/{id}``).
+
+        Raises:
+            ClientError: no such study (404), or the token is missing or wrong (401).
+        """
         self._call("DELETE", f"/studies/{study_id}")
 
     def wait(
         self, study_id: str, timeout: float | None = None, poll_s: float = 1.0
     ) -> dict[str, Any]:
-        """Poll until the study leaves ``running``; return it.
+        """Poll `status` every ``poll_s`` seconds until the study is completed, cancelled or
+        failed; return it.
+
+        Args:
+            timeout: seconds to wait at most; None: as long as it takes.
 
         Raises:
+            ValueError: ``poll_s <= 0``.
             TimeoutError: still running after ``timeout`` seconds.
+            ClientError: a poll failed.
         """
         if poll_s <= 0:
             raise ValueError(f"poll_s must be > 0, got {poll_s=}")
@@ -223,12 +334,22 @@ class Client:
     # --- other resources -------------------------------------------------------------------
 
     def experiments(self) -> builtins.list[Any]:
-        """The experiments the server knows, with their tasks."""
+        """The experiments a spec may name (``GET /experiments``), with their tasks, metrics
+        and defaults."""
         return list(self._call("GET", "/experiments")["data"])
 
     def workers(self) -> builtins.list[Any]:
-        """Every worker that registered, with its last heartbeat."""
+        """Every worker that registered (``GET /workers``): device, experiments, batch size,
+        status, liveness, last heartbeat, current trial."""
         return list(self._call("GET", "/workers")["data"])
 
 
-__all__ = ["API_PREFIX", "Client", "ClientError", "load_spec_file"]
+__all__ = [
+    "API_PREFIX",
+    "STUDY_STATUSES",
+    "TERMINAL_STATUSES",
+    "TRIAL_STATES",
+    "Client",
+    "ClientError",
+    "load_spec_file",
+]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.database import DatabaseConfig
+if TYPE_CHECKING:
+    from storage.database import DatabaseConfig
 
 DEFAULT_DB_URL = "sqlite:///mtlsearch.db"
 
@@ -103,6 +104,10 @@ class Settings(BaseSettings):
 
     def database_config(self) -> DatabaseConfig:
         """What `storage.Database` needs of these settings: its connection pool."""
+        # Imported here: `storage` brings SQLAlchemy, Optuna and torch, which the client and
+        # the CLI's client verbs read settings without needing (`import mtlsearch.client`).
+        from storage.database import DatabaseConfig
+
         return DatabaseConfig(pool_size=self.db_pool_size, max_overflow=self.db_max_overflow)
 
     @field_validator("log_level")

@@ -2,9 +2,9 @@
 
 The dashboard's front end hard-codes its ``/dashboard`` pages, its ``/api/*`` JSON and its
 ``/static/*`` files, so it cannot live under a sub-path. It is therefore the app's fallback:
-mounted at ``/`` after our routes (``/api/v1``, ``/healthz``, ``/metrics``, ``/docs``,
-``/openapi.json``), which Starlette matches first. Its WSGI app (bottle) runs in a2wsgi's
-thread pool.
+mounted at ``/`` after our routes (``/api/v1``, ``/healthz``, ``/metrics``, ``/docs`` and
+``/docs/assets/``, ``/openapi.json``), which Starlette matches first. Its WSGI app (bottle)
+runs in a2wsgi's thread pool.
 
 The WSGI app is built at start-up, once the lifespan has migrated the database (building it
 earlier would open the storage before its tables exist); until then it answers 503.

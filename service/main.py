@@ -20,6 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from mtlsearch.settings import Settings
 from service.api.main import API_PREFIX, api_router
 from service.api.routes import health, metrics
+from service.api_docs import install_api_docs
 from service.dashboard import DASHBOARD_PATH, Dashboard
 from service.errors import install_error_handlers
 from service.middleware import BodyLimit, TokenGuard
@@ -72,6 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        # /docs is served from the package's own files (service/api_docs.py), not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.database = database
@@ -81,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api_router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    install_api_docs(app)
     # Last: everything our routes do not match (/dashboard, its /api/* and /static/*).
     app.mount("/", dashboard, name="dashboard")
     # add_middleware puts each one outside the previous: hosts, then body size, then token.

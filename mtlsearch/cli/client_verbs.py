@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mtlsearch.cli._app import app, console, fail
+from mtlsearch.cli._study_table import format_value, studies_table, trials_done
 from mtlsearch.client import Client, ClientError, load_spec_file
 
 UrlOption = Annotated[
@@ -32,14 +33,6 @@ def _client(url: str | None, token: str | None) -> Client:
 
 def _fail(exc: ClientError) -> typer.Exit:
     return fail(escape(str(exc)))
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 @app.command("submit")
@@ -88,34 +81,11 @@ def status(
         raise _fail(exc) from None
 
 
-def _counts(study: dict[str, Any]) -> str:
-    trials = study.get("trials") or {}
-    done = int(trials.get("complete", 0)) + int(trials.get("pruned", 0))
-    budget = study.get("n_trials")
-    return f"{done}/{budget}" if budget is not None else str(done)
-
-
 def _print_table(studies: list[dict[str, Any]]) -> None:
     if not studies:
         console.print("no studies")
         return
-    table = Table()
-    for column in ("id", "name", "experiment", "status", "trials", "running", "failed", "best"):
-        # The id is what the next command needs: never cut it.
-        table.add_column(column, no_wrap=column in ("id", "status"), min_width=len(column))
-    for study in studies:
-        trials = study.get("trials") or {}
-        table.add_row(
-            study["id"],
-            escape(study["name"]),
-            escape(study["experiment"]),
-            study["status"],
-            _counts(study),
-            str(trials.get("running", 0)),
-            str(trials.get("fail", 0)),
-            _value(study.get("best_value")),
-        )
-    console.print(table)
+    console.print(studies_table(studies, console))
 
 
 def _print_study(study: dict[str, Any], base_url: str) -> None:
@@ -126,7 +96,7 @@ def _print_study(study: dict[str, Any], base_url: str) -> None:
         ("experiment", study["experiment"]),
         ("status", study["status"]),
         ("message", study.get("message")),
-        ("trials done", _counts(study)),
+        ("trials done", trials_done(study)),
         ("running / waiting", f"{trials.get('running', 0)} / {trials.get('waiting', 0)}"),
         ("failed", trials.get("fail", 0)),
         ("progress", f"{100 * float(study.get('progress') or 0):.0f}%"),
@@ -140,7 +110,7 @@ def _print_study(study: dict[str, Any], base_url: str) -> None:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, escape(_value(value)))
+        table.add_row(key, escape(format_value(value)))
     console.print(table)
 
 

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mtlsearch.search.objective import directions
 from mtlsearch.search.space import grid_search_space
 from mtlsearch.search.spec import ParamChoices, ParamRange, SpecError, StudySpec
+from mtlsearch.search.study_labels import label_study
 
 if TYPE_CHECKING:
     from mtl_core.experiments import Experiment
@@ -143,7 +144,8 @@ def create_optuna_study(
     experiment: Experiment | None = None,
     load_if_exists: bool = False,
 ) -> optuna.Study:
-    """Create the Optuna study of ``spec`` (directions, sampler, pruner; the spec as user attr).
+    """Create the Optuna study of ``spec`` (directions, sampler, pruner; the spec as user attr;
+    for the dashboard, the objectives' names and a note, `mtlsearch.search.study_labels`).
 
     Args:
         storage: an Optuna storage or its URL.
@@ -171,6 +173,7 @@ def create_optuna_study(
     current = spec.model_dump(mode="json")
     if stored is None:
         study.set_user_attr(SPEC_ATTR, current)
+        label_study(study, spec, experiment)
     elif _searched(stored) != _searched(current):
         raise SpecError(
             "name",

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from optuna.trial import TrialState
 
-from mtlsearch.client import Client, ClientError, load_spec_file
+from mtlsearch.client import STUDY_STATUSES, TRIAL_STATES, Client, ClientError, load_spec_file
 from mtlsearch.search.spec import StudySpec
+from storage import close_database, get_database
 from tests.utils.server import free_port, start_server
+from tests.utils.trials import add_finished_trials
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret"
@@ -21,9 +25,15 @@ def spec(name: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    db = f"sqlite:///{tmp_path_factory.mktemp('client') / 'client.db'}"
-    with start_server(db, token=TOKEN) as url:
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('client') / 'client.db'}"
+    yield url
+    close_database(url)
+
+
+@pytest.fixture(scope="module")
+def server(db_url: str) -> Iterator[str]:
+    with start_server(db_url, token=TOKEN) as url:
         yield url
 
 
@@ -78,3 +88,50 @@ def test_unreachable_server_and_bad_files(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ClientError, match="expected a mapping"):
         load_spec_file(tmp_path / "list.yaml")
+
+
+def test_trials_filtered_by_state(server: str, db_url: str) -> None:
+    with Client(server, token=TOKEN) as client:
+        study = client.submit({**spec("with-trials"), "n_trials": 6})
+        states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+        add_finished_trials(
+            get_database(db_url),
+            study["optuna_study_name"],
+            StudySpec.model_validate(study["spec"]),
+            6,
+            states=states,
+        )
+        failed = client.trials(study["id"], state="fail")
+        assert failed["count"] == 2 and {t["state"] for t in failed["data"]} == {"fail"}
+        assert all(t["fail_reason"] for t in failed["data"])
+        either = client.trials(study["id"], state=("fail", "pruned"), limit=3)
+        assert either["count"] == 4 and len(either["data"]) == 3
+        assert {t["state"] for t in either["data"]} <= {"fail", "pruned"}
+        assert client.trials(study["id"])["count"] == 6
+        with pytest.raises(ValueError, match="at least one state"):
+            client.trials(study["id"], state=[])
+        assert [s["name"] for s in client.list(status="running")]
+        with pytest.raises(ValueError, match=r"state must be one of running, .*, got 'failed'"):
+            client.trials(study["id"], state="failed")
+        with pytest.raises(ValueError, match=r"status must be one of .*, got 'done'"):
+            client.list(status="done")
+
+
+def test_the_clients_state_names_are_the_apis(server: str) -> None:
+    # The client checks names before sending them; the server's OpenAPI document says which.
+    paths = httpx.get(f"{server}/openapi.json", timeout=30).json()["paths"]
+
+    def enum(path: str, name: str) -> tuple[str, ...]:
+        (param,) = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        schema = param["schema"]["anyOf"][0]
+        return tuple((schema.get("items") or schema)["enum"])
+
+    assert enum("/api/v1/studies/{study_id}/trials", "state") == TRIAL_STATES
+    assert enum("/api/v1/studies", "status") == STUDY_STATUSES
+
+
+def test_every_public_method_is_documented() -> None:
+    public = [name for name in vars(Client) if not name.startswith("_")]
+    assert {"submit", "list", "status", "trials", "best", "cancel", "delete", "wait"} <= set(public)
+    undocumented = [name for name in public if not getattr(Client, name).__doc__]
+    assert undocumented == []

@@ -2,58 +2,41 @@
 
 from __future__ import annotations
 
-import html
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from mtlsearch.search.spec import StudySpec
+from mtlsearch.search.study_labels import IMPORTANCES_ATTR, IMPORTANCES_HINT
 from storage import close_database, get_database
+from tests.service.conftest import Served
+from tests.utils.browser import chromium, rendered_text
 from tests.utils.server import start_server
 from tests.utils.trials import add_finished_trials
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--dump-dom",
-    "--virtual-time-budget=15000",
-]
 
-
-def chromium() -> str:
-    """Debian's chromium, or a failure that says how to install it."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(
-            "chromium is not installed; install it with "
-            "`apt-get update && apt-get install -y chromium` (CI's `make test` does), or "
-            'deselect this test with -m "not browser"',
-            pytrace=False,
-        )
-    return path
-
-
-def rendered_text(browser: str, url: str, profile: Path) -> str:
-    """The visible text of `url` after its scripts ran (tags, scripts and styles removed)."""
-    result = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, f"chromium failed: {result.stderr[-2000:]}"
-    dom = re.sub(r"<script.*?</script>|<style.*?</style>", " ", result.stdout, flags=re.S)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
+@pytest.mark.parametrize(
+    ("objective", "names"),
+    [("delta_m", ["delta_m"]), ("multi", ["regression_rmse", "classification_accuracy"])],
+)
+def test_the_dashboard_gets_the_objective_names_and_the_importances_hint(
+    served: Served, objective: str, names: list[str]
+) -> None:
+    spec = {
+        "name": f"labelled-{objective}",
+        "experiment": "synthetic",
+        "n_trials": 4,
+        "objective": {"kind": objective},
+    }
+    study = served.client.post("/api/v1/studies", json=spec).json()
+    # The dashboard's own JSON API, which its front end renders.
+    shown = served.client.get(f"/api/studies/{study['optuna_study_id']}").json()
+    assert shown["objective_names"] == names
+    attrs = {attr["key"]: attr["value"] for attr in shown["user_attrs"]}
+    assert attrs[IMPORTANCES_ATTR] == IMPORTANCES_HINT
+    assert all(f"`{name}`" in shown["note"]["body"] for name in names)
+    assert "Hyperparameter Importance" in shown["note"]["body"]
 
 
 @pytest.mark.browser
@@ -89,3 +72,6 @@ def test_dashboard_renders_the_study_and_its_trials(tmp_path: Path, token: str |
     assert "Trials (List)" in text
     for trial in trials:
         assert f"trial #{trial.number}" in text
+    # The objective has its name, and the hint is in the table under the importances.
+    assert "Trial delta_m" in text and "Objective 0" not in text
+    assert f"{IMPORTANCES_ATTR} {IMPORTANCES_HINT}" in text
