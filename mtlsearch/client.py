@@ -298,6 +298,17 @@ class Client:
         result: dict[str, Any] = self._call("POST", f"/studies/{study_id}/cancel")
         return result
 
+    def resume(self, study_id: str) -> dict[str, Any]:
+        """Run a failed or cancelled study again (``POST /studies/{id}/resume``), its budget
+        as it was: workers run as many trials as are missing. Returns it.
+
+        Raises:
+            ClientError: no such study (404), it is running or completed (409), or the token
+                is missing or wrong (401).
+        """
+        result: dict[str, Any] = self._call("POST", f"/studies/{study_id}/resume")
+        return result
+
     def delete(self, study_id: str) -> None:
         """Delete the study, its trials and its artifacts (``DELETE /studies/{id}``).
 

@@ -1,4 +1,4 @@
-"""`mtlsearch submit | status | best | cancel`: the REST API from the command line."""
+"""`mtlsearch submit | status | best | cancel | resume`: the REST API from the command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mtlsearch.cli._app import app, console, fail
+from mtlsearch.cli._best_text import best_text, verdict_line
 from mtlsearch.cli._study_table import format_value, studies_table, trials_done
 from mtlsearch.client import Client, ClientError, load_spec_file
 
@@ -118,23 +119,36 @@ def _print_study(study: dict[str, Any], base_url: str) -> None:
 def best(
     study_id: Annotated[str, typer.Argument(help="The study id.")],
     output_format: Annotated[
-        str, typer.Option("--format", help="json (default) or yaml.")
+        str,
+        typer.Option(
+            "--format",
+            help="json (default) or yaml: the record as /best returns it; text: "
+            "for reading (means ± sd over the confirmation seeds, uniform weights, verdict).",
+        ),
     ] = "json",
     url: UrlOption = None,
 ) -> None:
-    """Print the study's best record exactly as /best returns it (for build_loss_from_best)."""
-    if output_format not in ("json", "yaml"):
-        raise fail(f"--format must be json or yaml, got {output_format!r}")
+    """Print the study's answer: its best weights and strategy, confirmed at further seeds
+    against uniform weights, with a verdict (json/yaml: exactly /best, for
+    build_loss_from_best; the verdict also goes to stderr)."""
+    if output_format not in ("json", "yaml", "text"):
+        raise fail(f"--format must be json, yaml or text, got {output_format!r}")
     try:
         with _client(url, None) as client:
             record = client.best(study_id)
     except ClientError as exc:
         raise _fail(exc) from None
+    if output_format == "text":
+        typer.echo(best_text(record))
+        return
     # Plain stdout, no rich markup or wrapping: the output is meant for `> best.json`.
     if output_format == "json":
         typer.echo(json.dumps(record, indent=2))
     else:
         typer.echo(yaml.safe_dump(record, sort_keys=False), nl=False)
+    verdict = verdict_line(record)
+    if verdict:
+        typer.echo(f"verdict: {verdict}", err=True)
 
 
 @app.command("cancel")
@@ -147,6 +161,22 @@ def cancel(
     try:
         with _client(url, token) as client:
             study = client.cancel(study_id)
+    except ClientError as exc:
+        raise _fail(exc) from None
+    console.print(f"study {study['id']} {study['status']}", highlight=False)
+
+
+@app.command("resume")
+def resume(
+    study_id: Annotated[str, typer.Argument(help="The study id.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a failed or cancelled study again, its budget as it was (trials that failed or were
+    cancelled are run again; finished ones are kept)."""
+    try:
+        with _client(url, token) as client:
+            study = client.resume(study_id)
     except ClientError as exc:
         raise _fail(exc) from None
     console.print(f"study {study['id']} {study['status']}", highlight=False)

@@ -42,6 +42,9 @@ class TrialSummary:
     val_metrics: dict[str, float]
     test_metrics: dict[str, float]
     delta_m: float | None = None
+    #: The weights the strategy applied, mean over the last epoch (Σ = tasks): for a dynamic
+    #: strategy these differ from ``weights`` (what the search set; 1 unless searched).
+    strategy_weights: dict[str, float] | None = None
 
 
 def summarise(
@@ -76,6 +79,7 @@ def summarise(
         val_metrics=val_metrics,
         test_metrics=dict(outcome.test_metrics or {}),
         delta_m=dm,
+        strategy_weights=dict(outcome.strategy_weights) if outcome.strategy_weights else None,
     )
 
 

@@ -35,6 +35,11 @@ from mtlsearch.search.spec_bounds import (
     FiniteFloat,
     bounded_int,
 )
+from mtlsearch.search.spec_confirmation import (
+    MAX_CONFIRMATION_SEEDS,
+    MAX_CONFIRMED,
+    Confirmation,
+)
 from mtlsearch.search.spec_values import (
     ComponentChoice,
     NumberSpec,
@@ -209,6 +214,11 @@ class StudySpec(_Model):
         description=f"Seeds the sampler and every trial's training (0..{MAX_SEED}; default 0 "
         "for training).",
     )
+    confirmation: Confirmation = Field(
+        default_factory=Confirmation,
+        description="Retrain the best configurations and uniform weights at further seeds "
+        "once the budget is spent; /best then reports means, spreads and a verdict.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -370,10 +380,13 @@ def is_integer_field(config_cls: type[BaseModel], param: str) -> bool:
 
 __all__ = [
     "DEFAULT_WEIGHT_RANGE",
+    "MAX_CONFIRMATION_SEEDS",
+    "MAX_CONFIRMED",
     "MAX_GRID_POINTS",
     "MULTI_OBJECTIVE_SAMPLERS",
     "STATIC_STRATEGIES",
     "ComponentChoice",
+    "Confirmation",
     "NumberSpec",
     "Objective",
     "ParamChoices",

@@ -24,7 +24,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
@@ -32,10 +32,10 @@ from optuna.trial import TrialState
 from mtl_core.errors import DataError
 from mtlsearch.worker.asking import Asked, StudyGone, ask_batch
 from mtlsearch.worker.decisions import (
-    STOPPED_REASON,
     Outcome,
     exit_reason,
     next_idle_sleep,
+    stopped_outcome,
 )
 from mtlsearch.worker.jobs import Job
 from mtlsearch.worker.outage import DatabaseOutage, unreachable
@@ -53,6 +53,7 @@ from storage import (
     StudyStatus,
     WorkerStatus,
 )
+from storage.models import FailureKind
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,6 +81,7 @@ class Asker:
         teller: Teller,
         stop: threading.Event,
         outage: DatabaseOutage,
+        unavailable: Mapping[str, str],
         worker_id: Callable[[], str],
         heartbeat: Callable[[], Heartbeat | None],
         maintenance_s: float,
@@ -93,6 +95,8 @@ class Asker:
         self.teller = teller
         self.stop = stop
         self.outage = outage
+        #: Experiments this worker cannot serve (the worker's, see `Worker.unavailable`).
+        self.unavailable = unavailable
         self.worker_id = worker_id
         self.heartbeat = heartbeat
         self.maintenance_s = maintenance_s
@@ -194,7 +198,7 @@ class Asker:
                     return
 
     def tell_stopped(self, job: Job) -> None:
-        self.teller.finished(job, forced=Outcome(TrialState.FAIL, reason=STOPPED_REASON))
+        self.teller.finished(job, forced=stopped_outcome())
 
     # --- maintenance -----------------------------------------------------------------------
 
@@ -228,7 +232,12 @@ class Asker:
     # --- studies and asks ------------------------------------------------------------------
 
     def context(self, info: StudyInfo) -> StudyContext | None:
-        """The loaded study of ``info`` (loaded once, baselines trained if needed)."""
+        """The loaded study of ``info`` (loaded once, baselines trained if needed); None when
+        this worker cannot serve it."""
+        if info.experiment in self.unavailable:
+            self._contexts.pop(info.id, None)
+            logger.debug("study %s: experiment %r not served here", info.id, info.experiment)
+            return None
         context = self._contexts.get(info.id)
         if context is None:
             context, why = load_study_context(self.database, info, self.worker_id())
@@ -245,9 +254,11 @@ class Asker:
                 if unreachable(exc):
                     raise
                 logger.error("cannot train the baselines of study %s: %s", info.id, exc)
-                if not isinstance(exc, DataError):
+                if isinstance(exc, DataError):
+                    self.teller.setup_failed(info.experiment, str(exc))
+                else:
                     self.teller.fail_study(context, f"single-task baselines failed: {exc}")
-                    self.teller.drain()  # the next pick must not serve it again
+                self.teller.drain()  # the next pick must not serve it again
                 return None
             self._contexts[info.id] = context
         context.info = info
@@ -326,9 +337,13 @@ class Asker:
         self.teller.asked(job)
         if item.failure is not None:
             reason = f"bad config: {item.failure}"
-            self.teller.finished(
-                job, forced=Outcome(TrialState.FAIL, reason=reason, counts_as_failure=True)
+            failure = Outcome(
+                TrialState.FAIL,
+                reason=reason,
+                counts_as_failure=True,
+                failure_kind=FailureKind.BAD_CONFIG,
             )
+            self.teller.finished(job, forced=failure)
             return None
-        logger.debug("trial %d of study %s: %s", item.trial.number, study.id, config)
+        logger.debug("%s of study %s: %s", job.label, study.id, config)
         return job

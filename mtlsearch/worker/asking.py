@@ -34,15 +34,16 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mtl_core.config import TrialConfig
 from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.worker.outage import DatabaseOutage
 from mtlsearch.worker.outcomes import tell_once
 from storage import Database, NotFoundError, TrialRepository
+from storage.models import TrialKind
 from storage.repositories.trials import Reservation, TrialStateError
 
 if TYPE_CHECKING:
-    from mtl_core.config import TrialConfig
     from mtlsearch.worker.studies import StudyContext
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,11 @@ RETRY_OF_ATTR = "retry_of"
 
 @dataclass(eq=False)
 class Asked:
-    """One asked trial and its row; ``failure`` when its config could not be suggested."""
+    """One asked trial and its row; ``failure`` when its config could not be suggested. A
+    confirmation run has no Optuna trial (``trial`` None): its config comes from its row."""
 
     row_id: int
-    trial: optuna.Trial
+    trial: optuna.Trial | None
     config: TrialConfig | None
     failure: Exception | None = None
 
@@ -102,6 +104,9 @@ def ask_batch(
         for reservation in reservations:
             if not go_on():
                 break
+            if reservation.kind is TrialKind.CONFIRMATION:
+                asked.append(_confirmation(reservation, device))
+                continue
             try:
                 trial = new_trial(database, study, reservation)
             except KeyError:
@@ -132,6 +137,15 @@ def new_trial(database: Database, study: StudyContext, reservation: Reservation)
     # every parameter of a retry is fixed, so there is nothing to sample.
     trial_id = study.storage.create_new_trial(study.optuna_study_id, template)
     return optuna.Trial(study.study, trial_id)
+
+
+def _confirmation(reservation: Reservation, device: str) -> Asked:
+    """A confirmation run as asked: the config its row holds, on this worker's device."""
+    try:
+        config = TrialConfig.model_validate({**(reservation.config or {}), "device": device})
+    except ValueError as exc:
+        return Asked(reservation.row_id, None, None, exc)
+    return Asked(reservation.row_id, None, config)
 
 
 def _retry_template(lost: FrozenTrial, retry_of: int, row_id: int) -> FrozenTrial:
@@ -180,6 +194,8 @@ def _abandon(
     else:
         outage.call(f"giving back the slots of a batch of study {study.id}", undo)
     for item in asked:
+        if item.trial is None:
+            continue
         with contextlib.suppress(Exception):  # the Optuna study may be gone
             tell_once(study.study, item.trial, state=TrialState.FAIL)
 
@@ -194,30 +210,32 @@ def _suggest(row_id: int, trial: optuna.Trial, study: StudyContext, device: str)
 
 def _distinct_seeds(database: Database, study: StudyContext, asked: list[Asked]) -> None:
     """Give each trial that repeats an earlier configuration a seed of its own: the earlier
-    trial is a row of the study (one read for the batch) or one asked before it here."""
+    trial is a row of the study (one read for the batch) or one asked before it here.
+    Confirmation runs have their seeds already."""
     first_here: dict[str, int] = {}
     originals: list[int | None] = []
     with database.session() as session:
         repository = TrialRepository(session)
         for item in asked:
-            if item.config is None:
+            trial = item.trial
+            if item.config is None or trial is None:
                 originals.append(None)
                 continue
-            number = item.trial.number
-            stored = repository.first_with_params(study.id, item.trial.params, before=number)
-            key = repr(sorted(item.trial.params.items()))
+            number = trial.number
+            stored = repository.first_with_params(study.id, trial.params, before=number)
+            key = repr(sorted(trial.params.items()))
             here = first_here.setdefault(key, number)
             candidates = [n for n in (stored, here) if n is not None and n < number]
             originals.append(min(candidates, default=None))
     # Outside the read: a repeat writes its seed to Optuna (SQLite has one writer at a time).
     for item, original in zip(asked, originals, strict=True):
-        if item.config is not None:
+        if item.config is not None and item.trial is not None:
             item.config = distinct_seed(item.trial, item.config, original)
 
 
 def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> list[Asked]:
     """Record every asked trial in its row, in one transaction; a trial whose row a peer
-    failed meanwhile is failed in Optuna and left out."""
+    took meanwhile is failed in Optuna and left out."""
     names = study.experiment.task_names
     lost: list[Asked] = []
     with database.session() as session:
@@ -227,19 +245,22 @@ def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> 
             try:
                 repository.start(
                     item.row_id,
-                    number=trial.number,
-                    optuna_trial_id=trial._trial_id,
-                    params=dict(trial.params),
+                    number=trial.number if trial is not None else None,
+                    optuna_trial_id=trial._trial_id if trial is not None else None,
+                    params=dict(trial.params) if trial is not None else None,
                     config=config.model_dump(mode="json") if config is not None else None,
                     weights_normalised=(
                         normalised_weights(config.weights, names) if config is not None else None
                     ),
+                    seed=config.seed if config is not None else None,
                 )
             except (NotFoundError, TrialStateError) as exc:
-                logger.warning("trial %d of study %s: %s", trial.number, study.id, exc)
+                name = f"trial {trial.number}" if trial else f"confirmation run {item.row_id}"
+                logger.warning("%s of study %s: %s", name, study.id, exc)
                 lost.append(item)
     for item in lost:
-        tell_once(study.study, item.trial, state=TrialState.FAIL)
+        if item.trial is not None:
+            tell_once(study.study, item.trial, state=TrialState.FAIL)
     return [item for item in asked if item not in lost]
 
 

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from mtl_core.errors import ConfigError, DataError, TrainingDiverged
 from mtlsearch.search.optuna_factory import should_consider_pruning
 from storage import StudyStatus
+from storage.models import FailureKind
 
 if TYPE_CHECKING:
     from mtl_core.results import TrialResult
@@ -69,6 +70,9 @@ class Outcome:
             (cancel, worker stop) nor out of memory at K=1.
         failure_round: the round the failure belongs to (one epoch of one batch); failures of
             one round count once. None: the trial is a round of its own.
+        failure_kind: why a FAIL happened, for code (stored with the row; the reason is for
+            people). A ``worker_setup`` failure is the worker's, not the trial's: the trial is
+            handed to another worker.
     """
 
     state: TrialState
@@ -76,6 +80,7 @@ class Outcome:
     reason: str | None = None
     counts_as_failure: bool = False
     failure_round: int | None = None
+    failure_kind: FailureKind | None = None
 
 
 @dataclass(frozen=True)
@@ -139,12 +144,22 @@ def finished_outcome(
     (``round_healthy``) trained on healthy.
     """
     if diverged is not None:
-        return Outcome(TrialState.FAIL, result, diverged, not round_healthy, failure_round)
+        return Outcome(
+            TrialState.FAIL,
+            result,
+            diverged,
+            not round_healthy,
+            failure_round,
+            FailureKind.DIVERGED,
+        )
     if decision.verdict is Verdict.CONTINUE:
         return Outcome(TrialState.COMPLETE, result, failure_round=failure_round)
     if decision.verdict is Verdict.PRUNE:
         return Outcome(TrialState.PRUNED, result, decision.reason, failure_round=failure_round)
-    return Outcome(TrialState.FAIL, result, decision.reason, failure_round=failure_round)
+    kind = FailureKind.CANCELLED if decision.verdict is Verdict.CANCEL else FailureKind.STOPPED
+    return Outcome(
+        TrialState.FAIL, result, decision.reason, failure_round=failure_round, failure_kind=kind
+    )
 
 
 def checked_outcome(
@@ -160,17 +175,42 @@ def checked_outcome(
         reason = f"objective value is not finite: {list(values)}"
     else:
         return outcome
-    return replace(outcome, state=TrialState.FAIL, reason=reason, counts_as_failure=True)
+    return replace(
+        outcome,
+        state=TrialState.FAIL,
+        reason=reason,
+        counts_as_failure=True,
+        failure_kind=FailureKind.ERROR,
+    )
 
 
 def failure_of(exc: BaseException, failure_round: int | None = None) -> Outcome:
-    """The FAIL outcome of an exception raised by training (not an out-of-memory)."""
-    if isinstance(exc, TrainingDiverged | ConfigError | DataError):
+    """The FAIL outcome of an exception raised by training (not an out-of-memory).
+
+    A `DataError` (the experiment's data missing or corrupt on this machine) is the worker's
+    failure, not the trial's: it never counts towards the study's streak."""
+    if isinstance(exc, DataError):
+        return Outcome(
+            TrialState.FAIL,
+            reason=str(exc),
+            failure_round=failure_round,
+            failure_kind=FailureKind.WORKER_SETUP,
+        )
+    kind = FailureKind.ERROR
+    if isinstance(exc, TrainingDiverged):
+        kind = FailureKind.DIVERGED
+    elif isinstance(exc, ConfigError):
+        kind = FailureKind.BAD_CONFIG
+    if isinstance(exc, TrainingDiverged | ConfigError):
         reason = str(exc)
     else:
         reason = f"{type(exc).__name__}: {exc}"
     return Outcome(
-        TrialState.FAIL, reason=reason, counts_as_failure=True, failure_round=failure_round
+        TrialState.FAIL,
+        reason=reason,
+        counts_as_failure=True,
+        failure_round=failure_round,
+        failure_kind=kind,
     )
 
 
@@ -179,7 +219,25 @@ def out_of_memory(exc: BaseException, device: str, batch_size: int) -> Outcome:
     nothing about the study's search space and so does not count towards its streak."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
     reason = f"out of memory on {device} training 1 trial (K=1, batch_size {batch_size}): {first}"
-    return Outcome(TrialState.FAIL, reason=reason, counts_as_failure=False)
+    return Outcome(
+        TrialState.FAIL,
+        reason=reason,
+        counts_as_failure=False,
+        failure_kind=FailureKind.OUT_OF_MEMORY,
+    )
+
+
+def stopped_outcome(result: TrialResult | None = None, reason: str = "") -> Outcome:
+    """The FAIL outcome of a trial its worker stopped (``reason`` default: `STOPPED_REASON`)."""
+    return Outcome(
+        TrialState.FAIL, result, reason or STOPPED_REASON, failure_kind=FailureKind.STOPPED
+    )
+
+
+def ended_outcome(status: StudyStatus | str) -> Outcome:
+    """The FAIL outcome of a trial whose study ended before it trained."""
+    kind = FailureKind.CANCELLED if status is StudyStatus.CANCELLED else FailureKind.STOPPED
+    return Outcome(TrialState.FAIL, reason=ended_reason(status), failure_kind=kind)
 
 
 @dataclass(frozen=True)
@@ -255,6 +313,7 @@ __all__ = [
     "Outcome",
     "Verdict",
     "checked_outcome",
+    "ended_outcome",
     "ended_reason",
     "epoch_verdict",
     "exit_reason",
@@ -264,4 +323,5 @@ __all__ = [
     "next_idle_sleep",
     "next_streak",
     "out_of_memory",
+    "stopped_outcome",
 ]

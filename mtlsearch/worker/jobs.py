@@ -17,22 +17,32 @@ if TYPE_CHECKING:
 
 @dataclass(eq=False)
 class Job:
-    """One asked trial: its study, the Optuna trial, the config to train and its row in
+    """One run to train: its study, its Optuna trial, the config to train and its row in
     ``mtl_trials`` (`storage.TrialRepository`), which holds its budget slot.
 
-    Compared by identity: a job is one trial in flight, however equal two configs are.
+    A confirmation run (a configuration of a finished search retrained at another seed) has
+    no Optuna trial: ``trial`` is None, nothing is reported to a pruner or told to Optuna.
+    Compared by identity: a job is one run in flight, however equal two configs are.
     """
 
     study: StudyContext
-    trial: optuna.Trial
+    trial: optuna.Trial | None
     config: TrialConfig
     epochs: int
     row_id: int
 
     @property
     def key(self) -> int:
-        """The trial's storage id (unique across studies): verdicts are keyed by it."""
-        return self.trial._trial_id
+        """The row's id (unique across studies): verdicts are keyed by it."""
+        return self.row_id
+
+    @property
+    def label(self) -> str:
+        """How logs name it: ``trial 7`` or ``confirmation run 31 (seed ...)``."""
+        if self.trial is None:
+            seed = self.config.seed if self.config is not None else "?"
+            return f"confirmation run {self.row_id} (seed {seed})"
+        return f"trial {self.trial.number}"
 
 
 @dataclass(frozen=True)

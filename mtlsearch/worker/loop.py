@@ -68,7 +68,7 @@ from mtlsearch.worker.heartbeat import Heartbeat
 from mtlsearch.worker.jobs import Job, JobQueue
 from mtlsearch.worker.outage import DatabaseOutage
 from mtlsearch.worker.runner import SlotRunner
-from mtlsearch.worker.studies import DataCache, StudyContext
+from mtlsearch.worker.studies import DataCache, StudyContext, unservable
 from mtlsearch.worker.teller import Teller
 from storage import Database, StudyInfo, WorkerRepository, WorkerStatus
 
@@ -151,6 +151,10 @@ class Worker:
         self.device = self.options.device
         data_dir = self.options.data_dir or self.settings.data_dir
         self.data = DataCache(data_dir)
+        #: Experiments this worker cannot serve, with why (their data is missing or corrupt
+        #: here): found at registration, or when a trial's data fails to load. Written by the
+        #: registering and teller threads, read by the asker (a dict: one item at a time).
+        self.unavailable: dict[str, str] = {}
         self.heartbeat_s = self.options.heartbeat_s or self.settings.worker_heartbeat_s
         self.maintenance_s = self.options.maintenance_s or self.heartbeat_s
         self.id = self.options.worker_id or ""
@@ -160,7 +164,12 @@ class Worker:
         self.jobs = JobQueue(maxsize=batch if isinstance(batch, int) else 1)
         #: Writes wait out a database that is away (restart, network cut) instead of failing.
         self.outage = DatabaseOutage(self._stop)
-        self.teller = Teller(database, self.options.max_consecutive_failures, self.outage)
+        self.teller = Teller(
+            database,
+            self.options.max_consecutive_failures,
+            self.outage,
+            on_setup_failure=self._stop_serving,
+        )
         self.asker = Asker(
             database,
             self.options,
@@ -168,6 +177,7 @@ class Worker:
             teller=self.teller,
             stop=self._stop,
             outage=self.outage,
+            unavailable=self.unavailable,
             worker_id=lambda: self.id,
             heartbeat=lambda: self._heartbeat,
             maintenance_s=self.maintenance_s,
@@ -211,22 +221,24 @@ class Worker:
         from mtl_core.experiments import list_experiments, load_plugins
 
         load_plugins(self.settings.allowed_experiment_modules)
+        self.unavailable.update(unservable(list_experiments(), self.data.data_dir))
+        for name, why in self.unavailable.items():
+            logger.warning("experiment %r is not served by this worker: %s", name, why)
+        servable = [name for name in list_experiments() if name not in self.unavailable]
 
         def register() -> str:
             with self.database.session() as session:
-                return (
-                    WorkerRepository(session)
-                    .register(
-                        hostname=socket.gethostname(),
-                        pid=os.getpid(),
-                        device=self.device,
-                        worker_id=self.options.worker_id,
-                        # After load_plugins: the API matches studies against what it can run.
-                        experiments=list_experiments(),
-                        batch_size=self.options.batch,
-                    )
-                    .id
-                )
+                repository = WorkerRepository(session)
+                return repository.register(
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    device=self.device,
+                    worker_id=self.options.worker_id,
+                    # After load_plugins: the API matches studies against what it can run.
+                    experiments=servable,
+                    batch_size=self.options.batch,
+                    unavailable=dict(self.unavailable),
+                ).id
 
         self.id = self.outage.call("registering the worker", register)
         self._heartbeat = Heartbeat(self.database, self.id, self.heartbeat_s)
@@ -239,6 +251,22 @@ class Worker:
             self.options.batch,
         )
         return self.id
+
+    def _stop_serving(self, experiment: str, reason: str) -> None:
+        """A trial of ``experiment`` failed for this worker's own setup (its data): say so in
+        the worker row and take no more of its studies (on the teller's thread)."""
+        if experiment in self.unavailable:
+            return
+        self.unavailable[experiment] = reason
+        logger.warning(
+            "experiment %r is not served by this worker any more: %s", experiment, reason
+        )
+
+        def mark() -> None:
+            with self.database.session() as session:
+                WorkerRepository(session).mark_unavailable(self.id, experiment, reason)
+
+        self.outage.call(f"marking {experiment!r} unavailable", mark)
 
     def run(self) -> int:
         """Work until stopped, ``max_trials`` or ``idle_exit_s``; returns trials finished.
@@ -295,7 +323,10 @@ class Worker:
     def _beat_busy(self, job: Job) -> None:
         if self._heartbeat is not None:
             self._heartbeat.set_state(
-                WorkerStatus.BUSY, job.study.id, job.trial.number, trials_done=self.trials_done
+                WorkerStatus.BUSY,
+                job.study.id,
+                job.trial.number if job.trial is not None else None,
+                trials_done=self.trials_done,
             )
 
     # --- what the stages share -------------------------------------------------------------

@@ -7,8 +7,9 @@ that leaves training (`Teller.record_outcome`):
 2. `write_row`: our ``mtl_trials`` row, the record the REST and ``best`` read (a FAIL gives its
    budget slot back in the same transaction); False when a peer failed the row as lost first;
 3. `mirror_to_optuna`: one user attribute for the dashboard, then Optuna's ``tell``;
-4. `complete_if_done`: the study completed (with its ``best`` artifact) once its budget or time
-   is used and no trial of any worker is reserved or running.
+4. `complete_if_done`: once its budget or time is used and no search trial of any worker is
+   unfinished, the study's best are queued for confirmation; once those have run, the study
+   is completed (with its ``best`` artifact).
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
-from mtlsearch.search.best import best_record_from_rows
+from mtlsearch.search.answer import best_answer
+from mtlsearch.search.confirmation import plan
 from mtlsearch.search.objective import objective_values
 from mtlsearch.search.results import TrialOutcome
 from mtlsearch.search.space import normalised_weights
 from mtlsearch.worker.decisions import Outcome, checked_outcome
 from mtlsearch.worker.outage import unreachable
 from storage import Database, TrialRepository
+from storage.models import FailureKind
+from storage.repositories.trials import Completion
 
 if TYPE_CHECKING:
     from mtlsearch.worker.jobs import Job
@@ -100,15 +105,22 @@ def write_row(
                 test_metrics=recorded.test_metrics,
                 strategy_weights=recorded.strategy_weights,
                 epochs_run=recorded.epochs_run,
+                failure_kind=outcome.failure_kind,
             )
         return won, outcome, values, recorded
     except Exception as exc:
         if unreachable(exc):
             raise
-        logger.exception("could not record trial %d of study %s", job.trial.number, job.study.id)
-        failed = Outcome(TrialState.FAIL, reason=f"could not record its outcome: {exc}")
+        logger.exception("could not record %s of study %s", job.label, job.study.id)
+        failed = Outcome(
+            TrialState.FAIL,
+            reason=f"could not record its outcome: {exc}",
+            failure_kind=FailureKind.ERROR,
+        )
         with database.session() as session:
-            won = TrialRepository(session).finish(job.row_id, state="fail", reason=failed.reason)
+            won = TrialRepository(session).finish(
+                job.row_id, state="fail", reason=failed.reason, failure_kind=FailureKind.ERROR
+            )
         return won, failed, None, TrialOutcome()
 
 
@@ -135,6 +147,8 @@ def mirror_to_optuna(
     """Tell Optuna, after one user attribute for the dashboard (each write is a round trip):
     why a trial failed, or its per-task validation metrics; the rest is in our row."""
     trial = job.trial
+    if trial is None:
+        return  # a confirmation run: our row is its only record
     try:
         if outcome.state is TrialState.FAIL and outcome.reason is not None:
             trial.set_user_attr("fail_reason", outcome.reason)
@@ -142,44 +156,80 @@ def mirror_to_optuna(
             trial.set_user_attr("val_metrics", recorded.val_metrics)
         tell_once(job.study.study, trial, values, state=outcome.state)
     except optuna.exceptions.UpdateFinishedTrialError as exc:
-        logger.warning("trial %d of study %s: %s", trial.number, job.study.id, exc)
+        logger.warning("%s of study %s: %s", job.label, job.study.id, exc)
 
 
-def complete_if_done(database: Database, context: StudyContext) -> bool:
-    """Mark the study completed (and store its ``best``) if its budget or time is used up and
-    no trial of any worker is reserved or running; True if this call did it
-    (`storage.TrialRepository.complete_if_done`: one conditional UPDATE)."""
+def complete_if_done(database: Database, context: StudyContext) -> Completion:
+    """End the study's search or the study (`storage.TrialRepository.complete_if_done`, one
+    conditional UPDATE each): once its budget or time is used and no search trial of any
+    worker is unfinished, its best configurations are queued for confirmation at further
+    seeds (`mtlsearch.search.confirmation.plan`; the spec may turn it off); once those have
+    run too, it is completed with its ``best`` answer (`mtlsearch.search.answer`)."""
     time_up = not context.time_left()
+    spec, experiment = context.spec, context.experiment
+    answers: list[dict[str, Any] | None] = []
 
-    def best(repository: TrialRepository) -> dict[str, object] | None:
-        rows = repository.rows(context.id, states=("complete",))
-        return best_record_from_rows(rows, context.spec, context.experiment, context.baselines)
+    def answer(repository: TrialRepository) -> dict[str, Any] | None:
+        answers.append(
+            best_answer(repository.rows(context.id), spec, experiment, context.baselines)
+        )
+        return answers[-1]
 
     with database.session() as session:
         repository = TrialRepository(session)
-        changed = repository.complete_if_done(
-            context.id, time_up=time_up, best=lambda: best(repository)
+        done = repository.complete_if_done(
+            context.id,
+            time_up=time_up,
+            best=lambda: answer(repository),
+            confirm=lambda: plan(repository.rows(context.id, ("complete",)), spec, experiment),
         )
-    if changed:
+    if done is Completion.CONFIRMING:
+        logger.info("study %s: search done, its best queued for confirmation", context.id)
+    elif done is Completion.COMPLETED:
         logger.info("study %s completed", context.id)
-    return changed
+        if answers and answers[-1] is not None:
+            mirror_answer(context.study, answers[-1])
+    return done
+
+
+def mirror_answer(study: optuna.Study, record: Mapping[str, Any]) -> None:
+    """The confirmed answer for the dashboard: a study user attribute ``confirmation`` with
+    the verdict in words and the means ± sd of the best and of uniform weights (the full
+    record is ``GET /best``'s)."""
+    confirmation = record.get("confirmation")
+    if not confirmation:
+        return
+    best = confirmation.get("configurations") or []
+    uniform = confirmation.get("uniform") or {}
+    summary = {
+        "verdict": (confirmation.get("verdict") or {}).get("text"),
+        "best_trial": record.get("number"),
+        "best_objective": best[0]["objective"][0] if best else None,
+        "uniform_objective": (uniform.get("objective") or [None])[0],
+        "seeds": len(confirmation.get("seeds") or []),
+    }
+    try:
+        study.set_user_attr("confirmation", summary)
+    except optuna.exceptions.OptunaError as exc:  # the mirror only: the record is stored
+        logger.warning("could not show the confirmation on the dashboard: %s", exc)
 
 
 def log_outcome(job: Job, outcome: Outcome, values: list[float] | None) -> None:
-    number, study_id = job.trial.number, job.study.id
+    label, study_id = job.label, job.study.id
     if outcome.state is TrialState.COMPLETE:
         shown = ", ".join(f"{v:.4g}" for v in values or [])
-        logger.info("trial %d of study %s complete: %s", number, study_id, shown)
+        logger.info("%s of study %s complete: %s", label, study_id, shown)
     elif outcome.state is TrialState.PRUNED:
-        logger.info("trial %d of study %s pruned: %s", number, study_id, outcome.reason)
+        logger.info("%s of study %s pruned: %s", label, study_id, outcome.reason)
     else:
-        logger.warning("trial %d of study %s failed: %s", number, study_id, outcome.reason)
+        logger.warning("%s of study %s failed: %s", label, study_id, outcome.reason)
 
 
 __all__ = [
     "ROW_STATES",
     "complete_if_done",
     "log_outcome",
+    "mirror_answer",
     "mirror_to_optuna",
     "outcome_record",
     "settle",

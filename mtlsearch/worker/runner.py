@@ -37,17 +37,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-from optuna.trial import TrialState
 
 import mtl_core.batched as batched
-from mtl_core.errors import ConfigError
+from mtl_core.errors import ConfigError, DataError
 from mtlsearch.worker.decisions import (
     STOPPED_REASON,
     Decision,
     Outcome,
     Verdict,
-    ended_reason,
+    ended_outcome,
     failure_of,
+    stopped_outcome,
 )
 from mtlsearch.worker.jobs import EpochItem, Job, JobQueue
 from mtlsearch.worker.sizing import BatchSizer
@@ -126,7 +126,7 @@ class SlotRunner:
         try:
             self.data_for(job)
         except Exception:
-            logger.debug("data of trial %d not loaded yet", job.trial.number, exc_info=True)
+            logger.debug("data of %s not loaded yet", job.label, exc_info=True)
 
     def _next_job(self) -> Job | None:
         """The next job to start a run with: waits on the queue while there is none."""
@@ -186,12 +186,11 @@ class SlotRunner:
         status = self.teller.ended(job.study.id)
         if status is None:
             return True
-        reason = ended_reason(status)
-        self.teller.finished(job, forced=Outcome(TrialState.FAIL, reason=reason))
+        self.teller.finished(job, forced=ended_outcome(status))
         return False
 
     def _tell_stopped(self, job: Job, result: Any = None) -> None:
-        self.teller.finished(job, forced=Outcome(TrialState.FAIL, result, STOPPED_REASON))
+        self.teller.finished(job, forced=stopped_outcome(result))
 
     def _next_round(self) -> int:
         self._rounds += 1
@@ -221,6 +220,10 @@ class SlotRunner:
                 except torch.cuda.OutOfMemoryError as exc:
                     retry, error = first, exc
                 except Exception as exc:
+                    if isinstance(exc, DataError):  # this machine's data: no trial can run
+                        for job in first:
+                            self._fail(job, failure_of(exc, self._next_round()), exc)
+                        continue
                     if len(first) > 1:
                         logger.warning("cannot batch these trials (%s); each runs alone", exc)
                         self._alone.extend(first)
@@ -246,7 +249,7 @@ class SlotRunner:
                     "out of memory with K=%d on %s; trials %s start again at K=%d",
                     2 * k,
                     self.device,
-                    [j.trial.number for j in retry],
+                    [j.label for j in retry],
                     k,
                 )
                 self.sizer.fits_at_most(retry[0], k)
@@ -257,13 +260,9 @@ class SlotRunner:
             raise
 
     def _fail(self, job: Job, outcome: Outcome, exc: BaseException | None) -> None:
-        logger.warning(
-            "trial %d of study %s failed: %s",
-            job.trial.number,
-            job.study.id,
-            outcome.reason,
-            exc_info=exc is not None and not isinstance(exc, ConfigError),
-        )
+        # The teller logs the failure in one line; the traceback is for debugging.
+        if exc is not None and not isinstance(exc, ConfigError | DataError):
+            logger.debug("%s of study %s failed", job.label, job.study.id, exc_info=exc)
         self.teller.finished(job, forced=outcome)
 
     def _drive(
@@ -290,7 +289,7 @@ class SlotRunner:
                 if slot is not None:
                     self.teller.finished(
                         slot.tag,
-                        forced=failure or Outcome(TrialState.FAIL, reason=STOPPED_REASON),
+                        forced=failure or stopped_outcome(),
                     )
             if failure is None:
                 raise

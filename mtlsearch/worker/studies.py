@@ -65,8 +65,9 @@ class StudyContext:
         return self.info.id
 
     def time_left(self, now: datetime | None = None) -> bool:
-        """False once the study's ``time_budget_s`` (from its creation) has passed."""
-        if self.info.time_budget_s is None:
+        """False once the study's ``time_budget_s`` (from its creation) has passed. A study
+        confirming its best has time: the confirmation runs after the search's budget."""
+        if self.info.time_budget_s is None or self.info.confirming:
             return True
         now = now or datetime.now(UTC)
         return (now - self.info.created_at).total_seconds() < self.info.time_budget_s
@@ -162,6 +163,23 @@ def load_or_train_baselines(
     return study_baselines(spec, context.study, cached_or_trained)
 
 
+def unservable(experiments: list[str], data_dir: Path | str | None) -> dict[str, str]:
+    """The experiments of ``experiments`` whose data files are missing or corrupt under
+    ``data_dir``, each with the one-line reason (checksums are checked once per process)."""
+    from mtl_core.errors import DataError
+    from mtl_core.experiments import get_experiment
+    from mtl_core.experiments.data import verify_files
+
+    root = Path(data_dir) if data_dir is not None else None
+    out: dict[str, str] = {}
+    for name in experiments:
+        try:
+            verify_files(root, get_experiment(name).files)
+        except DataError as exc:
+            out[name] = str(exc)
+    return out
+
+
 def planned_epochs(context: StudyContext, config_epochs: int | None) -> int:
     """The epochs a trial trains: its own, else the spec's largest, else the experiment's."""
     if config_epochs is not None:
@@ -214,5 +232,6 @@ __all__ = [
     "load_or_train_baselines",
     "load_study_context",
     "planned_epochs",
+    "unservable",
     "worker_seed",
 ]

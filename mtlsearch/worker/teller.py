@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mtlsearch.search.objective import intermediate_value
+from mtlsearch.search.results import TrialOutcome
 from mtlsearch.worker import outcomes
 from mtlsearch.worker.decisions import (
     GO_ON,
@@ -49,7 +50,9 @@ from mtlsearch.worker.decisions import (
     next_streak,
 )
 from mtlsearch.worker.outage import DatabaseOutage
-from storage import Database, NotFoundError, StudyRepository, StudyStatus
+from storage import Database, NotFoundError, StudyRepository, StudyStatus, TrialRepository
+from storage.models import FailureKind
+from storage.repositories.trials import Completion
 
 if TYPE_CHECKING:
     from mtl_core.results import TrialResult
@@ -74,6 +77,8 @@ class Teller:
         max_consecutive_failures: rounds failed in a row after which a study is failed.
         outage: waits out a database that is away; every write of an outcome goes through it
             (default: one that waits until the worker's process ends).
+        on_setup_failure: called with an experiment and the reason when one of its trials
+            failed for this worker's own setup (its data): the worker stops serving it.
     """
 
     def __init__(
@@ -81,10 +86,12 @@ class Teller:
         database: Database,
         max_consecutive_failures: int,
         outage: DatabaseOutage | None = None,
+        on_setup_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self.database = database
         self.max_consecutive_failures = max_consecutive_failures
         self.outage = outage or DatabaseOutage(threading.Event())
+        self.on_setup_failure = on_setup_failure
         #: Verdicts other than CONTINUE, as ``(Job.key, Decision)``: the runner's to read.
         self.verdicts: queue.SimpleQueue[tuple[int, Decision]] = queue.SimpleQueue()
         self.trials_done = 0
@@ -163,6 +170,12 @@ class Teller:
     def fail_study(self, context: StudyContext, message: str) -> None:
         self._post(lambda: self._fail_study(context, message))
 
+    def setup_failed(self, experiment: str, reason: str) -> None:
+        """This worker cannot serve ``experiment`` (its data): it stops serving it."""
+        callback = self.on_setup_failure
+        if callback is not None:
+            self._post(lambda: callback(experiment, reason))
+
     def study_gone(self, study_id: str) -> None:
         """Its Optuna study was deleted underneath the worker."""
         self._post(lambda: self._ended.__setitem__(study_id, "deleted"))
@@ -178,6 +191,9 @@ class Teller:
     # --- on the teller's thread ------------------------------------------------------------
 
     def _on_asked(self, job: Job) -> None:
+        # Its slot was just reserved, which only a running study allows: a study seen ended
+        # before was resumed since.
+        self._ended.pop(job.study.id, None)
         self._untold[job.study.id] += 1
         self._in_flight[job.study.id] = job.study
 
@@ -204,8 +220,8 @@ class Teller:
                 except Exception as exc:
                     # Its epoch goes unreported (the pruner judges by the others); the trial
                     # trains on. An unreachable database is said once by the outage.
-                    if not self.outage.noted(f"reporting trial {job.trial.number}", exc):
-                        logger.exception("could not report trial %d", job.trial.number)
+                    if not self.outage.noted(f"reporting {job.label}", exc):
+                        logger.exception("could not report %s", job.label)
                     decision = GO_ON
                 if decision.verdict is not Verdict.CONTINUE:
                     self._decided[job.key] = decision
@@ -215,11 +231,13 @@ class Teller:
         self._round = (round_, healthy)
 
     def _verdict(self, job: Job, item: EpochItem, status: StudyStatus | str) -> Decision:
-        context, report = job.study, item.report
+        context, report, trial = job.study, item.report, job.trial
         value = intermediate_value(report, context.spec, context.experiment, context.baselines)
-        reported = value is not None and math.isfinite(value)
+        # A confirmation run has no Optuna trial: nothing to report, no pruner to ask.
+        reported = trial is not None and value is not None and math.isfinite(value)
         if reported:
-            job.trial.report(value, report.epoch)  # type: ignore[arg-type]
+            assert trial is not None and value is not None
+            trial.report(value, report.epoch)
         facts = EpochFacts(
             study_status=status,
             # The runner stops trials itself at the epoch boundary when the worker stops: a
@@ -231,7 +249,7 @@ class Teller:
             strategy=job.config.strategy,
             pruner=str(context.spec.pruner),
         )
-        return epoch_verdict(facts, job.trial.should_prune)
+        return epoch_verdict(facts, trial.should_prune if trial is not None else lambda: False)
 
     def _status(self, context: StudyContext, fresh: bool = False) -> StudyStatus | str:
         # Read at most once per STATUS_CHECK_S (unless ``fresh``): a cancel is seen after the
@@ -285,9 +303,12 @@ class Teller:
         (`mtlsearch.worker.stale.repair_optuna`).
         """
         context = job.study
+        if outcome.failure_kind is FailureKind.WORKER_SETUP:
+            self._hand_back(job, outcome)
+            return
         outcome, values = outcomes.settle(job, outcome)
         recorded = outcomes.outcome_record(job, outcome)
-        what = f"recording trial {job.trial.number} of study {context.id}"
+        what = f"recording {job.label} of study {context.id}"
         try:
             won, outcome, values, recorded = self.outage.call(
                 what, lambda: outcomes.write_row(self.database, job, outcome, values, recorded)
@@ -296,29 +317,54 @@ class Teller:
             self._end_trial(job)
         if not won:
             logger.warning(
-                "trial %d of study %s was failed as lost by a peer meanwhile; its outcome is "
-                "dropped",
-                job.trial.number,
+                "%s of study %s was failed as lost by a peer meanwhile; its outcome is dropped",
+                job.label,
                 context.id,
             )
             return
         self.trials_done += 1
         self.outage.call(
-            f"telling Optuna trial {job.trial.number} of study {context.id}",
+            f"telling Optuna {job.label} of study {context.id}",
             lambda: outcomes.mirror_to_optuna(job, outcome, values, recorded),
         )
         outcomes.log_outcome(job, outcome, values)
-        context.streak, message = next_streak(
-            context.streak, outcome, self.max_consecutive_failures
-        )
-        if message is not None:
-            self._fail_study(context, message)
+        if job.trial is not None:  # a confirmation run that fails tells, and ends, no search
+            context.streak, message = next_streak(
+                context.streak, outcome, self.max_consecutive_failures
+            )
+            if message is not None:
+                self._fail_study(context, message)
         # reserved_hint is the asker's (a stale read only delays this check to a later finish).
         n_trials = context.info.n_trials
         if outcome.state is not TrialState.FAIL and (
             n_trials is not None and context.reserved_hint >= n_trials
         ):
             self.maybe_complete(context)
+
+    def _hand_back(self, job: Job, outcome: Outcome) -> None:
+        """A trial this worker could not run for its own setup (the experiment's data missing
+        here): another worker runs it (`storage.TrialRepository.hand_back`), nothing counts
+        towards the study's streak, and this worker stops serving the experiment."""
+        context, reason = job.study, outcome.reason or "worker setup failed"
+
+        def hand_back() -> bool:
+            with self.database.session() as session:
+                return TrialRepository(session).hand_back(
+                    job.row_id, f"handed back: {reason}", FailureKind.WORKER_SETUP
+                )
+
+        try:
+            handed = self.outage.call(f"handing back {job.label}", hand_back)
+        finally:
+            self._end_trial(job)
+        if handed:
+            logger.warning("%s of study %s handed back: %s", job.label, context.id, reason)
+            self.outage.call(
+                f"telling Optuna {job.label} of study {context.id}",
+                lambda: outcomes.mirror_to_optuna(job, outcome, None, TrialOutcome()),
+            )
+        if self.on_setup_failure is not None:  # on this thread already
+            self.on_setup_failure(context.experiment.name, reason)
 
     def _end_trial(self, job: Job) -> None:
         self._untold[job.study.id] -= 1
@@ -338,13 +384,13 @@ class Teller:
             self._ended[context.id] = StudyStatus.FAILED
             logger.error("study %s marked failed: %s", context.id, message)
 
-    def maybe_complete(self, context: StudyContext) -> bool:
-        """Complete the study if it is done (`mtlsearch.worker.outcomes.complete_if_done`);
-        True if this call did it."""
-        changed = self.outage.call(
+    def maybe_complete(self, context: StudyContext) -> Completion:
+        """Confirm or complete the study if it is done
+        (`mtlsearch.worker.outcomes.complete_if_done`); what this call did."""
+        done = self.outage.call(
             f"completing study {context.id}",
             lambda: outcomes.complete_if_done(self.database, context),
         )
-        if changed:
+        if done is Completion.COMPLETED:
             self._ended[context.id] = StudyStatus.COMPLETED
-        return changed
+        return done

@@ -17,13 +17,27 @@ StudyStatusName = Literal["running", "completed", "cancelled", "failed"]
 
 
 class TrialCounts(BaseModel):
-    """How many of the study's Optuna trials are in each state."""
+    """How many of the study's search trials are in each state."""
 
     complete: int = Field(0, description="Finished with a value.")
     pruned: int = Field(0, description="Stopped early by the pruner.")
-    fail: int = Field(0, description="Failed (error, NaN loss, lost worker).")
+    fail: int = Field(
+        0, description="Failed (error, NaN loss, lost worker, worker stopped); not cancelled."
+    )
+    cancelled: int = Field(
+        0, description="Ended by a cancel of the study (some never trained); not failures."
+    )
     running: int = Field(0, description="Being trained now.")
-    waiting: int = Field(0, description="Queued (e.g. a failed trial to retry).")
+    waiting: int = Field(0, description="Queued (the retry of a trial lost with its worker).")
+
+
+class ConfirmationCounts(BaseModel):
+    """The study's confirmation runs (its best retrained at further seeds) by state."""
+
+    queued: int = Field(0, description="Waiting for a worker.")
+    running: int = Field(0, description="Being trained now.")
+    complete: int = Field(0, description="Finished with a value.")
+    fail: int = Field(0, description="Failed (their configuration's mean is over the others).")
 
 
 class StudyPublic(BaseModel):
@@ -38,7 +52,14 @@ class StudyPublic(BaseModel):
     finished_at: datetime | None = Field(description="When the study left 'running'.")
     n_trials: int | None = Field(description="Trial budget (None: only a time budget).")
     time_budget_s: float | None = Field(description="Wall-clock budget in seconds.")
-    trials: TrialCounts = Field(description="Trials by Optuna state.")
+    trials: TrialCounts = Field(description="Search trials by state.")
+    phase: Literal["searching", "confirming"] | None = Field(
+        description="A running study: searching (trials of the budget), or confirming (its "
+        "best retrained at further seeds, docs/walkthrough.md); None once it stopped."
+    )
+    confirmation: ConfirmationCounts | None = Field(
+        description="The confirmation runs by state, once the search has queued them."
+    )
     directions: list[Literal["maximize", "minimize"]] = Field(
         description="One direction per objective value."
     )
@@ -76,13 +97,16 @@ class StudiesPublic(BaseModel):
 
 
 class BestPublic(BaseModel):
-    """The best result: exactly the record of `mtlsearch.search.best.best_record`.
+    """The study's answer: exactly the record of `mtlsearch.search.answer.best_answer`.
 
-    Single objective: the best trial's fields at the top level (number, values, weights,
-    weights_normalised, strategy, strategy_params, config, val_metrics, test_metrics, delta_m)
-    beside experiment, tasks, objective, directions and baselines. Several objectives: the same
-    fields for each Pareto-optimal trial under ``pareto``. Ready for
-    `mtl_core.build_loss_from_best`.
+    Single objective: the best configuration's fields at the top level (number, values,
+    weights, weights_normalised, strategy, strategy_params, strategy_weights, config,
+    val_metrics, test_metrics, delta_m) beside experiment, tasks, objective, directions and
+    baselines. Once the study's confirmation has run, the best is the configuration with the
+    highest mean over the confirmation seeds, its values and metrics are those means, and
+    ``confirmation`` holds mean ± sd per configuration and for uniform weights, and the
+    ``verdict`` in words. Several objectives: the same fields for each Pareto-optimal
+    configuration under ``pareto``. Ready for `mtl_core.build_loss_from_best`.
     """
 
     model_config = {"extra": "allow"}
@@ -104,13 +128,27 @@ class BestPublic(BaseModel):
     val_metrics: dict[str, float] | None = None
     test_metrics: dict[str, float] | None = None
     delta_m: float | None = None
+    strategy_weights: dict[str, float] | None = Field(
+        None,
+        description="The weights the strategy applied (mean over the last epoch, Σ = tasks): "
+        "for a dynamic strategy, not the searched `weights`.",
+    )
     pareto: list[dict[str, Any]] | None = Field(
         None, description="Several objectives: one record per Pareto-optimal trial."
+    )
+    confirmation: dict[str, Any] | None = Field(
+        None,
+        description="The confirmation at further seeds (null before it ran, or when the spec "
+        "turned it off): seeds, runs, compute_s, per configuration and for uniform weights "
+        "the objective and each task's metrics as {mean, sd, n, values}, and verdict: "
+        "{judgement: better | within_noise | worse | unknown, difference, standard_error, "
+        "unit, text}.",
     )
 
 
 __all__ = [
     "BestPublic",
+    "ConfirmationCounts",
     "StudiesPublic",
     "StudyCreate",
     "StudyPublic",

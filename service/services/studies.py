@@ -12,34 +12,32 @@ import secrets
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal
 
 import optuna
 from sqlalchemy.orm import Session
 
-from mtl_core.experiments import Experiment, get_experiment
-from mtl_core.registry import UnknownNameError
-from mtlsearch.search.best import best_record_from_rows
-from mtlsearch.search.objective import directions
 from mtlsearch.search.optuna_factory import create_optuna_study
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.search.spec_checks import validate_against_experiment
 from service.errors import ConflictError
-from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
+from service.schemas.studies import (
+    ConfirmationCounts,
+    StudiesPublic,
+    StudyPublic,
+    TrialCounts,
+)
 from service.schemas.trials import TrialsPublic
 from service.services.orphans import OrphanCleaner, discard_now, drop_optuna_study
 from service.services.trial_reads import pareto_size, study_directions, trial_public
 from service.services.workers import live_experiments, unserved_message
 from storage import (
-    ArtifactRepository,
     Database,
-    NotFoundError,
     StudyExistsError,
     StudyInfo,
     StudyRepository,
     StudyStatus,
     TrialRepository,
-    TrialRow,
 )
 from storage.repositories.trials import BEST_ARTIFACT as TRIAL_BEST_ARTIFACT
 
@@ -54,12 +52,18 @@ def _progress(info: StudyInfo, counts: dict[str, int], now: datetime) -> float:
         return 1.0
     fractions = [0.0]
     if info.n_trials:
-        finished = counts["complete"] + counts["pruned"] + counts["fail"]
+        finished = counts["complete"] + counts["pruned"] + counts["fail"] + counts["cancelled"]
         fractions.append(finished / info.n_trials)
     if info.time_budget_s:
         end = info.finished_at or now
         fractions.append((end - info.created_at).total_seconds() / info.time_budget_s)
     return min(1.0, max(fractions))
+
+
+def _phase(info: StudyInfo) -> Literal["searching", "confirming"] | None:
+    if info.status is not StudyStatus.RUNNING:
+        return None
+    return "confirming" if info.confirming else "searching"
 
 
 def _message(info: StudyInfo, served: frozenset[str] | None, check: bool) -> str | None:
@@ -105,6 +109,7 @@ def publish(
     trials = TrialRepository(session)
     study_ids = [info.id for info in infos]
     counts = trials.state_counts(study_ids)
+    confirmations = trials.confirmation_counts(study_ids)
     dirs = {info.id: study_directions(info) for info in infos}
     best = trials.best_values(study_ids, dirs)
     now = datetime.now(UTC)
@@ -128,6 +133,12 @@ def publish(
                 n_trials=info.n_trials,
                 time_budget_s=info.time_budget_s,
                 trials=full_counts,
+                phase=_phase(info),
+                confirmation=(
+                    ConfirmationCounts(**confirmations[info.id])
+                    if info.id in confirmations
+                    else None
+                ),
                 directions=study_dirs,
                 best_value=best.get(info.id),
                 pareto_size=pareto,
@@ -260,6 +271,29 @@ def cancel_study(database: Database, study_id: str) -> StudyPublic:
     return public
 
 
+def resume_study(database: Database, study_id: str) -> StudyPublic:
+    """Run a failed or cancelled study again, its budget as it was: the trials that failed or
+    were cancelled gave their slots back, so workers run as many as are missing.
+
+    Raises:
+        NotFoundError: naming the id.
+        ConflictError: the study is running or completed.
+    """
+    resumable = (StudyStatus.FAILED, StudyStatus.CANCELLED)
+    with database.session() as session:
+        repo = StudyRepository(session)
+        changed = repo.set_status(study_id, StudyStatus.RUNNING, None, expected=resumable)
+        info = repo.get(study_id)
+        if not changed:
+            raise ConflictError(
+                f"study {study_id!r} is {info.status.value}; only a failed or cancelled study "
+                "can be resumed"
+            )
+        public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
+    logger.info("resumed study %s (%s)", study_id, info.name)
+    return public
+
+
 def delete_study(database: Database, study_id: str) -> None:
     """Delete a study: its Optuna study, then our record and its artifacts.
 
@@ -299,77 +333,15 @@ def list_trials(
     return TrialsPublic(data=[trial_public(row) for row in rows], count=count)
 
 
-def get_best(database: Database, study_id: str) -> dict[str, Any]:
-    """The best record of a study (`mtlsearch.search.best.best_record`).
-
-    The ``best`` artifact a worker stored when the study completed is served as is; otherwise
-    the record is computed from the trials so far.
-
-    Raises:
-        NotFoundError: no such study, or no trial has completed yet.
-        ConflictError: the study's experiment is not registered on this server.
-    """
-    with database.session() as session:
-        info = StudyRepository(session).get(study_id)
-        artifact = ArtifactRepository(session).get(study_id, BEST_ARTIFACT)
-        if artifact is not None:
-            return artifact.payload
-        spec = StudySpec.model_validate(info.spec)
-        try:
-            experiment = get_experiment(spec.experiment)
-        except UnknownNameError as exc:
-            raise ConflictError(
-                f"study {study_id!r} uses experiment {spec.experiment!r}, which this server "
-                f"does not know ({exc})"
-            ) from None
-        rows = _best_candidates(TrialRepository(session), study_id, spec, experiment)
-    record = best_record_from_rows(rows, spec, experiment, _baselines(database, info))
-    if record is None:
-        raise NotFoundError(
-            f"study {study_id!r} has no completed trial yet; /best answers once one has"
-        )
-    return record
-
-
-def _best_candidates(
-    trials: TrialRepository, study_id: str, spec: StudySpec, experiment: Experiment
-) -> list[TrialRow]:
-    """The rows the best record is chosen from: the best one by SQL for one objective, every
-    complete row for a Pareto front."""
-    study_directions = directions(spec, experiment)
-    if len(study_directions) > 1:
-        return trials.rows(study_id, ["complete"])
-    best = trials.best_row(study_id, study_directions[0])
-    return [] if best is None else [best]
-
-
-def _baselines(database: Database, info: StudyInfo) -> dict[str, float] | None:
-    """The study's single-task baselines, a user attribute of its Optuna study (public API)."""
-    try:
-        study = optuna.load_study(
-            study_name=info.optuna_study_name,
-            storage=database.optuna_storage(),
-            sampler=optuna.samplers.RandomSampler(),
-        )
-    except KeyError:
-        raise NotFoundError(
-            f"study {info.id!r} has no Optuna study {info.optuna_study_name!r} in the database"
-        ) from None
-    except optuna.exceptions.OptunaError as exc:
-        raise database.storage_error(exc, f"loading study {info.id!r}") from exc
-    baselines = study.user_attrs.get("baselines")
-    return dict(baselines) if baselines is not None else None
-
-
 __all__ = [
     "BEST_ARTIFACT",
     "cancel_study",
     "create_study",
     "delete_study",
-    "get_best",
     "get_study",
     "list_studies",
     "list_trials",
     "optuna_study_ids",
     "publish",
+    "resume_study",
 ]

@@ -103,21 +103,78 @@ class TrialReads:
         self._session = session
 
     def state_counts(self, study_ids: Collection[str]) -> dict[str, dict[str, int]]:
-        """Study id -> {API state name: trials} for `study_ids` (every name present, 0 if none).
+        """Study id -> {API state name: search trials} for `study_ids` (every name present, 0
+        if none), and ``cancelled``: failed trials that a cancel ended (kind ``cancelled``).
 
         'reserved' rows count as running; 'waiting' are the queued retries of lost trials.
+        Confirmation runs are counted apart (`confirmation_counts`).
         """
-        counts = {sid: dict.fromkeys(API_STATES, 0) for sid in study_ids}
+        counts = {sid: dict.fromkeys((*API_STATES, "cancelled"), 0) for sid in study_ids}
         if not counts:
             return counts
         names = {TrialState.RESERVED.value: "running", TrialState.QUEUED.value: "waiting"}
+        cancelled = FailureKind.CANCELLED.value
+        for sid, state, kind, n in self._session.execute(
+            select(TrialRecord.study_id, TrialRecord.state, TrialRecord.failure_kind, func.count())
+            .where(
+                TrialRecord.study_id.in_(list(counts)),
+                TrialRecord.kind == TrialKind.SEARCH.value,
+            )
+            .group_by(TrialRecord.study_id, TrialRecord.state, TrialRecord.failure_kind)
+        ):
+            name = names.get(state, str(state))
+            if state == TrialState.FAIL.value and kind == cancelled:
+                name = "cancelled"
+            counts[sid][name] += int(n)
+        return counts
+
+    def confirmation_counts(self, study_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """Study id -> {queued, running, complete, fail: confirmation runs} for the studies of
+        `study_ids` that have any."""
+        counts: dict[str, dict[str, int]] = {}
+        names = {TrialState.RESERVED.value: "running", TrialState.PRUNED.value: "complete"}
         for sid, state, n in self._session.execute(
             select(TrialRecord.study_id, TrialRecord.state, func.count())
-            .where(TrialRecord.study_id.in_(list(counts)))
+            .where(
+                TrialRecord.study_id.in_(list(study_ids)),
+                TrialRecord.kind == TrialKind.CONFIRMATION.value,
+            )
             .group_by(TrialRecord.study_id, TrialRecord.state)
         ):
-            counts[sid][names.get(state, str(state))] += int(n)
+            study = counts.setdefault(
+                sid, dict.fromkeys(("queued", "running", "complete", "fail"), 0)
+            )
+            study[names.get(state, str(state))] += int(n)
         return counts
+
+    def confirmation_rows(self, study_id: str) -> list[TrialRow]:
+        """The study's confirmation runs, with the complete search rows of the configurations
+        they confirm (what `mtlsearch.search.answer` reads besides the search's best)."""
+        runs = [
+            _row(r)
+            for r in self._session.execute(
+                select(*_COLUMNS)
+                .where(
+                    TrialRecord.study_id == study_id,
+                    TrialRecord.kind == TrialKind.CONFIRMATION.value,
+                )
+                .order_by(TrialRecord.id)
+            ).all()
+        ]
+        keys = {r.confirms for r in runs if r.confirms}
+        if not keys:
+            return runs
+        sources = self._session.execute(
+            select(*_COLUMNS)
+            .where(
+                TrialRecord.study_id == study_id,
+                TrialRecord.kind == TrialKind.SEARCH.value,
+                TrialRecord.state == TrialState.COMPLETE.value,
+                TrialRecord.params_key.in_(keys),
+            )
+            .order_by(TrialRecord.number)
+        ).all()
+        return [_row(r) for r in sources] + runs
 
     def best_values(
         self, study_ids: Collection[str], directions: dict[str, list[str]]
@@ -130,6 +187,7 @@ class TrialReads:
             select(TrialRecord.study_id, func.min(TrialRecord.value), func.max(TrialRecord.value))
             .where(
                 TrialRecord.study_id.in_(list(single)),
+                TrialRecord.kind == TrialKind.SEARCH.value,
                 TrialRecord.state == TrialState.COMPLETE.value,
                 TrialRecord.value.is_not(None),
             )
@@ -168,6 +226,7 @@ class TrialReads:
                 select(TrialRecord.values)
                 .where(
                     TrialRecord.study_id == study_id,
+                    TrialRecord.kind == TrialKind.SEARCH.value,
                     TrialRecord.state == TrialState.COMPLETE.value,
                     TrialRecord.values.is_not(None),
                 )
@@ -190,7 +249,11 @@ class TrialReads:
         """
         if offset < 0 or limit < 1:
             raise ValueError(f"need offset >= 0 and limit >= 1, got {offset=}, {limit=}")
-        where = [TrialRecord.study_id == study_id, TrialRecord.number.is_not(None)]
+        where = [
+            TrialRecord.study_id == study_id,
+            TrialRecord.number.is_not(None),
+            TrialRecord.kind == TrialKind.SEARCH.value,
+        ]
         wanted = _api_states(states)
         if wanted is not None:
             where.append(TrialRecord.state.in_(wanted))

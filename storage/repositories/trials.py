@@ -17,7 +17,9 @@ The life of a row (docs/reliability.md draws it)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, case, delete, exists, func, null, select, update
@@ -50,6 +52,26 @@ class TrialStateError(StorageError):
     """A trial is not in the state an operation needs (e.g. started after it was failed)."""
 
 
+class Completion(StrEnum):
+    """What `TrialRepository.complete_if_done` did."""
+
+    NOT_YET = "not_yet"
+    #: The search was done: its confirmation runs were queued, the study runs on.
+    CONFIRMING = "confirming"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    """A confirmation run to queue: what it confirms (a search ``params_key`` or
+    ``'uniform'``), its search params (None for uniform weights), the config and seed."""
+
+    confirms: str
+    params: dict[str, Any] | None
+    config: dict[str, Any]
+    seed: int
+
+
 class TrialRepository(TrialSlots):
     """Reads and writes ``mtl_trials`` inside the caller's session (the caller commits).
 
@@ -61,14 +83,15 @@ class TrialRepository(TrialSlots):
         self,
         row_id: int,
         *,
-        number: int,
-        optuna_trial_id: int,
-        params: dict[str, Any],
+        number: int | None,
+        optuna_trial_id: int | None,
+        params: dict[str, Any] | None,
         config: dict[str, Any] | None,
         weights_normalised: dict[str, Any] | None,
         seed: int | None = None,
     ) -> None:
-        """Record the Optuna trial a reserved slot became: reserved -> running.
+        """Record the Optuna trial a reserved slot became: reserved -> running. A confirmation
+        run has no Optuna trial (``number`` None) and keeps the params it was queued with.
 
         Raises:
             NotFoundError: no row `row_id` (e.g. given back by a peer that saw this worker
@@ -78,6 +101,7 @@ class TrialRepository(TrialSlots):
         for field, value in (("params", params), ("config", config)):
             require_json(field, value)
         require_json("weights_normalised", weights_normalised)
+        searched = {} if params is None else {"params": params, "params_key": params_key(params)}
         statement = (
             update(TrialRecord)
             .where(TrialRecord.id == row_id, TrialRecord.state == TrialState.RESERVED.value)
@@ -85,12 +109,11 @@ class TrialRepository(TrialSlots):
                 state=TrialState.RUNNING.value,
                 number=number,
                 optuna_trial_id=optuna_trial_id,
-                params=params,
-                params_key=params_key(params),
                 config=config,
                 weights_normalised=weights_normalised,
                 seed=seed,
                 started_at=utcnow(),
+                **searched,
             )
             .execution_options(synchronize_session=False)
         )
@@ -182,35 +205,44 @@ class TrialRepository(TrialSlots):
         *,
         time_up: bool,
         best: Callable[[], dict[str, Any] | None] | None = None,
-    ) -> bool:
-        """Mark the study completed if nothing runs and its budget is met (or `time_up`).
+        confirm: Callable[[], Sequence[QueuedRun]] | None = None,
+    ) -> Completion:
+        """End the study's search, and the study, once their work is done.
 
-        One conditional UPDATE, so of several workers seeing the end only one completes it.
+        The search is done when its budget is met (or `time_up`) and no search trial is
+        queued, reserved or running. Then, with `confirm` and no confirmation yet, the runs it
+        returns (read the rows through this session) are queued as 'confirmation' rows and the
+        study stays running (`Completion.CONFIRMING`); when it returns none, or without
+        `confirm`, the study completes once no row of any kind is unfinished. Each step is a
+        conditional UPDATE, so of several workers seeing the end only one takes it.
+
         The study's row is locked first: a reservation (which updates that row too) either
-        committed before, and its row is seen, or waits and then finds the study ended; the
+        committed before, and its row is seen, or waits and then finds the study ended; every
         check of the trial rows is a statement of its own, which sees every commit before it.
-        With `time_up`, queued retries are failed first (no worker will take them any more).
-        With `best`, its record (read it through this session) is stored as the study's
-        ``best`` artifact in the same transaction.
-
-        Returns:
-            True if this call completed the study.
+        With `time_up`, queued search retries are failed first (no worker takes them any more;
+        confirmation runs still run). With `best`, its record is stored as the study's
+        ``best`` artifact in the transaction that completes it.
         """
-        budget = self._session.scalar(
-            select(StudyRecord.time_budget_s).where(StudyRecord.id == study_id).with_for_update()
-        )
+        study = self._session.execute(
+            select(StudyRecord.time_budget_s, StudyRecord.confirmation_started_at)
+            .where(StudyRecord.id == study_id, StudyRecord.status == StudyStatus.RUNNING.value)
+            .with_for_update()
+        ).first()
+        if study is None:
+            return Completion.NOT_YET
         if time_up:
             self._drop_queued(study_id, TIME_UP_REASON)
+        if confirm is not None and study.confirmation_started_at is None:
+            if not self._search_done(study_id, time_up):
+                return Completion.NOT_YET
+            runs = confirm()
+            if runs:
+                return self._start_confirmation(study_id, runs)
+        budget = study.time_budget_s
         time_message = (
             f"time budget of {budget:g} s reached" if budget is not None else "time budget reached"
         )
-        done = (
-            select(func.count())
-            .select_from(TrialRecord)
-            .where(TrialRecord.study_id == study_id, TrialRecord.state.in_(_DONE))
-            .scalar_subquery()
-        )
-        budget_met = and_(StudyRecord.n_trials.is_not(None), done >= StudyRecord.n_trials)
+        budget_met = and_(StudyRecord.n_trials.is_not(None), self._done() >= StudyRecord.n_trials)
         unfinished = exists().where(
             TrialRecord.study_id == study_id, TrialRecord.state.in_(UNFINISHED)
         )
@@ -219,7 +251,7 @@ class TrialRepository(TrialSlots):
             StudyRecord.status == StudyStatus.RUNNING.value,
             ~unfinished,
         ]
-        if not time_up:
+        if not time_up and study.confirmation_started_at is None:
             where.append(budget_met)
         now = utcnow()
         statement = (
@@ -234,19 +266,85 @@ class TrialRepository(TrialSlots):
             .execution_options(synchronize_session=False)
         )
         if not rowcount(self._session, statement):
-            return False
+            return Completion.NOT_YET
         if best is not None:
             record = best()
             if record is not None:
                 ArtifactRepository(self._session).put(study_id, BEST_ARTIFACT, record)
-        return True
+        return Completion.COMPLETED
+
+    def _done(self) -> Any:
+        """The number of the study's search trials that ran to an end (COMPLETE or PRUNED)."""
+        return (
+            select(func.count())
+            .select_from(TrialRecord)
+            .where(
+                TrialRecord.study_id == StudyRecord.id,
+                TrialRecord.kind == TrialKind.SEARCH.value,
+                TrialRecord.state.in_(_DONE),
+            )
+            .scalar_subquery()
+        )
+
+    def _search_done(self, study_id: str, time_up: bool) -> bool:
+        searching = self._session.scalar(
+            select(func.count())
+            .select_from(TrialRecord)
+            .where(
+                TrialRecord.study_id == study_id,
+                TrialRecord.kind == TrialKind.SEARCH.value,
+                TrialRecord.state.in_(UNFINISHED),
+            )
+        )
+        if searching:
+            return False
+        if time_up:
+            return True
+        met = self._session.scalar(
+            select(
+                StudyRecord.n_trials.is_not(None) & (self._done() >= StudyRecord.n_trials)
+            ).where(StudyRecord.id == study_id)
+        )
+        return bool(met)
+
+    def _start_confirmation(self, study_id: str, runs: Sequence[QueuedRun]) -> Completion:
+        started = rowcount(
+            self._session,
+            update(StudyRecord)
+            .where(StudyRecord.id == study_id, StudyRecord.confirmation_started_at.is_(None))
+            .values(confirmation_started_at=utcnow(), updated_at=utcnow())
+            .execution_options(synchronize_session=False),
+        )
+        if not started:
+            return Completion.NOT_YET
+        for run in runs:
+            require_json("config", run.config)
+            self._session.add(
+                TrialRecord(
+                    study_id=study_id,
+                    kind=TrialKind.CONFIRMATION.value,
+                    state=TrialState.QUEUED.value,
+                    confirms=run.confirms,
+                    params=run.params,
+                    params_key=params_key(run.params) if run.params is not None else None,
+                    config=run.config,
+                    seed=run.seed,
+                    reserved_at=utcnow(),
+                )
+            )
+        self._session.flush()
+        return Completion.CONFIRMING
 
     def _drop_queued(self, study_id: str, reason: str) -> None:
-        """Fail the study's queued retries, their slots back (one conditional UPDATE)."""
+        """Fail the study's queued search retries, their slots back (one conditional UPDATE)."""
         dropped = rowcount(
             self._session,
             update(TrialRecord)
-            .where(TrialRecord.study_id == study_id, TrialRecord.state == TrialState.QUEUED.value)
+            .where(
+                TrialRecord.study_id == study_id,
+                TrialRecord.kind == TrialKind.SEARCH.value,
+                TrialRecord.state == TrialState.QUEUED.value,
+            )
             .values(state=TrialState.FAIL.value, reason=reason, finished_at=utcnow())
             .execution_options(synchronize_session=False),
         )
@@ -267,7 +365,9 @@ __all__ = [
     "BEST_ARTIFACT",
     "LOST_REASON",
     "TIME_UP_REASON",
+    "Completion",
     "LostTrial",
+    "QueuedRun",
     "Reservation",
     "TrialRepository",
     "TrialRow",

@@ -17,6 +17,7 @@ ROUTES = {
     ("get", "/api/v1/studies/{study_id}"),
     ("delete", "/api/v1/studies/{study_id}"),
     ("post", "/api/v1/studies/{study_id}/cancel"),
+    ("post", "/api/v1/studies/{study_id}/resume"),
     ("get", "/api/v1/studies/{study_id}/trials"),
     ("get", "/api/v1/studies/{study_id}/best"),
     ("get", "/api/v1/experiments"),

@@ -11,7 +11,7 @@ def quick_spec(
     """A study of the generated `synthetic` experiment that trains in about a second a trial.
 
     Two epochs, the random sampler, no pruner and the ``weighted_mean`` objective (no
-    baselines to train first).
+    baselines to train first), no confirmation at the end (its own tests turn it on).
 
     Args:
         name: the study name.
@@ -30,6 +30,7 @@ def quick_spec(
         "pruner": "none",
         "objective": {"kind": "weighted_mean"},
         "search_space": search_space,
+        "confirmation": {"enabled": False},
     }
     spec.update(overrides)
     return spec

@@ -16,6 +16,7 @@ from service.schemas.studies import (
     StudyStatusName,
 )
 from service.schemas.trials import TrialsPublic, TrialStateName
+from service.services import answer
 from service.services import studies as service
 from storage import StudyStatus
 
@@ -99,6 +100,23 @@ def cancel_study(study_id: StudyId, database: DatabaseDep) -> StudyPublic:
     return service.cancel_study(database, study_id)
 
 
+@router.post(
+    "/{study_id}/resume",
+    response_model=StudyPublic,
+    dependencies=[TokenDep],
+    summary="Resume a failed or cancelled study",
+    responses={
+        **MUTATION_RESPONSES,
+        409: {"model": ErrorPublic, "description": "The study is running or completed."},
+    },
+)
+def resume_study(study_id: StudyId, database: DatabaseDep) -> StudyPublic:
+    """Run a failed or cancelled study again with its budget as it was: the trials that failed
+    or were cancelled gave their slots back, so workers run as many as are missing; complete
+    trials are kept. A running or completed study answers 409."""
+    return service.resume_study(database, study_id)
+
+
 @router.delete(
     "/{study_id}",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -152,7 +170,7 @@ def get_best(study_id: StudyId, database: DatabaseDep) -> dict[str, Any]:
     """The best trial's weights (raw and normalised), strategy and parameters, full config,
     metrics and Δm%; for several objectives the Pareto set under ``pareto``. Feed it to
     `mtl_core.build_loss_from_best`."""
-    return service.get_best(database, study_id)
+    return answer.get_best(database, study_id)
 
 
 __all__ = ["router"]

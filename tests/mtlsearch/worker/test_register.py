@@ -49,9 +49,11 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.mark.parametrize("batch", [1, 3, "auto"])
 @pytest.mark.usefixtures("plugin")
 def test_the_worker_row_lists_its_experiments_and_batch(
-    database: Database, batch: int | str
+    database: Database, batch: int | str, data_dir: Path
 ) -> None:
-    options = WorkerOptions(batch=batch, idle_exit_s=0.0, heartbeat_s=1.0, worker_id="w")
+    options = WorkerOptions(
+        batch=batch, idle_exit_s=0.0, heartbeat_s=1.0, worker_id="w", data_dir=data_dir
+    )
     worker = Worker(database, options, settings=SETTINGS)
     worker.register()
     try:
@@ -64,3 +66,23 @@ def test_the_worker_row_lists_its_experiments_and_batch(
     assert row.experiments == tuple(EXPERIMENTS.names())
     assert {"adult", "multi_mnist", "plugin_copy", "synthetic"} <= set(row.experiments)
     assert (row.device, row.batch_size) == ("cpu", batch)
+    assert row.unavailable == {}
+
+
+def test_a_worker_without_an_experiments_data_does_not_offer_it(
+    database: Database, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    options = WorkerOptions(idle_exit_s=0.0, heartbeat_s=1.0, worker_id="w", data_dir=empty)
+    worker = Worker(database, options, settings=SETTINGS)
+    worker.register()
+    try:
+        with database.session() as session:
+            row = WorkerRepository(session).get("w", live_within_s=60)
+    finally:
+        worker.run()
+    assert "synthetic" in row.experiments  # generated: no files
+    for name in ("adult", "adult_mixed", "multi_mnist"):
+        assert name not in row.experiments
+        assert "missing data file" in row.unavailable[name] and str(empty) in row.unavailable[name]

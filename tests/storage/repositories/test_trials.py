@@ -20,8 +20,14 @@ from storage import (
     TrialState,
     WorkerRepository,
 )
-from storage.models import TrialRecord, WorkerRecord, utcnow
-from storage.repositories.trials import LOST_REASON, TIME_UP_REASON, TrialStateError
+from storage.models import FailureKind, TrialKind, TrialRecord, WorkerRecord, utcnow
+from storage.repositories.trials import (
+    LOST_REASON,
+    TIME_UP_REASON,
+    Completion,
+    QueuedRun,
+    TrialStateError,
+)
 
 SPEC: dict[str, Any] = {"experiment": "e"}
 
@@ -316,8 +322,8 @@ def test_time_up_fails_queued_retries_and_completes(database: Database) -> None:
     _lose(database, study_id, 0)
     with database.session() as session:
         repo = TrialRepository(session)
-        assert not repo.complete_if_done(study_id, time_up=False)
-        assert repo.complete_if_done(study_id, time_up=True)
+        assert repo.complete_if_done(study_id, time_up=False) is Completion.NOT_YET
+        assert repo.complete_if_done(study_id, time_up=True) is Completion.COMPLETED
         (dropped,) = repo.rows(study_id, ["fail"], numbers=None)[1:]
         assert StudyRepository(session).get(study_id).trials_reserved == 1
     assert dropped.retry_of == 0 and dropped.reason == TIME_UP_REASON
@@ -334,12 +340,24 @@ def test_complete_if_done_waits_for_running_rows_then_stores_best(database: Data
         return {"number": 0}
 
     with database.session() as session:
-        assert not TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
-        assert not TrialRepository(session).complete_if_done(study_id, time_up=True, best=best)
+        assert (
+            TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+            is Completion.NOT_YET
+        )
+        assert (
+            TrialRepository(session).complete_if_done(study_id, time_up=True, best=best)
+            is Completion.NOT_YET
+        )
     with database.session() as session:
         assert TrialRepository(session).finish(row_id, state="pruned", values=[3.0])
-        assert TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
-        assert not TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+        assert (
+            TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+            is Completion.COMPLETED
+        )
+        assert (
+            TrialRepository(session).complete_if_done(study_id, time_up=False, best=best)
+            is Completion.NOT_YET
+        )
     assert calls == [1]
     with database.session() as session:
         info = StudyRepository(session).get(study_id)
@@ -367,8 +385,8 @@ def test_complete_if_done_on_time_up_says_so(database: Database) -> None:
     _finished(database, study_id, 0, "complete", 1.0)
     with database.session() as session:
         repo = TrialRepository(session)
-        assert not repo.complete_if_done(study_id, time_up=False)
-        assert repo.complete_if_done(study_id, time_up=True)
+        assert repo.complete_if_done(study_id, time_up=False) is Completion.NOT_YET
+        assert repo.complete_if_done(study_id, time_up=True) is Completion.COMPLETED
         info = StudyRepository(session).get(study_id)
     assert info.message == "time budget of 1.5 s reached"
 
@@ -378,7 +396,9 @@ def test_failed_trials_do_not_count_towards_the_budget(database: Database) -> No
     row_id = _running(database, study_id, 0)
     with database.session() as session:
         assert TrialRepository(session).finish(row_id, state="fail")
-        assert not TrialRepository(session).complete_if_done(study_id, time_up=False)
+        assert (
+            TrialRepository(session).complete_if_done(study_id, time_up=False) is Completion.NOT_YET
+        )
 
 
 def test_counts_best_values_and_pages(database: Database) -> None:
@@ -398,8 +418,9 @@ def test_counts_best_values_and_pages(database: Database) -> None:
             "complete": 3,
             "pruned": 1,
             "fail": 1,
+            "cancelled": 0,
         }
-        assert counts[other] == dict.fromkeys(counts[other], 0) and len(counts[other]) == 5
+        assert counts[other] == dict.fromkeys(counts[other], 0) and len(counts[other]) == 6
         directions = {study_id: ["maximize"], other: ["maximize"]}
         assert repo.best_values([study_id, other], directions) == {study_id: 3.0}
         assert repo.best_values([study_id], {study_id: ["minimize"]}) == {study_id: 1.0}
@@ -558,7 +579,7 @@ def test_time_up_completion_waits_for_a_reservation_in_flight(postgres_url: str)
             thread.join(timeout=1.0)
             assert thread.is_alive()  # waits on the study row the reservation holds
         thread.join(timeout=10.0)
-        assert results == [False]  # it saw the reserved row: the study is not done
+        assert results == [Completion.NOT_YET]  # it saw the reserved row: the study is not done
         with database.session() as session:
             assert StudyRepository(session).get(study_id).status is StudyStatus.RUNNING
     finally:
@@ -589,3 +610,143 @@ def test_reserve_many_takes_what_the_budget_has_left(database: Database) -> None
         assert StudyRepository(session).get(study_id).trials_reserved == 5
         with pytest.raises(ValueError, match="n must be >= 1, got n=0"):
             repo.reserve_many(study_id, "w", 0)
+
+
+def _confirm_runs() -> list[QueuedRun]:
+    config = {"experiment": "e", "seed": 0}
+    return [
+        QueuedRun(key, params, {**config, "seed": seed}, seed)
+        for seed in (10, 11)
+        for key, params in (("k0", {"w": 0}), ("uniform", None))
+    ]
+
+
+def test_a_finished_search_queues_its_confirmation_once_then_completes(
+    database: Database,
+) -> None:
+    study_id = _create(database, n_trials=2)
+    _finished(database, study_id, 0, "complete", 1.0)
+    row_id = _running(database, study_id, 1)
+    asked: list[int] = []
+
+    def confirm() -> list[QueuedRun]:
+        asked.append(1)
+        return _confirm_runs()
+
+    with database.session() as session:  # a search trial still runs
+        done = TrialRepository(session).complete_if_done(study_id, time_up=False, confirm=confirm)
+        assert done is Completion.NOT_YET and not asked
+        assert TrialRepository(session).finish(row_id, state="complete", values=[2.0])
+    with database.session() as session:
+        repo = TrialRepository(session)
+        assert repo.complete_if_done(study_id, time_up=False, confirm=confirm) is (
+            Completion.CONFIRMING
+        )
+        assert repo.complete_if_done(study_id, time_up=False, confirm=confirm) is (
+            Completion.NOT_YET
+        )
+    assert asked == [1]  # planned once
+    with database.session() as session:
+        repo = TrialRepository(session)
+        info = StudyRepository(session).get(study_id)
+        assert info.confirming and info.trials_reserved == 2  # the runs take no budget slot
+        counts = repo.confirmation_counts([study_id])[study_id]
+        assert counts == {"queued": 4, "running": 0, "complete": 0, "fail": 0}
+        assert repo.state_counts([study_id])[study_id]["waiting"] == 0  # search counts apart
+        taken = repo.reserve_many(study_id, "w", 10)
+    assert [r.kind for r in taken] == [TrialKind.CONFIRMATION] * 4  # no fresh slot: none left
+    assert {r.config["seed"] for r in taken if r.config} == {10, 11}
+    with database.session() as session:
+        repo = TrialRepository(session)
+        for reservation in taken:
+            repo.start(
+                reservation.row_id,
+                number=None,
+                optuna_trial_id=None,
+                params=None,
+                config=reservation.config,
+                weights_normalised=None,
+                seed=reservation.config["seed"] if reservation.config else None,
+            )
+        assert repo.finish(taken[0].row_id, state="fail", reason="diverged")
+        for reservation in taken[1:]:
+            assert repo.finish(reservation.row_id, state="complete", values=[1.5])
+        assert StudyRepository(session).get(study_id).trials_reserved == 2  # no slot back
+    with database.session() as session:
+        done = TrialRepository(session).complete_if_done(study_id, time_up=False, confirm=confirm)
+    assert done is Completion.COMPLETED and asked == [1]
+
+
+def test_nothing_to_confirm_completes_at_once(database: Database) -> None:
+    study_id = _create(database, n_trials=1)
+    _finished(database, study_id, 0, "complete", 1.0)
+    with database.session() as session:
+        done = TrialRepository(session).complete_if_done(study_id, time_up=False, confirm=list)
+    assert done is Completion.COMPLETED
+
+
+def test_the_schema_refuses_two_confirmation_runs_of_one_seed(database: Database) -> None:
+    study_id = _create(database, n_trials=1)
+    _finished(database, study_id, 0, "complete", 1.0)
+    with database.session() as session:
+        TrialRepository(session).complete_if_done(study_id, time_up=False, confirm=_confirm_runs)
+    with pytest.raises(StorageError, match=r"(?i)unique"), database.session() as session:
+        session.add(
+            TrialRecord(
+                study_id=study_id,
+                kind="confirmation",
+                state="queued",
+                confirms="k0",
+                seed=10,
+                config={},
+                reserved_at=utcnow(),
+            )
+        )
+
+
+def test_a_lost_confirmation_run_is_failed_not_retried_and_gives_no_slot(
+    database: Database,
+) -> None:
+    study_id = _create(database, n_trials=1)
+    _finished(database, study_id, 0, "complete", 1.0)
+    with database.session() as session:
+        TrialRepository(session).complete_if_done(study_id, time_up=False, confirm=_confirm_runs)
+    dead = _worker(database)
+    with database.session() as session:
+        repo = TrialRepository(session)
+        first, second, *_ = repo.reserve_many(study_id, dead, 4)
+        repo.start(
+            first.row_id,
+            number=None,
+            optuna_trial_id=None,
+            params=None,
+            config=first.config,
+            weights_normalised=None,
+        )
+    later = utcnow() + timedelta(seconds=60)
+    with database.session() as session:
+        claimed = TrialRepository(session).claim_lost(study_id, grace_s=1.0, now=later)
+        rows = {r.id: r for r in TrialRepository(session).rows(study_id)}
+        reserved = StudyRepository(session).get(study_id).trials_reserved
+    ran = next(c for c in claimed if c.row_id == first.row_id)
+    assert ran.retry_row_id is None
+    assert rows[first.row_id].state is TrialState.FAIL
+    assert rows[first.row_id].failure_kind is FailureKind.LOST_WORKER
+    assert rows[second.row_id].state is TrialState.QUEUED  # reserved, never started: queued
+    assert reserved == 1
+
+
+def test_time_up_keeps_the_confirmation_runs(database: Database) -> None:
+    study_id = _create(database, n_trials=5, time_budget_s=1.0)
+    _finished(database, study_id, 0, "complete", 1.0)
+    with database.session() as session:
+        done = TrialRepository(session).complete_if_done(
+            study_id, time_up=True, confirm=_confirm_runs
+        )
+        assert done is Completion.CONFIRMING
+    with database.session() as session:
+        done = TrialRepository(session).complete_if_done(
+            study_id, time_up=True, confirm=_confirm_runs
+        )
+        counts = TrialRepository(session).confirmation_counts([study_id])[study_id]
+    assert done is Completion.NOT_YET and counts["queued"] == 4

@@ -50,7 +50,10 @@ def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:
     assert study["status"] == "running"
     assert study["experiment"] == "synthetic"
     assert study["directions"] == ["maximize"]
-    assert study["trials"] == {"complete": 0, "pruned": 0, "fail": 0, "running": 0, "waiting": 0}
+    assert study["trials"] == dict.fromkeys(
+        ("complete", "pruned", "fail", "cancelled", "running", "waiting"), 0
+    )
+    assert study["phase"] == "searching" and study["confirmation"] is None
     assert study["best_value"] is None and study["progress"] == 0.0
     assert study["spec"]["sampler"] == "tpe"  # defaults are filled in
     assert study["optuna_study_name"] in served.optuna_study_names()
@@ -59,7 +62,8 @@ def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:
     trials = fill(served, study, 25, states=states)
 
     got = client.get(f"{API}/{study['id']}").json()
-    assert got["trials"] == {"complete": 13, "pruned": 6, "fail": 6, "running": 0, "waiting": 0}
+    expected = {"complete": 13, "pruned": 6, "fail": 6, "cancelled": 0, "running": 0, "waiting": 0}
+    assert got["trials"] == expected
     best_value = max(t.values[0] for t in trials if t.state is TrialState.COMPLETE)
     assert got["best_value"] == pytest.approx(best_value)
     assert got["progress"] == pytest.approx(25 / 40)
