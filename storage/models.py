@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -303,7 +304,8 @@ class TrialRecord(Base):
     #: The weights the strategy applied, per epoch (each the epoch's mean, Σ = tasks).
     weights_trajectory: Mapped[list[Any] | None] = mapped_column(JSON)
     epochs_run: Mapped[int | None] = mapped_column(Integer)
-    seed: Mapped[int | None] = mapped_column(Integer)
+    #: 64-bit: a spec's seed goes up to 2**32 - 1, and repeats and confirmation runs add to it.
+    seed: Mapped[int | None] = mapped_column(BigInteger)
     num_slots: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     failure_kind: Mapped[str | None] = mapped_column(String(32))

@@ -17,7 +17,14 @@ class WorkerPublic(BaseModel):
     device: str = Field(description="Where it trains, e.g. 'cuda:0' or 'cpu'.")
     experiments: list[str] = Field(
         description="The experiments it can run: its registry when it registered, plugins "
-        "included, sorted. Empty for a worker that registered before workers reported them."
+        "included, sorted, less those it cannot serve. Empty for a worker that registered "
+        "before workers reported them."
+    )
+    unavailable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Experiments it has but cannot serve, each with why (a data set missing "
+        "or corrupt on its machine, found at its start or by a trial): it takes none of "
+        "their studies.",
     )
     batch_size: int | Literal["auto"] | None = Field(
         description="Its --batch: trials trained together (1: one by one), or 'auto' (as many "

@@ -61,8 +61,15 @@ def kills(
     SIGKILLed at a random moment of its work and a fresh worker started in its place."""
     upgrade(db_url)
     database = Database(db_url)
-    # Long enough that every kill round lands before the study ends (the pipeline is fast).
-    info = submit(database, quick_spec("chaos", n_trials=n_trials, search_space={"epochs": 20}))
+    # Long enough that every kill round lands before the study ends (the pipeline is fast);
+    # the confirmation at the end is killed into as well.
+    spec = quick_spec(
+        "chaos",
+        n_trials=n_trials,
+        search_space={"epochs": 20},
+        confirmation={"enabled": True, "top": 2, "seeds": 2},
+    )
+    info = submit(database, spec)
     rng = random.Random(seed)
     procs = [
         WorkerProcess(db_url, tmp_path / f"w{i}.log", *IDLE_EXIT, env=CHAOS_ENV)

@@ -28,6 +28,8 @@ class Ledger:
     #: Trials failed because their worker was lost, and the retries that re-ran them.
     lost_with_worker: int = 0
     retries: int = 0
+    #: Confirmation runs (the best retrained at further seeds), if the study had them.
+    confirmation_runs: int = 0
 
     @property
     def exact(self) -> bool:
@@ -36,7 +38,8 @@ class Ledger:
     def summary(self) -> str:
         return (
             f"lost {len(self.lost)}, duplicated {len(self.duplicated)}, stuck {len(self.stuck)} "
-            f"(trials lost with a worker {self.lost_with_worker}, retries {self.retries})"
+            f"(trials lost with a worker {self.lost_with_worker}, retries {self.retries}, "
+            f"confirmation runs {self.confirmation_runs})"
         )
 
 
@@ -45,8 +48,16 @@ def read_ledger(database: Database, study_id: str, n_trials: int) -> Ledger:
     ledger = Ledger()
     with database.session() as session:
         info = StudyRepository(session).get(study_id)
-        rows = TrialRepository(session).rows(study_id)
+        every = TrialRepository(session).rows(study_id)
     trials = optuna_trials(database, study_id)
+    rows = [r for r in every if r.kind == "search"]
+    runs = [r for r in every if r.kind == "confirmation"]
+    ledger.confirmation_runs = len(runs)
+    for run in runs:
+        if not run.state.is_finished:
+            ledger.stuck.append(f"confirmation run {run.id} is {run.state.value}")
+    twice = Counter((r.confirms, r.seed) for r in runs)
+    ledger.duplicated += [f"confirmation {k} ran {n} times" for k, n in twice.items() if n > 1]
 
     if info.status is not StudyStatus.COMPLETED:
         ledger.stuck.append(f"study is {info.status.value}, not completed")

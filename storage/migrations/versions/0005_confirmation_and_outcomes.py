@@ -40,7 +40,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("kind", sa.String(16), server_default="search", nullable=False))
         batch.add_column(sa.Column("confirms", sa.String(64), nullable=True))
         batch.add_column(sa.Column("weights_trajectory", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("seed", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("seed", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("num_slots", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("failure_kind", sa.String(32), nullable=True))
         batch.create_check_constraint(op.f("ck_mtl_trials_kind"), sa.text(_KINDS))

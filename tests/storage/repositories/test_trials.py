@@ -616,7 +616,7 @@ def _confirm_runs() -> list[QueuedRun]:
     config = {"experiment": "e", "seed": 0}
     return [
         QueuedRun(key, params, {**config, "seed": seed}, seed)
-        for seed in (10, 11)
+        for seed in (2**31 + 10, 2**31 + 11)  # seeds past int32, as confirmation seeds are
         for key, params in (("k0", {"w": 0}), ("uniform", None))
     ]
 
@@ -655,7 +655,7 @@ def test_a_finished_search_queues_its_confirmation_once_then_completes(
         assert repo.state_counts([study_id])[study_id]["waiting"] == 0  # search counts apart
         taken = repo.reserve_many(study_id, "w", 10)
     assert [r.kind for r in taken] == [TrialKind.CONFIRMATION] * 4  # no fresh slot: none left
-    assert {r.config["seed"] for r in taken if r.config} == {10, 11}
+    assert {r.config["seed"] for r in taken if r.config} == {2**31 + 10, 2**31 + 11}
     with database.session() as session:
         repo = TrialRepository(session)
         for reservation in taken:
@@ -697,7 +697,7 @@ def test_the_schema_refuses_two_confirmation_runs_of_one_seed(database: Database
                 kind="confirmation",
                 state="queued",
                 confirms="k0",
-                seed=10,
+                seed=2**31 + 10,
                 config={},
                 reserved_at=utcnow(),
             )
