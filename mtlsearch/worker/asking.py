@@ -13,7 +13,8 @@
 3. one read transaction finds the trials that repeat an earlier configuration (the study's
    rows, and the trials asked before them in this batch) and gives each repeat a seed of its
    own (`mtlsearch.search.repeats.distinct_seed`);
-4. one transaction records every asked trial in its row (reserved -> running).
+4. one transaction records every asked trial in its row, with its config and seed
+   (reserved -> running).
 
 Slots reserved and not asked (the worker stops, the study's time is up, ask fails) are given
 back at once (`storage.TrialRepository.give_back`). A row a peer took from this worker
@@ -234,6 +235,7 @@ def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> 
                     weights_normalised=(
                         normalised_weights(config.weights, names) if config is not None else None
                     ),
+                    seed=config.seed if config is not None else None,
                 )
             except (NotFoundError, TrialStateError) as exc:
                 logger.warning("trial %d of study %s: %s", trial.number, study.id, exc)
