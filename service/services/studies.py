@@ -26,7 +26,7 @@ from mtlsearch.search.spec import StudySpec
 from mtlsearch.search.spec_checks import validate_against_experiment
 from service.errors import ConflictError
 from service.schemas.studies import StudiesPublic, StudyPublic, TrialCounts
-from service.schemas.trials import TrialsPublic
+from service.schemas.trials import TrialPublic, TrialsPublic
 from service.services.orphans import OrphanCleaner, discard_now, drop_optuna_study
 from service.services.trial_reads import pareto_size, study_directions, trial_public
 from service.services.workers import live_experiments, unserved_message
@@ -299,6 +299,23 @@ def list_trials(
     return TrialsPublic(data=[trial_public(row) for row in rows], count=count)
 
 
+def get_trial(database: Database, study_id: str, number: int) -> TrialPublic:
+    """One trial of a study by its number, with what determines its run.
+
+    Raises:
+        NotFoundError: no such study, or it has no trial of that number (naming both).
+    """
+    with database.session() as session:
+        try:
+            StudyRepository(session).get(study_id)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{exc} (asked for its trial {number})") from None
+        row = TrialRepository(session).by_number(study_id, number)
+    if row is None:
+        raise NotFoundError(f"study {study_id!r} has no trial {number}")
+    return trial_public(row)
+
+
 def get_best(database: Database, study_id: str) -> dict[str, Any]:
     """The best record of a study (`mtlsearch.search.best.best_record`).
 
@@ -368,6 +385,7 @@ __all__ = [
     "delete_study",
     "get_best",
     "get_study",
+    "get_trial",
     "list_studies",
     "list_trials",
     "optuna_study_ids",
