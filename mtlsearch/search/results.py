@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 class TrialOutcome:
     """A trial's recorded outcome; every field is optional (a failed trial has few).
 
-    ``strategy_weights`` are the weights the strategy applied, as the mean over the last epoch,
-    and ``weights_trajectory`` the same mean for every epoch (Σ = tasks, whatever the strategy).
+    ``strategy_weights`` are the strategy's own weights λ (on top of the config's fixed
+    weights: all 1 under ``fixed``), their mean over the last epoch, and ``weights_trajectory``
+    the same mean for every epoch (Σ = tasks, whatever the strategy); the effective weight of
+    a task is its config weight times λ (`mtl_core.production.effective_loss_weights`).
     ``seed`` (also in ``config``) and ``num_slots``, the K of the batched pass the trial
     trained in, with the ``config`` (its ``data_seed``) determine the run
     (`mtl_core.reproduce`).

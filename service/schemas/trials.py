@@ -28,11 +28,13 @@ class TrialPublic(BaseModel):
         description="The searched loss weights, scaled to sum to the number of tasks."
     )
     strategy_weights: dict[str, float | None] | None = Field(
-        description="The weights the strategy actually applied (its effective weights): their "
-        "mean over the last epoch, summing to the number of tasks, for every strategy."
+        description="The strategy's own weights λ_t, applied on top of config.weights: their "
+        "mean over the last epoch, summing to the number of tasks (1 for every task under "
+        "`fixed`). Task t's loss weighed config.weights[t] × λ_t, its effective weight "
+        "(`mtl_core.production.effective_loss_weights`)."
     )
     weights_trajectory: list[dict[str, float | None]] | None = Field(
-        description="The same mean for each epoch that ran, first to last (null for trials "
+        description="strategy_weights for each epoch that ran, first to last (null for trials "
         "recorded before it was kept)."
     )
     epochs_run: int | None = Field(description="Epochs the trial trained.")
