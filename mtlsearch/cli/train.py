@@ -134,6 +134,8 @@ def train_command(
             from_trial, url=url, token=token, device=device, data_dir=data_dir, as_json=as_json
         )
         return
+    if url is not None or token is not None:
+        raise fail("--url and --token go with --from-trial (the server that has the trial)")
     if experiment is None:
         raise fail("give --experiment NAME (or --from-trial STUDY/NUMBER)")
     from pydantic import ValidationError

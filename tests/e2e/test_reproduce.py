@@ -80,7 +80,8 @@ def test_a_batched_trial_is_reproduced_exactly_from_its_record(
                 assert retrained[f"{split}/{task}"] == value  # exactly, not approximately
         assert len(retrained) == 4
 
-        table = runner.invoke(app, ["train", "--from-trial", reference, "--url", url])
+        args = ["train", "--from-trial", reference, "--url", url, "--data-dir", str(data_dir)]
+        table = runner.invoke(app, args)
         assert table.exit_code == 0, table.output
         assert "identical" in table.stdout and f"K={trial['num_slots']}" in table.stdout
 

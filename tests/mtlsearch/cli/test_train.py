@@ -86,6 +86,7 @@ def test_missing_data_dir_is_one_line(tmp_path: Path) -> None:
     ("args", "message"),
     [
         ([], "give --experiment NAME (or --from-trial STUDY/NUMBER)"),
+        (["-e", "synthetic", "--url", "http://x"], "--url and --token go with --from-trial"),
         (["--from-trial", "3fa9c1d2e4b5"], "--from-trial must be STUDY/NUMBER"),
         (["--from-trial", "3fa9c1d2e4b5/-1"], "--from-trial must be STUDY/NUMBER"),
         (
