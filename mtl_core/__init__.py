@@ -2,7 +2,8 @@
 
 Registries: `mtl_core.weighting.STRATEGIES`, `mtl_core.architectures.ARCHITECTURES`,
 `mtl_core.schedules.SCHEDULES`, `mtl_core.experiments.EXPERIMENTS`, and the task losses and
-metrics in `mtl_core.tasks`. Train one trial with `train_trial(TrialConfig(...))`.
+metrics in `mtl_core.tasks`. Train one trial with `train_trial(TrialConfig(...))`; retrain a
+recorded trial of a study exactly with `retrain_trial(record)`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from mtl_core.errors import (
     TrialStopped,
     UnknownNameError,
 )
-from mtl_core.production import MultiTaskLoss, build_loss_from_best
+from mtl_core.production import MultiTaskLoss, build_loss_from_best, effective_loss_weights
+from mtl_core.reproduce import Reproduction, retrain_trial, trial_config_from_record
 from mtl_core.results import EpochReport, TrialResult
 from mtl_core.trainer import train_trial
 
@@ -26,6 +28,7 @@ __all__ = [
     "EpochReport",
     "MTLError",
     "MultiTaskLoss",
+    "Reproduction",
     "ResolvedConfig",
     "TrainingDiverged",
     "TrialConfig",
@@ -33,5 +36,8 @@ __all__ = [
     "TrialStopped",
     "UnknownNameError",
     "build_loss_from_best",
+    "effective_loss_weights",
+    "retrain_trial",
     "train_trial",
+    "trial_config_from_record",
 ]

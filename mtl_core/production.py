@@ -2,8 +2,10 @@
 
 `build_loss_from_best(best)` turns the record that ``GET /api/v1/studies/{id}/best`` (or
 ``mtlsearch best ID --format json``) returns into a ready `MultiTaskLoss`: the fixed weights the
-study found, or the tuned dynamic strategy with its hyper-parameters. It works with any PyTorch
-model: you tell it which parameters are shared between the tasks.
+study found, or the tuned dynamic strategy with its hyper-parameters; with
+``effective_weights=True``, fixed weights equal to those the trial actually applied
+(`effective_loss_weights`).
+It works with any PyTorch model: you tell it which parameters are shared between the tasks.
 
     best = Client(url).best(study_id)
     mtl_loss = build_loss_from_best(best, device="cuda")
@@ -20,6 +22,7 @@ model: you tell it which parameters are shared between the tasks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -134,12 +137,34 @@ class MultiTaskLoss(nn.Module):
 
 
 def build_loss_from_best(
-    best: Mapping[str, Any], device: torch.device | str = "cpu", seed: int = 0
+    best: Mapping[str, Any],
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    effective_weights: bool = False,
 ) -> MultiTaskLoss:
-    """Build the `MultiTaskLoss` a study's best trial trained with.
+    """Build a `MultiTaskLoss` from a study's best trial (or any trial's record).
 
-    ``best`` is the JSON of ``GET /api/v1/studies/{id}/best``: its ``config`` holds the
-    strategy, its parameters, the fixed weights (one per task, in task order) and the epochs.
+    ``best`` is the JSON of ``GET /api/v1/studies/{id}/best``, or of one trial
+    (``GET /api/v1/studies/{id}/trials/{number}``). What it rebuilds:
+
+    * default, the strategy as searched: its name and hyper-parameters, the fixed per-task
+      weights of ``config.weights`` (what ``fixed`` searched; 1, or the spec's fixed numbers,
+      under a dynamic strategy) and the epochs. A dynamic strategy then adapts its weights to
+      the losses of *your* training, as it did in the study's; ``seed`` seeds its draws (RLW,
+      PCGrad's order). The study's model, data and data order are yours, not rebuilt.
+    * ``effective_weights=True``: the ``fixed`` strategy with the weights the trial actually
+      applied to its task losses, each ``config.weights[t] × strategy_weights[t]``. A
+      strategy's own weights λ_t (``strategy_weights``: their mean over the last epoch, Σ =
+      number of tasks; all 1 under ``fixed``) multiply the fixed weights, so the product is
+      the weight of L_t in the trial's objective, up to a common factor (a schedule's
+      multipliers aside). This freezes what a dynamic strategy ended at, for a loop without
+      its state; for a gradient method (PCGrad, MGDA, CAGrad) it keeps the average task
+      weighting, not the per-step projection. Per epoch: the record's ``weights_trajectory``.
+
+    Raises:
+        ConfigError: the record has no ``config`` with ``strategy`` and ``weights``; with
+            ``effective_weights``, no finite ``strategy_weights`` (a trial recorded before they
+            were kept, or one that trained no epoch).
     """
     config = best.get("config")
     if not isinstance(config, Mapping) or "strategy" not in config or "weights" not in config:
@@ -148,12 +173,45 @@ def build_loss_from_best(
             "GET /api/v1/studies/{id}/best"
         )
     weights: Mapping[str, float] = config["weights"]
+    epochs = int(config.get("epochs") or 1)
+    if effective_weights:
+        return MultiTaskLoss(
+            task_names=list(weights),
+            weights=effective_loss_weights(best),
+            epochs=epochs,
+            device=device,
+            seed=seed,
+        )
     return MultiTaskLoss(
         task_names=list(weights),
         strategy=config["strategy"],
         strategy_params=config.get("strategy_params") or {},
         weights=weights,
-        epochs=int(config.get("epochs") or 1),
+        epochs=epochs,
         device=device,
         seed=seed,
     )
+
+
+def effective_loss_weights(record: Mapping[str, Any]) -> dict[str, float]:
+    """The weight each task's loss had in a recorded trial's objective:
+    ``config.weights[t] × strategy_weights[t]`` (see `build_loss_from_best`), in task order.
+
+    Raises:
+        ConfigError: no config weights, or no finite ``strategy_weights`` for every task.
+    """
+    config = record.get("config")
+    weights = config.get("weights") if isinstance(config, Mapping) else None
+    if not isinstance(weights, Mapping) or not weights:
+        raise ConfigError("record has no 'config' with 'weights'; pass a trial or best record")
+    applied = record.get("strategy_weights")
+    tasks = list(weights)
+    values = [applied.get(t) for t in tasks] if isinstance(applied, Mapping) else []
+    finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if len(finite) != len(tasks):
+        raise ConfigError(
+            "record has no finite 'strategy_weights' for every task (the weights its strategy "
+            f"applied), got {applied!r}: pass the record of a trial that trained at least one "
+            "epoch, recorded by a server that keeps them, or use effective_weights=False"
+        )
+    return {t: float(weights[t]) * v for t, v in zip(tasks, finite, strict=True)}

@@ -34,7 +34,10 @@ class TrialResult:
     """The outcome of one trial.
 
     ``val_metrics`` / ``test_metrics`` are measured after the last epoch that ran.
-    ``stop_reason`` is None for a trial that ran all its epochs.
+    ``stop_reason`` is None for a trial that ran all its epochs. ``num_slots`` is the K of the
+    batched pass it trained in: with its config (seed, ``data_seed``) it determines the run,
+    since a slot's arithmetic depends on K but not on what the other slots hold
+    (``BatchedRun([config], num_slots=K)`` retrains it alone, bit for bit on CPU).
     """
 
     config: ResolvedConfig
@@ -45,10 +48,17 @@ class TrialResult:
     history: list[EpochReport] = field(default_factory=list)
     stop_reason: str | None = None
     duration_s: float = 0.0
+    num_slots: int = 1
 
     @property
     def final_weights(self) -> dict[str, float]:
+        """The weights the strategy applied in the last epoch (its mean; Σ = tasks)."""
         return self.history[-1].weights if self.history else {}
+
+    @property
+    def weights_trajectory(self) -> list[dict[str, float]]:
+        """The weights the strategy applied, one epoch-mean per epoch that ran (Σ = tasks)."""
+        return [dict(report.weights) for report in self.history]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

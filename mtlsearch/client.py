@@ -9,6 +9,14 @@
     failures = client.trials(study["id"], state="fail")["data"]
     loss = build_loss_from_best(client.best(study["id"]))
 
+    # One trial's record, and that trial retrained alone, exactly (torch is imported here):
+    from mtl_core import retrain_trial, trial_config_from_record
+
+    record = client.trial(study["id"], 12)
+    config = trial_config_from_record(record)        # its TrialConfig, seeds included
+    reproduction = retrain_trial(record)             # BatchedRun([config], num_slots=K), CPU
+    assert reproduction.identical, reproduction.differences()
+
 Every method returns the server's JSON (dicts and lists). An HTTP error or an unreachable
 server raises `ClientError` with the server's one-line message and the status code; an
 argument the API cannot accept (an unknown trial state, ``poll_s <= 0``) raises `ValueError`
@@ -274,6 +282,25 @@ class Client:
                 raise ValueError("state must name at least one state, got none; None: every trial")
             params["state"] = _checked("state", names, TRIAL_STATES)
         result: dict[str, Any] = self._call("GET", f"/studies/{study_id}/trials", params=params)
+        return result
+
+    def trial(self, study_id: str, number: int) -> dict[str, Any]:
+        """One trial of the study (``GET /studies/{id}/trials/{number}``), as in `trials`.
+
+        Its record holds what determines its run: ``config`` (with ``seed`` and
+        ``data_seed``) and ``num_slots``, the K of the batched pass it trained in (None for a
+        trial recorded before it was kept); and the weights its strategy applied
+        (``strategy_weights``, ``weights_trajectory``). Rebuild its config with
+        `mtl_core.trial_config_from_record` or retrain it exactly with
+        `mtl_core.retrain_trial` (what ``mtlsearch train --from-trial`` does).
+
+        Raises:
+            ValueError: ``number`` is not an integer >= 0 (before any request).
+            ClientError: no such study, or no trial of that number (404).
+        """
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValueError(f"number must be an integer >= 0, got {number!r}")
+        result: dict[str, Any] = self._call("GET", f"/studies/{study_id}/trials/{number}")
         return result
 
     def best(self, study_id: str) -> dict[str, Any]:

@@ -24,8 +24,13 @@ schedule draws the multipliers of every step of that epoch from the trial's gene
 step by step, its strategy draws (RLW's logits, PCGrad's task orders) from the same
 generator. The model's initial weights come from ``torch.manual_seed(seed)`` and the epoch's
 data order from ``torch.Generator().manual_seed(data_seed)``, the i-th draw being epoch i's
-order. None of it depends on K or on the other slots, so a trial trained in a batch equals
-the same trial trained alone (up to floating-point reassociation in batched kernels).
+order (``data_seed`` is the run's, shared by every slot, whatever epoch a slot joined at).
+None of it depends on the other slots. The arithmetic does not either (what the other slots
+hold, which slot, the mix of strategies, slots joining at other epochs), but it does depend on
+K: batched kernels sum in another order at another K (K = 1, called without vmap, differs in
+about the 7th digit). Each `TrialResult` therefore carries ``num_slots``, and
+``BatchedRun([result.config], num_slots=result.num_slots)`` retrains that trial alone bit for
+bit on CPU (`mtl_core.reproduce`).
 
 *Pruning and refill (masking).* Epochs run in lockstep for every slot (same data size and
 batch size, so the same number of steps). After each epoch the caller may `stop` a slot

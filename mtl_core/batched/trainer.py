@@ -257,6 +257,7 @@ class BatchedRun:
             history=state.history,
             stop_reason=reason,
             duration_s=time.perf_counter() - state.started,
+            num_slots=self.num_slots,
         )
         self.slots[slot] = None
         self.strategy.release_slot(slot)

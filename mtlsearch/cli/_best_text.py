@@ -32,11 +32,10 @@ def best_text(record: Mapping[str, Any]) -> str:
             f"trial #{member.get('number')}: strategy {member.get('strategy')}, weights "
             + ", ".join(f"{t}={w:.3g}" for t, w in (member.get("weights_normalised") or {}).items())
         )
-        effective = member.get("strategy_weights")
+        effective = member.get("effective_weights")
         if effective and member.get("strategy") != "fixed":
-            lines.append(
-                "  applied (last epoch): " + ", ".join(f"{t}={w:.3g}" for t, w in effective.items())
-            )
+            applied = ", ".join(f"{t}={w:.3g}" for t, w in effective.items())
+            lines.append(f"  weights applied (last epoch): {applied}")
         confirmed = member.get("confirmed")
         if confirmed:
             lines.append(f"  objective: {_spread(confirmed['objective'][0])}")

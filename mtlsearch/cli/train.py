@@ -1,4 +1,5 @@
-"""`mtlsearch experiments` and `mtlsearch train`: the training library from the shell."""
+"""`mtlsearch experiments` and `mtlsearch train`: the training library from the shell (and
+`train --from-trial`: `mtlsearch.cli.from_trial`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from rich.table import Table
 from mtl_core.errors import MTLError
 from mtl_core.registry import UnknownNameError
 from mtlsearch.cli._app import app, console, fail
+from mtlsearch.cli.client_verbs import TokenOption, UrlOption
+from mtlsearch.cli.from_trial import CONFIG_OPTIONS, retrain_from_trial
 from mtlsearch.settings import get_settings
 
 DATA_DIR_HELP = "Directory with the data sets (mnist/, uci-adult/); default: $MTLSEARCH_DATA_DIR."
@@ -77,7 +80,10 @@ def experiments_command(
 
 @app.command("train")
 def train_command(
-    experiment: str = typer.Option(..., "--experiment", "-e", help="Experiment name."),
+    ctx: typer.Context,
+    experiment: str = typer.Option(
+        None, "--experiment", "-e", help="Experiment name (required without --from-trial)."
+    ),
     strategy: str = typer.Option("fixed", help="Weighting strategy (see docs/strategies.md)."),
     param: list[str] = typer.Option(None, "--param", help="Strategy parameter key=value."),
     weights: str = typer.Option(
@@ -93,12 +99,45 @@ def train_command(
     batch_size: int = typer.Option(None, help="Batch size."),
     grad_clip: float = typer.Option(None, help="Clip the gradient's global norm to this."),
     seed: int = typer.Option(0, help="Random seed (same seed, same device: same result)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = typer.Option(
+        "cpu", help="cpu, cuda or cuda:N (with --from-trial: where to retrain; exact on cpu)."
+    ),
     max_train_samples: int = typer.Option(None, help="Train on the first N samples only."),
     data_dir: Path = typer.Option(None, help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    from_trial: str = typer.Option(
+        None,
+        "--from-trial",
+        metavar="STUDY/NUMBER",
+        help="Retrain this trial of a study alone, from its record on the server (config, "
+        "seeds, K of its batched pass), and compare its metrics with the recorded ones; exit 1 "
+        "if an exact reproduction was expected and they differ. Replaces the config options.",
+    ),
+    url: UrlOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """Train one trial and print per-task validation and test metrics."""
+    """Train one trial and print per-task validation and test metrics.
+
+    With --from-trial STUDY/NUMBER, retrain a study's trial instead and say whether its
+    validation and test metrics are identical to the recorded ones: exact on the CPU with the
+    worker's torch version and thread count, within float tolerance on a GPU; a trial recorded
+    before the K of its batched pass was kept is reproducible only approximately.
+    """
+    if from_trial is not None:
+        # Typer's own click fork has its own ParameterSource enum: compare by name.
+        sources = {name: ctx.get_parameter_source(name) for name in CONFIG_OPTIONS}
+        given = [name for name, source in sources.items() if source and source.name != "DEFAULT"]
+        if given:
+            names = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise fail(f"--from-trial retrains the recorded config; drop {names}")
+        retrain_from_trial(
+            from_trial, url=url, token=token, device=device, data_dir=data_dir, as_json=as_json
+        )
+        return
+    if url is not None or token is not None:
+        raise fail("--url and --token go with --from-trial (the server that has the trial)")
+    if experiment is None:
+        raise fail("give --experiment NAME (or --from-trial STUDY/NUMBER)")
     from pydantic import ValidationError
 
     from mtl_core.config import TrialConfig

@@ -42,9 +42,11 @@ class TrialSummary:
     val_metrics: dict[str, float]
     test_metrics: dict[str, float]
     delta_m: float | None = None
-    #: The weights the strategy applied, mean over the last epoch (Σ = tasks): for a dynamic
-    #: strategy these differ from ``weights`` (what the search set; 1 unless searched).
+    #: The strategy's own multipliers, mean over the last epoch (Σ = tasks; all 1 for fixed).
     strategy_weights: dict[str, float] | None = None
+    #: The weight each task's loss had: ``weights × strategy_weights``, scaled to Σ = tasks.
+    #: For a dynamic strategy it is not ``weights_normalised`` (MGDA's 1/1 may apply 1.3/0.7).
+    effective_weights: dict[str, float] | None = None
 
 
 def summarise(
@@ -80,7 +82,25 @@ def summarise(
         test_metrics=dict(outcome.test_metrics or {}),
         delta_m=dm,
         strategy_weights=dict(outcome.strategy_weights) if outcome.strategy_weights else None,
+        effective_weights=_effective(config, outcome.strategy_weights, experiment),
     )
+
+
+def _effective(
+    config: Mapping[str, Any],
+    strategy_weights: Mapping[str, float] | None,
+    experiment: Experiment,
+) -> dict[str, float] | None:
+    from mtl_core.errors import ConfigError
+    from mtl_core.production import effective_loss_weights
+
+    if not strategy_weights:
+        return None
+    try:
+        applied = effective_loss_weights({"config": config, "strategy_weights": strategy_weights})
+        return normalised_weights(applied, experiment.task_names)
+    except (ConfigError, ValueError):  # not every task's weight recorded, or all 0
+        return None
 
 
 def summarise_trial(

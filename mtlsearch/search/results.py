@@ -21,14 +21,26 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class TrialOutcome:
-    """A trial's recorded outcome; every field is optional (a failed trial has few)."""
+    """A trial's recorded outcome; every field is optional (a failed trial has few).
+
+    ``strategy_weights`` are the strategy's own weights λ (on top of the config's fixed
+    weights: all 1 under ``fixed``), their mean over the last epoch, and ``weights_trajectory``
+    the same mean for every epoch (Σ = tasks, whatever the strategy); the effective weight of
+    a task is its config weight times λ (`mtl_core.production.effective_loss_weights`).
+    ``seed`` (also in ``config``) and ``num_slots``, the K of the batched pass the trial
+    trained in, with the ``config`` (its ``data_seed``) determine the run
+    (`mtl_core.reproduce`).
+    """
 
     config: dict[str, Any] | None = None
     weights_normalised: dict[str, float] | None = None
     val_metrics: dict[str, float] | None = None
     test_metrics: dict[str, float] | None = None
     strategy_weights: dict[str, Any] | None = None
+    weights_trajectory: list[dict[str, Any]] | None = None
     epochs_run: int | None = None
+    seed: int | None = None
+    num_slots: int | None = None
     stop_reason: str | None = None
     fail_reason: str | None = None
 
@@ -40,7 +52,10 @@ class TrialOutcome:
             val_metrics=dict(result.val_metrics),
             test_metrics=dict(result.test_metrics),
             strategy_weights=dict(result.final_weights),
+            weights_trajectory=result.weights_trajectory,
             epochs_run=result.epochs_run,
+            seed=result.config.seed,
+            num_slots=result.num_slots,
             stop_reason=result.stop_reason or None,
         )
 
@@ -58,7 +73,10 @@ class TrialOutcome:
             val_metrics=row.val_metrics,
             test_metrics=row.test_metrics,
             strategy_weights=row.strategy_weights,
+            weights_trajectory=row.weights_trajectory,
             epochs_run=row.epochs_run,
+            seed=row.seed,
+            num_slots=row.num_slots,
             fail_reason=row.reason,
         )
 

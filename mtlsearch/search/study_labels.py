@@ -28,7 +28,7 @@ from mtlsearch.search.repeats import REPEAT_OF_ATTR
 from mtlsearch.search.spec import StudySpec
 
 if TYPE_CHECKING:
-    from mtl_core.experiments._base import Experiment
+    from mtl_core.experiments import Experiment
 
 
 #: The study user attribute that warns how to read the importances (the dashboard shows it).

@@ -13,7 +13,8 @@
 3. one read transaction finds the trials that repeat an earlier configuration (the study's
    rows, and the trials asked before them in this batch) and gives each repeat a seed of its
    own (`mtlsearch.search.repeats.distinct_seed`);
-4. one transaction records every asked trial in its row (reserved -> running).
+4. one transaction records every asked trial in its row, with its config and seed
+   (reserved -> running).
 
 Slots reserved and not asked (the worker stops, the study's time is up, ask fails) are given
 back at once (`storage.TrialRepository.give_back`). A row a peer took from this worker

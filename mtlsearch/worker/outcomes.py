@@ -4,8 +4,10 @@ The teller (`mtlsearch.worker.teller`) calls these on its thread, in this order,
 that leaves training (`Teller.record_outcome`):
 
 1. `settle`: the final outcome and objective values (a COMPLETE without finite values fails);
-2. `write_row`: our ``mtl_trials`` row, the record the REST and ``best`` read (a FAIL gives its
-   budget slot back in the same transaction); False when a peer failed the row as lost first;
+2. `write_row`: our ``mtl_trials`` row, the record the REST and ``best`` read, with what
+   determines the run (seed, ``num_slots``) and the weights the strategy applied (a FAIL gives
+   its budget slot back in the same transaction); False when a peer failed the row as lost
+   first;
 3. `mirror_to_optuna`: one user attribute for the dashboard, then Optuna's ``tell``;
 4. `complete_if_done`: once its budget or time is used and no search trial of any worker is
    unfinished, the study's best are queued for confirmation; once those have run, the study
@@ -70,7 +72,7 @@ def outcome_record(job: Job, outcome: Outcome) -> TrialOutcome:
         recorded = TrialOutcome.from_result(outcome.result)
         weights = outcome.result.config.weights
     elif job.config is not None:
-        recorded = TrialOutcome(config=job.config.model_dump(mode="json"))
+        recorded = TrialOutcome(config=job.config.model_dump(mode="json"), seed=job.config.seed)
         weights = job.config.weights
     else:
         return TrialOutcome()
@@ -104,7 +106,10 @@ def write_row(
                 val_metrics=recorded.val_metrics,
                 test_metrics=recorded.test_metrics,
                 strategy_weights=recorded.strategy_weights,
+                weights_trajectory=recorded.weights_trajectory,
                 epochs_run=recorded.epochs_run,
+                seed=recorded.seed,
+                num_slots=recorded.num_slots,
                 failure_kind=outcome.failure_kind,
             )
         return won, outcome, values, recorded

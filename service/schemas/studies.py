@@ -130,8 +130,14 @@ class BestPublic(BaseModel):
     delta_m: float | None = None
     strategy_weights: dict[str, float] | None = Field(
         None,
-        description="The weights the strategy applied (mean over the last epoch, Σ = tasks): "
-        "for a dynamic strategy, not the searched `weights`.",
+        description="The strategy's own multipliers, mean over the last epoch (Σ = tasks; "
+        "all 1 for fixed).",
+    )
+    effective_weights: dict[str, float] | None = Field(
+        None,
+        description="The weight each task's loss had: weights × strategy_weights, scaled to "
+        "Σ = tasks. For a dynamic strategy it is not weights_normalised; "
+        "build_loss_from_best(best, effective_weights=True) trains with it fixed.",
     )
     pareto: list[dict[str, Any]] | None = Field(
         None, description="Several objectives: one record per Pareto-optimal trial."

@@ -27,12 +27,13 @@ from service.schemas.studies import (
     StudyPublic,
     TrialCounts,
 )
-from service.schemas.trials import TrialsPublic
+from service.schemas.trials import TrialPublic, TrialsPublic
 from service.services.orphans import OrphanCleaner, discard_now, drop_optuna_study
 from service.services.trial_reads import pareto_size, study_directions, trial_public
 from service.services.workers import live_experiments, unserved_message
 from storage import (
     Database,
+    NotFoundError,
     StudyExistsError,
     StudyInfo,
     StudyRepository,
@@ -333,12 +334,30 @@ def list_trials(
     return TrialsPublic(data=[trial_public(row) for row in rows], count=count)
 
 
+def get_trial(database: Database, study_id: str, number: int) -> TrialPublic:
+    """One trial of a study by its number, with what determines its run.
+
+    Raises:
+        NotFoundError: no such study, or it has no trial of that number (naming both).
+    """
+    with database.session() as session:
+        try:
+            StudyRepository(session).get(study_id)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{exc} (asked for its trial {number})") from None
+        row = TrialRepository(session).by_number(study_id, number)
+    if row is None:
+        raise NotFoundError(f"study {study_id!r} has no trial {number}")
+    return trial_public(row)
+
+
 __all__ = [
     "BEST_ARTIFACT",
     "cancel_study",
     "create_study",
     "delete_study",
     "get_study",
+    "get_trial",
     "list_studies",
     "list_trials",
     "optuna_study_ids",

@@ -263,6 +263,13 @@ class TrialReads:
         ).all()
         return [_row(r) for r in rows], int(total or 0)
 
+    def by_number(self, study_id: str, number: int) -> TrialRow | None:
+        """The study's trial with this Optuna number (None: no such trial), one indexed query."""
+        row = self._session.execute(
+            select(*_COLUMNS).where(TrialRecord.study_id == study_id, TrialRecord.number == number)
+        ).first()
+        return None if row is None else _row(row)
+
     def rows_by_id(self, row_ids: Collection[int]) -> dict[int, TrialRow]:
         """The rows with these ids (of any study), by id; missing ids are left out."""
         if not row_ids:

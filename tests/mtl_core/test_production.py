@@ -84,3 +84,51 @@ def test_missing_task_loss_is_named() -> None:
     loss_module = build_loss_from_best(best_record("fixed", {}, {"a": 1.0, "b": 1.0}))
     with pytest.raises(ConfigError, match="no loss given for task"):
         loss_module.backward({"a": torch.tensor(1.0, requires_grad=True)}, shared_parameters=[])
+
+
+def test_the_strategy_as_searched_is_the_default() -> None:
+    record = best_record("dwa", {"tau": 2.0}, {"a": 1.0, "b": 0.5})
+    record["strategy_weights"] = {"a": 1.3, "b": 0.7}
+    loss_module = build_loss_from_best(record)
+    assert loss_module.strategy.names == ["dwa"]
+    assert loss_module.fixed_weights.tolist() == [1.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "weights", "applied", "effective"),
+    [
+        # A dynamic strategy under weights 1: its own weights are the effective ones.
+        ("dwa", {"a": 1.0, "b": 1.0}, {"b": 0.75, "a": 1.25}, [1.25, 0.75]),
+        ("pcgrad", {"a": 1.0, "b": 1.0}, {"a": 0.5, "b": 1.5}, [0.5, 1.5]),
+        # `fixed` applies λ = 1 to its searched weights; searched weights under uncertainty.
+        ("fixed", {"a": 1.0, "b": 0.25}, {"a": 1.0, "b": 1.0}, [1.0, 0.25]),
+        ("uncertainty", {"a": 1.0, "b": 2.0}, {"a": 1.2, "b": 0.8}, [1.2, 1.6]),
+    ],
+)
+def test_effective_weights_build_a_fixed_loss_with_the_applied_ones(
+    strategy: str, weights: dict[str, float], applied: dict[str, float], effective: list[float]
+) -> None:
+    record = best_record(strategy, {}, weights) | {"strategy_weights": applied}
+    loss_module = build_loss_from_best(record, effective_weights=True)
+    assert loss_module.strategy.names == ["fixed"]
+    assert list(loss_module.parameters()) == []  # nothing learnable left
+    assert loss_module.task_names == ("a", "b")  # the config's task order
+    assert loss_module.fixed_weights.tolist() == pytest.approx(effective)
+    model = UserModel()
+    out = model(torch.randn(8, 4))
+    step = loss_module.backward(
+        {t: out[t].pow(2).mean() for t in ("a", "b")},
+        shared_parameters=list(model.trunk.parameters()),
+        task_parameters=list(model.heads.parameters()),
+    )
+    assert step == {"a": 1.0, "b": 1.0}  # `fixed` adds nothing to the fixed weights
+
+
+@pytest.mark.parametrize("applied", [None, {}, {"a": 1.0}, {"a": 1.0, "b": None}])
+def test_effective_weights_need_finite_strategy_weights_for_every_task(
+    applied: dict[str, float | None] | None,
+) -> None:
+    record = best_record("dwa", {}, {"a": 1.0, "b": 1.0})
+    record["strategy_weights"] = applied
+    with pytest.raises(ConfigError, match="no finite 'strategy_weights' for every task"):
+        build_loss_from_best(record, effective_weights=True)

@@ -108,6 +108,14 @@ def test_trials_filtered_by_state(server: str, db_url: str) -> None:
         assert either["count"] == 4 and len(either["data"]) == 3
         assert {t["state"] for t in either["data"]} <= {"fail", "pruned"}
         assert client.trials(study["id"])["count"] == 6
+        first = client.trial(study["id"], 0)
+        assert first == client.trials(study["id"], limit=1)["data"][0]
+        assert first["num_slots"] == 4 and first["seed"] == first["config"]["seed"]
+        with pytest.raises(ClientError) as missing:
+            client.trial(study["id"], 6)
+        assert missing.value.status_code == 404 and "has no trial 6" in missing.value.message
+        with pytest.raises(ValueError, match="number must be an integer >= 0, got -1"):
+            client.trial(study["id"], -1)
         with pytest.raises(ValueError, match="at least one state"):
             client.trials(study["id"], state=[])
         assert [s["name"] for s in client.list(status="running")]
@@ -132,6 +140,16 @@ def test_the_clients_state_names_are_the_apis(server: str) -> None:
 
 def test_every_public_method_is_documented() -> None:
     public = [name for name in vars(Client) if not name.startswith("_")]
-    assert {"submit", "list", "status", "trials", "best", "cancel", "delete", "wait"} <= set(public)
+    assert {
+        "submit",
+        "list",
+        "status",
+        "trials",
+        "trial",
+        "best",
+        "cancel",
+        "delete",
+        "wait",
+    } <= set(public)
     undocumented = [name for name in public if not getattr(Client, name).__doc__]
     assert undocumented == []

@@ -2,9 +2,10 @@
 
 `add_finished_trials` samples each trial's parameters from the study's spec (random sampler,
 in memory), records the user attributes a worker would (config, val/test metrics, normalised
-weights), adds the trials to the stored study in bulk with ``study.add_trials`` and writes our
-``mtl_trials`` rows through `TrialRepository` as a worker does (reserve, start, finish; a
-WAITING trial becomes a lost trial whose retry is queued: a 'queued' row).
+weights; for a complete trial also its weights trajectory, seed and ``num_slots``), adds the
+trials to the stored study in bulk with ``study.add_trials`` and writes our ``mtl_trials`` rows
+through `TrialRepository` as a worker does (reserve, start, finish; a WAITING trial becomes a
+lost trial whose retry is queued: a 'queued' row).
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def make_trials(
         if state is TrialState.COMPLETE:
             attrs["val_metrics"] = metrics
             attrs["test_metrics"] = {t: v * 0.98 for t, v in metrics.items()}
+            # What a worker records of the run: its epochs' effective weights and its K.
+            trajectory = [dict.fromkeys(metrics, 1.0), attrs["weights_normalised"]]
+            attrs["weights_trajectory"] = trajectory
+            attrs["strategy_weights"] = trajectory[-1]
+            attrs["epochs_run"] = len(trajectory)
+            attrs["seed"] = config.seed
+            attrs["num_slots"] = 4
             if spec.objective.kind == "multi":
                 values = [metrics[t] for t in directions]
             else:
@@ -134,6 +142,7 @@ def _write_row(repo: TrialRepository, study_id: str, trial: FrozenTrial, trial_i
         params=dict(trial.params),
         config=outcome.config,
         weights_normalised=outcome.weights_normalised,
+        seed=outcome.seed,
     )
     if trial.state is TrialState.WAITING:
         # A lost trial whose retry is queued: claimed as lost, its retry row queued. TEST_WORKER
@@ -153,6 +162,10 @@ def _write_row(repo: TrialRepository, study_id: str, trial: FrozenTrial, trial_i
         reason=outcome.fail_reason,
         val_metrics=outcome.val_metrics,
         test_metrics=outcome.test_metrics,
+        strategy_weights=outcome.strategy_weights,
+        weights_trajectory=outcome.weights_trajectory,
+        epochs_run=outcome.epochs_run,
+        num_slots=outcome.num_slots,
     )
 
 

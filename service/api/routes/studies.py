@@ -15,7 +15,7 @@ from service.schemas.studies import (
     StudyPublic,
     StudyStatusName,
 )
-from service.schemas.trials import TrialsPublic, TrialStateName
+from service.schemas.trials import TrialPublic, TrialsPublic, TrialStateName
 from service.services import answer
 from service.services import studies as service
 from storage import StudyStatus
@@ -27,6 +27,9 @@ StudyId = Annotated[
 ]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows to skip (0..2**31-1).")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (1..1000).")]
+TrialNumber = Annotated[
+    int, Path(ge=0, le=2**31 - 1, description="The trial's number in its study (0-based).")
+]
 
 
 @router.post(
@@ -148,9 +151,26 @@ def list_trials(
         Query(description="Only trials in these states (repeat the parameter for several)."),
     ] = None,
 ) -> TrialsPublic:
-    """One page of trials by number: state, values, params, the worker's user attributes
-    (config, val_metrics, test_metrics, weights_normalised, fail_reason), times."""
+    """One page of trials by number: state, values, params, what the worker recorded (config,
+    val_metrics, test_metrics, weights_normalised, the strategy's effective weights and their
+    trajectory, epochs_run, seed, num_slots, fail_reason), times."""
     return service.list_trials(database, study_id, offset=offset, limit=limit, states=state)
+
+
+@router.get(
+    "/{study_id}/trials/{number}",
+    response_model=TrialPublic,
+    summary="Get one trial of a study",
+    responses={
+        404: {"model": ErrorPublic, "description": "No such study, or no trial of that number."},
+        503: ERROR_RESPONSES[503],
+    },
+)
+def get_trial(study_id: StudyId, number: TrialNumber, database: DatabaseDep) -> TrialPublic:
+    """One trial, as in the list: its record holds what determines its run (``config`` with
+    ``seed`` and ``data_seed``, ``num_slots``), so ``mtlsearch train --from-trial ID/NUMBER``
+    retrains it exactly, and the weights its strategy applied."""
+    return service.get_trial(database, study_id, number)
 
 
 @router.get(

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from mtlsearch.cli import app
+from tests.utils.server import free_port
 
 
 def mtlsearch(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,3 +80,27 @@ def test_missing_data_dir_is_one_line(tmp_path: Path) -> None:
     out = mtlsearch("train", "-e", "adult", "--epochs", "1", data_dir=tmp_path)
     assert out.returncode == 2
     assert str(tmp_path / "uci-adult" / "adult.data") in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give --experiment NAME (or --from-trial STUDY/NUMBER)"),
+        (["-e", "synthetic", "--url", "http://x"], "--url and --token go with --from-trial"),
+        (["--from-trial", "3fa9c1d2e4b5"], "--from-trial must be STUDY/NUMBER"),
+        (["--from-trial", "3fa9c1d2e4b5/-1"], "--from-trial must be STUDY/NUMBER"),
+        (
+            ["--from-trial", "3fa9c1d2e4b5/2", "-e", "adult", "--lr", "0.1", "--seed", "0"],
+            "--from-trial retrains the recorded config; drop --experiment, --lr, --seed",
+        ),
+        (
+            ["--from-trial", "3fa9c1d2e4b5/2", "--url", f"http://127.0.0.1:{free_port()}"],
+            "cannot reach the mtlsearch server",
+        ),
+    ],
+)
+def test_from_trial_input_errors_are_one_line(args: list[str], message: str) -> None:
+    out = CliRunner().invoke(app, ["train", *args])
+    assert out.exit_code == 2, out.output
+    assert message in out.stderr
+    assert out.stderr.strip().count("\n") == 0, out.stderr

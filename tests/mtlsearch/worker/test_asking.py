@@ -59,6 +59,10 @@ def test_repeats_within_one_batch_get_seeds_of_their_own(database: Database) -> 
     numbers = [item.trial.number for item in asked]
     assert seeds == [5] + [5 + n for n in numbers[1:]]
     assert len(set(seeds)) == 4
+    # The row records each trial's own seed from its start (what determines its run).
+    with database.session() as session:
+        rows = TrialRepository(session).rows(info.id)
+    assert [r.seed for r in rows] == seeds
     first = numbers[0]
     trials = optuna.load_study(
         study_name=info.optuna_study_name, storage=database.optuna_storage()

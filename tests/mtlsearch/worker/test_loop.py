@@ -274,6 +274,17 @@ def test_batched_worker_trains_trials_together(database: Database) -> None:
     assert {t.params["strategy"] for t in trials} <= {"fixed", "dwa"}
     assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
     assert study_row(database, info.id).status is StudyStatus.COMPLETED
+    with database.session() as session:
+        rows = TrialRepository(session).rows(info.id)
+    # What determines each run, and the weights its strategy applied, are in its row.
+    for row in rows:
+        assert row.config is not None and row.seed == row.config["seed"]
+        assert row.num_slots is not None and 1 <= row.num_slots <= 3
+        assert row.weights_trajectory is not None and len(row.weights_trajectory) == 2
+        assert row.weights_trajectory[-1] == row.strategy_weights
+        for weights in row.weights_trajectory:
+            assert sum(weights.values()) == pytest.approx(2.0, rel=1e-5)
+    assert max(row.num_slots or 0 for row in rows) > 1  # some trained together
 
 
 def test_options_are_checked() -> None:

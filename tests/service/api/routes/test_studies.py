@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mtlsearch.search.spec import StudySpec
-from storage import ArtifactRepository, get_database
+from storage import ArtifactRepository, TrialRepository, get_database
 from tests.service.conftest import Served
 from tests.utils.trials import add_finished_trials
 
@@ -348,3 +348,58 @@ def test_unknown_api_path_is_a_json_404(served: Served) -> None:
     response = served.client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json() == {"detail": "no route GET /api/v1/nothing-here; see /docs"}
+
+
+def test_one_trial_by_number_holds_what_determines_its_run(served: Served) -> None:
+    client = served.client
+    study = create(served)
+    fill(served, study, 3, states=(TrialState.COMPLETE, TrialState.FAIL))
+    page = client.get(f"{API}/{study['id']}/trials").json()["data"]
+
+    response = client.get(f"{API}/{study['id']}/trials/0")
+    assert response.status_code == 200, response.text
+    trial = response.json()
+    assert trial == page[0]  # the list's entry, on its own
+    assert trial["state"] == "complete"
+    assert trial["seed"] == trial["config"]["seed"] and trial["num_slots"] == 4
+    assert trial["epochs_run"] == 2 and len(trial["weights_trajectory"]) == 2
+    assert trial["strategy_weights"] == trial["weights_trajectory"][-1]
+    assert trial["strategy_weights"] == pytest.approx(trial["weights_normalised"])
+    failed = client.get(f"{API}/{study['id']}/trials/1").json()
+    assert failed["state"] == "fail" and failed["num_slots"] is None
+    assert failed["weights_trajectory"] is None
+
+    missing = client.get(f"{API}/{study['id']}/trials/99")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": f"study '{study['id']}' has no trial 99"}
+    unknown = client.get(f"{API}/0123456789ab/trials/0")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"detail": "no study with id '0123456789ab' (asked for its trial 0)"}
+    negative = client.get(f"{API}/{study['id']}/trials/-1")
+    assert negative.status_code == 422 and "path.number" in negative.json()["message"]
+
+
+def test_a_trial_with_a_non_finite_metric_is_served_with_null(served: Served) -> None:
+    # A diverged trial's test metrics are NaN; the worker stores them as null (strict JSON).
+    study = create(served)
+    database = get_database(served.db_url)
+    with database.session() as session:
+        repository = TrialRepository(session)
+        row_id = repository.reserve(study["id"], "w")
+        assert row_id is not None
+        repository.start(
+            row_id, number=0, optuna_trial_id=1, params={}, config=None, weights_normalised=None
+        )
+        repository.finish(
+            row_id,
+            state="fail",
+            reason="diverged: loss of task 'regression' became NaN in epoch 2",
+            val_metrics={"regression": 0.5, "classification": 0.7},
+            test_metrics={"regression": None, "classification": None},
+            weights_trajectory=[{"regression": 1.0, "classification": 1.0}],
+        )
+    trial = served.client.get(f"{API}/{study['id']}/trials/0")
+    assert trial.status_code == 200, trial.text
+    assert trial.json()["test_metrics"] == {"regression": None, "classification": None}
+    page = served.client.get(f"{API}/{study['id']}/trials")
+    assert page.status_code == 200 and page.json()["data"] == [trial.json()]
