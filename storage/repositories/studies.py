@@ -321,6 +321,16 @@ class StudyRepository:
         queued_retry = exists().where(
             TrialRecord.study_id == StudyRecord.id, TrialRecord.state == TrialState.QUEUED.value
         )
+        # Two workers asking at once get different studies when there are several; one
+        # study alone (or all locked) is waited for: a locked study may be the only one with
+        # work (its row is locked for a moment by a completion check).
+        for skip_locked in (True, False):
+            study_id = self._pick(queued_retry, skip_locked)
+            if study_id is not None:
+                return self.get(study_id)
+        return None
+
+    def _pick(self, queued_retry: Any, skip_locked: bool) -> str | None:
         candidate = (
             select(StudyRecord.id)
             .where(
@@ -335,7 +345,7 @@ class StudyRepository:
                 StudyRecord.id,
             )
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=skip_locked)
             .scalar_subquery()
         )
         statement = (
@@ -345,8 +355,7 @@ class StudyRepository:
             .returning(StudyRecord.id)
             .execution_options(synchronize_session=False)
         )
-        study_id = self._session.execute(statement).scalar_one_or_none()
-        return None if study_id is None else self.get(study_id)
+        return self._session.execute(statement).scalar_one_or_none()
 
 
 __all__ = ["StudyInfo", "StudyRepository"]

@@ -223,6 +223,8 @@ class TrialRepository(TrialSlots):
         confirmation runs still run). With `best`, its record is stored as the study's
         ``best`` artifact in the transaction that completes it.
         """
+        if self._busy(study_id):
+            return Completion.NOT_YET  # the common case, decided without locking anything
         study = self._session.execute(
             select(StudyRecord.time_budget_s, StudyRecord.confirmation_started_at)
             .where(StudyRecord.id == study_id, StudyRecord.status == StudyStatus.RUNNING.value)
@@ -272,6 +274,18 @@ class TrialRepository(TrialSlots):
             if record is not None:
                 ArtifactRepository(self._session).put(study_id, BEST_ARTIFACT, record)
         return Completion.COMPLETED
+
+    def _busy(self, study_id: str) -> bool:
+        """Whether a run of the study is reserved or running: it cannot be done yet."""
+        return bool(
+            self._session.scalar(
+                select(
+                    exists().where(
+                        TrialRecord.study_id == study_id, TrialRecord.state.in_(ACTIVE)
+                    )
+                )
+            )
+        )
 
     def _done(self) -> Any:
         """The number of the study's search trials that ran to an end (COMPLETE or PRUNED)."""

@@ -156,3 +156,42 @@ def test_pick_for_worker_returns_none_without_running_studies(database: Database
         StudyRepository(session).set_status(study_id, StudyStatus.FAILED, "diverged")
     with database.session() as session:
         assert StudyRepository(session).pick_for_worker() is None
+
+
+@pytest.mark.postgres
+def test_pick_for_worker_waits_for_the_only_study_while_its_row_is_locked(
+    postgres_url: str,
+) -> None:
+    # A completion check locks the study row for a moment; a worker looking for work then must
+    # not conclude there is none (it went idle and exited, leaving a confirmation unrun).
+    import threading
+
+    from sqlalchemy import select
+
+    from storage import close_database, get_database
+    from storage.migrate import upgrade
+    from storage.models import StudyRecord
+
+    upgrade(postgres_url)
+    database = get_database(postgres_url)
+    try:
+        study_id = _create(database, "only")
+        picked: list[str | None] = []
+        with database.session() as holder:
+            holder.execute(
+                select(StudyRecord.id).where(StudyRecord.id == study_id).with_for_update()
+            )
+
+            def pick() -> None:
+                with database.session() as session:
+                    info = StudyRepository(session).pick_for_worker()
+                picked.append(info.id if info is not None else None)
+
+            thread = threading.Thread(target=pick)
+            thread.start()
+            thread.join(timeout=1.0)
+            assert thread.is_alive()  # waiting for the lock, not answering "no work"
+        thread.join(timeout=10.0)
+        assert picked == [study_id]
+    finally:
+        close_database(postgres_url)
