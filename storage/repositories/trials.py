@@ -280,9 +280,7 @@ class TrialRepository(TrialSlots):
         return bool(
             self._session.scalar(
                 select(
-                    exists().where(
-                        TrialRecord.study_id == study_id, TrialRecord.state.in_(ACTIVE)
-                    )
+                    exists().where(TrialRecord.study_id == study_id, TrialRecord.state.in_(ACTIVE))
                 )
             )
         )
