@@ -12,7 +12,12 @@ from mtl_core.architectures._base import (
     NetworkParts,
     split_blocks,
 )
-from mtl_core.architectures._registry import ARCHITECTURES, build_model, list_architectures
+from mtl_core.architectures._registry import (
+    ARCHITECTURES,
+    build_model,
+    list_architectures,
+    make_architecture,
+)
 from mtl_core.architectures.hard import HardConfig, HardSharing, HardSharingModel
 from mtl_core.architectures.mmoe import MMoE, MMoEConfig, MMoEModel
 from mtl_core.architectures.soft import (
@@ -41,6 +46,7 @@ __all__ = [
     "build_model",
     "hard",
     "list_architectures",
+    "make_architecture",
     "mmoe",
     "pairwise_squared_distance",
     "soft",

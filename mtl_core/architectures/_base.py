@@ -91,6 +91,11 @@ class Architecture(abc.ABC):
     def __init__(self, config: ArchitectureConfig) -> None:
         self.config = config
 
+    def shares_parameters(self) -> bool:
+        """Whether the built model has parameters shared by the tasks (what gradient-based
+        strategies combine); known from the config, before anything is built."""
+        return True
+
     @abc.abstractmethod
     def build(self, parts: NetworkParts) -> MultiTaskModel: ...
 

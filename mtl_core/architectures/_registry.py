@@ -11,11 +11,15 @@ from mtl_core.registry import Registry
 ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
 
 
+def make_architecture(name: str, params: dict[str, Any] | None) -> Architecture:
+    """Architecture ``name`` with its typed config (``ConfigError`` naming a bad parameter)."""
+    cls = ARCHITECTURES.get(name)
+    return cls(parse_config("architecture", name, cls.config_cls, params))
+
+
 def build_model(name: str, params: dict[str, Any] | None, parts: NetworkParts) -> MultiTaskModel:
     """Build the multi-task model of architecture ``name`` from an experiment's parts."""
-    cls = ARCHITECTURES.get(name)
-    config = parse_config("architecture", name, cls.config_cls, params)
-    return cls(config).build(parts)
+    return make_architecture(name, params).build(parts)
 
 
 def list_architectures() -> list[str]:

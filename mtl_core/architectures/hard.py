@@ -115,6 +115,10 @@ class HardSharing(Architecture):
     name: ClassVar[str] = "hard"
     config_cls: ClassVar[type[ArchitectureConfig]] = HardConfig
 
+    def shares_parameters(self) -> bool:
+        assert isinstance(self.config, HardConfig)
+        return self.config.shared_depth != 0
+
     def build(self, parts: NetworkParts) -> MultiTaskModel:
         assert isinstance(self.config, HardConfig)
         blocks = list(parts.make_blocks())

@@ -120,6 +120,9 @@ class SoftSharing(Architecture):
     name: ClassVar[str] = "soft"
     config_cls: ClassVar[type[ArchitectureConfig]] = SoftConfig
 
+    def shares_parameters(self) -> bool:
+        return False
+
     def build(self, parts: NetworkParts) -> MultiTaskModel:
         assert isinstance(self.config, SoftConfig)
         columns = [split_blocks(blocks) for blocks in fresh_block_lists(parts, parts.num_tasks)]

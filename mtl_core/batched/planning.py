@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mtl_core.architectures import make_architecture
 from mtl_core.config import ResolvedConfig, TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.experiments import get_experiment
 from mtl_core.trial_setup import resolve_config
 from mtl_core.weighting import STRATEGIES, GradientSpace, parse_strategy_config
 
-#: Strategies that need shared parameters (GradNorm's W, the combined task gradients).
-_NEED_SHARED = frozenset({"gradnorm", "pcgrad", "mgda", "cagrad"})
 #: Fields that must agree for trials to share one batch.
 _BATCH_KEY_FIELDS = (
     "experiment",
@@ -33,11 +32,13 @@ def batchable(config: TrialConfig) -> bool:
     try:
         parse_strategy_config(config.strategy, config.strategy_params)
         resolved = resolve_config(config, get_experiment(config.experiment))
+        architecture = make_architecture(resolved.architecture, resolved.architecture_params)
     except (ConfigError, KeyError, ValueError):
         return False
-    # Strategies that read the shared parameters fail on soft sharing (none are shared):
+    # A strategy that reads the shared parameters fails on an architecture that shares none:
     # training alone reports that error for the one trial instead of the whole batch.
-    return not (resolved.architecture == "soft" and config.strategy in _NEED_SHARED)
+    needs_shared = STRATEGIES.get(config.strategy).needs_shared_parameters
+    return architecture.shares_parameters() or not needs_shared
 
 
 def gradient_space(resolved: ResolvedConfig) -> GradientSpace:

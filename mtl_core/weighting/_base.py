@@ -118,6 +118,9 @@ class WeightingStrategy(abc.ABC, Generic[ConfigT]):
     config_cls: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: True for methods that combine per-task gradients (`GradientWeighting`).
     uses_task_gradients: ClassVar[bool] = False
+    #: True for methods that read the shared parameters (their gradients, or GradNorm's W):
+    #: they cannot train on an architecture that shares none.
+    needs_shared_parameters: ClassVar[bool] = False
     #: Epochs at whose end the strategy has not yet acted as itself (e.g. DWA is uniform by
     #: definition for two): a search must not judge a trial by them.
     warmup_epochs: ClassVar[int] = 0
@@ -174,6 +177,7 @@ class GradientWeighting(WeightingStrategy[ConfigT]):
     """A strategy that combines the per-task gradients on the shared parameters."""
 
     uses_task_gradients = True
+    needs_shared_parameters = True
 
     def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         """``[K, T, P]`` task gradients → (combined ``[K, P]``, weights ``[K, T]``).

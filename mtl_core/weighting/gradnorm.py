@@ -52,6 +52,7 @@ class GradNorm(LossWeighting[GradNormConfig]):
     config_cls = GradNormConfig
     #: The first epoch holds the step that records L_t(0).
     warmup_epochs: ClassVar[int] = 1
+    needs_shared_parameters: ClassVar[bool] = True
     #: Lower bound applied to w before renormalising, so no task weight turns negative.
     min_weight = 1e-4
 
