@@ -212,9 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         help="which scenarios (default: all)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the runs' seeds")
+    parser.add_argument(
+        "--study-timeout",
+        type=float,
+        default=900.0,
+        help="seconds a run's study may take to end before the run counts as stuck (default "
+        "900; the tests allow 300, but a soak may share its machine with other work)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
+    if args.study_timeout <= 0:
+        parser.error(f"--study-timeout must be > 0, got {args.study_timeout}")
+    # The scenarios read their module's limit at each wait.
+    chaos.STUDY_TIMEOUT_S = faults.STUDY_TIMEOUT_S = args.study_timeout
     logging.basicConfig(level=logging.WARNING)
     rng = random.Random(args.seed)
     kill_scenarios = {"postgres-kills", "sqlite-kills", "ask-kill"}
