@@ -245,6 +245,27 @@ def get_study(database: Database, study_id: str, stale_after_s: float) -> StudyP
         return publish(session, [info], stale_after_s, optuna_ids=ids)[0]
 
 
+def _move_study(
+    database: Database,
+    study_id: str,
+    to: StudyStatus,
+    message: str | None,
+    expected: StudyStatus | tuple[StudyStatus, ...],
+    refusal: str,
+) -> StudyPublic:
+    """One conditional status change; a study in another status gets a 409 saying
+    ``study '<id>' is <status><refusal>``."""
+    with database.session() as session:
+        repo = StudyRepository(session)
+        changed = repo.set_status(study_id, to, message, expected=expected)
+        info = repo.get(study_id)
+        if not changed:
+            raise ConflictError(f"study {study_id!r} is {info.status.value}{refusal}")
+        public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
+    logger.info("study %s (%s) is now %s", study_id, info.name, to.value)
+    return public
+
+
 def cancel_study(database: Database, study_id: str) -> StudyPublic:
     """Mark a running study cancelled: workers take no more of its trials and stop its running
     ones at their next epoch.
@@ -253,23 +274,14 @@ def cancel_study(database: Database, study_id: str) -> StudyPublic:
         NotFoundError: naming the id.
         ConflictError: the study is no longer running.
     """
-    with database.session() as session:
-        repo = StudyRepository(session)
-        changed = repo.set_status(
-            study_id,
-            StudyStatus.CANCELLED,
-            "cancelled through the API",
-            expected=StudyStatus.RUNNING,
-        )
-        info = repo.get(study_id)
-        if not changed:
-            raise ConflictError(
-                f"study {study_id!r} is {info.status.value}, not running; only a running study "
-                "can be cancelled"
-            )
-        public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
-    logger.info("cancelled study %s (%s)", study_id, info.name)
-    return public
+    return _move_study(
+        database,
+        study_id,
+        StudyStatus.CANCELLED,
+        "cancelled through the API",
+        expected=StudyStatus.RUNNING,
+        refusal=", not running; only a running study can be cancelled",
+    )
 
 
 def resume_study(database: Database, study_id: str) -> StudyPublic:
@@ -280,19 +292,14 @@ def resume_study(database: Database, study_id: str) -> StudyPublic:
         NotFoundError: naming the id.
         ConflictError: the study is running or completed.
     """
-    resumable = (StudyStatus.FAILED, StudyStatus.CANCELLED)
-    with database.session() as session:
-        repo = StudyRepository(session)
-        changed = repo.set_status(study_id, StudyStatus.RUNNING, None, expected=resumable)
-        info = repo.get(study_id)
-        if not changed:
-            raise ConflictError(
-                f"study {study_id!r} is {info.status.value}; only a failed or cancelled study "
-                "can be resumed"
-            )
-        public = publish(session, [info], optuna_ids=optuna_study_ids(database, [info]))[0]
-    logger.info("resumed study %s (%s)", study_id, info.name)
-    return public
+    return _move_study(
+        database,
+        study_id,
+        StudyStatus.RUNNING,
+        None,
+        expected=(StudyStatus.FAILED, StudyStatus.CANCELLED),
+        refusal="; only a failed or cancelled study can be resumed",
+    )
 
 
 def delete_study(database: Database, study_id: str) -> None:
