@@ -111,7 +111,17 @@ def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:
     assert cancelled.json()["finished_at"] is not None
     again = client.post(f"{API}/{study['id']}/cancel")
     assert again.status_code == 409
-    assert "cancelled" in again.json()["detail"]
+    assert again.json()["detail"] == (
+        f"study {study['id']!r} is cancelled, not running; only a running study can be cancelled"
+    )
+    resumed = client.post(f"{API}/{study['id']}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+    twice = client.post(f"{API}/{study['id']}/resume")
+    assert twice.status_code == 409
+    assert twice.json()["detail"] == (
+        f"study {study['id']!r} is running; only a failed or cancelled study can be resumed"
+    )
+    assert client.post(f"{API}/{study['id']}/cancel").status_code == 200
     assert client.get(API, params={"status": "cancelled", "limit": 1000}).json()["count"] >= 1
 
     assert client.delete(f"{API}/{study['id']}").status_code == 204
