@@ -11,7 +11,8 @@ docs/reliability.md.
 
 PostgreSQL scenarios use a fresh database on the server of ``tests/conftest.py``
 (127.0.0.1:5432), SQLite ones a file in a temp dir. A failing run keeps its worker logs (the
-path is printed); the script exits 1 if any run was not exact.
+path is printed); the script exits 1 if any run was not exact. Ctrl-C (SIGINT) stops it and
+prints the table of the runs that finished.
 """
 
 from __future__ import annotations
@@ -150,9 +151,9 @@ class Tally:
     seconds: float = 0.0
 
 
-def soak(name: str, runs: int, rng: random.Random) -> Tally:
+def soak(name: str, runs: int, rng: random.Random, tally: Tally) -> None:
+    """Run scenario ``name`` ``runs`` times, counting each finished run into ``tally``."""
     scenario = SCENARIOS[name]
-    tally = Tally()
     for index in range(runs):
         seed = rng.randrange(2**31)
         tmp = Path(tempfile.mkdtemp(prefix=f"soak-{name}-"))
@@ -189,13 +190,12 @@ def soak(name: str, runs: int, rng: random.Random) -> Tally:
                 f"{line}: NOT EXACT {ledger.lost + ledger.duplicated + ledger.stuck}; logs in {tmp}"
             )
         sys.stdout.flush()
-    return tally
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Repeat the chaos scenarios with random kill moments and count lost, "
-        "duplicated and stuck trials per run.",
+        "duplicated and stuck trials per run; Ctrl-C prints the table of the runs so far.",
     )
     parser.add_argument("--runs", type=int, default=20, help="runs per scenario (default 20)")
     parser.add_argument(
@@ -230,10 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     kill_scenarios = {"postgres-kills", "sqlite-kills", "ask-kill"}
     fault_runs = args.fault_runs if args.fault_runs is not None else args.runs
-    tallies = {
-        name: soak(name, args.runs if name in kill_scenarios else fault_runs, rng)
-        for name in args.scenarios
-    }
+    tallies = {name: Tally() for name in args.scenarios}
+    try:
+        for name, tally in tallies.items():
+            soak(name, args.runs if name in kill_scenarios else fault_runs, rng, tally)
+    except KeyboardInterrupt:  # Ctrl-C: the table of the runs that finished
+        print("\ninterrupted: the table counts the runs that finished")
+        tallies = {name: t for name, t in tallies.items() if t.runs}
     print()
     print(
         "| scenario | runs | kills | trials lost with a worker | retries | lost | duplicated "
