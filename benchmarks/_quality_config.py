@@ -19,7 +19,14 @@ WEIGHT_RANGES = {"multi_mnist": (0.05, 20.0), "adult": (0.05, 20.0), "adult_mixe
 #: validation images dominates), an Adult one about 0.1 s.
 CPU_SIZES = {"multi_mnist": (3, 1000), "adult": (8, 8000), "adult_mixed": (8, 8000)}
 PRESETS: dict[str, dict[str, object]] = {
-    "cpu": {"seeds": 3, "grid_points": 21, "study_seeds": 3, "batches": [1, 32]},
+    "cpu": {
+        "seeds": 3,
+        "grid_points": 21,
+        "study_seeds": 3,
+        "batches": [1, 32],
+        "confirm_top": 3,
+        "confirm_seeds": 3,
+    },
     "quick": {
         "epochs": 3,
         "seeds": 2,
@@ -28,6 +35,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "batches": [1, 32],
         "max_train_samples": 512,
         "n_trials": 4,
+        "confirm_top": 2,
+        "confirm_seeds": 2,
     },
     "full": {
         "epochs": 10,
@@ -36,6 +45,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "study_seeds": 5,
         "batches": [1, 32],
         "max_train_samples": 0,
+        "confirm_top": 3,
+        "confirm_seeds": 5,
     },
 }
 
@@ -48,9 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "studies (over REST, real server and workers), then writes tables, a plain "
             "reading and plots. Default sizes are meant for under an hour on 2 CPU cores "
             "(MultiMNIST 3 epochs on 1,000 training samples, Adult 8 epochs on 8,000; 3 "
-            "seeds; 21 grid points; 3 study seeds of 12 trials); --quick is a smoke run of a "
-            "few minutes; --full is the GPU configuration (all training samples, 10 epochs, "
-            "5 seeds, 41 grid points, 5 study seeds of 41 trials)."
+            "seeds; 21 grid points; 3 study seeds of 12 trials, each study's top 3 and uniform "
+            "weights confirmed at 3 further seeds); --quick is a smoke run of a few minutes; "
+            "--full is the GPU configuration (all training samples, 10 epochs, 5 seeds, 41 "
+            "grid points, 5 study seeds of 41 trials, confirmed at 5 seeds)."
         ),
     )
     parser.add_argument(
@@ -88,6 +100,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batches", type=int, nargs="+", help="the workers' --batch K values (preset: 1 32)"
     )
+    parser.add_argument(
+        "--confirm-top",
+        type=int,
+        help="configurations each study confirms after its search (preset: 3; quick 2)",
+    )
+    parser.add_argument(
+        "--confirm-seeds",
+        type=int,
+        help="further seeds of each confirmed configuration and of uniform weights, >= 2 "
+        "(preset: 3; quick 2; full 5)",
+    )
     parser.add_argument("--no-studies", action="store_true", help="skip the REST studies")
     parser.add_argument(
         "--device", default="cpu", help="where to train: cpu (default), cuda, cuda:0, ..."
@@ -124,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.seeds < 1 or args.grid_points < 2 or args.study_seeds < 1:
         parser.error("--seeds and --study-seeds must be >= 1, --grid-points >= 2")
+    if args.confirm_top < 1 or args.confirm_seeds < 2:
+        parser.error("--confirm-top must be >= 1 and --confirm-seeds >= 2 (a spread)")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     if not args.data_dir.is_dir():

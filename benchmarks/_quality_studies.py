@@ -1,6 +1,8 @@
 """The service's own studies for benchmarks/search_quality.py: submitted over REST to a real
 server (a SQLite file) and trained by real `mtlsearch worker --batch K` processes, started the
-way benchmarks/end_to_end.py starts them."""
+way benchmarks/end_to_end.py starts them. Each study confirms its best (the spec's
+``confirmation``): a study completes only once those runs have trained, and its answer is
+``GET /best``, the configuration with the best mean over the confirmation seeds."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from end_to_end import worker_env
 
 from mtl_core.experiments import get_experiment
 from mtl_core.weighting import list_strategies
-from mtlsearch.client import Client
+from mtlsearch.client import TERMINAL_STATUSES, Client
+from storage import Database, TrialRepository
+from storage.models import TrialKind
 from tests.utils.server import start_server
 
 logger = logging.getLogger("search_quality")
@@ -37,6 +41,33 @@ PARAM_RANGES: dict[str, dict[str, Any]] = {
     "loss_balance": {"beta": {"low": 0.5, "high": 0.99}, "gamma": {"low": 0.25, "high": 4.0}},
     "mgda": {"upper_bound": {"choices": [False, True]}},
 }
+
+
+#: How often `Service.run` asks for the study's status; also the most worker CPU time the
+#: split between search and confirmation can misattribute (the phase is seen at a poll).
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """The studies' ``confirmation``: the ``top`` configurations of the search, and uniform
+    weights, retrained at ``seeds`` further seeds (the service's defaults: 3, 3, True)."""
+
+    top: int = 3
+    seeds: int = 3
+    uniform: bool = True
+
+    def __post_init__(self) -> None:
+        if self.top < 1 or self.seeds < 2:
+            raise ValueError(f"need top >= 1 and seeds >= 2 (a spread), got {self}")
+
+    def spec(self) -> dict[str, Any]:
+        return {"enabled": True, "top": self.top, "seeds": self.seeds, "uniform": self.uniform}
+
+    @property
+    def label(self) -> str:
+        extra = " + uniform weights" if self.uniform else ""
+        return f"top {self.top}{extra} x {self.seeds} seeds"
 
 
 @dataclass(frozen=True)
@@ -55,14 +86,18 @@ class StudyKind:
 
 @dataclass
 class StudyRun:
-    """One finished study: its trials as the REST API returns them, and its cost."""
+    """One finished study: its search trials as the REST API returns them, its answer
+    (``GET /best``) and its cost, the search's and the confirmation's apart."""
 
     kind: StudyKind
     seed: int
     trials: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
     trial_epochs: int = 0
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    confirm_epochs: int = 0
+    confirm_cpu_s: float = 0.0
 
     @property
     def complete(self) -> list[dict[str, Any]]:
@@ -75,11 +110,25 @@ class StudyRun:
         return counts
 
     def pick(self) -> dict[str, Any] | None:
-        """The complete trial with the best (first) objective value, on validation."""
+        """The search's own best: the complete trial with the best (first) objective value on
+        validation, the luckiest draw (what `confirmed` corrects)."""
         if self.kind.space == "multi":
             return None
         complete = self.complete
         return max(complete, key=lambda t: t["values"][0]) if complete else None
+
+    @property
+    def confirmation(self) -> dict[str, Any]:
+        return self.best.get("confirmation") or {}
+
+    def confirmed(self) -> dict[str, Any] | None:
+        """Single objective: the confirmed best (means over the confirmation seeds); None when
+        no confirmed configuration completed (``/best`` is then the search's trial)."""
+        return self.best if "confirmed" in self.best else None
+
+    def verdict(self) -> str:
+        """The confirmed best against uniform weights: better, within_noise, worse, unknown."""
+        return str((self.confirmation.get("verdict") or {}).get("judgement", "unknown"))
 
 
 def strategy_space() -> list[dict[str, Any]]:
@@ -93,8 +142,10 @@ def study_spec(
     n_trials: int,
     sizes: Sizes,
     baselines: dict[str, float],
+    confirm: Confirm,
 ) -> dict[str, Any]:
-    """The spec of one study: the grid's weight range, the benchmark's sizes."""
+    """The spec of one study: the grid's weight range, the benchmark's sizes, its best
+    confirmed as ``confirm`` says."""
     tasks = get_experiment(experiment).task_names
     lo, hi = sizes.weight_range
     space: dict[str, Any] = {
@@ -119,6 +170,7 @@ def study_spec(
         "pruner": kind.pruner,
         "objective": objective,
         "search_space": space,
+        "confirmation": confirm.spec(),
     }
 
 
@@ -140,6 +192,8 @@ class Service:
         tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="quality-")))
         self.tmp = tmp
         self.db_url = f"sqlite:///{tmp / 'quality.db'}"
+        self.database = Database(self.db_url)
+        self._stack.callback(self.database.dispose)
         self.client: Client | None = None
 
     def __enter__(self) -> Service:
@@ -193,7 +247,8 @@ class Service:
         return worker
 
     def run(self, spec: dict[str, Any], kind: StudyKind, seed: int) -> StudyRun:
-        """Submit ``spec`` with only the worker of ``kind.batch`` training; wait for the end.
+        """Submit ``spec`` with only the worker of ``kind.batch`` training; wait until the
+        study is completed, which is after its confirmation runs.
 
         The worker runs with ``--batch min(K, n_trials)``: with fewer trials than K it asks
         them all before telling any either way, and the trainer computes its free slots
@@ -205,9 +260,11 @@ class Service:
         cpu_before = _cpu_seconds(worker.pid)
         started = time.perf_counter()
         study = self.client.submit(spec)
-        done = self.client.wait(study["id"], poll_s=0.5)
+        done, cpu_at_confirming = self._wait(study["id"], worker.pid)
         out = StudyRun(kind, seed, wall_s=time.perf_counter() - started)
-        out.cpu_s = _cpu_seconds(worker.pid) - cpu_before
+        cpu_total = _cpu_seconds(worker.pid) - cpu_before
+        out.cpu_s = cpu_at_confirming - cpu_before
+        out.confirm_cpu_s = cpu_total - out.cpu_s
         if done["status"] != "completed":
             raise RuntimeError(f"study {spec['name']} ended {done['status']}: {done}")
         offset = 0
@@ -217,12 +274,36 @@ class Service:
             offset += len(page["data"])
             if not page["data"] or offset >= page["count"]:
                 break
+        out.best = self.client.best(study["id"])
         out.trial_epochs = self._epochs_run(done["optuna_study_name"], int(spec_epochs(spec)))
+        out.confirm_epochs = self._confirmation_epochs(study["id"])
+        if out.confirm_epochs and out.confirm_cpu_s == 0:
+            logger.warning("%s: never seen confirming; its CPU counts as search", spec["name"])
         return out
 
+    def _wait(self, study_id: str, pid: int) -> tuple[dict[str, Any], float]:
+        """Poll until the study stops: its last status, and the worker's CPU seconds when the
+        study was first seen confirming (at the end if it never was)."""
+        assert self.client is not None
+        at_confirming: float | None = None
+        while True:
+            study = self.client.status(study_id)
+            if at_confirming is None and study.get("phase") == "confirming":
+                at_confirming = _cpu_seconds(pid)
+            if study["status"] in TERMINAL_STATUSES:
+                return study, _cpu_seconds(pid) if at_confirming is None else at_confirming
+            time.sleep(POLL_S)
+
+    def _confirmation_epochs(self, study_id: str) -> int:
+        """Epochs trained by the study's confirmation runs (they have no Optuna trial)."""
+        with self.database.session() as session:
+            rows = TrialRepository(session).confirmation_rows(study_id)
+        return sum(r.epochs_run or 0 for r in rows if r.kind == TrialKind.CONFIRMATION)
+
     def _epochs_run(self, optuna_name: str, epochs: int) -> int:
-        """Epochs trained over the study's trials: all of them for a complete trial, the
-        reported ones for a pruned or failed one (Optuna's public API)."""
+        """Epochs trained over the study's search trials: all of them for a complete trial,
+        the reported ones for a pruned or failed one (Optuna's public API; confirmation runs
+        have no Optuna trial)."""
         study = optuna.load_study(study_name=optuna_name, storage=self.db_url)
         total = 0
         for trial in study.get_trials(deepcopy=False):

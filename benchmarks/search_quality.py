@@ -10,7 +10,9 @@ For each experiment (default: multi_mnist, adult, adult_mixed; 2 tasks each):
   studies: the service's own TPE studies, submitted over REST to a real server (a SQLite
       file) and trained by real `mtlsearch worker --batch K` processes: over the weights only,
       and over weights + strategy choice + the strategies' hyper-parameters; each with pruning
-      (median) and without; with K = 1 and K = 32; at several study seeds;
+      (median) and without; with K = 1 and K = 32; at several study seeds; each study's
+      answer is its confirmed best (`GET /best`: its top configurations and uniform weights
+      retrained at further seeds), the search's luckiest trial shown beside it;
   multi-objective (adult_mixed): a multi-objective TPE study over the weights; its
       hypervolume on validation against the grid's.
 
@@ -49,8 +51,8 @@ from _quality_math import (  # noqa: E402
     pareto_front,
     worst_corner,
 )
-from _quality_report import ExperimentResult, Row, document, plot  # noqa: E402
-from _quality_studies import Service, StudyKind, StudyRun, study_spec  # noqa: E402
+from _quality_report import Confirmed, ExperimentResult, Row, document, plot  # noqa: E402
+from _quality_studies import Confirm, Service, StudyKind, StudyRun, study_spec  # noqa: E402
 from _quality_train import (  # noqa: E402
     Sizes,
     Trained,
@@ -146,24 +148,51 @@ def in_process_rows(
     return grid
 
 
-def _study_note(runs: list[StudyRun], picks: list[dict[str, Any] | None]) -> str:
+def _study_note(runs: list[StudyRun], picks: list[dict[str, Any]]) -> str:
     described = []
     for pick in picks:
-        if pick is None:
-            continue
-        config = pick.get("config") or {}
+        strategy = pick.get("strategy") or (pick.get("config") or {}).get("strategy", "?")
         weights = pick.get("weights_normalised") or {}
-        ratio = "/".join(f"{w:.3g}" for w in weights.values())
-        described.append(f"{config.get('strategy', '?')} {ratio}")
+        described.append(f"{strategy} " + "/".join(f"{w:.3g}" for w in weights.values()))
     states: dict[str, int] = {}
     for run in runs:
         for state, count in run.states().items():
             states[state] = states.get(state, 0) + count
     return (
-        "picks: "
+        "confirmed: "
         + "; ".join(described)
-        + " — "
+        + " — search: "
         + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    )
+
+
+def _uniform_deltas(run: StudyRun, result: ExperimentResult) -> tuple[float, float] | None:
+    """Validation and test Δm% of uniform weights' means over the confirmation seeds."""
+    uniform = run.confirmation.get("uniform") or {}
+    val = {t: s["mean"] for t, s in (uniform.get("val_metrics") or {}).items() if s}
+    test = {t: s["mean"] for t, s in (uniform.get("test_metrics") or {}).items() if s}
+    if set(val) != set(result.directions) or set(test) != set(result.directions):
+        return None
+    return (
+        delta_m(val, result.baselines_val, result.directions),
+        delta_m(test, result.baselines_test, result.directions),
+    )
+
+
+def _confirmed(
+    runs: list[StudyRun], result: ExperimentResult, search_val: list[float], verdicts: list[str]
+) -> Confirmed:
+    uniform = [d for run in runs if (d := _uniform_deltas(run, result)) is not None]
+    return Confirmed(
+        search_val=search_val,
+        uniform_val=[u[0] for u in uniform],
+        uniform_test=[u[1] for u in uniform],
+        verdicts=verdicts,
+        trial_epochs=statistics.fmean(r.confirm_epochs for r in runs),
+        cpu_s=statistics.fmean(r.confirm_cpu_s for r in runs),
+        run_s=statistics.fmean(float(r.confirmation.get("compute_s") or 0.0) for r in runs),
+        runs=sum(int(r.confirmation.get("runs") or 0) for r in runs),
+        failed=sum(int(r.confirmation.get("failed") or 0) for r in runs),
     )
 
 
@@ -176,6 +205,7 @@ def study_rows(
     n_trials: int,
 ) -> None:
     baselines = dict(result.baselines_val)
+    confirm = Confirm(args.confirm_top, args.confirm_seeds)
     # Grouped by K: one worker runs at a time, and a new K replaces it.
     kinds = [
         StudyKind(space, pruner, k)
@@ -189,24 +219,31 @@ def study_rows(
         runs: list[StudyRun] = []
         for seed in range(args.study_seeds):
             logger.info("%s: study %s, seed %d (%d trials)", experiment, kind.label, seed, n_trials)
-            spec = study_spec(experiment, kind, seed, n_trials, sizes, baselines)
+            spec = study_spec(experiment, kind, seed, n_trials, sizes, baselines, confirm)
             runs.append(service.run(spec, kind, seed))
         if kind.space == "multi":
             _multi_objective(result, runs)
             continue
-        picked = [(run, pick) for run in runs if (pick := run.pick()) is not None]
+        picked = [best for run in runs if (best := run.confirmed()) is not None]
+        if len(picked) < len(runs):
+            logger.warning("%s: %s: a study has no confirmed best", experiment, kind.label)
         if not picked:
-            logger.warning("%s: no complete trial in any %s study", experiment, kind.label)
             continue
+        search_val = [
+            delta_m(pick["val_metrics"], result.baselines_val, result.directions)
+            for run in runs
+            if (pick := run.pick()) is not None
+        ]
         result.rows.append(
             Row(
                 kind.label,
                 "study",
-                [p["val_metrics"] for _, p in picked],
-                [p["test_metrics"] for _, p in picked],
+                [p["val_metrics"] for p in picked],
+                [p["test_metrics"] for p in picked],
                 statistics.fmean(r.trial_epochs for r in runs),
                 statistics.fmean(r.cpu_s for r in runs),
-                _study_note(runs, [p for _, p in picked]),
+                _study_note(runs, picked),
+                _confirmed(runs, result, search_val, [r.verdict() for r in runs]),
             )
         )
 
@@ -218,33 +255,38 @@ def _multi_objective(result: ExperimentResult, runs: list[StudyRun]) -> None:
     ]
     # The worst value of each task over the grid and every study: all of them count.
     reference = worst_corner(grid_points + [p for points in study_points for p in points])
-    volumes, picks = [], []
-    for run, points in zip(runs, study_points, strict=True):
-        volumes.append(hypervolume_2d(points, reference))
-        if run.complete:
-            picks.append(
-                max(
-                    run.complete,
-                    key=lambda t: delta_m(
-                        t["val_metrics"], result.baselines_val, result.directions
-                    ),
-                )
-            )
+    volumes = [hypervolume_2d(points, reference) for points in study_points]
     result.hypervolume = {
         "grid": hypervolume_2d(grid_points, reference),
         "study_mean": statistics.fmean(volumes),
         "study_std": statistics.stdev(volumes) if len(volumes) > 1 else 0.0,
     }
+
+    def val_delta(record: dict[str, Any]) -> float:
+        return delta_m(record["val_metrics"], result.baselines_val, result.directions)
+
+    # The search's own pick (its best trial by val Δm%) against the confirmed front's.
+    search_val = [max(map(val_delta, run.complete)) for run in runs if run.complete]
+    picks, verdicts = [], []
+    for run in runs:
+        members = [m for m in run.best.get("pareto") or [] if "confirmed" in m]
+        if not members:
+            logger.warning("%s: a multi-objective study has no confirmed member", result.name)
+            continue
+        pick = max(members, key=val_delta)
+        picks.append(pick)
+        verdicts += [f"{t}: {v['judgement']}" for t, v in (pick.get("verdict") or {}).items()]
     if picks:
         result.rows.append(
             Row(
-                "multi-objective TPE (pick: best val Δm% on its front)",
+                "multi-objective TPE (pick: best val Δm% of its confirmed front)",
                 "study",
                 [p["val_metrics"] for p in picks],
                 [p["test_metrics"] for p in picks],
                 statistics.fmean(r.trial_epochs for r in runs),
                 statistics.fmean(r.cpu_s for r in runs),
-                _study_note(runs, list(picks)),
+                _study_note(runs, picks),
+                _confirmed(runs, result, search_val, verdicts),
             )
         )
 
@@ -255,6 +297,7 @@ def run_experiment(
     sizes = sizes_for(experiment, args)
     started = time.perf_counter()
     n_trials = args.n_trials or max(2, sizes.grid_points * sizes.seeds // 5)  # <= 1/5 of the grid
+    confirm = Confirm(args.confirm_top, args.confirm_seeds)
     result = ExperimentResult(
         name=experiment,
         directions=higher_is_better(get_experiment(experiment)),
@@ -272,8 +315,9 @@ def run_experiment(
             f"{sizes.max_train_samples or 'all'}; {sizes.seeds} seeds; grid "
             f"{sizes.grid_points} ratios in [{sizes.weight_range[0]:g}, "
             f"{sizes.weight_range[1]:g}]; studies: {args.study_seeds} seeds x {n_trials} "
-            f"trials, K in {args.batches}; device {sizes.device}"
+            f"trials, K in {args.batches}, confirmation {confirm.label}; device {sizes.device}"
         ),
+        confirm="" if service is None else confirm.label,
     )
     in_process_rows(experiment, sizes, args.data_dir, result)
     if service is not None:

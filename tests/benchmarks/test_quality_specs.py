@@ -10,8 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+from _quality_config import parse_args
 from _quality_math import log_grid
-from _quality_studies import PARAM_RANGES, StudyKind, study_spec
+from _quality_studies import PARAM_RANGES, Confirm, StudyKind, study_spec
 from _quality_train import Sizes, grid_weights, strategy_labelled
 
 from mtl_core.weighting import list_strategies
@@ -33,9 +34,15 @@ SIZES = Sizes(epochs=4, max_train_samples=1000, seeds=3, grid_points=21, weight_
 )
 def test_every_study_kind_is_a_valid_spec(kind: StudyKind) -> None:
     baselines = {"income": 0.9, "hours": 8.0}
-    spec = StudySpec.model_validate(study_spec("adult_mixed", kind, 2, 12, SIZES, baselines))
+    confirm = Confirm(top=2, seeds=4)
+    spec = StudySpec.model_validate(
+        study_spec("adult_mixed", kind, 2, 12, SIZES, baselines, confirm)
+    )
     validate_against_experiment(spec)
     assert spec.n_trials == 12 and spec.seed == 2 and spec.pruner == kind.pruner
+    # Every study confirms its best, at the benchmark's sizes (not the service's defaults).
+    assert spec.confirmation.enabled and spec.confirmation.uniform
+    assert (spec.confirmation.top, spec.confirmation.seeds) == (2, 4)
     weights = spec.search_space.weights["hours"]
     assert (weights.lo, weights.hi) == (1e-5, 10)
     if kind.space == "multi":
@@ -58,3 +65,19 @@ def test_every_strategy_runs_at_every_seed_and_the_grid_spans_the_range() -> Non
     weights = grid_weights("adult_mixed", log_grid(*SIZES.weight_range, SIZES.grid_points))
     assert weights[0] == {"income": 1.0, "hours": pytest.approx(1e-5)}
     assert weights[-1] == {"income": 1.0, "hours": 10.0}
+
+
+@pytest.mark.parametrize(
+    ("preset", "top", "seeds"), [([], 3, 3), (["--quick"], 2, 2), (["--full"], 3, 5)]
+)
+def test_presets_confirm_at_their_sizes(preset: list[str], top: int, seeds: int) -> None:
+    args = parse_args([*preset, "--data-dir", str(Path(__file__).parent)])
+    assert Confirm(args.confirm_top, args.confirm_seeds) == Confirm(top, seeds)
+    assert Confirm(3, 3).label == "top 3 + uniform weights x 3 seeds"
+
+
+def test_confirmation_needs_two_seeds_for_a_verdict() -> None:
+    with pytest.raises(ValueError, match="seeds >= 2"):
+        Confirm(top=3, seeds=1)
+    with pytest.raises(SystemExit):
+        parse_args(["--confirm-seeds", "1", "--data-dir", str(Path(__file__).parent)])
