@@ -11,8 +11,8 @@ docs/reliability.md.
 
 PostgreSQL scenarios use a fresh database on the server of ``tests/conftest.py``
 (127.0.0.1:5432), SQLite ones a file in a temp dir. A failing run keeps its worker logs (the
-path is printed); the script exits 1 if any run was not exact. Ctrl-C (SIGINT) stops it and
-prints the table of the runs that finished.
+path is printed); the script exits 1 if any run was not exact. Ctrl-C (SIGINT) or SIGTERM stops
+it and prints the table of the runs that finished.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import logging
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -195,7 +196,8 @@ def soak(name: str, runs: int, rng: random.Random, tally: Tally) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Repeat the chaos scenarios with random kill moments and count lost, "
-        "duplicated and stuck trials per run; Ctrl-C prints the table of the runs so far.",
+        "duplicated and stuck trials per run; Ctrl-C or SIGTERM prints the table of the runs "
+        "so far.",
     )
     parser.add_argument("--runs", type=int, default=20, help="runs per scenario (default 20)")
     parser.add_argument(
@@ -230,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     kill_scenarios = {"postgres-kills", "sqlite-kills", "ask-kill"}
     fault_runs = args.fault_runs if args.fault_runs is not None else args.runs
+    # Ctrl-C or a kill (SIGTERM) stops the soak with its table, even when it was started in
+    # the background (where the shell leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     tallies = {name: Tally() for name in args.scenarios}
     try:
         for name, tally in tallies.items():
