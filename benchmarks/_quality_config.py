@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "Does the search pay? Trains single-task baselines, every registered strategy at "
             "its defaults, a dense log grid over the fixed weights, and the service's own "
             "studies (over REST, real server and workers), then writes tables, a plain "
-            "reading and plots. Default sizes are meant for under an hour on 2 CPU cores "
+            "reading and plots. Default sizes took about 2 h 20 min on 2 shared CPU cores "
             "(MultiMNIST 3 epochs on 1,000 training samples, Adult 8 epochs on 8,000; 3 "
             "seeds; 21 grid points; 3 study seeds of 12 trials, each study's top 3 and uniform "
             "weights confirmed at 3 further seeds); --quick is a smoke run of a few minutes; "

@@ -192,12 +192,13 @@ def plain_reading(result: ExperimentResult) -> list[str]:
     if overstated:
         verdicts = Counter(v for r in result.rows if r.confirmed for v in r.confirmed.verdicts)
         out.append(
-            "Over the study kinds, the search's luckiest trial put its validation Δm% "
-            f"{statistics.fmean(overstated):+.2f} points above what its confirmed best reached "
-            f"at fresh seeds (per kind {min(overstated):+.2f} to {max(overstated):+.2f}); the "
-            "confirmed best against uniform weights at the same seeds: "
+            "The search's best trial's validation Δm% minus its confirmed best's (at other "
+            f"seeds): {statistics.fmean(overstated):+.2f} points on average over the study "
+            f"kinds (per kind {min(overstated):+.2f} to {max(overstated):+.2f}; positive: the "
+            "search overstated). The confirmed best against uniform weights at the same seeds, "
+            "every study (per task for a multi-objective one): "
             + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
-            + " (of every study)."
+            + "."
         )
     k1 = {r.approach.replace("K=1", "K"): r for r in result.rows if r.approach.endswith("K=1")}
     for row in result.rows:
