@@ -1,8 +1,10 @@
 """Chaos scenarios with real processes, each returning what the study left behind.
 
 `kills` SIGKILLs workers at random moments and restarts them; `ask_kill` kills a worker right
-after its first ``ask()`` (``MTLSEARCH_TEST_HOOK=exit-after-ask``) and lets another finish. Each
-returns a `ChaosRun`: the ledger of the study (`tests.e2e.ledger`) and the kills that landed.
+after its first ``ask()`` (``MTLSEARCH_TEST_HOOK=exit-after-ask``) and lets another finish;
+`server_kill` SIGKILLs the API server mid-study, has the workers go on without it and starts it
+again. Each returns a `ChaosRun`: the ledger of the study (`tests.e2e.ledger`) and the kills that
+landed.
 ``tests/e2e/test_chaos.py`` asserts on one seeded run of each; ``tests/soak/chaos_soak.py``
 repeats them with random seeds and counts.
 """
@@ -10,16 +12,23 @@ repeats them with random seeds and counts.
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from optuna.trial import TrialState
+
+from mtlsearch.client import Client, ClientError
 from storage import Database, StudyStatus
 from storage.migrate import upgrade
-from tests.e2e.helpers import WorkerProcess, study_row, wait_completed, wait_for
+from tests.e2e.helpers import WorkerProcess, optuna_trials, study_row, wait_completed, wait_for
 from tests.e2e.ledger import Ledger, read_ledger
 from tests.mtlsearch.worker.helpers import submit
+from tests.utils.server import _server_env, _wait_healthy, free_port
 from tests.utils.specs import quick_spec
 
 #: Beats every 0.5 s; a worker is dead 2 s after its last beat.
@@ -128,4 +137,90 @@ def ask_kill(db_url: str, tmp_path: Path, n_trials: int = 3) -> ChaosRun:
         database.dispose()
 
 
-__all__ = ["CHAOS_ENV", "IDLE_EXIT", "STUDY_TIMEOUT_S", "ChaosRun", "ask_kill", "kills"]
+def _uvicorn(db_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "service.main:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=_server_env(db_url, None, None),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if not _wait_healthy(process, f"http://127.0.0.1:{port}", log):
+        raise AssertionError(f"the API server did not come up:\n{log.read_text()}")
+    return process
+
+
+def _completed(database: Database, study_id: str) -> int:
+    return sum(t.state is TrialState.COMPLETE for t in optuna_trials(database, study_id))
+
+
+def server_kill(db_url: str, tmp_path: Path, n_trials: int = 8) -> ChaosRun:
+    """The API server is SIGKILLed once the study has trials; the client gets a clear error,
+    the workers go on without the server (they talk to the database) and complete a trial
+    meanwhile; the server is started again and the study ends."""
+    upgrade(db_url)
+    port = free_port()
+    server = _uvicorn(db_url, port, tmp_path / "server1.log")
+    database = Database(db_url)
+    procs: list[WorkerProcess] = []
+    try:
+        with Client(f"http://127.0.0.1:{port}") as client:
+            spec = quick_spec("server-kill", n_trials=n_trials, search_space={"epochs": 6})
+            study = client.submit(spec)
+            procs = [
+                WorkerProcess(db_url, tmp_path / f"w{i}.log", *IDLE_EXIT, env=CHAOS_ENV)
+                for i in range(2)
+            ]
+            wait_for(lambda: bool(optuna_trials(database, study["id"])), timeout=60)
+            server.send_signal(signal.SIGKILL)
+            server.wait()
+            try:
+                client.status(study["id"])
+            except ClientError as exc:
+                if "cannot reach the mtlsearch server" not in str(exc):
+                    raise AssertionError(f"unclear error with the server down: {exc}") from exc
+            else:
+                raise AssertionError("the client reached a killed server")
+            done_before = _completed(database, study["id"])
+            wait_for(
+                lambda: _completed(database, study["id"]) > done_before,
+                timeout=60,
+                what="a trial completed while the server was down",
+            )
+            server = _uvicorn(db_url, port, tmp_path / "server2.log")
+            done = client.wait(study["id"], timeout=STUDY_TIMEOUT_S, poll_s=0.3)
+        if done["status"] != "completed":
+            raise AssertionError(f"the study ended {done['status']}: {done}")
+        for proc in procs:
+            if proc.wait(timeout=60) != 0:
+                raise AssertionError(proc.text)
+        ledger = read_ledger(database, study["id"], n_trials)
+        return ChaosRun(study["id"], ledger, 1, [proc.log for proc in procs])
+    finally:
+        for proc in procs:
+            proc.kill()
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        database.dispose()
+
+
+__all__ = [
+    "CHAOS_ENV",
+    "IDLE_EXIT",
+    "STUDY_TIMEOUT_S",
+    "ChaosRun",
+    "ask_kill",
+    "kills",
+    "server_kill",
+]

@@ -108,6 +108,11 @@ SCENARIOS = {
         _sqlite,
         lambda url, tmp, seed: _chaos(chaos.ask_kill(url, tmp)),
     ),
+    "server-kill": Scenario(
+        "PostgreSQL, 8 trials, 2 workers, the API server SIGKILLed mid-study and started again",
+        lambda tmp: temporary_postgres_database(),
+        lambda url, tmp, seed: _chaos(chaos.server_kill(url, tmp)),
+    ),
     "restart-fast": Scenario(
         "PostgreSQL (private cluster) stopped fast for ~4 s mid-study, 12 trials, 2 workers",
         _private_cluster,
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     chaos.STUDY_TIMEOUT_S = faults.STUDY_TIMEOUT_S = args.study_timeout
     logging.basicConfig(level=logging.WARNING)
     rng = random.Random(args.seed)
-    kill_scenarios = {"postgres-kills", "sqlite-kills", "ask-kill"}
+    kill_scenarios = {"postgres-kills", "sqlite-kills", "ask-kill", "server-kill"}
     fault_runs = args.fault_runs if args.fault_runs is not None else args.runs
     # Ctrl-C or a kill (SIGTERM) stops the soak with its table, even when it was started in
     # the background (where the shell leaves SIGINT ignored).
