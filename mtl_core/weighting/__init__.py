@@ -8,18 +8,9 @@ strategy, each written once over a leading trial dimension K (see `_base`). Buil
 
 from __future__ import annotations
 
-from mtl_core.weighting import (  # noqa: F401 - imported to register the strategies
-    cagrad,
-    dwa,
-    famo,
-    fixed,
-    gradnorm,
-    loss_balance,
-    mgda,
-    pcgrad,
-    rlw,
-    uncertainty,
-)
+import importlib
+import pkgutil
+
 from mtl_core.weighting._autograd import strategy_gradients, task_gradients
 from mtl_core.weighting._base import (
     GradientSpace,
@@ -38,6 +29,12 @@ from mtl_core.weighting._registry import (
     list_strategies,
     parse_strategy_config,
 )
+
+# One module per strategy: importing each public module registers its strategy, so adding a
+# method is its module alone (no list of names to keep in step).
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "STRATEGIES",

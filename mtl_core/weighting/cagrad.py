@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtl_core.components import searched
 from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig
 from mtl_core.weighting._registry import STRATEGIES
 from mtl_core.weighting._solvers import cagrad_weights
@@ -23,7 +24,12 @@ class CAGradConfig(StrategyConfig):
             divides it by 1 + c.
     """
 
-    c: float = Field(0.4, ge=0, description="Radius factor around the mean gradient.")
+    c: float = Field(
+        0.4,
+        ge=0,
+        description="Radius factor around the mean gradient.",
+        json_schema_extra=searched(0.1, 0.9),
+    )
     rescale: Literal[0, 1, 2] = Field(1, description="0: none, 1: /(1+c^2), 2: /(1+c).")
 
 

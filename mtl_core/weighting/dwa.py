@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtl_core.components import searched
 from mtl_core.weighting._base import (
     LossWeighting,
     StepInputs,
@@ -25,7 +26,12 @@ class DWAConfig(StrategyConfig):
         tau: softmax temperature (the paper's T = 2); larger is closer to uniform.
     """
 
-    tau: float = Field(2.0, gt=0, description="Softmax temperature over the loss ratios.")
+    tau: float = Field(
+        2.0,
+        gt=0,
+        description="Softmax temperature over the loss ratios.",
+        json_schema_extra=searched(0.5, 5.0, log=True),
+    )
 
 
 @STRATEGIES.register("dwa")

@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtl_core.components import searched
 from mtl_core.optim import StackedOptimizer
 from mtl_core.weighting._base import (
     LossWeighting,
@@ -27,7 +28,12 @@ class FAMOConfig(StrategyConfig):
         eps: added to each loss before the log (losses are assumed >= 0).
     """
 
-    lr: float = Field(0.025, gt=0, description="Step size of the task logits.")
+    lr: float = Field(
+        0.025,
+        gt=0,
+        description="Step size of the task logits.",
+        json_schema_extra=searched(0.005, 0.1, log=True),
+    )
     weight_decay: float = Field(1e-3, ge=0, description="Decay of the task logits.")
     eps: float = Field(1e-8, gt=0, description="Added to the losses before the log.")
 

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from mtl_core.components import searched
 from mtl_core.errors import ConfigError
 from mtl_core.weighting._base import LossWeighting, StepInputs, StrategyConfig, normalise
 from mtl_core.weighting._registry import STRATEGIES
@@ -21,7 +22,12 @@ class GradNormConfig(StrategyConfig):
             equal gradient norms).
     """
 
-    alpha: float = Field(1.5, ge=0, description="Strength of the pull toward equal rates.")
+    alpha: float = Field(
+        1.5,
+        ge=0,
+        description="Strength of the pull toward equal rates.",
+        json_schema_extra=searched(0.5, 3.0),
+    )
 
 
 @STRATEGIES.register("gradnorm")

@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtl_core.components import searched
 from mtl_core.weighting._base import LossWeighting, StepInputs, StrategyConfig, normalise
 from mtl_core.weighting._registry import STRATEGIES
 
@@ -23,8 +24,19 @@ class LossBalanceConfig(StrategyConfig):
             inverse-loss weighting).
     """
 
-    beta: float = Field(0.9, ge=0, lt=1, description="EMA decay of the task losses.")
-    gamma: float = Field(1.0, ge=0, description="Boost strength for slow tasks.")
+    beta: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="EMA decay of the task losses.",
+        json_schema_extra=searched(0.5, 0.99),
+    )
+    gamma: float = Field(
+        1.0,
+        ge=0,
+        description="Boost strength for slow tasks.",
+        json_schema_extra=searched(0.25, 4.0),
+    )
 
 
 @STRATEGIES.register("loss_balance")

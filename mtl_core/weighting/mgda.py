@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from mtl_core.components import searched
 from mtl_core.weighting._base import (
     GradientSpace,
     GradientWeighting,
@@ -32,7 +33,11 @@ class MGDAConfig(StrategyConfig):
     """
 
     normalization: Normalization = Field("none", description="Task-gradient normalisation.")
-    upper_bound: bool = Field(False, description="MGDA-UB on the shared representation.")
+    upper_bound: bool = Field(
+        False,
+        description="MGDA-UB on the shared representation.",
+        json_schema_extra=searched(choices=[False, True]),
+    )
 
 
 @STRATEGIES.register("mgda")
