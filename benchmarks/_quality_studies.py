@@ -31,18 +31,6 @@ from tests.utils.server import start_server
 
 logger = logging.getLogger("search_quality")
 
-#: Searched ranges of the strategies' hyper-parameters, around their defaults. A strategy
-#: added later joins the search at its defaults until it gets a line here.
-PARAM_RANGES: dict[str, dict[str, Any]] = {
-    "cagrad": {"c": {"low": 0.1, "high": 0.9}},
-    "dwa": {"tau": {"low": 0.5, "high": 5.0, "log": True}},
-    "famo": {"lr": {"low": 0.005, "high": 0.1, "log": True}},
-    "gradnorm": {"alpha": {"low": 0.5, "high": 3.0}},
-    "loss_balance": {"beta": {"low": 0.5, "high": 0.99}, "gamma": {"low": 0.25, "high": 4.0}},
-    "mgda": {"upper_bound": {"choices": [False, True]}},
-}
-
-
 #: How often `Service.run` asks for the study's status; also the most worker CPU time the
 #: split between search and confirmation can misattribute (the phase is seen at a poll).
 POLL_S = 0.2
@@ -132,7 +120,8 @@ class StudyRun:
 
 
 def strategy_space() -> list[dict[str, Any]]:
-    return [{"name": name, "params": PARAM_RANGES.get(name, {})} for name in list_strategies()]
+    # Each strategy's hyper-parameters over the ranges its config declares (from its paper).
+    return [{"name": name, "default_ranges": True} for name in list_strategies()]
 
 
 def study_spec(

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mtl_core.config import TrialConfig
+from mtlsearch.search.components import component_config, component_params
 from mtlsearch.search.spec import (
     MAX_GRID_POINTS,
     STATIC_STRATEGIES,
@@ -222,7 +223,7 @@ def _pick_component(
         name = pick.categorical(kind, [c.name for c in choices])
         choice = next(c for c in choices if c.name == name)
     params: dict[str, Any] = {}
-    for param, value in choice.params.items():
+    for param, value in component_params(kind, choice).items():
         optuna_name = component_param(kind, choice.name, param)
         if isinstance(value, ParamRange):
             integer = _is_integer_param(kind, choice.name, param)
@@ -261,17 +262,7 @@ def _pick_number(
 
 
 def _is_integer_param(kind: str, component: str, param: str) -> bool:
-    if kind == "strategy":
-        from mtl_core.weighting import STRATEGIES
-
-        return is_integer_field(STRATEGIES.get(component).config_cls, param)
-    if kind == "schedule":
-        from mtl_core.schedules import SCHEDULES
-
-        return is_integer_field(SCHEDULES.get(component).config_cls, param)
-    from mtl_core.architectures import ARCHITECTURES
-
-    return is_integer_field(ARCHITECTURES.get(component).config_cls, param)
+    return is_integer_field(component_config(kind, component), param)
 
 
 def grid_search_space(spec: StudySpec, task_names: Sequence[str]) -> dict[str, list[Any]]:
@@ -319,8 +310,11 @@ def grid_from_weights(
             return
         add(f"search_space.{field}", kind, [c.name for c in choices])
         for i, choice in enumerate(choices):
-            for param, value in choice.params.items():
-                path = f"search_space.{field}.{i}.params.{param}"
+            for param, value in component_params(kind, choice).items():
+                given = param in choice.params
+                path = f"search_space.{field}.{i}." + (
+                    f"params.{param}" if given else f"default_ranges ({param})"
+                )
                 name = component_param(kind, choice.name, param)
                 add(path, name, _spec_values(value, integer=False))
 

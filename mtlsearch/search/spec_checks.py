@@ -9,6 +9,7 @@ from __future__ import annotations
 import typing
 from typing import TYPE_CHECKING, Any, Literal
 
+from mtlsearch.search.components import component_params
 from mtlsearch.search.spec import (
     ComponentChoice,
     ParamChoices,
@@ -145,8 +146,9 @@ def _check_components(spec: StudySpec) -> None:
                     )
             # Build the config with each candidate value of each parameter (the others at a
             # representative value), so a bound outside the config's constraints fails now.
-            base = {p: _candidates(v)[0] for p, v in choice.params.items()}
-            for param, value in choice.params.items():
+            searched = component_params(kind, choice)
+            base = {p: _candidates(v)[0] for p, v in searched.items()}
+            for param, value in searched.items():
                 for candidate in _candidates(value):
                     try:
                         parse_config(kind, choice.name, config_cls, {**base, param: candidate})

@@ -153,13 +153,20 @@ class ComponentChoice(_Model):
     Each parameter is a fixed value, a `ParamRange` or `ParamChoices`; the searched ones are
     suggested only in trials that pick this component (Optuna name ``<name>.<param>`` for
     strategies, ``schedule.<name>.<param>`` and ``architecture.<name>.<param>`` otherwise).
-    Parameters not given take the component config's defaults.
+    Parameters not given take the component config's defaults, or, with ``default_ranges``,
+    are searched over the ranges their config declares (`mtlsearch.search.components`).
     """
 
     name: str = Field(min_length=1, description="A registered name, e.g. 'fixed' or 'dwa'.")
     params: dict[str, ParamSpec] = Field(
         default_factory=dict,
         description="Parameter → fixed value, {low, high, log, step} or {choices: [...]}.",
+    )
+    default_ranges: bool = Field(
+        default=False,
+        description="Also search every parameter not given over its default range from the "
+        "method's paper (docs/strategies.md, the 'searched' column); the others keep their "
+        "defaults.",
     )
 
 

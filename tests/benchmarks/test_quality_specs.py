@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from _quality_config import parse_args
 from _quality_math import log_grid
-from _quality_studies import PARAM_RANGES, Confirm, StudyKind, study_spec
+from _quality_studies import Confirm, StudyKind, study_spec
 from _quality_train import Sizes, grid_weights, strategy_labelled
 
 from mtl_core.weighting import list_strategies
@@ -53,8 +53,13 @@ def test_every_study_kind_is_a_valid_spec(kind: StudyKind) -> None:
     assert names == (list_strategies() if kind.space == "weights+strategy" else ["fixed"])
 
 
-def test_param_ranges_name_registered_strategies() -> None:
-    assert set(PARAM_RANGES) <= set(list_strategies())
+def test_the_strategies_search_their_declared_ranges() -> None:
+    spec = StudySpec.model_validate(
+        study_spec(
+            "adult_mixed", StudyKind("weights+strategy", "median", 1), 2, 12, SIZES, {}, Confirm()
+        )
+    )
+    assert all(choice.default_ranges for choice in spec.search_space.strategies)
 
 
 def test_every_strategy_runs_at_every_seed_and_the_grid_spans_the_range() -> None:

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from mtl_core import ConfigError, build_loss_from_best
+from mtl_core.components import search_ranges
+from mtl_core.weighting import STRATEGIES, list_strategies
 
 
 class UserModel(nn.Module):
@@ -34,6 +36,7 @@ def best_record(strategy: str, params: dict[str, object], weights: dict[str, flo
 
 
 def train(best: dict, steps: int = 60) -> tuple[list[float], dict[str, float]]:
+    """``steps`` full-batch steps of `UserModel` under the record's loss: (totals, weights)."""
     torch.manual_seed(0)
     model = UserModel()
     loss_module = build_loss_from_best(best)
@@ -42,13 +45,16 @@ def train(best: dict, steps: int = 60) -> tuple[list[float], dict[str, float]]:
     targets = {"a": x[:, 0] * 2, "b": x[:, 1] - x[:, 2]}
     totals, weights = [], {}
     for _ in range(steps):
-        out = model(x)
-        losses = {t: nn.functional.mse_loss(out[t], targets[t]) for t in ("a", "b")}
+        z = model.trunk(x)
+        losses = {
+            t: nn.functional.mse_loss(model.heads[t](z).squeeze(-1), targets[t]) for t in "ab"
+        }
         optimizer.zero_grad()
         weights = loss_module.backward(
             losses,
             shared_parameters=list(model.trunk.parameters()),
             task_parameters=list(model.heads.parameters()),
+            representation=z,
         )
         optimizer.step()
         totals.append(sum(v.item() for v in losses.values()))
@@ -62,6 +68,26 @@ def train(best: dict, steps: int = 60) -> tuple[list[float], dict[str, float]]:
 def test_best_record_trains_a_user_model(strategy: str, params: dict[str, object]) -> None:
     totals, weights = train(best_record(strategy, params, {"a": 1.0, "b": 0.5}))
     assert totals[-1] < 0.5 * totals[0]
+    assert sum(weights.values()) == pytest.approx(2.0, rel=1e-4)
+
+
+#: Every registered strategy at each end of each range it declares for search (the others at
+#: their defaults): what a study can find, production can rebuild and train with.
+RANGE_ENDS = [
+    (name, {param: end})
+    for name in list_strategies()
+    for param, declared in search_ranges(STRATEGIES.get(name).config_cls).items()
+    for end in declared.get("choices", [declared.get("low"), declared.get("high")])
+]
+
+
+@pytest.mark.parametrize(("strategy", "params"), RANGE_ENDS, ids=lambda v: str(v))
+def test_a_searched_value_at_its_range_end_is_rebuilt_and_trains(
+    strategy: str, params: dict[str, object]
+) -> None:
+    totals, weights = train(best_record(strategy, params, {"a": 1.0, "b": 0.5}), steps=30)
+    assert all(torch.isfinite(torch.tensor(totals)))
+    assert totals[-1] < totals[0]
     assert sum(weights.values()) == pytest.approx(2.0, rel=1e-4)
 
 
