@@ -41,9 +41,11 @@ class GLS(LossWeighting[GLSConfig]):
         L = (Π_t x_t)^(1/n) = exp((1/n) Σ_t log x_t),   ∂L/∂x_t = L / (n · x_t),
 
     computed in log space. The gradient on task t is inversely proportional to its loss:
-    GLS balances tasks by their relative, not absolute, progress. LibMTL has no GLS;
-    torchjd's ``GeometricMean`` scalarizer is the same formula over all its values (it
-    raises on a negative value).
+    GLS balances tasks by their relative, not absolute, progress. torchjd's
+    ``GeometricMean`` scalarizer is the same formula over all its values (it raises on a
+    negative value); LibMTL's GLS takes the product directly (it under- or overflows for
+    many tasks or extreme losses) and reports L_t / (T · Π L), which is not the gradient's
+    weighting (that is ∝ 1/L_t).
 
     Losses are assumed > 0. A scaled loss at or below `loss_floor` (sqrt of the dtype's
     smallest normal, about 1e-19 in float32), including a zero or negative one, enters the
