@@ -7,7 +7,9 @@
 #   throughput.py: MultiMNIST-LeNet and adult, 10 epochs, --batch auto (targets: >= 30x and
 #     >= 50x the plain loop; auto never out of memory);
 #   end_to_end.py: a study submitted over REST, one worker on the GPU, on a SQLite file, next
-#     to the trainer alone (target: service / trainer >= 0.90).
+#     to the trainer alone (target: service / trainer >= 0.90);
+#   strategy_cost.py: every weighting strategy's time per step against `fixed`, K = 1 and 64,
+#     on adult and MultiMNIST-LeNet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -24,3 +26,5 @@ python3 benchmarks/throughput.py --experiment adult --epochs 10 --trials 512 \
 python3 benchmarks/end_to_end.py --experiments adult multi_mnist --databases sqlite \
     --trials 512 --batch 128 --epochs 2 --max-train-samples 0 --device cuda \
     --data-dir .data --section "End to end (service) on the GPU"
+python3 benchmarks/strategy_cost.py --experiments adult multi_mnist --ks 1 64 --steps 4 16 \
+    --device cuda --data-dir .data
