@@ -45,6 +45,12 @@ def gram64(grads: Tensor, active: Tensor | None = None) -> Tensor:
     return gram
 
 
+def mean_preferences(active: Tensor) -> Tensor:
+    """``[K, T]`` float64 preference vector: ``1 / n`` on the ``n`` active tasks, 0 elsewhere."""
+    act = active.to(torch.float64)
+    return act / act.sum(-1, keepdim=True).clamp_min(1.0)
+
+
 def normalised_gram(gram: Tensor, reg_eps: float | Tensor) -> Tensor:
     """``G / tr G + reg_eps I`` (``reg_eps I`` alone where ``tr G = 0``), the regularised problem.
 

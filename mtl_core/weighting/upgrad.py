@@ -7,7 +7,12 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig
-from mtl_core.weighting._dual_cone import dual_cone_weights, gram64, normalised_gram
+from mtl_core.weighting._dual_cone import (
+    dual_cone_weights,
+    gram64,
+    mean_preferences,
+    normalised_gram,
+)
 from mtl_core.weighting._registry import STRATEGIES
 
 
@@ -22,12 +27,6 @@ class UPGradConfig(StrategyConfig):
     reg_eps: float = Field(
         1e-4, ge=1e-10, le=1.0, description="Ridge on the trace-normalised Gram matrix."
     )
-
-
-def mean_preferences(active: Tensor) -> Tensor:
-    """``[K, T]`` preference vector: ``1 / n`` on the ``n`` active tasks, 0 elsewhere."""
-    act = active.to(torch.float64)
-    return act / act.sum(-1, keepdim=True).clamp_min(1.0)
 
 
 @STRATEGIES.register("upgrad")

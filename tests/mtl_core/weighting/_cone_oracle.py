@@ -18,6 +18,25 @@ from torchjd.linalg import DualConeProjector, PSDMatrix
 
 FloatArray = npt.NDArray[np.float64]
 
+KINDS = ("random", "opposite", "duplicate", "rank1", "zero_row", "conflicting")
+
+
+def jacobian(kind: str, num_tasks: int, dim: int, seed: int) -> Tensor:
+    """``[T, P]`` float64 task gradients of ``kind``, norms spread over 10^±1."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((num_tasks, dim)) * 10.0 ** rng.uniform(-1, 1, (num_tasks, 1))
+    if kind == "opposite":
+        g[1] = -g[0]
+    elif kind == "duplicate":
+        g[1] = g[0]
+    elif kind == "rank1":
+        g = np.outer(rng.choice([-1.0, 1.0], num_tasks) * rng.uniform(0.1, 3, num_tasks), g[0])
+    elif kind == "zero_row":
+        g[-1] = 0.0
+    elif kind == "conflicting":
+        g[1:] -= 2.0 * g[0]
+    return torch.tensor(g)
+
 
 def enumerate_bounded_qp(a: FloatArray, u: FloatArray) -> FloatArray:
     """``argmin_{v >= u} vᵀ a v`` for one positive definite ``a [T, T]`` and ``u [T]``."""

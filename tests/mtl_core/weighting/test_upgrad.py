@@ -13,27 +13,13 @@ from torchjd.aggregation import UPGradWeighting
 
 from mtl_core.weighting import GradientWeighting
 from mtl_core.weighting._dual_cone import dual_cone_weights
-from tests.mtl_core.weighting._cone_oracle import EnumerationProjector, enumerate_bounded_qp
+from tests.mtl_core.weighting._cone_oracle import (
+    KINDS,
+    EnumerationProjector,
+    enumerate_bounded_qp,
+    jacobian,
+)
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
-
-KINDS = ("random", "opposite", "duplicate", "rank1", "zero_row", "conflicting")
-
-
-def jacobian(kind: str, num_tasks: int, dim: int, seed: int) -> Tensor:
-    """``[T, P]`` float64 task gradients of ``kind``, norms spread over 10^±1."""
-    rng = np.random.default_rng(seed)
-    g = rng.standard_normal((num_tasks, dim)) * 10.0 ** rng.uniform(-1, 1, (num_tasks, 1))
-    if kind == "opposite":
-        g[1] = -g[0]
-    elif kind == "duplicate":
-        g[1] = g[0]
-    elif kind == "rank1":
-        g = np.outer(rng.choice([-1.0, 1.0], num_tasks) * rng.uniform(0.1, 3, num_tasks), g[0])
-    elif kind == "zero_row":
-        g[-1] = 0.0
-    elif kind == "conflicting":
-        g[1:] -= 2.0 * g[0]
-    return torch.tensor(g)
 
 
 def ours(
