@@ -11,8 +11,7 @@ on the device, in float64, by block principal pivoting (Júdice & Pires, Compute
 Portugal, Júdice & Vicente, Math. Comp. 1994) with Murty's single pivot as the finite fallback.
 No ``T x T`` problem ever reaches the host.
 
-`gram64` forms the Gram matrices of ``[K, T, P]`` gradients in float64 on the device, chunked
-over ``P`` so memory stays bounded.
+The Gram matrices come from `_gram.gram64` (float64, on the device).
 """
 
 from __future__ import annotations
@@ -20,29 +19,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: float64 elements per chunk when reducing over the parameter dimension P on the device.
-_CHUNK_ELEMENTS = 1 << 24
 #: KKT tolerance of `dual_cone_weights`, on the trace-normalised problem (``tr G = 1``).
 KKT_TOL = 1e-12
 #: Full exchanges allowed without fewer infeasibilities before Murty's single pivot is used.
 _EXCHANGES = 3
-
-
-def gram64(grads: Tensor, active: Tensor | None = None) -> Tensor:
-    """``[K, T, T]`` Gram matrices ``G_st = ⟨g_s, g_t⟩`` of ``grads [K, T, P]``, in float64.
-
-    Rows and columns of tasks outside ``active [K, T]`` (when given) are 0.
-    """
-    num_slots, num_tasks, _ = grads.shape
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, num_slots * num_tasks))
-    gram = grads.new_zeros((num_slots, num_tasks, num_tasks), dtype=torch.float64)
-    for part in grads.detach().split(chunk, dim=2):
-        part64 = part.to(torch.float64)
-        gram += part64 @ part64.transpose(1, 2)
-    if active is not None:
-        act = active.to(torch.float64)
-        gram = gram * act.unsqueeze(-1) * act.unsqueeze(-2)
-    return gram
 
 
 def mean_preferences(active: Tensor) -> Tensor:

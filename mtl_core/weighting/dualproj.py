@@ -7,12 +7,8 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig
-from mtl_core.weighting._dual_cone import (
-    dual_cone_weights,
-    gram64,
-    mean_preferences,
-    normalised_gram,
-)
+from mtl_core.weighting._dual_cone import dual_cone_weights, mean_preferences, normalised_gram
+from mtl_core.weighting._gram import gram64
 from mtl_core.weighting._registry import STRATEGIES
 
 
