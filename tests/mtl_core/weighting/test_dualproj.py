@@ -1,0 +1,113 @@
+"""DualProj (Quinton & Rey 2024) against torchjd's `DualProj` with an exact projector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+from torchjd.aggregation import DualProj as TorchjdDualProj
+from torchjd.aggregation import DualProjWeighting
+
+from mtl_core.weighting import GradientWeighting
+from tests.mtl_core.weighting._cone_oracle import KINDS, EnumerationProjector, jacobian
+from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+
+
+def ours(
+    grads: Tensor, scale: Tensor | None = None, params: dict[str, Any] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(combined ``[K, P]``, weights ``[K, T]``, coefficients ``[K, T]``) on ``grads [K, T, P]``."""
+    k, t, _ = grads.shape
+    strategy = make_strategy("dualproj", params, t, seeds=tuple(range(k)))
+    assert isinstance(strategy, GradientWeighting)
+    scale = torch.ones(k, t, dtype=grads.dtype) if scale is None else scale
+    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
+    combined, weights = strategy.combine(grads, inputs)
+    return combined, weights, strategy.coefficients(grads, inputs)
+
+
+def oracle(j: Tensor, reg_eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """torchjd's (update ``[P]``, weights ``[T]``) on one ``[T, P]`` Jacobian."""
+    projector = EnumerationProjector(reg_eps)
+    update = TorchjdDualProj(projector=projector)(j)
+    weights = DualProjWeighting(projector=projector)(j @ j.T)
+    return update, weights
+
+
+@pytest.mark.parametrize("num_slots", [1, 4])
+@pytest.mark.parametrize("num_tasks", [2, 3, 5])
+@pytest.mark.parametrize("kind", KINDS)
+def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int) -> None:
+    grads = torch.stack([jacobian(kind, num_tasks, 7, 100 * s + num_tasks) for s in range(4)])
+    grads = grads[:num_slots]
+    combined, weights, coeff = ours(grads)
+    for k in range(num_slots):
+        update, w = oracle(grads[k])
+        # All rows active: the same problem, so the same update and coefficients; the
+        # reported weights are the coefficients normalised to Σ = T.
+        torch.testing.assert_close(combined[k], update, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(coeff[k], w, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(weights[k], w / w.sum() * num_tasks, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("num_slots", [1, 4])
+def test_inactive_tasks_drop_out_of_the_mean(num_slots: int) -> None:
+    gen = torch.Generator().manual_seed(3)
+    grads = torch.randn(num_slots, 4, 6, generator=gen, dtype=torch.float64)
+    scale = torch.ones(num_slots, 4, dtype=torch.float64)
+    scale[:, 1] = 0.0
+    scale[-1, 3] = 0.0
+    grads = grads * scale.unsqueeze(-1)  # the contract: an inactive task's row is zero
+    combined, weights, _ = ours(grads, scale)
+    for k in range(num_slots):
+        n = int((scale[k] > 0).sum())
+        update, _ = oracle(grads[k])
+        # torchjd projects the mean over all 4 rows, ours the mean over the n active ones;
+        # the projection is positively homogeneous.
+        torch.testing.assert_close(combined[k], update * 4 / n, rtol=1e-8, atol=1e-10)
+        assert (weights[k][scale[k] == 0] == 0).all()
+
+
+def test_ridge_is_a_parameter() -> None:
+    grads = jacobian("conflicting", 3, 5, 11).unsqueeze(0)
+    combined, _, _ = ours(grads, params={"reg_eps": 1e-2})
+    update, _ = oracle(grads[0], reg_eps=1e-2)
+    torch.testing.assert_close(combined[0], update, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_no_task_is_hurt_at_any_scale(dtype: torch.dtype, scale: float) -> None:
+    gen = torch.Generator().manual_seed(5)
+    grads = torch.randn(4, 5, 3, generator=gen, dtype=torch.float64)
+    grads[1, 1] = -grads[1, 0]
+    grads[2, 1] = grads[2, 0]
+    grads[3] = grads[3, :1] * torch.tensor([[1.0], [-2.0], [0.5], [-0.1], [3.0]])
+    g = (grads * scale).to(dtype)
+    combined, weights, coeff = ours(g)
+    assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
+    assert (weights >= 0).all()
+    g64, v = g.double(), coeff.double()
+    assert (v >= 0.2 * (1 - 1e-6)).all()  # v >= u = 1/5
+    gain = torch.einsum("ktp,kp->kt", g64, combined.double())
+    norms = g64.norm(dim=-1)
+    trace = (norms * norms).sum(-1, keepdim=True)
+    # (G v)_t >= -reg_eps tr(G) v_t (the ridge), plus the rounding of Σ v_s g_s in the dtype
+    rounding = 8 * torch.finfo(dtype).eps * (v.abs() * norms).sum(-1, keepdim=True) * norms
+    assert (gain >= -(1e-4 * trace * v * (1 + 1e-6) + rounding)).all(), gain
+
+
+def test_without_conflict_the_mean_is_kept() -> None:
+    grads = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]], dtype=torch.float64)
+    combined, weights, _ = ours(grads)
+    torch.testing.assert_close(combined[0], grads[0].mean(0))
+    torch.testing.assert_close(weights[0], torch.ones(3, dtype=torch.float64))
+
+
+def test_one_active_task_is_used_as_is() -> None:
+    grads = torch.tensor([[[0.0, 0.0], [3.0, -4.0]]])
+    combined, weights, _ = ours(grads, torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(combined, torch.tensor([[3.0, -4.0]]))
+    assert weights.tolist() == [[0.0, 1.0]]
