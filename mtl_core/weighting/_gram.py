@@ -1,6 +1,6 @@
 """Gram matrices of the task gradients and their eigen-decompositions, batched over K.
 
-Shared by the gradient methods that work on ``G = J Jᵀ`` (UPGrad, DualProj, IMTL-G,
+Shared by the gradient methods that work on ``G = J Jᵀ`` (UPGrad, DualProj, IMTL-G, GradVac,
 Aligned-MTL): formed in float64 on the device, chunked over the parameters so memory stays
 bounded; decomposed by a batched `torch.linalg.eigh` that never sees a non-finite matrix.
 """
