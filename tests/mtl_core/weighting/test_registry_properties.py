@@ -44,6 +44,8 @@ VARIANTS = [
     ("famo", {"lr": 0.1, "weight_decay": 0.0}),
     ("stch", {"mu": 0.01, "warmup_epochs": 1}),
     ("stch", {"warmup_epochs": 0}),
+    ("pbi", {"theta": 0.0}),
+    ("pbi", {"theta": 5.0}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
