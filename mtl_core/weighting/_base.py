@@ -124,6 +124,10 @@ class WeightingStrategy(abc.ABC, Generic[ConfigT]):
     #: Epochs at whose end the strategy has not yet acted as itself (e.g. DWA is uniform by
     #: definition for two): a search must not judge a trial by them.
     warmup_epochs: ClassVar[int] = 0
+    #: True where one active task gets its own gradient of scale_t · L_t as is; False for
+    #: methods that change its size (log-loss methods give ∇L_t / L_t): their step is then
+    #: a positive multiple of that gradient.
+    single_task_as_is: ClassVar[bool] = True
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         self.num_slots = num_slots

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -14,20 +12,12 @@ from mtl_core.weighting._base import (
     masked_softmax,
     normalise,
 )
+from mtl_core.weighting._log_losses import floored_log
 from mtl_core.weighting._registry import STRATEGIES
 
 
 class GLSConfig(StrategyConfig):
     """GLS has no hyper-parameters."""
-
-
-def loss_floor(dtype: torch.dtype) -> float:
-    """The smallest scaled loss GLS takes the log of: sqrt(tiny) of ``dtype``.
-
-    Below it a loss counts as zero. The square root leaves room for the gradient
-    objective / (n · loss), which a floor at ``tiny`` itself would overflow.
-    """
-    return float(torch.finfo(dtype).tiny) ** 0.5
 
 
 @STRATEGIES.register("gls")
@@ -47,10 +37,10 @@ class GLS(LossWeighting[GLSConfig]):
     many tasks or extreme losses) and reports L_t / (T · Π L), which is not the gradient's
     weighting (that is ∝ 1/L_t).
 
-    Losses are assumed > 0. A scaled loss at or below `loss_floor` (sqrt of the dtype's
-    smallest normal, about 1e-19 in float32), including a zero or negative one, enters the
-    product as the floor, a constant: it gets no gradient and weight 0 (at x_t → 0 the true
-    gradient is infinite), so the step stays finite.
+    Losses are assumed > 0. A scaled loss at or below `_log_losses.loss_floor` (sqrt of the
+    dtype's smallest normal, about 1e-19 in float32), including a zero or negative one,
+    enters the product as the floor, a constant: it gets no gradient and weight 0 (at
+    x_t → 0 the true gradient is infinite), so the step stays finite.
 
     Reported weights: the effective weights λ_t = ∂L/∂x_t (the objective's gradient is
     Σ_t λ_t ∇(scale_t L_t), the same convention as the other loss-based strategies), i.e.
@@ -64,12 +54,7 @@ class GLS(LossWeighting[GLSConfig]):
         losses = inputs.losses
         scale = inputs.scale.to(losses.dtype)
         active = scale > 0
-        floor = loss_floor(losses.dtype)
-        scaled = scale * losses
-        usable = active & (scaled > floor)
-        # Where no log is taken the argument is 1, so neither branch can make a NaN gradient.
-        logs = torch.log(torch.where(usable, scaled, torch.ones_like(scaled)))
-        logs = torch.where(usable | ~active, logs, torch.full_like(logs, math.log(floor)))
+        logs, usable = floored_log(scale * losses, active)
         n_active = active.sum(dim=-1)
         mean_log = logs.sum(dim=-1) / n_active.clamp_min(1).to(losses.dtype)
         objective = torch.where(n_active > 0, torch.exp(mean_log), torch.zeros_like(mean_log))

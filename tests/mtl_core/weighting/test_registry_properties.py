@@ -45,6 +45,10 @@ VARIANTS = [
     ("upgrad", {"reg_eps": 1e-2}),
     ("dualproj", {"reg_eps": 1e-2}),
     ("gradvac", {"beta": 1.0}),
+    ("stch", {"mu": 0.01, "warmup_epochs": 1}),
+    ("stch", {"warmup_epochs": 0}),
+    ("pbi", {"theta": 0.0}),
+    ("pbi", {"theta": 5.0}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
@@ -207,9 +211,15 @@ def test_outputs_finite_and_weights_sum_to_the_active_tasks(
             assert torch.isfinite(g).all(), g
         if isinstance(strategy, GradientWeighting):
             assert value.shape == (case.num_slots, NUM_PARAMS)
-            # One active task: its own gradient of scale_t · L_t, as is.
+            # One active task: its own gradient of scale_t · L_t, as is (or a positive
+            # multiple of it, where the strategy says so).
             single = active.sum(-1) == 1
             own = (step.grads * scale.unsqueeze(-1)).sum(1)
+            if not strategy.single_task_as_is:
+                norms = (own * own).sum(-1).clamp_min(torch.finfo(own.dtype).tiny)
+                factor = (value * own).sum(-1) / norms
+                assert (factor[single & (norms > 0)] > 0).all(), factor
+                own = own * factor.unsqueeze(-1)
             _close(value[single], own[single])
         else:
             assert value.shape == (case.num_slots,)
