@@ -44,6 +44,8 @@ VARIANTS = [
     ("famo", {"lr": 0.1, "weight_decay": 0.0}),
     ("upgrad", {"reg_eps": 1e-2}),
     ("dualproj", {"reg_eps": 1e-2}),
+    ("aligned_mtl", {"scale_mode": "median"}),
+    ("aligned_mtl", {"scale_mode": "rmse"}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
