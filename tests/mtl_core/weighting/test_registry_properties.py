@@ -46,6 +46,7 @@ VARIANTS = [
     ("dualproj", {"reg_eps": 1e-2}),
     ("aligned_mtl", {"scale_mode": "median"}),
     ("aligned_mtl", {"scale_mode": "rmse"}),
+    ("pcd", {"tau": 0.3, "beta": 0.5}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
