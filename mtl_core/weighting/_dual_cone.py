@@ -52,16 +52,10 @@ def dual_cone_weights(gram: Tensor, prefs: Tensor, max_iter: int | None = None) 
     """``v = argmin_{v >= u} vᵀ G v`` for every ``u`` of ``prefs [..., M, T]``, ``G [..., T, T]``.
 
     ``G`` must be symmetric positive definite (`normalised_gram`) and float64. With ``x = v - u``
-    this is the linear complementarity problem ``x >= 0, y = G x + G u >= 0, xᵀ y = 0``, solved
-    by block principal pivoting: on the free set ``F`` solve ``G_FF x_F = -(G u)_F`` (``x = 0``
-    elsewhere), flip every index where ``x_F < 0`` or ``y_B < 0``; after ``3`` full exchanges
-    that do not reduce the number of such indices, flip only the largest (Murty's rule, finite
-    for a positive definite ``G``). A problem stops when its KKT residual is within ``KKT_TOL``
-    (``x_F >= -KKT_TOL``, ``y_B >= -KKT_TOL``, on ``tr G ≈ 1``); a stopped problem is a fixed
-    point, and the loop ends when every problem has stopped (one host sync per iteration to
-    ask; in practice two or three iterations) or after ``max_iter`` iterations (default
-    ``10 T + 10``). The answer is ``u + max(x, 0)``: always ``>= u``, and where the residual is
-    met, optimal to it. Never raises: a non-finite ``G`` or ``u`` gives a non-finite ``v``.
+    this is the linear complementarity problem ``x >= 0, y = G x + G u >= 0, xᵀ y = 0``
+    (`solve_lcp`). The answer is ``u + x``: always ``>= u``, and where the KKT residual is met
+    (``<= KKT_TOL`` on ``tr G ≈ 1``), optimal to it. Never raises: a non-finite ``G`` or ``u``
+    gives a non-finite ``v``.
 
     Args:
         gram: ``[..., T, T]`` float64 positive definite matrices.
@@ -71,24 +65,41 @@ def dual_cone_weights(gram: Tensor, prefs: Tensor, max_iter: int | None = None) 
     Returns:
         ``[..., M, T]`` float64 weights ``v``.
     """
-    num_tasks = gram.shape[-1]
+    g = gram.unsqueeze(-3).expand(*prefs.shape[:-1], gram.shape[-1], gram.shape[-1])
+    q = (g @ prefs.unsqueeze(-1)).squeeze(-1)
+    return prefs + solve_lcp(g, q, max_iter)
+
+
+def solve_lcp(matrix: Tensor, q: Tensor, max_iter: int | None = None) -> Tensor:
+    """``x >= 0`` with ``y = M x + q >= 0`` and ``xᵀ y = 0``, for ``M [..., T, T]``, ``q [..., T]``.
+
+    ``M`` symmetric positive definite, float64 (then ``x`` minimises ``½ xᵀ M x + qᵀ x`` over
+    ``x >= 0`` and is unique). Block principal pivoting: on the free set ``F`` solve
+    ``M_FF x_F = -q_F`` (``x = 0`` elsewhere; Cholesky, `cholesky_ex`, which never raises),
+    flip every index where ``x_F < 0`` or ``y_B < 0``; after ``3`` full exchanges that do not
+    reduce the number of such indices, flip only the largest (Murty's rule, finite for a
+    positive definite ``M``). A problem stops when its KKT residual is within ``KKT_TOL``
+    (``x_F >= -KKT_TOL``, ``y_B >= -KKT_TOL``); a stopped problem is a fixed point, and the
+    loop ends when every problem has stopped (one host sync per iteration to ask; in practice
+    two or three iterations) or after ``max_iter`` iterations (default ``10 T + 10``). Returns
+    ``max(x, 0)``. Non-finite input gives non-finite output.
+    """
+    num_tasks = matrix.shape[-1]
     if max_iter is None:
         max_iter = 10 * num_tasks + 10
-    g = gram.unsqueeze(-3).expand(*prefs.shape[:-1], num_tasks, num_tasks)
-    q = (g @ prefs.unsqueeze(-1)).squeeze(-1)  # y at x = 0
-    eye = torch.eye(num_tasks, dtype=gram.dtype, device=gram.device)
-    free = torch.zeros_like(prefs, dtype=torch.bool)
-    x = torch.zeros_like(prefs)
-    best = torch.full(prefs.shape[:-1], num_tasks + 1, dtype=torch.long, device=prefs.device)
+    eye = torch.eye(num_tasks, dtype=matrix.dtype, device=matrix.device)
+    free = torch.zeros_like(q, dtype=torch.bool)
+    x = torch.zeros_like(q)
+    best = torch.full(q.shape[:-1], num_tasks + 1, dtype=torch.long, device=q.device)
     patience = torch.full_like(best, _EXCHANGES)
-    index = torch.arange(num_tasks, device=prefs.device)
+    index = torch.arange(num_tasks, device=q.device)
     for _ in range(max_iter):
         pair = free.unsqueeze(-1) & free.unsqueeze(-2)
-        system = torch.where(pair, g, eye)
+        system = torch.where(pair, matrix, eye)
         rhs = torch.where(free, -q, torch.zeros_like(q))
         factor, _ = torch.linalg.cholesky_ex(system)
         x = torch.where(free, torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1), 0.0)
-        y = (g @ x.unsqueeze(-1)).squeeze(-1) + q
+        y = (matrix @ x.unsqueeze(-1)).squeeze(-1) + q
         bad = torch.where(free, x < -KKT_TOL, y < -KKT_TOL)
         count = bad.sum(-1)
         pending = count > 0
@@ -101,4 +112,4 @@ def dual_cone_weights(gram: Tensor, prefs: Tensor, max_iter: int | None = None) 
         last = torch.where(bad, index, -1).amax(-1, keepdim=True)
         flip = torch.where(single, index == last, bad) & pending.unsqueeze(-1)
         free = free ^ flip
-    return prefs + x.clamp_min(0.0)
+    return x.clamp_min(0.0)

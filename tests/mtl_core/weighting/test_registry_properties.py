@@ -49,6 +49,9 @@ VARIANTS = [
     ("stch", {"warmup_epochs": 0}),
     ("pbi", {"theta": 0.0}),
     ("pbi", {"theta": 5.0}),
+    ("aligned_mtl", {"scale_mode": "median"}),
+    ("aligned_mtl", {"scale_mode": "rmse"}),
+    ("pcd", {"tau": 0.3, "beta": 0.5}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
