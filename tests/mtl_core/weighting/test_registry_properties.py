@@ -42,6 +42,7 @@ VARIANTS = [
     ("loss_balance", {"gamma": 0.0, "beta": 0.5}),
     ("gradnorm", {"alpha": 0.0}),
     ("famo", {"lr": 0.1, "weight_decay": 0.0}),
+    ("graddrop", {"leak": 0.5}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
