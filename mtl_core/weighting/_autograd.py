@@ -81,7 +81,9 @@ def strategy_gradients(
 
     ``space`` is where the batch's strategies work (`WeightingStrategy.gradient_space`):
     ``loss`` back-propagates the strategy's objective; ``parameters`` combines the task
-    gradients on ``shared`` and gives every task-specific tensor its own task's gradient;
+    gradients (of `GradientWeighting.task_objectives`) on ``shared`` and gives every
+    task-specific tensor its own task's gradient, and the strategy's own tensors the gradient
+    of its `GradientWeighting.parameter_objective`;
     ``representation`` (MGDA-UB, GradDrop) combines the task gradients w.r.t.
     ``representation`` (`GradientWeighting.combine_representation`), back-propagates the
     combination through the shared layers and gives each task-specific tensor its task's
@@ -105,8 +107,13 @@ def strategy_gradients(
             f"strategy {', '.join(strategy.names)} needs an architecture with shared parameters "
             "(hard sharing or MMoE); this model has none"
         )
-    weighted = inputs.losses * inputs.scale
-    no_extra = [torch.zeros_like(p) for p in extra]
+    weighted = strategy.task_objectives(inputs)
+    own = strategy.parameter_objective(inputs)
+    extra_grads = (
+        _grads(own.sum(), extra, retain=True)
+        if own is not None and extra
+        else [torch.zeros_like(p) for p in extra]
+    )
     if space == "representation":
         if representation is None:
             raise ConfigError(
@@ -123,11 +130,11 @@ def strategy_gradients(
         )
         if reg.requires_grad:
             shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
-        return shared_grads, task_grads, no_extra, weights
+        return shared_grads, task_grads, extra_grads, weights
     per_task = task_gradients(weighted, shared, k)
     combined, weights = strategy.combine(per_task, inputs)
     shared_grads = _unflatten(combined, shared, k)
     task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
     if reg.requires_grad:
         shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
-    return shared_grads, task_grads, no_extra, weights
+    return shared_grads, task_grads, extra_grads, weights

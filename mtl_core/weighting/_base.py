@@ -20,7 +20,8 @@ Conventions every strategy keeps (tests check them):
   multiplier. A task with ``scale == 0`` is inactive this step: it adds no gradient anywhere.
 * Loss-based strategies back-propagate ``Σ_t λ_t · scale_t · L_t`` (+ their own regulariser).
 * Gradient methods combine the gradients of ``scale_t · L_t`` on the *shared* parameters;
-  every task-specific parameter receives its own task's gradient of ``scale_t · L_t``.
+  every task-specific parameter receives its own task's gradient of ``scale_t · L_t`` (of
+  ``GradientWeighting.task_objectives`` where a method rescales its losses, as IMTL does).
 * The returned weights are ``[K, T]``, detached, normalised so that Σ_t λ_t = T over the
   active tasks (0 for inactive ones), so strategies compare.
 * Random draws come from each trial's own generator (``TaskContext.generator``), once per
@@ -180,6 +181,19 @@ class GradientWeighting(WeightingStrategy[ConfigT]):
 
     uses_task_gradients = True
     needs_shared_parameters = True
+
+    def task_objectives(self, inputs: StepInputs) -> Tensor:
+        """``[K, T]`` per-task objectives, with graph, whose gradients are combined (on the
+        shared parameters or representation) and given to each task's own parameters.
+
+        The default is ``scale_t · L_t``; a method that rescales its losses first (IMTL's
+        learnable scales) says so here.
+        """
+        return inputs.losses * inputs.scale
+
+    def parameter_objective(self, inputs: StepInputs) -> Tensor | None:
+        """``[K]`` objective whose gradient trains `parameters()` (None: the method has none)."""
+        return None
 
     def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         """``[K, T, P]`` task gradients → (combined ``[K, P]``, weights ``[K, T]``).

@@ -104,6 +104,26 @@ class MixedStrategy:
             results.append(member.combine(grads, self._member_inputs(inputs, i)))
         return self._select(results)
 
+    def task_objectives(self, inputs: StepInputs) -> Tensor:
+        """Gradient members' ``[K, T]`` per-task objectives, each slot its owner's."""
+        values = []
+        for i, member in enumerate(self.members.values()):
+            assert isinstance(member, GradientWeighting)
+            value = member.task_objectives(self._member_inputs(inputs, i))
+            values.append((value, value))
+        return self._select(values)[0]
+
+    def parameter_objective(self, inputs: StepInputs) -> Tensor | None:
+        """The sum of the gradient members' objectives, each counted on its own slots."""
+        total: Tensor | None = None
+        for i, member in enumerate(self.members.values()):
+            assert isinstance(member, GradientWeighting)
+            value = member.parameter_objective(self._member_inputs(inputs, i))
+            if value is not None:
+                mine = torch.where(self.owner == i, value, torch.zeros_like(value))
+                total = mine if total is None else total + mine
+        return total
+
     def combine_representation(
         self, grads: Tensor, inputs: StepInputs
     ) -> tuple[Tensor, Tensor, Tensor]:

@@ -43,6 +43,7 @@ VARIANTS = [
     ("gradnorm", {"alpha": 0.0}),
     ("famo", {"lr": 0.1, "weight_decay": 0.0}),
     ("graddrop", {"leak": 0.5}),
+    ("moco", {"beta": 1.0, "gamma": 1.0, "rho": 0.5}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
