@@ -96,6 +96,11 @@ class Architecture(abc.ABC):
         strategies combine); known from the config, before anything is built."""
         return True
 
+    def exposes_representation(self) -> bool:
+        """Whether the built model's `ModelOutput.representation` is one tensor that every
+        head reads (what MGDA-UB and GradDrop work on); known from the config."""
+        return False
+
     @abc.abstractmethod
     def build(self, parts: NetworkParts) -> MultiTaskModel: ...
 

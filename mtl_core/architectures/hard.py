@@ -119,6 +119,9 @@ class HardSharing(Architecture):
         assert isinstance(self.config, HardConfig)
         return self.config.shared_depth != 0
 
+    def exposes_representation(self) -> bool:
+        return self.shares_parameters()
+
     def build(self, parts: NetworkParts) -> MultiTaskModel:
         assert isinstance(self.config, HardConfig)
         blocks = list(parts.make_blocks())

@@ -98,9 +98,10 @@ class MMoE(Architecture):
     Task t mixes them with its own gate, g_t(x) = softmax(W_t · flatten(x)), into
     r_t(x) = Σ_e g_t,e(x) · expert_e(x), which its head reads. Shared parameters are the
     experts'; gates and heads are task parameters. The representation is per task, so
-    ``ModelOutput.representation`` is None (MGDA-UB has no single z here and must fall back
-    to the shared parameters). ``last_shared_parameters()`` are the parameters of the last
-    parameterised block of every expert (GradNorm's W).
+    ``ModelOutput.representation`` is None (`exposes_representation` is False: a strategy
+    that works on the representation, MGDA-UB or GradDrop, ends with a `ConfigError` here).
+    ``last_shared_parameters()`` are the parameters of the last parameterised block of every
+    expert (GradNorm's W).
 
     Args:
         config: an `MMoEConfig`.

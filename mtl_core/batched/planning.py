@@ -30,15 +30,19 @@ _BATCH_KEY_FIELDS = (
 def batchable(config: TrialConfig) -> bool:
     """Whether ``config`` has a batched form (its strategy and settings are supported)."""
     try:
-        parse_strategy_config(config.strategy, config.strategy_params)
+        strategy_config = parse_strategy_config(config.strategy, config.strategy_params)
         resolved = resolve_config(config, get_experiment(config.experiment))
         architecture = make_architecture(resolved.architecture, resolved.architecture_params)
     except (ConfigError, KeyError, ValueError):
         return False
     # A strategy that reads the shared parameters fails on an architecture that shares none:
     # training alone reports that error for the one trial instead of the whole batch.
-    needs_shared = STRATEGIES.get(config.strategy).needs_shared_parameters
-    return architecture.shares_parameters() or not needs_shared
+    strategy = STRATEGIES.get(config.strategy)
+    if strategy.needs_shared_parameters and not architecture.shares_parameters():
+        return False
+    # Likewise a strategy that works on the shared representation on one that exposes none.
+    space = strategy.gradient_space(strategy_config)
+    return space != "representation" or architecture.exposes_representation()
 
 
 def gradient_space(resolved: ResolvedConfig) -> GradientSpace:
@@ -62,8 +66,8 @@ def can_batch_together(configs: Sequence[TrialConfig]) -> bool:
     They must be `batchable`, of one experiment, and agree on architecture (and its
     parameters), schedule (and its parameters), epochs, batch size, optimizer kind, device
     and training-set size; their strategies must work in one gradient space (all loss-based,
-    all on the shared parameters, or all MGDA-UB); explicit ``data_seed`` values must agree
-    (the batch shares one data order).
+    all on the shared parameters, or all on the shared representation); explicit
+    ``data_seed`` values must agree (the batch shares one data order).
     """
     if not configs or not all(batchable(c) for c in configs):
         return False

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.errors import ConfigError
-from mtl_core.weighting._base import GradientSpace, StepInputs, normalise
+from mtl_core.weighting._base import GradientSpace, StepInputs
 from mtl_core.weighting._mixed import MixedStrategy
 
 
@@ -42,6 +42,23 @@ def task_gradients(weighted: Tensor, inputs: Sequence[Tensor], num_slots: int) -
     return torch.stack(rows, dim=1)
 
 
+def _grads_through(
+    representation: Tensor, combined: Tensor, inputs: Sequence[Tensor]
+) -> list[Tensor]:
+    """Gradients w.r.t. ``inputs`` of the representation given its gradient ``combined``."""
+    outputs = combined.reshape(representation.shape).to(representation.dtype)
+    return list(
+        torch.autograd.grad(
+            representation,
+            list(inputs),
+            grad_outputs=outputs,
+            retain_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+    )
+
+
 def _unflatten(flat: Tensor, like: Sequence[Tensor], num_slots: int) -> list[Tensor]:
     out, offset = [], 0
     for p in like:
@@ -64,9 +81,13 @@ def strategy_gradients(
 
     ``space`` is where the batch's strategies work (`WeightingStrategy.gradient_space`):
     ``loss`` back-propagates the strategy's objective; ``parameters`` combines the task
-    gradients on ``shared`` and gives every task-specific tensor its own task's gradient;
-    ``representation`` (MGDA-UB) solves on the task gradients w.r.t. ``representation``
-    and back-propagates the weighted losses through the whole model.
+    gradients (of `GradientWeighting.task_objectives`) on ``shared`` and gives every
+    task-specific tensor its own task's gradient, and the strategy's own tensors the gradient
+    of its `GradientWeighting.parameter_objective`;
+    ``representation`` (MGDA-UB, GradDrop) combines the task gradients w.r.t.
+    ``representation`` (`GradientWeighting.combine_representation`), back-propagates the
+    combination through the shared layers and gives each task-specific tensor its task's
+    gradient times the strategy's factor.
     """
     k = strategy.num_slots
     extra = strategy.parameters()
@@ -86,23 +107,34 @@ def strategy_gradients(
             f"strategy {', '.join(strategy.names)} needs an architecture with shared parameters "
             "(hard sharing or MMoE); this model has none"
         )
-    weighted = inputs.losses * inputs.scale
-    no_extra = [torch.zeros_like(p) for p in extra]
+    weighted = strategy.task_objectives(inputs)
+    own = strategy.parameter_objective(inputs)
+    extra_grads = (
+        _grads(own.sum(), extra, retain=True)
+        if own is not None and extra
+        else [torch.zeros_like(p) for p in extra]
+    )
     if space == "representation":
         if representation is None:
             raise ConfigError(
-                "strategy 'mgda' with upper_bound=true needs an architecture that exposes a "
-                "shared representation (hard sharing)"
+                f"strategy {', '.join(strategy.names)} works on the shared representation and "
+                "needs an architecture that exposes one (hard sharing, shared_depth > 0)"
             )
         per_task = task_gradients(weighted, [representation], k)
-        coeff = strategy.coefficients(per_task, inputs).detach()
-        grads = _grads((coeff * weighted).sum() + reg, [*shared, *task_specific])
-        weights = normalise(coeff, inputs.scale > 0)
-        return grads[:n_shared], grads[n_shared:], no_extra, weights
+        combined, factors, weights = strategy.combine_representation(per_task, inputs)
+        # The combined representation gradient goes down the shared layers; each task's own
+        # parameters get its loss's gradient times its factor (MGDA-UB: alpha_t, else 1).
+        shared_grads = _grads_through(representation, combined, shared)
+        task_grads = _grads(
+            (factors.detach() * weighted).sum() + reg, task_specific, retain=reg.requires_grad
+        )
+        if reg.requires_grad:
+            shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
+        return shared_grads, task_grads, extra_grads, weights
     per_task = task_gradients(weighted, shared, k)
     combined, weights = strategy.combine(per_task, inputs)
     shared_grads = _unflatten(combined, shared, k)
     task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
     if reg.requires_grad:
         shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
-    return shared_grads, task_grads, no_extra, weights
+    return shared_grads, task_grads, extra_grads, weights

@@ -10,7 +10,9 @@ split of a *weighting* (what to combine) from the autograd plumbing (`_autograd`
   share no parameter, so one backward of the sum serves all K).
 * `GradientWeighting`: ``combine(grads, inputs)`` maps the per-trial task gradients on the
   shared parameters ``[K, T, P]`` to the combined ``[K, P]``; linear methods (MGDA, CAGrad)
-  give their coefficients instead, which also lets MGDA-UB solve on the representation.
+  give their coefficients instead, which also lets MGDA-UB solve on the representation;
+  ``combine_representation`` is the combination on the representation's task gradients
+  (linear by default, GradDrop's sign masks otherwise).
 
 Conventions every strategy keeps (tests check them):
 
@@ -18,7 +20,8 @@ Conventions every strategy keeps (tests check them):
   multiplier. A task with ``scale == 0`` is inactive this step: it adds no gradient anywhere.
 * Loss-based strategies back-propagate ``Σ_t λ_t · scale_t · L_t`` (+ their own regulariser).
 * Gradient methods combine the gradients of ``scale_t · L_t`` on the *shared* parameters;
-  every task-specific parameter receives its own task's gradient of ``scale_t · L_t``.
+  every task-specific parameter receives its own task's gradient of ``scale_t · L_t`` (of
+  ``GradientWeighting.task_objectives`` where a method rescales its losses, as IMTL does).
 * The returned weights are ``[K, T]``, detached, normalised so that Σ_t λ_t = T over the
   active tasks (0 for inactive ones), so strategies compare.
 * Random draws come from each trial's own generator (``TaskContext.generator``), once per
@@ -41,7 +44,7 @@ from torch import Tensor
 from mtl_core.context import TaskContext
 
 #: Where a strategy works: on the losses, on the shared parameters' task gradients, or on the
-#: task gradients w.r.t. the shared representation (MGDA-UB).
+#: task gradients w.r.t. the shared representation (MGDA-UB, GradDrop).
 GradientSpace = Literal["loss", "parameters", "representation"]
 
 
@@ -183,6 +186,19 @@ class GradientWeighting(WeightingStrategy[ConfigT]):
     uses_task_gradients = True
     needs_shared_parameters = True
 
+    def task_objectives(self, inputs: StepInputs) -> Tensor:
+        """``[K, T]`` per-task objectives, with graph, whose gradients are combined (on the
+        shared parameters or representation) and given to each task's own parameters.
+
+        The default is ``scale_t · L_t``; a method that rescales its losses first (IMTL's
+        learnable scales) says so here.
+        """
+        return inputs.losses * inputs.scale
+
+    def parameter_objective(self, inputs: StepInputs) -> Tensor | None:
+        """``[K]`` objective whose gradient trains `parameters()` (None: the method has none)."""
+        return None
+
     def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         """``[K, T, P]`` task gradients → (combined ``[K, P]``, weights ``[K, T]``).
 
@@ -195,3 +211,17 @@ class GradientWeighting(WeightingStrategy[ConfigT]):
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
         """``[K, T]`` coefficients of the update on the rows of ``grads`` (linear methods)."""
         raise NotImplementedError(f"strategy {self.name!r} is not a linear combination")
+
+    def combine_representation(
+        self, grads: Tensor, inputs: StepInputs
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The ``representation`` space: ``[K, T, P]`` task gradients w.r.t. the shared
+        representation → (its combined gradient ``[K, P]``, back-propagated through the shared
+        layers; ``[K, T]`` factors of each task's gradient on its own parameters; weights).
+
+        The default is linear (MGDA-UB): the coefficients of `coefficients` on both, so the
+        model gets the gradient of Σ_t c_t · scale_t · L_t. A non-linear method overrides it.
+        """
+        coeff = self.coefficients(grads, inputs).detach()
+        combined = torch.einsum("kt,ktp->kp", coeff, grads)
+        return combined, coeff, normalise(coeff, inputs.scale > 0)

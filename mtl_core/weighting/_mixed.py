@@ -104,6 +104,41 @@ class MixedStrategy:
             results.append(member.combine(grads, self._member_inputs(inputs, i)))
         return self._select(results)
 
+    def task_objectives(self, inputs: StepInputs) -> Tensor:
+        """Gradient members' ``[K, T]`` per-task objectives, each slot its owner's."""
+        values = []
+        for i, member in enumerate(self.members.values()):
+            assert isinstance(member, GradientWeighting)
+            value = member.task_objectives(self._member_inputs(inputs, i))
+            values.append((value, value))
+        return self._select(values)[0]
+
+    def parameter_objective(self, inputs: StepInputs) -> Tensor | None:
+        """The sum of the gradient members' objectives, each counted on its own slots."""
+        total: Tensor | None = None
+        for i, member in enumerate(self.members.values()):
+            assert isinstance(member, GradientWeighting)
+            value = member.parameter_objective(self._member_inputs(inputs, i))
+            if value is not None:
+                mine = torch.where(self.owner == i, value, torch.zeros_like(value))
+                total = mine if total is None else total + mine
+        return total
+
+    def combine_representation(
+        self, grads: Tensor, inputs: StepInputs
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Gradient members' combinations on the representation, each slot its owner's."""
+        combined, factors = [], []
+        for i, member in enumerate(self.members.values()):
+            assert isinstance(member, GradientWeighting)
+            value, factor, weights = member.combine_representation(
+                grads, self._member_inputs(inputs, i)
+            )
+            combined.append((value, weights))
+            factors.append((factor, factor))
+        value, weights = self._select(combined)
+        return value, self._select(factors)[0], weights
+
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
         """Linear gradient members' ``[K, T]`` coefficients, each slot its owner's."""
         coeffs = []

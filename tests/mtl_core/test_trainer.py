@@ -47,6 +47,13 @@ def test_every_architecture_trains(architecture: str, strategy: str) -> None:
     assert result.history[-1].train_loss["regression"] < result.history[0].train_loss["regression"]
 
 
+def test_a_method_on_the_representation_needs_an_architecture_that_exposes_one() -> None:
+    config = quick(strategy="graddrop", architecture="mmoe", epochs=1)
+    with pytest.raises(ConfigError, match="representation") as error:
+        train_trial(config)
+    assert "\n" not in str(error.value)
+
+
 SCHEDULE_PARAMS: dict[str, dict[str, object]] = {
     "pretrain": {"task": "regression", "epochs": 1},
     "aux_decay": {"task": "classification", "until_epoch": 2},

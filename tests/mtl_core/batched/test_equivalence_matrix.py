@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from mtl_core.architectures import ARCHITECTURES
+from mtl_core.architectures import ARCHITECTURES, make_architecture
 from mtl_core.batched import can_batch_together, train_batch
 from mtl_core.config import TrialConfig
 from mtl_core.schedules import SCHEDULES
 from mtl_core.trainer import train_trial
-from mtl_core.weighting import STRATEGIES
+from mtl_core.weighting import STRATEGIES, parse_strategy_config
 from tests.mtl_core.batched._helpers import assert_same_result
 
 #: Parameters a schedule needs on the synthetic experiment (tasks regression, classification).
@@ -59,12 +59,23 @@ def test_every_strategy_under_every_schedule(strategy: str, schedule: str) -> No
 
 
 # Soft sharing has no shared parameters for gradient methods (or GradNorm) to work on: those
-# pairs are a ConfigError, tested in tests/mtl_core/test_trainer.py.
+# pairs are a ConfigError, tested in tests/mtl_core/test_trainer.py. Nor do soft sharing and
+# MMoE expose one representation for a method that works on it (tests/mtl_core/batched/
+# test_planning.py).
+ON_REPRESENTATION = {
+    name
+    for name in STRATEGIES.names()
+    if STRATEGIES.get(name).gradient_space(parse_strategy_config(name, None)) == "representation"
+}
 PAIRS = [
     (strategy, architecture)
     for strategy in STRATEGIES.names()
     for architecture in ARCHITECTURES.names()
     if not (architecture == "soft" and strategy in GRADIENT | {"gradnorm"})
+    and not (
+        strategy in ON_REPRESENTATION
+        and not make_architecture(architecture, None).exposes_representation()
+    )
 ]
 
 

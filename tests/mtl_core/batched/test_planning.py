@@ -10,10 +10,16 @@ import pytest
 from mtl_core.architectures import ARCHITECTURES, make_architecture
 from mtl_core.batched import batchable
 from mtl_core.config import TrialConfig
-from mtl_core.weighting import STRATEGIES, list_strategies
+from mtl_core.weighting import STRATEGIES, list_strategies, parse_strategy_config
 
 NEED_SHARED = [n for n in list_strategies() if STRATEGIES.get(n).needs_shared_parameters]
 LOSS_ONLY = [n for n in list_strategies() if not STRATEGIES.get(n).needs_shared_parameters]
+#: Strategies whose default config works on the shared representation.
+ON_REPRESENTATION = [
+    n
+    for n in list_strategies()
+    if STRATEGIES.get(n).gradient_space(parse_strategy_config(n, None)) == "representation"
+]
 
 
 def _config(strategy: str, architecture: str, **params: Any) -> TrialConfig:
@@ -46,6 +52,37 @@ def test_an_architecture_says_whether_it_shares_parameters(
     architecture: str, params: dict[str, Any], shares: bool
 ) -> None:
     assert make_architecture(architecture, params).shares_parameters() is shares
+
+
+@pytest.mark.parametrize(
+    ("architecture", "params", "exposes"),
+    [
+        ("hard", {}, True),
+        ("hard", {"shared_depth": 1}, True),
+        ("hard", {"shared_depth": 0}, False),
+        ("mmoe", {}, False),
+        ("soft", {}, False),
+    ],
+)
+def test_an_architecture_says_whether_it_exposes_one_representation(
+    architecture: str, params: dict[str, Any], exposes: bool
+) -> None:
+    assert make_architecture(architecture, params).exposes_representation() is exposes
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [("mgda", {"upper_bound": True}), *((n, {}) for n in ON_REPRESENTATION)],
+)
+def test_a_method_on_the_representation_trains_alone_where_there_is_none(
+    strategy: str, params: dict[str, Any]
+) -> None:
+    def config(architecture: str) -> TrialConfig:
+        return _config(strategy, architecture).model_copy(update={"strategy_params": params})
+
+    assert batchable(config("hard"))
+    assert not batchable(config("mmoe"))
+    assert not batchable(config("soft"))
 
 
 @pytest.mark.parametrize("strategy", NEED_SHARED)

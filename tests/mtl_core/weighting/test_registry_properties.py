@@ -52,6 +52,8 @@ VARIANTS = [
     ("aligned_mtl", {"scale_mode": "median"}),
     ("aligned_mtl", {"scale_mode": "rmse"}),
     ("pcd", {"tau": 0.3, "beta": 0.5}),
+    ("graddrop", {"leak": 0.5}),
+    ("moco", {"beta": 1.0, "gamma": 1.0, "rho": 0.5}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
