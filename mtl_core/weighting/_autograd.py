@@ -85,9 +85,8 @@ def strategy_gradients(
     task-specific tensor its own task's gradient, and the strategy's own tensors the gradient
     of its `GradientWeighting.parameter_objective`;
     ``representation`` (MGDA-UB, GradDrop) combines the task gradients w.r.t.
-    ``representation`` (`GradientWeighting.combine_representation`), back-propagates the
-    combination through the shared layers and gives each task-specific tensor its task's
-    gradient times the strategy's factor.
+    ``representation`` instead, back-propagates the combination through the shared layers
+    and gives every task-specific tensor its own task's gradient.
     """
     k = strategy.num_slots
     extra = strategy.parameters()
@@ -121,13 +120,11 @@ def strategy_gradients(
                 "needs an architecture that exposes one (hard sharing, shared_depth > 0)"
             )
         per_task = task_gradients(weighted, [representation], k)
-        combined, factors, weights = strategy.combine_representation(per_task, inputs)
+        combined, weights = strategy.combine(per_task, inputs)
         # The combined representation gradient goes down the shared layers; each task's own
-        # parameters get its loss's gradient times its factor (MGDA-UB: alpha_t, else 1).
+        # parameters get their task's gradient, as in the parameter space.
         shared_grads = _grads_through(representation, combined, shared)
-        task_grads = _grads(
-            (factors.detach() * weighted).sum() + reg, task_specific, retain=reg.requires_grad
-        )
+        task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
         if reg.requires_grad:
             shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
         return shared_grads, task_grads, extra_grads, weights

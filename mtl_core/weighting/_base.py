@@ -10,9 +10,8 @@ split of a *weighting* (what to combine) from the autograd plumbing (`_autograd`
   share no parameter, so one backward of the sum serves all K).
 * `GradientWeighting`: ``combine(grads, inputs)`` maps the per-trial task gradients on the
   shared parameters ``[K, T, P]`` to the combined ``[K, P]``; linear methods (MGDA, CAGrad)
-  give their coefficients instead, which also lets MGDA-UB solve on the representation;
-  ``combine_representation`` is the combination on the representation's task gradients
-  (linear by default, GradDrop's sign masks otherwise).
+  give their coefficients instead. In the ``representation`` space (MGDA-UB, GradDrop) the
+  same ``combine`` receives the task gradients w.r.t. the shared representation instead.
 
 Conventions every strategy keeps (tests check them):
 
@@ -211,17 +210,3 @@ class GradientWeighting(WeightingStrategy[ConfigT]):
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
         """``[K, T]`` coefficients of the update on the rows of ``grads`` (linear methods)."""
         raise NotImplementedError(f"strategy {self.name!r} is not a linear combination")
-
-    def combine_representation(
-        self, grads: Tensor, inputs: StepInputs
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The ``representation`` space: ``[K, T, P]`` task gradients w.r.t. the shared
-        representation → (its combined gradient ``[K, P]``, back-propagated through the shared
-        layers; ``[K, T]`` factors of each task's gradient on its own parameters; weights).
-
-        The default is linear (MGDA-UB): the coefficients of `coefficients` on both, so the
-        model gets the gradient of Σ_t c_t · scale_t · L_t. A non-linear method overrides it.
-        """
-        coeff = self.coefficients(grads, inputs).detach()
-        combined = torch.einsum("kt,ktp->kp", coeff, grads)
-        return combined, coeff, normalise(coeff, inputs.scale > 0)

@@ -124,21 +124,6 @@ class MixedStrategy:
                 total = mine if total is None else total + mine
         return total
 
-    def combine_representation(
-        self, grads: Tensor, inputs: StepInputs
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Gradient members' combinations on the representation, each slot its owner's."""
-        combined, factors = [], []
-        for i, member in enumerate(self.members.values()):
-            assert isinstance(member, GradientWeighting)
-            value, factor, weights = member.combine_representation(
-                grads, self._member_inputs(inputs, i)
-            )
-            combined.append((value, weights))
-            factors.append((factor, factor))
-        value, weights = self._select(combined)
-        return value, self._select(factors)[0], weights
-
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
         """Linear gradient members' ``[K, T]`` coefficients, each slot its owner's."""
         coeffs = []

@@ -104,9 +104,3 @@ class GradDrop(GradientWeighting[GradDropConfig]):
         combined = sign_dropout(grads, uniform, self.leak)
         active = inputs.scale > 0
         return combined, normalise(active.to(inputs.losses.dtype), active)
-
-    def combine_representation(
-        self, grads: Tensor, inputs: StepInputs
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        combined, weights = self.combine(grads, inputs)
-        return combined, torch.ones_like(weights), weights

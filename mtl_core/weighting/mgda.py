@@ -58,7 +58,9 @@ class MGDA(GradientWeighting[MGDAConfig]):
 
     ``upper_bound`` (MGDA-UB): g_t is the gradient w.r.t. the shared representation (the
     trainer's ``representation`` gradient space; `ConfigError` when the architecture has
-    none), and the model gets the gradient of Σ_t (alpha_t / n_t) scale_t L_t.
+    none): the shared layers get the gradient of Σ_t (alpha_t / n_t) scale_t L_t (the
+    combination back-propagated from the representation), each task's own parameters the
+    gradient of scale_t L_t, as the paper's Algorithm 2 updates them.
 
     With one active task its gradient is used as is. Reported weights: alpha / n
     normalised to Σ = T over the active tasks.

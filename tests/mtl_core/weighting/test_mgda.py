@@ -125,6 +125,25 @@ def test_upper_bound_backpropagates_weighted_sum_through_shared_layers() -> None
         torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
 
 
+def test_upper_bound_gives_each_head_its_own_task_gradient() -> None:
+    # Sener & Koltun's Algorithm 2: task-specific parameters descend their own task's loss.
+    model = ToyMTL()
+    x, targets = toy_data()
+    losses, z = toy_losses(model, x, targets)
+    scale = [1.0, 2.0]
+    expected = [
+        torch.autograd.grad(scale[t] * losses[t], list(model.heads[t].parameters()))
+        for t in range(2)
+    ]
+    loss = MultiTaskLoss(["a", "b"], "mgda", {"upper_bound": True}, weights={"b": 2.0})
+    losses, z = toy_losses(model, x, targets)
+    loss.backward(losses, model.shared(), model.task_specific(), representation=z)
+    for t in range(2):
+        for p, grad in zip(model.heads[t].parameters(), expected[t], strict=True):
+            assert p.grad is not None
+            torch.testing.assert_close(p.grad, grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("vectors", OPPOSITE_PAIR_SETS, ids=["set0", "set1", "set2"])
 def test_an_opposite_pair_among_four_tasks_gives_the_zero_step(
