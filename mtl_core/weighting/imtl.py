@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig, normalise
-from mtl_core.weighting._impartial import impartial_coefficients
 from mtl_core.weighting._registry import STRATEGIES
+from mtl_core.weighting.imtl_g import impartial_coefficients
 
 
 class IMTLConfig(StrategyConfig):
@@ -27,7 +27,7 @@ class IMTL(GradientWeighting[IMTLConfig]):
         g_t = ∇_shared L̃_t,  u_t = g_t / ‖g_t‖,
         α = argsolve{ dᵀu_t equal for all active t, Σ_t α_t = 1 },  d = Σ_t α_t g_t,
 
-    α in closed form (`_impartial.impartial_coefficients`: v = G⁺ ‖g‖, α = v / Σ v, which is
+    α in closed form (`imtl_g.impartial_coefficients`: v = G⁺ ‖g‖, α = v / Σ v, which is
     the paper's α_{2:T} = g_1 Uᵀ (D Uᵀ)⁻¹ where that is invertible, on the device, no host
     sync). d is the shared parameters' update; each task's own parameters get ∇L̃_t. ``s``
     is returned by `parameters()` and trained by the trials' optimizer, like uncertainty's.
@@ -62,8 +62,7 @@ class IMTL(GradientWeighting[IMTLConfig]):
 
     def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         active = inputs.scale > 0
-        gram = grads @ grads.transpose(-1, -2)
-        alpha = impartial_coefficients(gram, active)
+        alpha = impartial_coefficients(grads, active)
         combined = torch.einsum("kt,ktp->kp", alpha, grads)
         effective = alpha.double() * torch.exp(self.loss_scales.detach().double())
         weights = normalise(effective.clamp_min(0), active).to(inputs.losses.dtype)

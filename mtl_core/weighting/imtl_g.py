@@ -17,6 +17,25 @@ class IMTLGConfig(StrategyConfig):
     """IMTL-G has no hyper-parameters."""
 
 
+def impartial_coefficients(grads: Tensor, active: Tensor) -> Tensor:
+    """``[K, T]`` IMTL-G coefficients α (Σ α = 1) of ``grads [K, T, P]`` over the ``active``
+    tasks: α = v / Σ v, v = G⁺ n (see `IMTLG`); 0 for inactive tasks and where Σ v vanishes,
+    NaN for a trial with non-finite gradients. Shared by ``imtl_g`` and the hybrid ``imtl``."""
+    gram = gram64(grads, active)
+    norms = gram.diagonal(dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+    # scale-free: G / tr G and n / sqrt(tr G) give the same α
+    trace = (norms * norms).sum(-1, keepdim=True)
+    safe = torch.where(trace > 0, trace, torch.ones_like(trace))
+    v = pinv_apply(gram / safe.unsqueeze(-1), norms / safe.sqrt())
+    v = torch.where(active, v, 0.0)
+    total = v.sum(-1, keepdim=True)
+    usable = total.abs() > _SUM_TOL * v.abs().sum(-1, keepdim=True)
+    alpha = torch.where(usable, v / torch.where(usable, total, 1.0), 0.0)
+    alpha = torch.where(total.isnan(), torch.nan, alpha)
+    single = active.sum(-1, keepdim=True) == 1
+    return torch.where(single, active.to(alpha.dtype), alpha).to(grads.dtype)
+
+
 @STRATEGIES.register("imtl_g")
 class IMTLG(GradientWeighting[IMTLGConfig]):
     """The combination of the task gradients with equal projections on every unit gradient.
@@ -52,20 +71,7 @@ class IMTLG(GradientWeighting[IMTLGConfig]):
     config_cls = IMTLGConfig
 
     def coefficients(self, grads: Tensor, inputs: StepInputs) -> Tensor:
-        active = inputs.scale > 0
-        gram = gram64(grads, active)
-        norms = gram.diagonal(dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
-        # scale-free: G / tr G and n / sqrt(tr G) give the same α
-        trace = (norms * norms).sum(-1, keepdim=True)
-        safe = torch.where(trace > 0, trace, torch.ones_like(trace))
-        v = pinv_apply(gram / safe.unsqueeze(-1), norms / safe.sqrt())
-        v = torch.where(active, v, 0.0)
-        total = v.sum(-1, keepdim=True)
-        usable = total.abs() > _SUM_TOL * v.abs().sum(-1, keepdim=True)
-        alpha = torch.where(usable, v / torch.where(usable, total, 1.0), 0.0)
-        alpha = torch.where(total.isnan(), torch.nan, alpha)
-        single = active.sum(-1, keepdim=True) == 1
-        return torch.where(single, active.to(alpha.dtype), alpha).to(grads.dtype)
+        return impartial_coefficients(grads, inputs.scale > 0)
 
     def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         coeff = self.coefficients(grads, inputs)

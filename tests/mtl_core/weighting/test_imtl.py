@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torchjd.aggregation import IMTLG
 
 from mtl_core.production import MultiTaskLoss
-from mtl_core.weighting._impartial import impartial_coefficients
 from mtl_core.weighting.imtl import IMTL
+from mtl_core.weighting.imtl_g import impartial_coefficients
 from tests.mtl_core.weighting._toy import (
     GRADIENT_KINDS,
     ToyMTL,
@@ -68,9 +68,7 @@ def test_combination_matches_torchjd_imtlg_on_the_active_rows(
 
 def test_equal_projections_on_the_unit_gradients() -> None:
     grads = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 3.0, 0.0], [1.0, 1.0, 5.0]]], dtype=torch.float64)
-    alpha = impartial_coefficients(
-        grads @ grads.transpose(-1, -2), torch.ones(1, 3, dtype=torch.bool)
-    )
+    alpha = impartial_coefficients(grads, torch.ones(1, 3, dtype=torch.bool))
     d = torch.einsum("kt,ktp->kp", alpha, grads)[0]
     units = grads[0] / grads[0].norm(dim=-1, keepdim=True)
     projections = units @ d
@@ -85,7 +83,7 @@ def test_paper_closed_form_for_three_tasks() -> None:
     d_rows, u_rows = g[0] - g[1:], u[0] - u[1:]
     rest = g[0] @ u_rows.T @ torch.linalg.inv(d_rows @ u_rows.T)
     expected = torch.cat([1 - rest.sum().unsqueeze(0), rest])
-    alpha = impartial_coefficients((g @ g.T)[None], torch.ones(1, 3, dtype=torch.bool))[0]
+    alpha = impartial_coefficients(g[None], torch.ones(1, 3, dtype=torch.bool))[0]
     torch.testing.assert_close(alpha, expected)
 
 
