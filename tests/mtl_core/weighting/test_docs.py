@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtl_core.components import search_ranges
-from mtl_core.weighting import STRATEGIES, list_strategies
+from mtl_core.weighting import STRATEGIES, list_strategies, parse_strategy_config
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "strategies.md").read_text()
 
@@ -42,3 +42,20 @@ def test_each_parameter_has_a_row_with_its_searched_range(name: str) -> None:
             low, high = cell.removesuffix(" log").split("–")
             assert (_number(low), _number(high)) == (declared["low"], declared["high"]), cell
             assert cell.endswith(" log") == declared["log"], f"{name}.{param}: {cell!r}"
+
+
+#: The overview table's words for each gradient space.
+WORKS_ON = {
+    "loss": "losses",
+    "parameters": "task gradients, shared parameters",
+    "representation": "task gradients, representation",
+}
+
+
+def test_the_overview_lists_every_strategy_with_what_it_works_on() -> None:
+    rows = dict(re.findall(r"^\| `(\w+)` \| (losses|task gradients, [a-z ]+) \|", DOC, re.M))
+    expected = {
+        name: WORKS_ON[STRATEGIES.get(name).gradient_space(parse_strategy_config(name, {}))]
+        for name in list_strategies()
+    }
+    assert rows == expected
