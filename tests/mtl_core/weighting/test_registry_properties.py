@@ -44,6 +44,8 @@ VARIANTS = [
     ("famo", {"lr": 0.1, "weight_decay": 0.0}),
     ("gradvac", {"beta": 1.0}),
     ("nash_mtl", {"max_norm": 0.0, "update_weights_every": 2}),
+    ("fairgrad", {"alpha": 0.0}),
+    ("fairgrad", {"alpha": 5.0}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
