@@ -46,6 +46,7 @@ VARIANTS = [
     ("nash_mtl", {"max_norm": 0.0, "update_weights_every": 2}),
     ("fairgrad", {"alpha": 0.0}),
     ("fairgrad", {"alpha": 5.0}),
+    ("excess_mtl", {"robust_step_size": 1.0, "warmup_steps": 1}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
