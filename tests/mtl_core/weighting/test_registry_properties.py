@@ -47,6 +47,8 @@ VARIANTS = [
     ("fairgrad", {"alpha": 0.0}),
     ("fairgrad", {"alpha": 5.0}),
     ("excess_mtl", {"robust_step_size": 1.0, "warmup_steps": 1}),
+    ("cr_mogm", {"alpha": 0.5, "base": "gradvac"}),
+    ("cr_mogm", {"alpha": 0.0, "base": "nash_mtl"}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
