@@ -54,6 +54,12 @@ VARIANTS = [
     ("pcd", {"tau": 0.3, "beta": 0.5}),
     ("graddrop", {"leak": 0.5}),
     ("moco", {"beta": 1.0, "gamma": 1.0, "rho": 0.5}),
+    ("nash_mtl", {"max_norm": 0.0, "update_weights_every": 2}),
+    ("fairgrad", {"alpha": 0.0}),
+    ("fairgrad", {"alpha": 5.0}),
+    ("excess_mtl", {"robust_step_size": 1.0, "warmup_steps": 1}),
+    ("cr_mogm", {"alpha": 0.5, "base": "gradvac"}),
+    ("cr_mogm", {"alpha": 0.0, "base": "nash_mtl"}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
