@@ -197,9 +197,9 @@ def test_unknown_key_lists_valid_parameters() -> None:
 
 
 def test_unknown_strategy_lists_valid_names() -> None:
-    with pytest.raises(KeyError, match="valid choices: cagrad, dwa"):
+    with pytest.raises(KeyError, match=r"valid choices: cagrad, .*dwa"):
         build_strategy("gradnrom", 1, 2)
-    with pytest.raises(KeyError, match="valid choices: cagrad, dwa"):
+    with pytest.raises(KeyError, match=r"valid choices: cagrad, .*dwa"):
         parse_strategy_config("gradnrom", None)
 
 
