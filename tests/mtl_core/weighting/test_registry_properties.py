@@ -60,6 +60,8 @@ VARIANTS = [
     ("excess_mtl", {"robust_step_size": 1.0, "warmup_steps": 1}),
     ("cr_mogm", {"alpha": 0.5, "base": "gradvac"}),
     ("cr_mogm", {"alpha": 0.0, "base": "nash_mtl"}),
+    ("db_mtl", {"beta": 0.0}),
+    ("db_mtl", {"beta": 0.5, "beta_sigma": 1.0}),
 ]
 KINDS = ("random", "conflicting", "near_parallel", "zero", "identical", "opposite")
 NUM_PARAMS = 6
@@ -227,8 +229,8 @@ def test_outputs_finite_and_weights_sum_to_the_active_tasks(
             single = active.sum(-1) == 1
             own = (step.grads * scale.unsqueeze(-1)).sum(1)
             if not strategy.single_task_as_is:
-                norms = (own * own).sum(-1).clamp_min(torch.finfo(own.dtype).tiny)
-                factor = (value * own).sum(-1) / norms
+                norms = (own * own).sum(-1)
+                factor = (value * own).sum(-1) / norms.clamp_min(torch.finfo(own.dtype).tiny)
                 assert (factor[single & (norms > 0)] > 0).all(), factor
                 own = own * factor.unsqueeze(-1)
             _close(value[single], own[single])
