@@ -27,7 +27,7 @@ class PBIConfig(StrategyConfig):
         0.5,
         ge=0,
         description="Penalty on the distance of the scaled losses from the preference ray.",
-        json_schema_extra=searched(0.1, 10.0, log=True),
+        json_schema_extra=searched(0.1, 5.0, log=True),
     )
 
 
