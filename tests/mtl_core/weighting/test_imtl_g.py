@@ -10,6 +10,7 @@ from torchjd.aggregation import IMTLG, IMTLGWeighting
 
 from mtl_core.weighting import GradientWeighting
 from tests.mtl_core.weighting._cone_oracle import KINDS, jacobian
+from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
 
 
@@ -69,12 +70,7 @@ def test_matches_the_papers_closed_form_on_independent_gradients(num_tasks: int)
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_get_nothing(num_slots: int) -> None:
-    gen = torch.Generator().manual_seed(3)
-    grads = torch.randn(num_slots, 4, 6, generator=gen, dtype=torch.float64)
-    scale = torch.ones(num_slots, 4, dtype=torch.float64)
-    scale[:, 1] = 0.0
-    scale[-1, 3] = 0.0
-    grads = grads * scale.unsqueeze(-1)
+    grads, scale = with_inactive_tasks(num_slots)
     combined, weights, coeff = ours(grads, scale)
     for k in range(num_slots):
         # torchjd on the rows with zero gradients: G⁺ gives them 0, the same α as ours
@@ -86,12 +82,7 @@ def test_inactive_tasks_get_nothing(num_slots: int) -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_degenerate_sets_stay_finite_and_scale_free(dtype: torch.dtype, scale: float) -> None:
-    gen = torch.Generator().manual_seed(5)
-    grads = torch.randn(5, 5, 3, generator=gen, dtype=torch.float64)
-    grads[1, 1] = -grads[1, 0]
-    grads[2, 1] = grads[2, 0]
-    grads[3] = grads[3, :1] * torch.tensor([[1.0], [-2.0], [0.5], [-0.1], [3.0]])
-    grads[4] = 0.0
+    grads = degenerate_slots()
     combined, weights, coeff = ours((grads * scale).to(dtype))
     assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
     assert (weights >= 0).all()

@@ -12,6 +12,7 @@ from torchjd.aggregation import PCDWeighting
 
 from mtl_core.weighting import GradientWeighting
 from tests.mtl_core.weighting._cone_oracle import KINDS, jacobian
+from tests.mtl_core.weighting._gradient_sets import degenerate_slots
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
 
 STEPS = 3
@@ -113,12 +114,7 @@ def test_opposite_secondaries_drop_the_constraints() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_degenerate_sets_stay_finite(dtype: torch.dtype, scale: float) -> None:
-    gen = torch.Generator().manual_seed(5)
-    grads = torch.randn(5, 5, 3, generator=gen, dtype=torch.float64)
-    grads[1, 1] = -grads[1, 0]
-    grads[2, 1] = grads[2, 0]
-    grads[3] = grads[3, :1] * torch.tensor([[1.0], [-2.0], [0.5], [-0.1], [3.0]])
-    grads[4] = 0.0
+    grads = degenerate_slots()
     ((combined, weights),) = run_ours((grads * scale).to(dtype).unsqueeze(0))
     assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
     assert (weights >= 0).all()

@@ -19,6 +19,7 @@ from tests.mtl_core.weighting._cone_oracle import (
     enumerate_bounded_qp,
     jacobian,
 )
+from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
 
 
@@ -58,12 +59,7 @@ def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int) -> None:
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_drop_out_of_the_mean(num_slots: int) -> None:
-    gen = torch.Generator().manual_seed(3)
-    grads = torch.randn(num_slots, 4, 6, generator=gen, dtype=torch.float64)
-    scale = torch.ones(num_slots, 4, dtype=torch.float64)
-    scale[:, 1] = 0.0
-    scale[-1, 3] = 0.0
-    grads = grads * scale.unsqueeze(-1)  # the contract: an inactive task's row is zero
+    grads, scale = with_inactive_tasks(num_slots)  # inactive rows are zero
     combined, weights = ours(grads, scale)
     for k in range(num_slots):
         n = int((scale[k] > 0).sum())
@@ -85,11 +81,7 @@ def test_ridge_is_a_parameter() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_no_task_is_hurt_at_any_scale(dtype: torch.dtype, scale: float) -> None:
-    gen = torch.Generator().manual_seed(5)
-    grads = torch.randn(4, 5, 3, generator=gen, dtype=torch.float64)
-    grads[1, 1] = -grads[1, 0]
-    grads[2, 1] = grads[2, 0]
-    grads[3] = grads[3, :1] * torch.tensor([[1.0], [-2.0], [0.5], [-0.1], [3.0]])
+    grads = degenerate_slots()[:4]  # no all-zero slot
     g = (grads * scale).to(dtype)
     combined, weights = ours(g)
     assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
