@@ -100,8 +100,10 @@ class FAMO(LossWeighting[FAMOConfig]):
         log_losses = torch.log(losses.detach() + eps)
         self._update_logits(log_losses.float(), active, inputs.occupied)
         occupied = inputs.occupied
-        self.prev_log_losses = log_losses.float()
-        self.prev_active = active
+        # A free slot keeps its state (it restarts when a trial fills it).
+        live = occupied.unsqueeze(-1)
+        self.prev_log_losses = torch.where(live, log_losses.float(), self.prev_log_losses)
+        self.prev_active = torch.where(live, active, self.prev_active)
         self.has_prev = self.has_prev | occupied
         z = masked_softmax(self.logits, active).to(losses.dtype)
         shifted = losses + eps
