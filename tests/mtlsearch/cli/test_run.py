@@ -27,8 +27,8 @@ def test_run_prints_the_best_trial(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="synthetic-local", storage=db)
     assert len(study.trials) == 3
     assert study.user_attrs["spec"]["search_space"]["strategies"] == [
-        {"name": "fixed", "params": {}},
-        {"name": "dwa", "params": {}},
+        {"name": "fixed", "params": {}, "default_ranges": False},
+        {"name": "dwa", "params": {}, "default_ranges": False},
     ]
 
 
