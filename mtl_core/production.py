@@ -18,6 +18,8 @@ It works with any PyTorch model: you tell it which parameters are shared between
                           task_parameters=list(model.heads.parameters()))
         optimizer.step()
     # once per epoch, for DWA: mtl_loss.epoch_end(mean_losses_of_the_epoch)
+    # MoDo / SDMGrad (mtl_loss.batches_per_step == 3): each step takes three batches; pass
+    # the first two's losses as backward(losses_of_the_third, ..., extra_losses=[l1, l2]).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class MultiTaskLoss(nn.Module):
         self.strategy = MixedStrategy([strategy], 1, len(self.task_names), self.device)
         self.strategy.reset_slot(0, strategy, config, ctx)
         self.space = STRATEGIES.get(strategy).gradient_space(config)
+        #: Independent batches each `backward` reads (MoDo, SDMGrad: 3; see ``extra_losses``).
+        self.batches_per_step = STRATEGIES.get(strategy).batches_per_step
         self.strategy_parameters = nn.ParameterList(self.strategy.parameters())
         self.fixed_weights: Tensor
         self.register_buffer(
@@ -103,8 +107,22 @@ class MultiTaskLoss(nn.Module):
         task_parameters: Sequence[nn.Parameter] = (),
         last_shared_parameters: Sequence[nn.Parameter] | None = None,
         representation: Tensor | None = None,
+        extra_losses: Sequence[Mapping[str, Tensor] | Sequence[Tensor]] = (),
     ) -> dict[str, float]:
-        """Back-propagate one step of the strategy; returns this step's weights (Σ = T)."""
+        """Back-propagate one step of the strategy; returns this step's weights (Σ = T).
+
+        A strategy that reads several independent batches per step (``batches_per_step`` =
+        n > 1: MoDo, SDMGrad) takes the task losses of n - 1 further batches, each computed
+        with the same parameters, in ``extra_losses``; ``losses`` is the batch the update is
+        computed on.
+        """
+        needed = self.batches_per_step - 1
+        if len(extra_losses) != needed:
+            raise ConfigError(
+                f"strategy {self.strategy.names[0]!r} reads {self.batches_per_step} independent "
+                f"batch(es) per step: pass the losses of {needed} more as extra_losses "
+                f"(got {len(extra_losses)})"
+            )
         stacked = self._stack(losses).unsqueeze(0)
         shared = list(shared_parameters)
         task_specific = list(task_parameters)
@@ -113,6 +131,7 @@ class MultiTaskLoss(nn.Module):
             scale=self.fixed_weights.unsqueeze(0),
             last_shared=list(last_shared_parameters or shared),
             occupied=torch.ones(1, dtype=torch.bool, device=self.device),
+            extra_losses=tuple(self._stack(other).unsqueeze(0) for other in extra_losses),
         )
         shared_grads, task_grads, strategy_grads, weights = strategy_gradients(
             self.strategy, inputs, shared, task_specific, self.space, representation

@@ -57,6 +57,8 @@ def batch_key(resolved: ResolvedConfig, epochs: bool = True) -> tuple[Any, ...]:
     fields = [f for f in _BATCH_KEY_FIELDS if epochs or f != "epochs"]
     key: list[Any] = [repr(values[name]) for name in fields]
     key.append(gradient_space(resolved))
+    # The batch shares one data pipeline: strategies must read as many batches per step.
+    key.append(STRATEGIES.get(resolved.strategy).batches_per_step)
     return tuple(key)
 
 

@@ -149,7 +149,11 @@ class BatchedRun:
             self._set_hyper(index, r)
 
         self.n_train = len(data.train)
-        self.steps_per_epoch = -(-self.n_train // self.batch_size)
+        # MoDo, SDMGrad read n independent batches per step: an epoch has n times fewer steps
+        # (a last step too small to split into n batches is left out).
+        self.batches_per_step = self.strategy.batches_per_step
+        full, rest = divmod(self.n_train, self.batch_size * self.batches_per_step)
+        self.steps_per_epoch = full + int(rest >= self.batches_per_step)
         self._data_gen = torch.Generator().manual_seed(self.data_seed)
         self._perms: list[Tensor] = []
         self._finished: list[FinishedTrial] = []
@@ -285,20 +289,38 @@ class BatchedRun:
             )
         return self._perms[epoch]
 
-    def _step(
-        self, x: Tensor, targets: list[Tensor], batched: bool, scale: Tensor, occupied: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """One optimisation step of every slot; returns (losses ``[K, T]``, weights)."""
+    def _forward_batch(self, rows: Tensor, batched: bool) -> tuple[Tensor, ...]:
+        train = self.data.train
+        x = train.x[rows].to(self.device, non_blocking=True)
+        targets = [t[rows].to(self.device, non_blocking=True) for t in train.targets]
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            out = self._compiled(
-                self.params, self.buffers, x, *targets, x_batched=batched, extra_batched=batched
+            return tuple(
+                self._compiled(
+                    self.params, self.buffers, x, *targets, x_batched=batched, extra_batched=batched
+                )
             )
+
+    def _step(
+        self, rows: Tensor, batched: bool, scale: Tensor, occupied: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One optimisation step of every slot on the training ``rows`` (``[B]``, or
+        ``[K, B]`` when ``batched``); returns (losses ``[K, T]``, weights).
+
+        A strategy that reads n independent batches gets the rows split in n; the update is
+        computed on the last, the others reach it as `StepInputs.extra_losses`.
+        """
+        *others, out = [
+            self._forward_batch(chunk, batched)
+            for chunk in rows.tensor_split(self.batches_per_step, dim=-1)
+        ]
         losses, reg = out[0], out[1]
+        extra_losses = tuple(other[0] for other in others)
         inputs = StepInputs(
             losses=losses,
             scale=scale,
             last_shared=[self._targets[n] for n in self.spec.last_shared],
             occupied=occupied,
+            extra_losses=extra_losses,
         )
         shared, task_grads, strategy_grads, weights = strategy_gradients(
             self.strategy,
@@ -318,7 +340,9 @@ class BatchedRun:
             clip_per_trial(grads, self.clip)
         self.optimizer.step([*grads, *strategy_grads], occupied, all_active=self._all_live)
         self._version += 1
-        return losses.detach(), weights.detach()
+        # The step's training loss: the mean over its batches.
+        reported = torch.stack([losses, *extra_losses]).mean(dim=0) if extra_losses else losses
+        return reported.detach(), weights.detach()
 
     def probe_step(self) -> None:
         """One training step and one evaluation chunk on the first batch (memory probes).
@@ -328,10 +352,8 @@ class BatchedRun:
         live = self.occupied()
         occupied = torch.zeros(self.num_slots, dtype=torch.bool)
         occupied[live] = True
-        index = self._perm(0)[: self.batch_size]
-        x = self.data.train.x[index].to(self.device)
-        targets = [t[index].to(self.device) for t in self.data.train.targets]
-        self._step(x, targets, False, self.fixed_weights, occupied.to(self.device))
+        rows = self._perm(0)[: self.batch_size * self.batches_per_step]
+        self._step(rows, False, self.fixed_weights, occupied.to(self.device))
         size = self._evaluator.chunk_size
         probe = Split(self.data.val.x[:size], [t[:size] for t in self.data.val.targets])
         self._evaluator.predict(self.params, self.buffers, probe)
@@ -359,20 +381,18 @@ class BatchedRun:
         table = schedule_table(self.slots, epochs, self.steps_per_epoch, self.num_tasks).to(
             self.device, non_blocking=True
         )
-        train: Split = self.data.train
         loss_sum = torch.zeros(self.num_slots, self.num_tasks, device=self.device)
         weight_sum = torch.zeros_like(loss_sum)
         bad = torch.zeros(self.num_slots, self.num_tasks, dtype=torch.bool, device=self.device)
         bad_step = torch.zeros(self.num_slots, dtype=torch.bool, device=self.device)
         if batched:
             perm_rows = torch.stack([perms[e] for e in slot_epoch])  # [K, N]
+        per_step = self.batch_size * self.batches_per_step
         for s in range(self.steps_per_epoch):
-            lo, hi = s * self.batch_size, min((s + 1) * self.batch_size, self.n_train)
+            lo, hi = s * per_step, min((s + 1) * per_step, self.n_train)
             rows = perm_rows[:, lo:hi] if batched else perms[distinct[0]][lo:hi]
-            x = train.x[rows].to(self.device, non_blocking=True)
-            targets = [t[rows].to(self.device, non_blocking=True) for t in train.targets]
             scale = self.fixed_weights * table[s]
-            losses, weights = self._step(x, targets, batched, scale, occupied)
+            losses, weights = self._step(rows, batched, scale, occupied)
             bad |= ~torch.isfinite(losses)
             # A finite loss with a non-finite step: the task gradients or the solver.
             bad_step |= ~torch.isfinite(weights).all(dim=-1)

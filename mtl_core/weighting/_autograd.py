@@ -9,6 +9,7 @@ not accumulated, so the caller clips and steps as it likes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -84,6 +85,9 @@ def strategy_gradients(
     gradients (of `GradientWeighting.task_objectives`) on ``shared`` and gives every
     task-specific tensor its own task's gradient, and the strategy's own tensors the gradient
     of its `GradientWeighting.parameter_objective`;
+    with ``inputs.extra_losses`` (MoDo, SDMGrad) their task gradients on ``shared`` reach
+    ``combine`` as ``inputs.extra_grads``, and the update batch's task-specific gradients are
+    the ones given (``inputs.losses``);
     ``representation`` (MGDA-UB, GradDrop) combines the task gradients w.r.t.
     ``representation`` instead, back-propagates the combination through the shared layers
     and gives every task-specific tensor its own task's gradient.
@@ -129,6 +133,13 @@ def strategy_gradients(
             shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
         return shared_grads, task_grads, extra_grads, weights
     per_task = task_gradients(weighted, shared, k)
+    if inputs.extra_losses:
+        # MoDo, SDMGrad: the task gradients of the step's other independent batches.
+        other_batches = tuple(
+            task_gradients(strategy.task_objectives(replace(inputs, losses=losses)), shared, k)
+            for losses in inputs.extra_losses
+        )
+        inputs = replace(inputs, extra_grads=other_batches)
     combined, weights = strategy.combine(per_task, inputs)
     shared_grads = _unflatten(combined, shared, k)
     task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)

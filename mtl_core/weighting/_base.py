@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Generic, Literal, TypeVar, cast
 
 import torch
@@ -65,12 +65,19 @@ class StepInputs:
         scale: ``[K, T]`` detached, fixed weights × schedule multipliers (0 = inactive).
         last_shared: the last shared layer's parameters (GradNorm's W), leading dim K.
         occupied: ``[K]`` bool, slots holding a live trial (free slots must not change).
+        extra_losses: for a strategy with `WeightingStrategy.batches_per_step` = n > 1, the
+            ``[K, T]`` losses (with graph) of the step's other n - 1 independent batches;
+            ``losses`` is the batch the update is computed on.
+        extra_grads: their ``[K, T, P]`` task gradients (of `GradientWeighting.task_objectives`),
+            filled by `strategy_gradients` before `GradientWeighting.combine`.
     """
 
     losses: Tensor
     scale: Tensor
     last_shared: Sequence[Tensor]
     occupied: Tensor
+    extra_losses: tuple[Tensor, ...] = field(default=())
+    extra_grads: tuple[Tensor, ...] = field(default=())
 
 
 def masked_softmax(logits: Tensor, active: Tensor) -> Tensor:
@@ -130,6 +137,10 @@ class WeightingStrategy(abc.ABC, Generic[ConfigT]):
     #: methods that change its size (log-loss methods give ∇L_t / L_t): their step is then
     #: a positive multiple of that gradient.
     single_task_as_is: ClassVar[bool] = True
+    #: Independent training batches one step reads (MoDo, SDMGrad: 3). The trainer then
+    #: makes a step of n batches (an epoch has n times fewer steps) and hands the extra
+    #: ones over in `StepInputs.extra_losses` / `StepInputs.extra_grads`.
+    batches_per_step: ClassVar[int] = 1
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         self.num_slots = num_slots

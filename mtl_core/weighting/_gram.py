@@ -19,12 +19,23 @@ def gram64(grads: Tensor, active: Tensor | None = None) -> Tensor:
 
     Rows and columns of tasks outside ``active [K, T]`` (when given) are 0.
     """
-    num_slots, num_tasks, _ = grads.shape
+    return cross_gram64(grads, grads, active)
+
+
+def cross_gram64(left: Tensor, right: Tensor, active: Tensor | None = None) -> Tensor:
+    """``[K, T, T]`` matrices ``A_st = ⟨l_s, r_t⟩`` of two ``[K, T, P]`` gradient sets, float64.
+
+    With ``left`` and ``right`` from independent batches ``A`` is an unbiased estimate of the
+    Gram matrix (MoDo, SDMGrad); not symmetric in general. Rows and columns of tasks outside
+    ``active [K, T]`` (when given) are 0.
+    """
+    num_slots, num_tasks, _ = left.shape
     chunk = max(1, _CHUNK_ELEMENTS // max(1, num_slots * num_tasks))
-    gram = grads.new_zeros((num_slots, num_tasks, num_tasks), dtype=torch.float64)
-    for part in grads.detach().split(chunk, dim=2):
-        part64 = part.to(torch.float64)
-        gram += part64 @ part64.transpose(1, 2)
+    gram = left.new_zeros((num_slots, num_tasks, num_tasks), dtype=torch.float64)
+    for part_l, part_r in zip(
+        left.detach().split(chunk, dim=2), right.detach().split(chunk, dim=2), strict=True
+    ):
+        gram += part_l.to(torch.float64) @ part_r.to(torch.float64).transpose(1, 2)
     if active is not None:
         act = active.to(torch.float64)
         gram = gram * act.unsqueeze(-1) * act.unsqueeze(-2)

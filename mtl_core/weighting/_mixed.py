@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -37,6 +38,10 @@ class MixedStrategy:
             n: build_strategy(n, num_slots, num_tasks, device) for n in self.names
         }
         self.uses_task_gradients = kinds.pop() if kinds else False
+        counts = {STRATEGIES.get(n).batches_per_step for n in self.names}
+        if len(counts) > 1:
+            raise ConfigError("strategies that read different numbers of batches per step")
+        self.batches_per_step = counts.pop() if counts else 1
         self.owner = torch.full((num_slots,), -1, dtype=torch.long, device=device)
         self.device = device
         self.num_slots = num_slots
@@ -47,7 +52,10 @@ class MixedStrategy:
         if name in self.members:
             return []
         cls = STRATEGIES.get(name)
-        if cls.uses_task_gradients != self.uses_task_gradients:
+        if (
+            cls.uses_task_gradients != self.uses_task_gradients
+            or cls.batches_per_step != self.batches_per_step
+        ):
             raise ConfigError(f"strategy {name!r} cannot join this batch ({self.names})")
         member = cls(self.num_slots, self.num_tasks, self.device)
         self.members[name] = member
@@ -87,8 +95,7 @@ class MixedStrategy:
         return first, weights
 
     def _member_inputs(self, inputs: StepInputs, index: int) -> StepInputs:
-        occupied = inputs.occupied & (self.owner == index)
-        return StepInputs(inputs.losses, inputs.scale, inputs.last_shared, occupied)
+        return replace(inputs, occupied=inputs.occupied & (self.owner == index))
 
     def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         results = []

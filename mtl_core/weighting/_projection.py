@@ -26,3 +26,15 @@ def project_active_simplex(values: Tensor, active: Tensor) -> Tensor:
     theta = cumulative.gather(-1, last) / count.clamp_min(1).to(values.dtype)
     projected = (values - theta).clamp_min(0)
     return torch.where(active & (count > 0), projected, torch.zeros_like(values))
+
+
+def restrict_to_active(weights: Tensor, active: Tensor) -> Tensor:
+    """Row-wise: ``weights [K, T]`` on the active tasks, rescaled to sum to 1 there.
+
+    A method's carried simplex weights after a task turns inactive (or active again): the
+    active part, renormalised, or uniform over the active tasks where that part is all 0.
+    """
+    kept = torch.where(active, weights, torch.zeros_like(weights))
+    total = kept.sum(dim=-1, keepdim=True)
+    uniform = active.to(weights.dtype) / active.sum(dim=-1, keepdim=True).clamp_min(1)
+    return torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), uniform)

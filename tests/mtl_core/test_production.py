@@ -55,6 +55,8 @@ def train(best: dict, steps: int = 60) -> tuple[list[float], dict[str, float]]:
             shared_parameters=list(model.trunk.parameters()),
             task_parameters=list(model.heads.parameters()),
             representation=z,
+            # MoDo, SDMGrad read further batches: full-batch training repeats the one batch.
+            extra_losses=[losses] * (loss_module.batches_per_step - 1),
         )
         optimizer.step()
         totals.append(sum(v.item() for v in losses.values()))

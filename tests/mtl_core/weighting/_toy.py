@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,19 @@ def step_inputs(
     if occupied is None:
         occupied = torch.ones(losses.shape[0], dtype=torch.bool)
     return StepInputs(losses, scale_t, list(last_shared), occupied)
+
+
+def with_other_batches(strategy: Any, grads: Tensor, inputs: StepInputs) -> StepInputs:
+    """``inputs`` with the extra batches' task gradients a multi-batch strategy reads.
+
+    For MoDo and SDMGrad (`WeightingStrategy.batches_per_step` > 1) every extra batch gets
+    ``grads`` itself: the walks check finiteness and invariants, not the sampling, which the
+    strategies' own oracle tests cover with independent batches.
+    """
+    count = strategy.batches_per_step - 1
+    if count == 0:
+        return inputs
+    return replace(inputs, extra_grads=(grads,) * count)
 
 
 def leaf_losses(values: Sequence[float]) -> Tensor:

@@ -36,7 +36,7 @@ from mtl_core.weighting import (
     parse_strategy_config,
 )
 from mtl_core.weighting.cagrad import CAGradConfig
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._toy import make_strategy, step_inputs, with_other_batches
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -145,7 +145,8 @@ def run(name: str, params: dict[str, Any], grads: torch.Tensor, num_slots: int) 
     combined, weights = [], []
     inputs = step_inputs(torch.ones(num_slots, num_tasks, dtype=grads.dtype))
     for start in range(0, n - n % num_slots, num_slots):
-        step, weight = strategy.combine(grads[start : start + num_slots], inputs)
+        chunk = grads[start : start + num_slots]
+        step, weight = strategy.combine(chunk, with_other_batches(strategy, chunk, inputs))
         combined.append(step)
         weights.append(weight)
     coefficients = torch.cat(recorded) if recorded else None

@@ -27,7 +27,7 @@ from mtl_core.weighting import (
     parse_strategy_config,
 )
 from mtl_core.weighting.pcgrad import project_conflicting
-from tests.mtl_core.weighting._toy import linear_problem, make_ctx
+from tests.mtl_core.weighting._toy import linear_problem, make_ctx, with_other_batches
 
 #: Every registered strategy with its defaults.
 REGISTERED: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in STRATEGIES.names()]
@@ -187,7 +187,7 @@ def _run(strategy: WeightingStrategy, step: Step) -> tuple[Tensor, Tensor, list[
         return objective.detach(), weights, list(grads)
     assert isinstance(strategy, GradientWeighting)
     scaled = step.grads * inputs.scale.unsqueeze(-1)  # the gradients of scale_t · L_t
-    combined, weights = strategy.combine(scaled, inputs)
+    combined, weights = strategy.combine(scaled, with_other_batches(strategy, scaled, inputs))
     return combined, weights, []
 
 

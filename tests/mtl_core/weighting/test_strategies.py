@@ -42,6 +42,8 @@ def _backward(
         task_parameters=model.task_specific(),
         last_shared_parameters=list(model.trunk[0].parameters()),
         representation=z,
+        # MoDo, SDMGrad: the toy's full batch stands in for each further batch.
+        extra_losses=[losses] * (loss.batches_per_step - 1),
     )
 
 
@@ -163,7 +165,12 @@ def test_strategies_needing_shared_parameters_reject_models_without(name: str) -
     losses = [head(torch.ones(3)).sum(), head(torch.zeros(3)).sum()]
     loss = MultiTaskLoss(TASKS, name)
     with pytest.raises(ConfigError, match="shared parameters"):
-        loss.backward(losses, shared_parameters=[], task_parameters=list(head.parameters()))
+        loss.backward(
+            losses,
+            shared_parameters=[],
+            task_parameters=list(head.parameters()),
+            extra_losses=[losses] * (loss.batches_per_step - 1),
+        )
 
 
 @pytest.mark.parametrize(
