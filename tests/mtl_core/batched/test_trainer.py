@@ -203,3 +203,15 @@ def test_plan_batches_groups_compatible_trials_and_isolates_the_rest() -> None:
     assert [0, 2] in groups and [4] in groups and [1, 5] in groups and [3] in groups
     for group in groups:
         assert can_batch_together([configs[i] for i in group])
+
+
+def test_multi_batch_strategies_read_three_batches_per_step_and_batch_only_together() -> None:
+    # 128 samples in batches of 16: 8 steps of one batch, or 2 full steps of three batches
+    # and a last one of the 32 samples left (split in three).
+    common = {"max_train_samples": 128, "batch_size": 16, "epochs": 1}
+    modo = _config(strategy="modo", seed=1, **common)
+    sdmgrad = _config(strategy="sdmgrad", strategy_params={"lambda_": 0.5}, seed=2, **common)
+    assert BatchedRun([modo]).steps_per_epoch == 3
+    assert BatchedRun([_config(strategy="pcgrad", **common)]).steps_per_epoch == 8
+    assert not can_batch_together([modo, _config(strategy="mgda", **common)])
+    _check_equivalence([modo, sdmgrad])
