@@ -244,7 +244,15 @@ def table(cells: Sequence[Cell]) -> str:
         per_step = STRATEGIES.get(c.strategy).batches_per_step
         if per_step > 1:
             # Its steps read several batches: the same data costs what the row says.
-            note = f"{per_step} batches per step: time per batch (a step costs {per_step}x) {note}"
+            note = "; ".join(
+                filter(
+                    None,
+                    [
+                        f"{per_step} batches per step: time per batch (a step costs {per_step}x)",
+                        note,
+                    ],
+                )
+            )
         lines.append(
             f"| {c.experiment} | {c.k} | {c.strategy} | {ms:.3f} | {ms / c.k:.4f} | "
             f"{ratio} | {note} |"
