@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting import GradientWeighting, WeightingStrategy, normalise
-from tests.mtl_core.weighting._cone_oracle import jacobian
+from tests.mtl_core.weighting._cone_oracle import EnumerationProjector, jacobian
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
 
 
@@ -59,6 +59,16 @@ def run_gradient(
     return combined, weights, strategy.coefficients(grads, inputs)
 
 
+def combine_step(
+    strategy: WeightingStrategy[Any], grads: Tensor, scale: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(combined ``[K, P]``, reported weights ``[K, T]``) of one step of ``strategy``, which
+    keeps its state between calls."""
+    assert isinstance(strategy, GradientWeighting)
+    k, t = grads.shape[:2]
+    return strategy.combine(grads, step_inputs(torch.ones(k, t, dtype=grads.dtype), scale))
+
+
 def coefficient_step(
     strategy: WeightingStrategy[Any], grads: Tensor, scale: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -81,6 +91,18 @@ def spread_gradients(
     return grads * 10.0**spread
 
 
+def run_degenerate_slots(
+    name: str, dtype: torch.dtype, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`run_gradient` on `degenerate_slots` times ``scale`` in ``dtype``, checked to be finite
+    with weights >= 0 summing to T = 5 in every slot; for the caller's own checks."""
+    combined, weights, coeff = run_gradient(name, (degenerate_slots() * scale).to(dtype))
+    assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
+    assert (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.full((5,), 5.0, dtype=dtype))
+    return combined, weights, coeff
+
+
 class Reference(NamedTuple):
     """A torchjd aggregator's answer on one ``[T, P]`` Jacobian, in our conventions.
 
@@ -91,6 +113,20 @@ class Reference(NamedTuple):
 
     update: Tensor | None
     weights: Tensor | None = None
+
+
+def projected_reference(
+    aggregator_cls: Callable[..., Callable[[Tensor], Tensor]],
+    weighting_cls: Callable[..., Callable[[Tensor], Tensor]],
+    j: Tensor,
+    reg_eps: float = 1e-4,
+) -> Reference:
+    """torchjd's (update, weights) on one ``[T, P]`` Jacobian for a method that projects
+    onto the dual cone (UPGrad, DualProj), with the exact `EnumerationProjector`."""
+    projector = EnumerationProjector(reg_eps)
+    return Reference(
+        aggregator_cls(projector=projector)(j), weighting_cls(projector=projector)(j @ j.T)
+    )
 
 
 def assert_matches_torchjd(

@@ -18,6 +18,7 @@ from tests.mtl_core.weighting._gradient_sets import (
     assert_one_active_task_is_used_as_is,
     degenerate_slots,
     kind_slots,
+    projected_reference,
     run_gradient,
 )
 
@@ -31,10 +32,7 @@ def ours(
 
 def oracle(j: Tensor, reg_eps: float = 1e-4) -> Reference:
     """torchjd's (update ``[P]``, weights ``[T]``) on one ``[T, P]`` Jacobian."""
-    projector = EnumerationProjector(reg_eps)
-    update = TorchjdDualProj(projector=projector)(j)
-    weights = DualProjWeighting(projector=projector)(j @ j.T)
-    return Reference(update, weights)
+    return projected_reference(TorchjdDualProj, DualProjWeighting, j, reg_eps)
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])

@@ -27,6 +27,7 @@ from tests.mtl_core.weighting._gradient_sets import (
     assert_one_active_task_is_used_as_is,
     degenerate_slots,
     kind_slots,
+    projected_reference,
     run_gradient,
 )
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
@@ -42,10 +43,7 @@ def ours(
 
 def oracle(j: Tensor, reg_eps: float = 1e-4) -> Reference:
     """torchjd's (update ``[P]``, weights ``[T]``) on one ``[T, P]`` Jacobian."""
-    projector = EnumerationProjector(reg_eps)
-    update = TorchjdUPGrad(projector=projector)(j)
-    weights = UPGradWeighting(projector=projector)(j @ j.T)
-    return Reference(update, weights)
+    return projected_reference(TorchjdUPGrad, UPGradWeighting, j, reg_eps)
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
