@@ -28,6 +28,8 @@ class DBMTLConfig(StrategyConfig):
         eps: added to each loss before the log (a negative loss counts as 0).
     """
 
+    # Default: LibMTL's DB_beta (LibMTL/config.py, LibMTL/weighting/DB_MTL.py). The range
+    # is ours, around it: the paper's own sweep could not be checked.
     beta: float = Field(
         0.9,
         ge=0,
@@ -35,6 +37,8 @@ class DBMTLConfig(StrategyConfig):
         description="EMA factor of the task gradients of the log losses.",
         json_schema_extra=searched(0.1, 0.99),
     )
+    # Default: LibMTL's DB_beta_sigma = 0, a constant β (LibMTL/config.py). The range is ours,
+    # from no decay to 1 / k: the paper's own sweep could not be checked.
     beta_sigma: float = Field(
         0.0,
         ge=0,
@@ -58,9 +62,10 @@ class DBMTL(GradientWeighting[DBMTLConfig]):
 
     so every task's (averaged) gradient enters with the largest one's norm. Defaults as
     LibMTL (β = 0.9, σ = 0, ε = 1e-8); β is searched over 0.1 - 0.99 and σ over 0 - 1,
-    around the paper's grid. Where LibMTL divides by ‖ĝ_t‖ + 1e-8 (which stops balancing
-    gradients whose norm is near 1e-8), we divide exactly and give α_t = 0 to a task whose
-    ĝ_t is zero (it adds nothing either way). torchjd has no DB-MTL.
+    around them (the paper's own sweep could not be checked). Where LibMTL divides by
+    ‖ĝ_t‖ + 1e-8 (which stops balancing gradients whose norm is near 1e-8), we divide
+    exactly and give α_t = 0 to a task whose ĝ_t is zero (it adds nothing either way).
+    torchjd has no DB-MTL.
 
     The max and the sum run over the tasks active this step: an inactive task adds nothing
     and its ĝ_t stays as it was (a schedule may switch it on again). ĝ is ``[K, T, P]``

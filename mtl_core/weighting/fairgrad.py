@@ -21,6 +21,9 @@ class FairGradConfig(StrategyConfig):
             fairness (Nash-MTL's weights), larger values move toward max-min fairness.
     """
 
+    # Default: the official code's --alpha (OptMN-Lab/fairgrad, experiments/utils.py) and
+    # LibMTL's FairGrad_alpha, both 1; its run scripts use 2 (QM9, CelebA, MT10, MT50). The
+    # range spans both; its ends (0.5, 10) are ours: the paper's own sweep could not be checked.
     alpha: float = Field(
         1.0,
         ge=0,

@@ -21,6 +21,8 @@ class MoCoConfig(StrategyConfig):
         rho: the l2 regulariser of that update (ρ ‖λ‖² / 2 in its objective).
     """
 
+    # Default: LibMTL's MoCo_beta (LibMTL/config.py; there β / k^0.5, MoCo_beta_sigma 0.5).
+    # The range is ours, around it: the paper's own sweep could not be checked.
     beta: float = Field(
         0.5,
         gt=0,
@@ -28,12 +30,15 @@ class MoCoConfig(StrategyConfig):
         description="Tracking step of the gradient estimates.",
         json_schema_extra=searched(0.05, 0.95),
     )
+    # Default: LibMTL's MoCo_gamma (LibMTL/config.py; there γ / k^0.5, MoCo_gamma_sigma 0.5).
+    # The range is ours, a decade either side: the paper's own sweep could not be checked.
     gamma: float = Field(
         0.1,
         gt=0,
         description="Step of the task-weight update.",
         json_schema_extra=searched(0.01, 1.0, log=True),
     )
+    # Default: LibMTL's MoCo_rho = 0 (LibMTL/config.py); not searched.
     rho: float = Field(0.0, ge=0, description="l2 regulariser of the task-weight update.")
 
 

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from torch import Tensor
 from torchjd.aggregation import AlignedMTL, AlignedMTLWeighting
 
-from mtl_core.weighting import GradientWeighting
-from tests.mtl_core.weighting._cone_oracle import KINDS, jacobian
-from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._cone_oracle import KINDS
+from tests.mtl_core.weighting._gradient_sets import (
+    Reference,
+    assert_inactive_tasks_match_torchjd,
+    assert_matches_torchjd,
+    assert_non_finite_stays_in_its_slot,
+    assert_one_active_task_is_used_as_is,
+    kind_slots,
+    run_degenerate_slots,
+    run_gradient,
+)
 
 MODES = ("min", "median", "rmse")
 
 
-def ours(
-    grads: Tensor, scale: Tensor | None = None, params: dict[str, Any] | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
+def ours(grads: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(combined ``[K, P]``, weights ``[K, T]``, coefficients ``[K, T]``) on ``grads [K, T, P]``."""
-    k, t, _ = grads.shape
-    strategy = make_strategy("aligned_mtl", params, t, seeds=tuple(range(k)))
-    assert isinstance(strategy, GradientWeighting)
-    scale = torch.ones(k, t, dtype=grads.dtype) if scale is None else scale
-    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
-    combined, weights = strategy.combine(grads, inputs)
-    return combined, weights, strategy.coefficients(grads, inputs)
+    return run_gradient("aligned_mtl", grads, scale)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -35,35 +32,27 @@ def ours(
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
 @pytest.mark.parametrize("kind", KINDS)
 def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int, mode: str) -> None:
-    grads = torch.stack([jacobian(kind, num_tasks, 7, 100 * s + num_tasks) for s in range(4)])
-    grads = grads[:num_slots]
-    combined, weights, coeff = ours(grads, params={"scale_mode": mode})
-    for k in range(num_slots):
-        j = grads[k]
-        update = AlignedMTL(scale_mode=mode)(j)  # type: ignore[arg-type]
-        w = AlignedMTLWeighting(scale_mode=mode)(j @ j.T)  # type: ignore[arg-type]
-        # All rows active: the same preference (1/T) and cutoff, so the same α; our reported
-        # weights are |α| normalised to Σ = T.
-        size = float(j.norm(dim=1).max())
-        torch.testing.assert_close(combined[k], update, rtol=1e-8, atol=1e-10 * size)
-        torch.testing.assert_close(coeff[k], w, rtol=1e-8, atol=1e-10)
-        total = w.abs().sum()
-        expected = w.abs() / total * num_tasks if total > 0 else torch.ones_like(w)
-        torch.testing.assert_close(weights[k], expected, rtol=1e-8, atol=1e-10)
+    # All rows active: the same preference (1/T) and cutoff, so the same α.
+    aggregator = AlignedMTL(scale_mode=mode)  # type: ignore[arg-type]
+    weighting = AlignedMTLWeighting(scale_mode=mode)  # type: ignore[arg-type]
+    assert_matches_torchjd(
+        "aligned_mtl",
+        kind_slots(kind, num_tasks, num_slots),
+        lambda j: Reference(aggregator(j), weighting(j @ j.T)),
+        params={"scale_mode": mode},
+        rtol=1e-8,
+        atol=1e-10,
+        atol_per_norm=True,
+    )
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_drop_out_of_the_preference(num_slots: int) -> None:
-    grads, scale = with_inactive_tasks(num_slots)
-    combined, weights, _ = ours(grads, scale)
-    for k in range(num_slots):
-        n = int((scale[k] > 0).sum())
-        # torchjd's preference is 1/4 on every row, ours 1/n on the active ones; zero rows
-        # add only zero eigenvalues, which both drop
-        torch.testing.assert_close(
-            combined[k], AlignedMTL()(grads[k]) * 4 / n, rtol=1e-8, atol=1e-10
-        )
-        assert (weights[k][scale[k] == 0] == 0).all()
+    # torchjd's preference is 1/4 on every row, ours 1/n on the active ones; zero rows add
+    # only zero eigenvalues, which both drop
+    assert_inactive_tasks_match_torchjd(
+        "aligned_mtl", num_slots, AlignedMTL(), mean_over_active=True
+    )
 
 
 def test_the_aligned_system_is_orthogonal_with_equal_norms() -> None:
@@ -84,23 +73,13 @@ def test_the_aligned_system_is_orthogonal_with_equal_norms() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_degenerate_sets_stay_finite(dtype: torch.dtype, scale: float) -> None:
-    grads = degenerate_slots()
-    combined, weights, _ = ours((grads * scale).to(dtype))
-    assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
-    assert (weights >= 0).all()
-    torch.testing.assert_close(weights.sum(-1), torch.full((5,), 5.0, dtype=dtype))
+    combined, _, _ = run_degenerate_slots("aligned_mtl", dtype, scale)
     assert (combined[4] == 0).all()
 
 
 def test_one_active_task_is_used_as_is() -> None:
-    grads = torch.tensor([[[0.0, 0.0], [3.0, -4.0]]])
-    combined, weights, _ = ours(grads, torch.tensor([[0.0, 1.0]]))
-    torch.testing.assert_close(combined, torch.tensor([[3.0, -4.0]]))
-    assert weights.tolist() == [[0.0, 1.0]]
+    assert_one_active_task_is_used_as_is("aligned_mtl")
 
 
 def test_non_finite_input_gives_non_finite_output_without_raising() -> None:
-    grads = torch.tensor([[[1.0, float("nan")], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    combined, _, _ = ours(grads)
-    assert not torch.isfinite(combined[0]).all()
-    torch.testing.assert_close(combined[1], torch.tensor([0.5, 0.5]))
+    assert_non_finite_stays_in_its_slot("aligned_mtl", [0.5, 0.5])

@@ -8,21 +8,22 @@ import torch
 from torch import Tensor
 from torchjd.aggregation import ConFIG
 
-from mtl_core.weighting import GradientWeighting
-from tests.mtl_core.weighting._cone_oracle import KINDS, jacobian
-from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._cone_oracle import KINDS
+from tests.mtl_core.weighting._gradient_sets import (
+    Reference,
+    assert_inactive_tasks_match_torchjd,
+    assert_matches_torchjd,
+    assert_non_finite_stays_in_its_slot,
+    assert_one_active_task_is_used_as_is,
+    kind_slots,
+    run_degenerate_slots,
+    run_gradient,
+)
 
 
 def ours(grads: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(combined ``[K, P]``, weights ``[K, T]``, coefficients ``[K, T]``) on ``grads [K, T, P]``."""
-    k, t, _ = grads.shape
-    strategy = make_strategy("config", None, t, seeds=tuple(range(k)))
-    assert isinstance(strategy, GradientWeighting)
-    scale = torch.ones(k, t, dtype=grads.dtype) if scale is None else scale
-    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
-    combined, weights = strategy.combine(grads, inputs)
-    return combined, weights, strategy.coefficients(grads, inputs)
+    return run_gradient("config", grads, scale)
 
 
 def paper_update(g: np.ndarray) -> np.ndarray:
@@ -33,27 +34,28 @@ def paper_update(g: np.ndarray) -> np.ndarray:
     return np.asarray((g @ unit_x).sum() * unit_x)
 
 
+def _reference(j: Tensor) -> Reference:
+    """The same update (torchjd's preference: ones); torchjd gives no weights, ours are |β|
+    normalised to Σ = T with d = Σ β_t g_t."""
+    units = torch.nan_to_num(j / j.norm(dim=1, keepdim=True), 0.0)
+    if float((torch.linalg.pinv(units) @ torch.ones_like(j[:, 0])).norm()) <= 1e-12:
+        # u and -u (rank 1, opposite signs): torchjd divides rounding by 1e-12; ours is 0
+        return Reference(None)
+    return Reference(ConFIG()(j))
+
+
 @pytest.mark.parametrize("num_slots", [1, 4])
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "opposite"])
 def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int) -> None:
-    grads = torch.stack([jacobian(kind, num_tasks, 7, 100 * s + num_tasks) for s in range(4)])
-    grads = grads[:num_slots]
-    combined, weights, coeff = ours(grads)
-    for k in range(num_slots):
-        j = grads[k]
-        update = ConFIG()(j)
-        # The same update (torchjd's preference: ones); torchjd gives no weights, ours are
-        # |β| normalised to Σ = T with d = Σ β_t g_t.
-        size = float(j.norm(dim=1).max())
-        torch.testing.assert_close(weights[k].sum(), torch.tensor(float(num_tasks), dtype=j.dtype))
-        units = torch.nan_to_num(j / j.norm(dim=1, keepdim=True), 0.0)
-        if float((torch.linalg.pinv(units) @ torch.ones_like(j[:, 0])).norm()) <= 1e-12:
-            # u and -u (rank 1, opposite signs): torchjd divides rounding by 1e-12; ours is 0
-            assert (combined[k] == 0).all()
-            continue
-        torch.testing.assert_close(combined[k], update, rtol=1e-7, atol=1e-9 * size)
-        torch.testing.assert_close(coeff[k] @ j, update, rtol=1e-7, atol=1e-9 * size)
+    assert_matches_torchjd(
+        "config",
+        kind_slots(kind, num_tasks, num_slots),
+        _reference,
+        rtol=1e-7,
+        atol=1e-9,
+        atol_per_norm=True,
+    )
 
 
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
@@ -78,34 +80,20 @@ def test_an_opposite_pair_alone_gives_the_zero_step() -> None:
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_take_no_part(num_slots: int) -> None:
-    grads, scale = with_inactive_tasks(num_slots)
-    combined, weights, _ = ours(grads, scale)
-    for k in range(num_slots):
-        # torchjd zeroes the unit rows of zero gradients: the same update, no rescaling
-        torch.testing.assert_close(combined[k], ConFIG()(grads[k]), rtol=1e-8, atol=1e-10)
-        assert (weights[k][scale[k] == 0] == 0).all()
+    # torchjd zeroes the unit rows of zero gradients: the same update, no rescaling
+    assert_inactive_tasks_match_torchjd("config", num_slots, ConFIG(), mean_over_active=False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_degenerate_sets_stay_finite(dtype: torch.dtype, scale: float) -> None:
-    grads = degenerate_slots()
-    combined, weights, _ = ours((grads * scale).to(dtype))
-    assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
-    assert (weights >= 0).all()
-    torch.testing.assert_close(weights.sum(-1), torch.full((5,), 5.0, dtype=dtype))
+    combined, _, _ = run_degenerate_slots("config", dtype, scale)
     assert (combined[4] == 0).all()
 
 
 def test_one_active_task_is_used_as_is() -> None:
-    grads = torch.tensor([[[0.0, 0.0], [3.0, -4.0]]])
-    combined, weights, _ = ours(grads, torch.tensor([[0.0, 1.0]]))
-    torch.testing.assert_close(combined, torch.tensor([[3.0, -4.0]]))
-    assert weights.tolist() == [[0.0, 1.0]]
+    assert_one_active_task_is_used_as_is("config")
 
 
 def test_non_finite_input_gives_non_finite_output_without_raising() -> None:
-    grads = torch.tensor([[[1.0, float("nan")], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    combined, _, _ = ours(grads)
-    assert not torch.isfinite(combined[0]).all()
-    torch.testing.assert_close(combined[1], torch.tensor([1.0, 1.0]))
+    assert_non_finite_stays_in_its_slot("config", [1.0, 1.0])

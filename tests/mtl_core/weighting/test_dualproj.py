@@ -10,60 +10,50 @@ from torch import Tensor
 from torchjd.aggregation import DualProj as TorchjdDualProj
 from torchjd.aggregation import DualProjWeighting
 
-from mtl_core.weighting import GradientWeighting
 from tests.mtl_core.weighting._cone_oracle import KINDS, EnumerationProjector, jacobian
-from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._gradient_sets import (
+    Reference,
+    assert_inactive_tasks_match_torchjd,
+    assert_matches_torchjd,
+    assert_one_active_task_is_used_as_is,
+    degenerate_slots,
+    kind_slots,
+    projected_reference,
+    run_gradient,
+)
 
 
 def ours(
     grads: Tensor, scale: Tensor | None = None, params: dict[str, Any] | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(combined ``[K, P]``, weights ``[K, T]``, coefficients ``[K, T]``) on ``grads [K, T, P]``."""
-    k, t, _ = grads.shape
-    strategy = make_strategy("dualproj", params, t, seeds=tuple(range(k)))
-    assert isinstance(strategy, GradientWeighting)
-    scale = torch.ones(k, t, dtype=grads.dtype) if scale is None else scale
-    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
-    combined, weights = strategy.combine(grads, inputs)
-    return combined, weights, strategy.coefficients(grads, inputs)
+    return run_gradient("dualproj", grads, scale, params)
 
 
-def oracle(j: Tensor, reg_eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+def oracle(j: Tensor, reg_eps: float = 1e-4) -> Reference:
     """torchjd's (update ``[P]``, weights ``[T]``) on one ``[T, P]`` Jacobian."""
-    projector = EnumerationProjector(reg_eps)
-    update = TorchjdDualProj(projector=projector)(j)
-    weights = DualProjWeighting(projector=projector)(j @ j.T)
-    return update, weights
+    return projected_reference(TorchjdDualProj, DualProjWeighting, j, reg_eps)
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
 @pytest.mark.parametrize("kind", KINDS)
 def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int) -> None:
-    grads = torch.stack([jacobian(kind, num_tasks, 7, 100 * s + num_tasks) for s in range(4)])
-    grads = grads[:num_slots]
-    combined, weights, coeff = ours(grads)
-    for k in range(num_slots):
-        update, w = oracle(grads[k])
-        # All rows active: the same problem, so the same update and coefficients; the
-        # reported weights are the coefficients normalised to Σ = T.
-        torch.testing.assert_close(combined[k], update, rtol=1e-8, atol=1e-10)
-        torch.testing.assert_close(coeff[k], w, rtol=1e-8, atol=1e-10)
-        torch.testing.assert_close(weights[k], w / w.sum() * num_tasks, rtol=1e-8, atol=1e-10)
+    # All rows active: the same problem, so the same update and coefficients.
+    grads = kind_slots(kind, num_tasks, num_slots)
+    assert_matches_torchjd("dualproj", grads, oracle, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_drop_out_of_the_mean(num_slots: int) -> None:
-    grads, scale = with_inactive_tasks(num_slots)  # inactive rows are zero
-    combined, weights, _ = ours(grads, scale)
-    for k in range(num_slots):
-        n = int((scale[k] > 0).sum())
-        update, _ = oracle(grads[k])
-        # torchjd projects the mean over all 4 rows, ours the mean over the n active ones;
-        # the projection is positively homogeneous.
-        torch.testing.assert_close(combined[k], update * 4 / n, rtol=1e-8, atol=1e-10)
-        assert (weights[k][scale[k] == 0] == 0).all()
+    # torchjd projects the mean over all 4 rows, ours the mean over the n active ones; the
+    # projection is positively homogeneous.
+    assert_inactive_tasks_match_torchjd(
+        "dualproj",
+        num_slots,
+        TorchjdDualProj(projector=EnumerationProjector()),
+        mean_over_active=True,
+    )
 
 
 def test_ridge_is_a_parameter() -> None:
@@ -99,7 +89,4 @@ def test_without_conflict_the_mean_is_kept() -> None:
 
 
 def test_one_active_task_is_used_as_is() -> None:
-    grads = torch.tensor([[[0.0, 0.0], [3.0, -4.0]]])
-    combined, weights, _ = ours(grads, torch.tensor([[0.0, 1.0]]))
-    torch.testing.assert_close(combined, torch.tensor([[3.0, -4.0]]))
-    assert weights.tolist() == [[0.0, 1.0]]
+    assert_one_active_task_is_used_as_is("dualproj")

@@ -6,16 +6,8 @@ import pytest
 import torch
 from torchjd.aggregation import ExcessMTL as TorchJDExcessMTL
 
-from mtl_core.weighting import GradientWeighting, WeightingStrategy
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
-
-
-def _combine(
-    strategy: WeightingStrategy, grads: torch.Tensor, scale: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    assert isinstance(strategy, GradientWeighting)
-    k, t = grads.shape[:2]
-    return strategy.combine(grads, step_inputs(torch.ones(k, t, dtype=grads.dtype), scale))
+from tests.mtl_core.weighting._gradient_sets import combine_step
+from tests.mtl_core.weighting._toy import make_strategy
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
@@ -40,7 +32,7 @@ def test_matches_torchjd_over_several_steps(
         decay = torch.rand(num_slots, num_tasks, 1, generator=gen, dtype=torch.float64) ** step
         grads = torch.randn(num_slots, num_tasks, 7, generator=gen, dtype=torch.float64)
         grads = grads * scales * decay
-        combined, weights = _combine(strategy, grads)
+        combined, weights = combine_step(strategy, grads)
         for k, oracle in enumerate(oracles):
             torch.testing.assert_close(combined[k], oracle(grads[k]), rtol=1e-9, atol=1e-12)
             expected = oracle.weighting._weights * num_tasks
@@ -57,19 +49,19 @@ def test_warmup_is_uniform_and_an_inactive_task_keeps_its_weight() -> None:
         for _ in range(5)
     ]
     for g in grads[:2]:
-        _, weights = _combine(strategy, g)
+        _, weights = combine_step(strategy, g)
         torch.testing.assert_close(weights, torch.ones(1, 3))
-    _, before = _combine(strategy, grads[2])
+    _, before = combine_step(strategy, grads[2])
     assert not torch.allclose(before, torch.ones(1, 3))
     scale = torch.tensor([[1.0, 0.0, 1.0]])
-    combined, weights = _combine(strategy, grads[3] * scale[..., None], scale)
+    combined, weights = combine_step(strategy, grads[3] * scale[..., None], scale)
     assert weights[0, 1] == 0
     # the inactive task's weight stays: zero gradients move no weight, so around a step
     # where task 1 is out the weights of all three are the same
     zeros = torch.zeros(1, 3, 4)
-    _, held = _combine(strategy, zeros)
-    _combine(strategy, zeros, scale)
-    _, back = _combine(strategy, zeros)
+    _, held = combine_step(strategy, zeros)
+    combine_step(strategy, zeros, scale)
+    _, back = combine_step(strategy, zeros)
     torch.testing.assert_close(back, held)
     assert not torch.allclose(held, torch.ones(1, 3))
     assert torch.isfinite(combined).all()
@@ -79,6 +71,6 @@ def test_zero_and_huge_gradients_stay_finite() -> None:
     strategy = make_strategy("excess_mtl", {"robust_step_size": 1.0}, 3, range(2))
     grads = torch.tensor([[[1e6, -1e6], [0.0, 0.0], [1e-6, 0.0]], [[0.0, 0.0]] * 3])
     for _ in range(3):
-        combined, weights = _combine(strategy, grads)
+        combined, weights = combine_step(strategy, grads)
         assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
         torch.testing.assert_close(weights.sum(1), torch.full((2,), 3.0))

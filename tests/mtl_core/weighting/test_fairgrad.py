@@ -6,21 +6,9 @@ import pytest
 import torch
 from torchjd.aggregation import FairGrad as TorchJDFairGrad
 
-from mtl_core.weighting import GradientWeighting, WeightingStrategy, normalise
 from mtl_core.weighting._gram import gram64
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
-
-
-def _step(
-    strategy: WeightingStrategy, grads: torch.Tensor, scale: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(coefficients, combined, reported weights) of one step."""
-    assert isinstance(strategy, GradientWeighting)
-    k, t = grads.shape[:2]
-    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
-    coeff = strategy.coefficients(grads, inputs)
-    combined = torch.einsum("kt,ktp->kp", coeff, grads)
-    return coeff, combined, normalise(coeff, inputs.scale > 0)
+from tests.mtl_core.weighting._gradient_sets import coefficient_step, spread_gradients
+from tests.mtl_core.weighting._toy import make_strategy
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
@@ -36,9 +24,8 @@ def test_matches_torchjd(num_slots: int, num_tasks: int, alpha: float) -> None:
     gen = torch.Generator().manual_seed(num_tasks)
     strategy = make_strategy("fairgrad", {"alpha": alpha}, num_tasks, range(num_slots))
     oracle = TorchJDFairGrad(alpha=alpha)
-    grads = torch.randn(num_slots, num_tasks, 8, generator=gen, dtype=torch.float64)
-    grads = grads * 10.0 ** torch.empty(num_slots, num_tasks, 1).uniform_(-0.5, 0.5, generator=gen)
-    coeff, combined, weights = _step(strategy, grads)
+    grads = spread_gradients(num_slots, num_tasks, 0.5, gen)
+    coeff, combined, weights = coefficient_step(strategy, grads)
     for k in range(num_slots):
         torch.testing.assert_close(combined[k], oracle(grads[k]), rtol=1e-5, atol=1e-7)
     total = torch.full((num_slots,), float(num_tasks), dtype=torch.float64)
@@ -51,10 +38,10 @@ def test_matches_torchjd(num_slots: int, num_tasks: int, alpha: float) -> None:
 def test_alpha_one_is_nash_mtl_and_alpha_zero_the_mean() -> None:
     gen = torch.Generator().manual_seed(3)
     grads = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
-    fair, _, _ = _step(make_strategy("fairgrad", {"alpha": 1.0}, 3, range(2)), grads)
-    nash, _, _ = _step(make_strategy("nash_mtl", {"max_norm": 0.0}, 3, range(2)), grads)
+    fair, _, _ = coefficient_step(make_strategy("fairgrad", {"alpha": 1.0}, 3, range(2)), grads)
+    nash, _, _ = coefficient_step(make_strategy("nash_mtl", {"max_norm": 0.0}, 3, range(2)), grads)
     torch.testing.assert_close(fair, nash, rtol=1e-12, atol=0)
-    _, combined, _ = _step(make_strategy("fairgrad", {"alpha": 0.0}, 3, range(2)), grads)
+    _, combined, _ = coefficient_step(make_strategy("fairgrad", {"alpha": 0.0}, 3, range(2)), grads)
     torch.testing.assert_close(combined, grads.mean(dim=1))
     assert oracle_mean_matches(grads)
 
@@ -76,12 +63,12 @@ def test_badly_scaled_and_degenerate_sets_meet_the_equations_or_stay_finite() ->
     spread = 10.0 ** torch.empty(4, 5, 1).uniform_(-1, 1, generator=gen)
     for alpha in (0.5, 2.0):
         strategy = make_strategy("fairgrad", {"alpha": alpha}, 5, range(4))
-        coeff, _, _ = _step(strategy, grads * spread**2)
+        coeff, _, _ = coefficient_step(strategy, grads * spread**2)
         gram = gram64(grads * spread**2)
         ridged = gram + 1e-10 * torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))
         lhs = (ridged @ coeff.unsqueeze(-1)).squeeze(-1) * coeff ** (1 / alpha)
         torch.testing.assert_close(lhs, torch.ones_like(lhs), rtol=0, atol=1e-8)
-    coeff, combined, _ = _step(
+    coeff, combined, _ = coefficient_step(
         make_strategy("fairgrad", {"alpha": 10.0}, 5, range(4)), grads * spread**4
     )
     assert torch.isfinite(combined).all() and (coeff >= 0).all()
@@ -89,10 +76,12 @@ def test_badly_scaled_and_degenerate_sets_meet_the_equations_or_stay_finite() ->
     e = torch.tensor([0.0, 1.0, 4.0], dtype=torch.float64)
     zero = torch.zeros(3, dtype=torch.float64)
     sets = torch.stack([torch.stack([g, -g, e]), torch.stack([g, zero, e]), torch.stack([g, g, g])])
-    coeff, combined, weights = _step(make_strategy("fairgrad", {"alpha": 2.0}, 3, range(3)), sets)
+    coeff, combined, weights = coefficient_step(
+        make_strategy("fairgrad", {"alpha": 2.0}, 3, range(3)), sets
+    )
     assert torch.isfinite(coeff).all() and torch.isfinite(weights).all() and (coeff >= 0).all()
     assert coeff[1, 1] == 0
-    _, _, weights = _step(
+    _, _, weights = coefficient_step(
         make_strategy("fairgrad", {"alpha": 2.0}, 3, range(3)),
         sets,
         torch.tensor([[1.0, 0.0, 1.0]] * 3),

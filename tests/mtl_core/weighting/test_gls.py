@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 from torchjd.scalarization import GeometricMean
 
 from mtl_core.weighting import LossWeighting
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
-
-SETTINGS = settings(max_examples=30, deadline=None, database=None)
+from tests.mtl_core.weighting._loss_sets import (
+    SETTINGS,
+    assert_k_rows_equal_k_single_calls,
+    draw_scaled_losses,
+    objective_step,
+)
+from tests.mtl_core.weighting._toy import make_strategy
 
 
 def _ours(losses: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(objective ``[K]``, ∂objective/∂L ``[K, T]``, weights) of one K-slot call."""
     strategy = make_strategy("gls", num_tasks=losses.shape[1], seeds=range(losses.shape[0]))
     assert isinstance(strategy, LossWeighting)
-    leaf = losses.clone().requires_grad_(True)
-    objective, weights = strategy.objective(step_inputs(leaf, scale))
-    (grad,) = torch.autograd.grad(objective.sum(), [leaf])
-    return objective.detach(), grad, weights
+    return objective_step(strategy, losses, scale)
 
 
 def _oracle(losses: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -51,13 +52,8 @@ def _oracle(losses: Tensor, scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 @st.composite
 def _problems(draw: st.DrawFn) -> tuple[Tensor, Tensor]:
-    k = draw(st.sampled_from([1, 4]))
-    t = draw(st.sampled_from([2, 3, 5]))
-    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    losses = 10.0 ** (8 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 4)
-    scale = 10.0 ** (12 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 6)
-    inactive = torch.rand(k, t, generator=gen) < 0.3
-    return losses, torch.where(inactive, torch.zeros_like(scale), scale)
+    losses, scale, _ = draw_scaled_losses(draw)
+    return losses, scale
 
 
 @SETTINGS
@@ -74,12 +70,7 @@ def test_objective_gradient_and_weights_match_torchjd(problem: tuple[Tensor, Ten
 @SETTINGS
 @given(problem=_problems())
 def test_k_rows_equal_k_single_calls(problem: tuple[Tensor, Tensor]) -> None:
-    losses, scale = problem
-    batched = _ours(losses, scale)
-    for k in range(losses.shape[0]):
-        single = _ours(losses[k : k + 1], scale[k : k + 1])
-        for b, s in zip(batched, single, strict=True):
-            torch.testing.assert_close(b[k : k + 1], s, rtol=1e-12, atol=0.0)
+    assert_k_rows_equal_k_single_calls(_ours, *problem)
 
 
 def test_two_tasks_by_hand() -> None:

@@ -6,18 +6,10 @@ import pytest
 import torch
 from torchjd.aggregation import GradVac as TorchJDGradVac
 
-from mtl_core.weighting import GradientWeighting, WeightingStrategy
 from mtl_core.weighting._gram import gram64
 from mtl_core.weighting.gradvac import vaccinate
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
-
-
-def _combine(
-    strategy: WeightingStrategy, grads: torch.Tensor, scale: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    assert isinstance(strategy, GradientWeighting)
-    k, t = grads.shape[:2]
-    return strategy.combine(grads, step_inputs(torch.ones(k, t, dtype=grads.dtype), scale))
+from tests.mtl_core.weighting._gradient_sets import combine_step
+from tests.mtl_core.weighting._toy import make_strategy
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
@@ -47,7 +39,7 @@ def test_matches_torchjd_over_several_steps(num_slots: int, num_tasks: int, beta
         base = torch.randn(num_slots, 1, 9, generator=gen, dtype=torch.float64) * (step % 2)
         grads = torch.randn(num_slots, num_tasks, 9, generator=gen, dtype=torch.float64) + base
         grads = grads * 10.0 ** torch.empty(num_slots, num_tasks, 1).uniform_(-2, 2, generator=gen)
-        combined, weights = _combine(strategy, grads)
+        combined, weights = combine_step(strategy, grads)
         for k, oracle in enumerate(oracles):
             torch.set_rng_state(states[k])
             expected = oracle(grads[k])
@@ -65,7 +57,7 @@ def test_a_corrected_pair_reaches_its_target_cosine() -> None:
     beta = 0.4
     strategy = make_strategy("gradvac", {"beta": beta}, 2)
     first = torch.tensor([[[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]]], dtype=torch.float64)  # cos 0.6
-    _combine(strategy, first)  # targets 0: no correction, φ̂ ← β · 0.6
+    combine_step(strategy, first)  # targets 0: no correction, φ̂ ← β · 0.6
     target = beta * 0.6
     torch.testing.assert_close(
         strategy.targets[0], torch.tensor([[0, target], [target, 0]]).double()
@@ -96,7 +88,7 @@ def test_identical_opposite_and_zero_gradients_stay_finite() -> None:
         [torch.stack([g, g, g]), torch.stack([g, -g, g]), torch.stack([g, torch.zeros(3), -g])]
     )
     for _ in range(4):  # β = 1 makes the target of identical gradients exactly 1
-        combined, weights = _combine(strategy, grads)
+        combined, weights = combine_step(strategy, grads)
         assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
         assert (weights >= 0).all()
     # a pair with a zero gradient has no cosine: its targets never move
@@ -106,7 +98,7 @@ def test_identical_opposite_and_zero_gradients_stay_finite() -> None:
 def test_inactive_task_gets_no_weight_and_keeps_its_targets() -> None:
     strategy = make_strategy("gradvac", {}, 3)
     grads = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]])
-    combined, weights = _combine(strategy, grads, torch.tensor([[1.0, 0.0, 1.0]]))
+    combined, weights = combine_step(strategy, grads, torch.tensor([[1.0, 0.0, 1.0]]))
     assert weights[0, 1] == 0
     assert strategy.targets[0, 1].abs().sum() == 0 and strategy.targets[0, :, 1].abs().sum() == 0
     # with φ̂ = 0 at the first step GradVac is PCGrad: (½, ½) + (0, 1)

@@ -8,21 +8,23 @@ import torch
 from torch import Tensor
 from torchjd.aggregation import IMTLG, IMTLGWeighting
 
-from mtl_core.weighting import GradientWeighting
-from tests.mtl_core.weighting._cone_oracle import KINDS, jacobian
-from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._cone_oracle import KINDS
+from tests.mtl_core.weighting._gradient_sets import (
+    Reference,
+    assert_inactive_tasks_match_torchjd,
+    assert_matches_torchjd,
+    assert_non_finite_stays_in_its_slot,
+    assert_one_active_task_is_used_as_is,
+    degenerate_slots,
+    kind_slots,
+    run_degenerate_slots,
+    run_gradient,
+)
 
 
 def ours(grads: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(combined ``[K, P]``, weights ``[K, T]``, coefficients ``[K, T]``) on ``grads [K, T, P]``."""
-    k, t, _ = grads.shape
-    strategy = make_strategy("imtl_g", None, t, seeds=tuple(range(k)))
-    assert isinstance(strategy, GradientWeighting)
-    scale = torch.ones(k, t, dtype=grads.dtype) if scale is None else scale
-    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
-    combined, weights = strategy.combine(grads, inputs)
-    return combined, weights, strategy.coefficients(grads, inputs)
+    return run_gradient("imtl_g", grads, scale)
 
 
 def paper_alpha(g: np.ndarray) -> np.ndarray:
@@ -38,20 +40,16 @@ def paper_alpha(g: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "zero_row"])
 def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int) -> None:
-    grads = torch.stack([jacobian(kind, num_tasks, 7, 100 * s + num_tasks) for s in range(4)])
-    grads = grads[:num_slots]
-    combined, weights, coeff = ours(grads)
-    for k in range(num_slots):
-        j = grads[k]
-        update, w = IMTLG()(j), IMTLGWeighting()(j @ j.T)
-        # Same convention (Σ α = 1); our reported weights are |α| normalised to Σ = T.
-        scale = float(j.norm(dim=1).max())
-        torch.testing.assert_close(combined[k], update, rtol=1e-7, atol=1e-9 * scale)
-        torch.testing.assert_close(coeff[k], w, rtol=1e-7, atol=1e-9)
-        total = w.abs().sum()
-        # no α with Σ α = 1 (e.g. g, -g): a zero step, reported as uniform weights
-        expected = w.abs() / total * num_tasks if total > 0 else torch.ones_like(w)
-        torch.testing.assert_close(weights[k], expected, rtol=1e-7, atol=1e-9)
+    # Same convention (Σ α = 1); where no α has Σ α = 1 (e.g. g, -g) both give the zero step,
+    # ours reported as uniform weights.
+    assert_matches_torchjd(
+        "imtl_g",
+        kind_slots(kind, num_tasks, num_slots),
+        lambda j: Reference(IMTLG()(j), IMTLGWeighting()(j @ j.T)),
+        rtol=1e-7,
+        atol=1e-9,
+        atol_per_norm=True,
+    )
 
 
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
@@ -70,36 +68,21 @@ def test_matches_the_papers_closed_form_on_independent_gradients(num_tasks: int)
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_get_nothing(num_slots: int) -> None:
-    grads, scale = with_inactive_tasks(num_slots)
-    combined, weights, coeff = ours(grads, scale)
-    for k in range(num_slots):
-        # torchjd on the rows with zero gradients: G⁺ gives them 0, the same α as ours
-        torch.testing.assert_close(combined[k], IMTLG()(grads[k]), rtol=1e-8, atol=1e-10)
-        assert (weights[k][scale[k] == 0] == 0).all()
-        assert (coeff[k][scale[k] == 0] == 0).all()
+    # torchjd on the rows with zero gradients: G⁺ gives them 0, the same α as ours
+    assert_inactive_tasks_match_torchjd("imtl_g", num_slots, IMTLG(), mean_over_active=False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_degenerate_sets_stay_finite_and_scale_free(dtype: torch.dtype, scale: float) -> None:
-    grads = degenerate_slots()
-    combined, weights, coeff = ours((grads * scale).to(dtype))
-    assert torch.isfinite(combined).all() and torch.isfinite(weights).all()
-    assert (weights >= 0).all()
-    torch.testing.assert_close(weights.sum(-1), torch.full((5,), 5.0, dtype=dtype))
-    _, _, at_one = ours(grads.to(dtype))
+    _, _, coeff = run_degenerate_slots("imtl_g", dtype, scale)
+    _, _, at_one = ours(degenerate_slots().to(dtype))
     torch.testing.assert_close(coeff, at_one, rtol=1e-4, atol=1e-5)
 
 
 def test_one_active_task_is_used_as_is() -> None:
-    grads = torch.tensor([[[0.0, 0.0], [3.0, -4.0]]])
-    combined, weights, _ = ours(grads, torch.tensor([[0.0, 1.0]]))
-    torch.testing.assert_close(combined, torch.tensor([[3.0, -4.0]]))
-    assert weights.tolist() == [[0.0, 1.0]]
+    assert_one_active_task_is_used_as_is("imtl_g")
 
 
 def test_non_finite_input_gives_non_finite_output_without_raising() -> None:
-    grads = torch.tensor([[[1.0, float("nan")], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    combined, _, _ = ours(grads)
-    assert not torch.isfinite(combined[0]).all()
-    torch.testing.assert_close(combined[1], torch.tensor([0.5, 0.5]))
+    assert_non_finite_stays_in_its_slot("imtl_g", [0.5, 0.5])

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 from torchjd.scalarization import IMTLL as TorchJDIMTLL
 
 from mtl_core.weighting import LossWeighting, parse_strategy_config
+from tests.mtl_core.weighting._loss_sets import (
+    SETTINGS,
+    assert_k_rows_equal_k_single_calls,
+    draw_scaled_losses,
+    normalised_to,
+)
 from tests.mtl_core.weighting._toy import make_ctx, make_strategy, step_inputs
-
-SETTINGS = settings(max_examples=30, deadline=None, database=None)
 
 
 def _ours(losses: Tensor, scale: Tensor, s: Tensor) -> tuple[Tensor, ...]:
@@ -52,7 +56,7 @@ def _oracle(losses: Tensor, scale: Tensor, s: Tensor) -> tuple[Tensor, ...]:
             loss_grad, active_s_grad = torch.autograd.grad(value, [leaf, scalarizer.log_scale])
             s_grad[active] = active_s_grad
         lam = torch.where(active, torch.exp(row_s), torch.zeros_like(row_s))
-        weights.append(lam / lam.sum() * n if n else lam)
+        weights.append(normalised_to(lam, n))
         objectives.append(value.detach())
         loss_grads.append(loss_grad)
         s_grads.append(s_grad)
@@ -61,15 +65,10 @@ def _oracle(losses: Tensor, scale: Tensor, s: Tensor) -> tuple[Tensor, ...]:
 
 @st.composite
 def _problems(draw: st.DrawFn) -> tuple[Tensor, Tensor, Tensor]:
-    k = draw(st.sampled_from([1, 4]))
-    t = draw(st.sampled_from([2, 3, 5]))
-    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    losses = 10.0 ** (8 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 4)
-    scale = 10.0 ** (12 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 6)
-    inactive = torch.rand(k, t, generator=gen) < 0.3
-    s = 10 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 5
+    losses, scale, gen = draw_scaled_losses(draw)
+    s = 10 * torch.rand(losses.shape, generator=gen, dtype=torch.float64) - 5
     # The strategy keeps s in float32 (as all its state): give it float32-exact values.
-    return losses, torch.where(inactive, torch.zeros_like(scale), scale), s.float().double()
+    return losses, scale, s.float().double()
 
 
 @SETTINGS
@@ -83,12 +82,7 @@ def test_objective_and_gradients_match_torchjd(problem: tuple[Tensor, ...]) -> N
 @SETTINGS
 @given(problem=_problems())
 def test_k_rows_equal_k_single_calls(problem: tuple[Tensor, ...]) -> None:
-    losses, scale, s = problem
-    batched = _ours(losses, scale, s)
-    for k in range(losses.shape[0]):
-        single = _ours(losses[k : k + 1], scale[k : k + 1], s[k : k + 1])
-        for b, one in zip(batched, single, strict=True):
-            torch.testing.assert_close(b[k : k + 1], one, rtol=1e-12, atol=0.0)
+    assert_k_rows_equal_k_single_calls(_ours, *problem)
 
 
 def test_gradients_by_hand() -> None:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_core.weighting import GradientWeighting, WeightingStrategy, normalise
 from mtl_core.weighting._gram import gram64
 from mtl_core.weighting._nash import solve_power_equations
-from tests.mtl_core.weighting._toy import make_strategy, step_inputs
+from tests.mtl_core.weighting._gradient_sets import coefficient_step, spread_gradients
+from tests.mtl_core.weighting._toy import make_strategy
 
 
 def _oracle(g: np.ndarray) -> np.ndarray:
@@ -30,18 +30,6 @@ def _oracle(g: np.ndarray) -> np.ndarray:
     return np.asarray(alpha.value, dtype=np.float64)
 
 
-def _step(
-    strategy: WeightingStrategy, grads: torch.Tensor, scale: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(coefficients, combined, reported weights) of one step."""
-    assert isinstance(strategy, GradientWeighting)
-    k, t = grads.shape[:2]
-    inputs = step_inputs(torch.ones(k, t, dtype=grads.dtype), scale)
-    coeff = strategy.coefficients(grads, inputs)
-    combined = torch.einsum("kt,ktp->kp", coeff, grads)
-    return coeff, combined, normalise(coeff, inputs.scale > 0)
-
-
 @pytest.mark.parametrize("num_slots", [1, 4])
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
 def test_matches_the_convex_restatement(num_slots: int, num_tasks: int) -> None:
@@ -49,9 +37,8 @@ def test_matches_the_convex_restatement(num_slots: int, num_tasks: int) -> None:
     gen = torch.Generator().manual_seed(num_tasks)
     strategy = make_strategy("nash_mtl", {"max_norm": 0.0}, num_tasks, range(num_slots))
     for _ in range(2):
-        grads = torch.randn(num_slots, num_tasks, 8, generator=gen, dtype=torch.float64)
-        grads = grads * 10.0 ** torch.empty(num_slots, num_tasks, 1).uniform_(-2, 2, generator=gen)
-        coeff, combined, weights = _step(strategy, grads)
+        grads = spread_gradients(num_slots, num_tasks, 2, gen)
+        coeff, combined, weights = coefficient_step(strategy, grads)
         for k in range(num_slots):
             expected = _oracle(grads[k].numpy())
             np.testing.assert_allclose(coeff[k].numpy(), expected, rtol=1e-5)
@@ -67,9 +54,9 @@ def test_update_is_clipped_to_max_norm_and_keeps_its_direction() -> None:
     grads = torch.tensor(
         [[[3.0, 0.0, 1.0], [0.0, 2.0, -1.0], [1.0, 1.0, 1.0]]], dtype=torch.float64
     )
-    _, free, _ = _step(make_strategy("nash_mtl", {"max_norm": 0.0}, 3), grads)
+    _, free, _ = coefficient_step(make_strategy("nash_mtl", {"max_norm": 0.0}, 3), grads)
     torch.testing.assert_close(free.norm(), torch.tensor(3.0).sqrt().double())
-    _, clipped, _ = _step(make_strategy("nash_mtl", {"max_norm": 0.5}, 3), grads)
+    _, clipped, _ = coefficient_step(make_strategy("nash_mtl", {"max_norm": 0.5}, 3), grads)
     torch.testing.assert_close(clipped, free * 0.5 / free.norm())
 
 
@@ -77,14 +64,16 @@ def test_weights_are_reused_between_updates() -> None:
     strategy = make_strategy("nash_mtl", {"update_weights_every": 3, "max_norm": 0.0}, 2)
     gen = torch.Generator().manual_seed(0)
     first = torch.randn(1, 2, 4, generator=gen, dtype=torch.float64)
-    coeffs = [_step(strategy, first)[0]]
+    coeffs = [coefficient_step(strategy, first)[0]]
     for _ in range(3):
-        coeffs.append(_step(strategy, torch.randn(1, 2, 4, generator=gen, dtype=torch.float64))[0])
+        coeffs.append(
+            coefficient_step(strategy, torch.randn(1, 2, 4, generator=gen, dtype=torch.float64))[0]
+        )
     assert torch.equal(coeffs[1], coeffs[0]) and torch.equal(coeffs[2], coeffs[0])
     assert not torch.equal(coeffs[3], coeffs[0])  # step 3 solves again
     # a task becoming inactive, then active again, forces a solve
-    _step(strategy, first, torch.tensor([[1.0, 0.0]]))
-    coeff, _, _ = _step(strategy, first)
+    coefficient_step(strategy, first, torch.tensor([[1.0, 0.0]]))
+    coeff, _, _ = coefficient_step(strategy, first)
     torch.testing.assert_close(
         coeff[0], torch.from_numpy(_oracle(first[0].numpy())), rtol=1e-5, atol=0
     )
@@ -96,8 +85,8 @@ def test_each_task_scale_cancels_out_of_the_update() -> None:
     grads = torch.randn(1, 3, 5, generator=gen, dtype=torch.float64)
     scales = torch.tensor([[1e-4, 1.0, 1e3]], dtype=torch.float64)
     strategy = make_strategy("nash_mtl", {"max_norm": 0.0}, 3)
-    _, plain, _ = _step(strategy, grads)
-    _, scaled, _ = _step(strategy, grads * scales.unsqueeze(-1))
+    _, plain, _ = coefficient_step(strategy, grads)
+    _, scaled, _ = coefficient_step(strategy, grads * scales.unsqueeze(-1))
     torch.testing.assert_close(scaled, plain, rtol=1e-8, atol=0)
 
 
@@ -117,7 +106,7 @@ def test_pareto_stationary_zero_and_inactive_rows() -> None:
         ]
     )
     strategy = make_strategy("nash_mtl", {"max_norm": 0.0}, 3, range(4))
-    coeff, combined, weights = _step(strategy, grads)
+    coeff, combined, weights = coefficient_step(strategy, grads)
     assert torch.isfinite(coeff).all() and torch.isfinite(weights).all()
     assert (coeff >= 0).all()
     assert combined[2].norm() < 1e-3
@@ -126,7 +115,7 @@ def test_pareto_stationary_zero_and_inactive_rows() -> None:
     expected = _oracle(torch.stack([g, e]).numpy())
     np.testing.assert_allclose(coeff[1, [0, 2]].numpy(), expected, rtol=1e-5)
     torch.testing.assert_close(combined[3].norm() ** 2, torch.tensor(3.0, dtype=torch.float64))
-    _, _, weights = _step(strategy, grads, torch.tensor([[1.0, 0.0, 1.0]] * 4))
+    _, _, weights = coefficient_step(strategy, grads, torch.tensor([[1.0, 0.0, 1.0]] * 4))
     assert (weights[:, 1] == 0).all()
 
 

@@ -6,15 +6,21 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 from torchjd.scalarization import PBI as TorchJDPBI
 
 from mtl_core.weighting import LossWeighting, parse_strategy_config
-from tests.mtl_core.weighting._toy import make_ctx, make_strategy, step_inputs
+from tests.mtl_core.weighting._loss_sets import (
+    SETTINGS,
+    assert_k_rows_equal_k_single_calls,
+    draw_scaled_losses,
+    normalised_to,
+    objective_step,
+)
+from tests.mtl_core.weighting._toy import make_ctx, make_strategy
 
-SETTINGS = settings(max_examples=30, deadline=None, database=None)
 #: θ values exactly representable in float32 (the strategy's per-slot state).
 THETAS = [0.0, 0.5, 1.0, 5.0, 10.0]
 
@@ -26,10 +32,7 @@ def _ours(losses: Tensor, scale: Tensor, thetas: list[float]) -> tuple[Tensor, .
     for slot, theta in enumerate(thetas):
         strategy.reset_slot(slot, parse_strategy_config("pbi", {"theta": theta}), make_ctx(t))
     assert isinstance(strategy, LossWeighting)
-    leaf = losses.clone().requires_grad_(True)
-    objective, weights = strategy.objective(step_inputs(leaf, scale))
-    (grad,) = torch.autograd.grad(objective.sum(), [leaf])
-    return objective.detach(), grad, weights
+    return objective_step(strategy, losses, scale)
 
 
 def _oracle(losses: Tensor, scale: Tensor, thetas: list[float]) -> tuple[Tensor, ...]:
@@ -53,7 +56,7 @@ def _oracle(losses: Tensor, scale: Tensor, thetas: list[float]) -> tuple[Tensor,
             value = m * scalarizer(x / m)
             (grad,) = torch.autograd.grad(value, [leaf])
         lam = torch.where(active, grad / row_scale.clamp_min(1e-300), 0.0).clamp_min(0)
-        weights.append(lam / lam.sum() * n if n else lam)
+        weights.append(normalised_to(lam, n))
         objectives.append(value.detach())
         grads.append(grad)
     return torch.stack(objectives), torch.stack(grads), torch.stack(weights)
@@ -61,14 +64,10 @@ def _oracle(losses: Tensor, scale: Tensor, thetas: list[float]) -> tuple[Tensor,
 
 @st.composite
 def _problems(draw: st.DrawFn) -> tuple[Tensor, Tensor, list[float]]:
-    k = draw(st.sampled_from([1, 4]))
-    t = draw(st.sampled_from([2, 3, 5]))
-    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    losses = 10.0 ** (8 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 4)
-    scale = 10.0 ** (12 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 6)
-    inactive = torch.rand(k, t, generator=gen) < 0.3
+    losses, scale, _ = draw_scaled_losses(draw)
+    k = losses.shape[0]
     thetas = draw(st.lists(st.sampled_from(THETAS), min_size=k, max_size=k))
-    return losses, torch.where(inactive, torch.zeros_like(scale), scale), thetas
+    return losses, scale, thetas
 
 
 @SETTINGS
@@ -86,12 +85,7 @@ def test_objective_gradient_and_weights_match_torchjd(problem: tuple) -> None:
 @SETTINGS
 @given(problem=_problems())
 def test_k_rows_equal_k_single_calls(problem: tuple) -> None:
-    losses, scale, thetas = problem
-    batched = _ours(losses, scale, thetas)
-    for k in range(losses.shape[0]):
-        single = _ours(losses[k : k + 1], scale[k : k + 1], thetas[k : k + 1])
-        for b, one in zip(batched, single, strict=True):
-            torch.testing.assert_close(b[k : k + 1], one, rtol=1e-12, atol=0.0)
+    assert_k_rows_equal_k_single_calls(_ours, *problem)
 
 
 def test_two_tasks_by_hand() -> None:

@@ -6,16 +6,20 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 from torchjd.scalarization import STCH as TorchJDSTCH
 
-from mtl_core.weighting import LossWeighting, parse_strategy_config
+from mtl_core.weighting import parse_strategy_config
 from mtl_core.weighting.stch import STCH
-from tests.mtl_core.weighting._toy import make_ctx, make_strategy, step_inputs
-
-SETTINGS = settings(max_examples=30, deadline=None, database=None)
+from tests.mtl_core.weighting._loss_sets import (
+    SETTINGS,
+    draw_scaled_losses,
+    normalised_to,
+    objective_step,
+)
+from tests.mtl_core.weighting._toy import make_ctx, make_strategy
 
 
 def _strategy(params: dict[str, float], k: int, t: int, reference: Tensor | None) -> STCH:
@@ -26,13 +30,6 @@ def _strategy(params: dict[str, float], k: int, t: int, reference: Tensor | None
         for _ in range(int(params.get("warmup_epochs", 5))):
             strategy.on_epoch_end(torch.ones(k, dtype=torch.bool), reference)
     return strategy
-
-
-def _ours(strategy: LossWeighting, losses: Tensor, scale: Tensor) -> tuple[Tensor, ...]:
-    leaf = losses.clone().requires_grad_(True)
-    objective, weights = strategy.objective(step_inputs(leaf, scale))
-    (grad,) = torch.autograd.grad(objective.sum(), [leaf])
-    return objective.detach(), grad, weights
 
 
 def _oracle(
@@ -60,7 +57,7 @@ def _oracle(
             value = n * scalarizer(torch.log(row_scale[active] * leaf[active]))
             (grad,) = torch.autograd.grad(value, [leaf])
         lam = torch.where(active, grad / row_scale.clamp_min(1e-300), torch.zeros_like(grad))
-        weights.append(lam / lam.sum() * n if n else lam)
+        weights.append(normalised_to(lam, n))
         objectives.append(value.detach())
         grads.append(grad)
     return torch.stack(objectives), torch.stack(grads), torch.stack(weights)
@@ -68,14 +65,9 @@ def _oracle(
 
 @st.composite
 def _problems(draw: st.DrawFn) -> tuple[Tensor, Tensor, Tensor]:
-    k = draw(st.sampled_from([1, 4]))
-    t = draw(st.sampled_from([2, 3, 5]))
-    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
-    losses = 10.0 ** (8 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 4)
-    scale = 10.0 ** (12 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 6)
-    inactive = torch.rand(k, t, generator=gen) < 0.3
-    reference = 10.0 ** (8 * torch.rand(k, t, generator=gen, dtype=torch.float64) - 4)
-    return losses, torch.where(inactive, torch.zeros_like(scale), scale), reference
+    losses, scale, gen = draw_scaled_losses(draw)
+    reference = 10.0 ** (8 * torch.rand(losses.shape, generator=gen, dtype=torch.float64) - 4)
+    return losses, scale, reference
 
 
 def _assert_matches(ours: tuple[Tensor, ...], expected: tuple[Tensor, ...]) -> None:
@@ -95,7 +87,7 @@ def test_after_the_warmup_matches_torchjd(problem: tuple[Tensor, ...], mu: float
     losses, scale, reference = problem
     params = {"mu": mu, "warmup_epochs": 2}
     strategy = _strategy(params, losses.shape[0], losses.shape[1], reference)
-    _assert_matches(_ours(strategy, losses, scale), _oracle(losses, scale, mu, reference))
+    _assert_matches(objective_step(strategy, losses, scale), _oracle(losses, scale, mu, reference))
 
 
 @SETTINGS
@@ -103,7 +95,7 @@ def test_after_the_warmup_matches_torchjd(problem: tuple[Tensor, ...], mu: float
 def test_without_warmup_the_reference_is_one(problem: tuple[Tensor, ...], mu: float) -> None:
     losses, scale, _ = problem
     strategy = _strategy({"mu": mu, "warmup_epochs": 0}, losses.shape[0], losses.shape[1], None)
-    _assert_matches(_ours(strategy, losses, scale), _oracle(losses, scale, mu, None))
+    _assert_matches(objective_step(strategy, losses, scale), _oracle(losses, scale, mu, None))
 
 
 @SETTINGS
@@ -114,7 +106,7 @@ def test_the_warmup_minimises_the_sum_of_log_losses(problem: tuple[Tensor, ...])
     strategy = _strategy({"warmup_epochs": 3}, k, t, None)
     for _ in range(2):  # two of three warm-up epochs: still Σ log
         strategy.on_epoch_end(torch.ones(k, dtype=torch.bool), reference)
-    objective, grad, weights = _ours(strategy, losses, scale)
+    objective, grad, weights = objective_step(strategy, losses, scale)
     active = scale > 0
     x = torch.where(active, scale * losses, torch.ones_like(losses))
     torch.testing.assert_close(objective, torch.log(x).sum(-1), rtol=1e-12, atol=1e-12)
@@ -136,12 +128,12 @@ def test_k_rows_equal_k_single_calls_with_their_own_configs(problem: tuple[Tenso
         batched.reset_slot(slot, parse_strategy_config("stch", params), make_ctx(t, slot))
     for _ in range(2):
         batched.on_epoch_end(torch.ones(k, dtype=torch.bool), reference)
-    together = _ours(batched, losses, scale)
+    together = objective_step(batched, losses, scale)
     for slot, params in enumerate(configs):
         single = _strategy(params, 1, t, None)
         for _ in range(2):
             single.on_epoch_end(torch.ones(1, dtype=torch.bool), reference[slot : slot + 1])
-        alone = _ours(single, losses[slot : slot + 1], scale[slot : slot + 1])
+        alone = objective_step(single, losses[slot : slot + 1], scale[slot : slot + 1])
         for b, s in zip(together, alone, strict=True):
             torch.testing.assert_close(b[slot : slot + 1], s, rtol=1e-12, atol=0.0)
 
@@ -149,7 +141,9 @@ def test_k_rows_equal_k_single_calls_with_their_own_configs(problem: tuple[Tenso
 def test_two_tasks_by_hand() -> None:
     # Reference (1, 1), μ = 1: L = 2 log(L_0 + L_1) = 2 log 4; ∂L/∂L_t = 2 / 4 for both.
     strategy = _strategy({"mu": 1.0, "warmup_epochs": 1}, 1, 2, torch.ones(1, 2))
-    objective, grad, weights = _ours(strategy, torch.tensor([[1.0, 3.0]]), torch.ones(1, 2))
+    objective, grad, weights = objective_step(
+        strategy, torch.tensor([[1.0, 3.0]]), torch.ones(1, 2)
+    )
     torch.testing.assert_close(objective, torch.tensor([2 * math.log(4.0)]))
     torch.testing.assert_close(grad, torch.tensor([[0.5, 0.5]]))
     torch.testing.assert_close(weights, torch.tensor([[1.0, 1.0]]))
@@ -159,7 +153,7 @@ def test_the_task_furthest_above_its_reference_dominates_at_small_mu() -> None:
     reference = torch.tensor([[10.0, 0.1]])
     strategy = _strategy({"mu": 0.01, "warmup_epochs": 1}, 1, 2, reference)
     # Task 0 is at 0.5 x its reference, task 1 at 2x: nearly all the weight goes to task 1.
-    _, grad, weights = _ours(strategy, torch.tensor([[5.0, 0.2]]), torch.ones(1, 2))
+    _, grad, weights = objective_step(strategy, torch.tensor([[5.0, 0.2]]), torch.ones(1, 2))
     assert weights[0, 1] > 1.999
     torch.testing.assert_close(grad[0, 1], torch.tensor(2 / 0.2), rtol=1e-6, atol=0.0)
 
@@ -172,7 +166,7 @@ def test_degenerate_losses_and_references_stay_finite(dtype: torch.dtype) -> Non
     assert strategy.log_reference[0, :2].tolist() == [0.0, 0.0]
     losses = torch.tensor([[0.0, -1.0, 1e4], [1e-4, 1e4, 0.0]], dtype=dtype)
     scale = torch.tensor([[1.0, 1.0, 1e6], [1e-6, 1e6, 0.0]], dtype=dtype)
-    objective, grad, weights = _ours(strategy, losses, scale)
+    objective, grad, weights = objective_step(strategy, losses, scale)
     for value in (objective, grad, weights):
         assert torch.isfinite(value).all(), value
     assert grad[0, 0] == 0 and grad[0, 1] == 0 and weights[0, 0] == 0

@@ -19,7 +19,17 @@ from tests.mtl_core.weighting._cone_oracle import (
     enumerate_bounded_qp,
     jacobian,
 )
-from tests.mtl_core.weighting._gradient_sets import degenerate_slots, with_inactive_tasks
+from tests.mtl_core.weighting._gradient_sets import (
+    Reference,
+    assert_inactive_tasks_match_torchjd,
+    assert_matches_torchjd,
+    assert_non_finite_stays_in_its_slot,
+    assert_one_active_task_is_used_as_is,
+    degenerate_slots,
+    kind_slots,
+    projected_reference,
+    run_gradient,
+)
 from tests.mtl_core.weighting._toy import make_strategy, step_inputs
 
 
@@ -27,46 +37,30 @@ def ours(
     grads: Tensor, scale: Tensor | None = None, params: dict[str, Any] | None = None
 ) -> tuple[Tensor, Tensor]:
     """(combined ``[K, P]``, weights ``[K, T]``) of our UPGrad on ``grads [K, T, P]``."""
-    k, t, _ = grads.shape
-    strategy = make_strategy("upgrad", params, t, seeds=tuple(range(k)))
-    assert isinstance(strategy, GradientWeighting)
-    scale = torch.ones(k, t, dtype=grads.dtype) if scale is None else scale
-    return strategy.combine(grads, step_inputs(torch.ones(k, t, dtype=grads.dtype), scale))
+    combined, weights, _ = run_gradient("upgrad", grads, scale, params)
+    return combined, weights
 
 
-def oracle(j: Tensor, reg_eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+def oracle(j: Tensor, reg_eps: float = 1e-4) -> Reference:
     """torchjd's (update ``[P]``, weights ``[T]``) on one ``[T, P]`` Jacobian."""
-    projector = EnumerationProjector(reg_eps)
-    update = TorchjdUPGrad(projector=projector)(j)
-    weights = UPGradWeighting(projector=projector)(j @ j.T)
-    return update, weights
+    return projected_reference(TorchjdUPGrad, UPGradWeighting, j, reg_eps)
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 @pytest.mark.parametrize("num_tasks", [2, 3, 5])
 @pytest.mark.parametrize("kind", KINDS)
 def test_matches_torchjd(kind: str, num_tasks: int, num_slots: int) -> None:
-    grads = torch.stack([jacobian(kind, num_tasks, 7, 100 * s + num_tasks) for s in range(4)])
-    grads = grads[:num_slots]
-    combined, weights = ours(grads)
-    for k in range(num_slots):
-        update, w = oracle(grads[k])
-        # Same rows, all active: torchjd's mean of projections is ours; our weights are its
-        # weights normalised to Σ = T.
-        torch.testing.assert_close(combined[k], update, rtol=1e-8, atol=1e-10)
-        torch.testing.assert_close(weights[k], w / w.sum() * num_tasks, rtol=1e-8, atol=1e-10)
+    # Same rows, all active: torchjd's mean of projections is ours.
+    grads = kind_slots(kind, num_tasks, num_slots)
+    assert_matches_torchjd("upgrad", grads, oracle, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
 def test_inactive_tasks_drop_out_of_the_mean(num_slots: int) -> None:
-    grads, scale = with_inactive_tasks(num_slots)  # inactive rows are zero
-    combined, weights = ours(grads, scale)
-    for k in range(num_slots):
-        n = int((scale[k] > 0).sum())
-        update, _ = oracle(grads[k])
-        # torchjd averages over all 4 rows (zero rows project to 0): ours over the n active.
-        torch.testing.assert_close(combined[k], update * 4 / n, rtol=1e-8, atol=1e-10)
-        assert (weights[k][scale[k] == 0] == 0).all()
+    # torchjd averages over all 4 rows (zero rows project to 0): ours over the n active.
+    assert_inactive_tasks_match_torchjd(
+        "upgrad", num_slots, TorchjdUPGrad(projector=EnumerationProjector()), mean_over_active=True
+    )
 
 
 def test_ridge_is_a_parameter() -> None:
@@ -101,10 +95,7 @@ def test_no_task_is_hurt_at_any_scale(dtype: torch.dtype, scale: float) -> None:
 
 
 def test_one_active_task_is_used_as_is() -> None:
-    grads = torch.tensor([[[0.0, 0.0], [3.0, -4.0]]])
-    combined, weights = ours(grads, torch.tensor([[0.0, 1.0]]))
-    torch.testing.assert_close(combined, torch.tensor([[3.0, -4.0]]))
-    assert weights.tolist() == [[0.0, 1.0]]
+    assert_one_active_task_is_used_as_is("upgrad")
 
 
 def test_solver_matches_enumeration_on_random_problems() -> None:
@@ -125,7 +116,4 @@ def test_solver_matches_enumeration_on_random_problems() -> None:
 
 
 def test_non_finite_input_gives_non_finite_output_without_raising() -> None:
-    grads = torch.tensor([[[1.0, float("nan")], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    combined, _ = ours(grads)
-    assert not torch.isfinite(combined[0]).all()
-    torch.testing.assert_close(combined[1], torch.tensor([0.5, 0.5]))
+    assert_non_finite_stays_in_its_slot("upgrad", [0.5, 0.5])
