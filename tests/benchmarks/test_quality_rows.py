@@ -94,7 +94,7 @@ def rows() -> tuple[ExperimentResult, FakeService]:
     args = argparse.Namespace(batches=[1], study_seeds=2, confirm_top=2, confirm_seeds=3)
     sizes = Sizes(epochs=8, max_train_samples=None, seeds=3, grid_points=2, weight_range=(1, 2))
     service = FakeService()
-    study_rows("adult_mixed", sizes, args, service, result, 12)  # type: ignore[arg-type]
+    study_rows("adult_mixed", sizes, args, service, result, 12)
     return result, service
 
 

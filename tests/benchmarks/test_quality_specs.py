@@ -18,6 +18,7 @@ from _quality_train import Sizes, grid_weights, strategy_labelled
 from mtl_core.weighting import list_strategies
 from mtlsearch.search.spec import StudySpec
 from mtlsearch.search.spec_checks import validate_against_experiment
+from mtlsearch.search.spec_values import WeightRange
 
 SIZES = Sizes(epochs=4, max_train_samples=1000, seeds=3, grid_points=21, weight_range=(1e-5, 10))
 
@@ -44,6 +45,7 @@ def test_every_study_kind_is_a_valid_spec(kind: StudyKind) -> None:
     assert spec.confirmation.enabled and spec.confirmation.uniform
     assert (spec.confirmation.top, spec.confirmation.seeds) == (2, 4)
     weights = spec.search_space.weights["hours"]
+    assert isinstance(weights, WeightRange)
     assert (weights.lo, weights.hi) == (1e-5, 10)
     if kind.space == "multi":
         assert spec.objective.kind == "multi"

@@ -84,7 +84,7 @@ def test_session_rolls_back_and_wraps_database_errors(database: Database) -> Non
     ("field", "value"),
     [("pool_size", 0), ("max_overflow", -1)],
 )
-def test_config_refuses_out_of_range_values(field: str, value: float) -> None:
+def test_config_refuses_out_of_range_values(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=f"{field} must be"):
         DatabaseConfig(**{field: value})
 

@@ -64,6 +64,11 @@ def _three_args(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     return pred.mean()
 
 
+#: Not a function at all: statically untyped on purpose, so the registry's run-time check is
+#: what refuses it.
+NOT_A_FUNCTION: Any = 3
+
+
 def _with_default(pred: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
     return pred.mean()
 
@@ -84,7 +89,7 @@ def _with_default(pred: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
             ["loss 'user_abs'", "(pred, target)", "_one_arg(pred: 'Tensor')"],
         ),
         (lambda: register_loss("user_abs")(_three_args), ["(pred, target)", "weight"]),
-        (lambda: register_loss("user_abs")(3), ["(pred, target)", "got 3"]),
+        (lambda: register_loss("user_abs")(NOT_A_FUNCTION), ["(pred, target)", "got 3"]),
         (
             lambda: register_metric("user_score", higher_is_better=True)(_one_arg),
             ["metric 'user_score'", "(pred, target) -> float"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor
@@ -78,7 +80,7 @@ def test_inactive_task_gets_no_weight_and_one_task_its_own_gradient() -> None:
 def test_slots_with_different_bases_keep_apart() -> None:
     """Slot 0 smooths MGDA, slot 1 GradVac: each row is its single-trial run."""
     strategy = build_strategy("cr_mogm", 2, 3, "cpu")
-    configs = [{"base": "mgda"}, {"base": "gradvac", "alpha": 0.3}]
+    configs: list[dict[str, Any]] = [{"base": "mgda"}, {"base": "gradvac", "alpha": 0.3}]
     singles = []
     for slot, params in enumerate(configs):
         ctx = TaskContext(

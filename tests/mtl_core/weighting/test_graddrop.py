@@ -105,14 +105,18 @@ def test_draws_one_seed_per_step_from_the_trial_generator() -> None:
     assert (strategy.uniforms(5, torch.device("cpu"))[1] == 1).all()
 
 
-def test_sign_purity_decides_which_sign_survives() -> None:
+def test_sign_purity_decides_which_sign_survives(monkeypatch: pytest.MonkeyPatch) -> None:
     # Element 0: all positive (P = 1) is kept for any U; element 1: all negative (P = 0) too;
     # element 2: +1 and -3, P = 1/4: U = 0.2 keeps the positive part, U = 0.3 the negative.
     grads = torch.tensor([[[1.0, -1.0, 1.0], [2.0, -2.0, -3.0]]])
     strategy = _strategy([0.0], 2)
     inputs = step_inputs(torch.ones(1, 2))
     for u, last in ((0.2, 1.0), (0.3, -3.0)):
-        strategy.uniforms = lambda size, device, u=u: torch.full((1, size), u)  # type: ignore[method-assign]
+
+        def uniforms(size: int, device: torch.device, u: float = u) -> torch.Tensor:
+            return torch.full((1, size), u)
+
+        monkeypatch.setattr(strategy, "uniforms", uniforms)
         combined, _ = strategy.combine(grads, inputs)
         torch.testing.assert_close(combined, torch.tensor([[3.0, -3.0, last]]))
 

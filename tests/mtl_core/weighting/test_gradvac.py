@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 import torch
 from torchjd.aggregation import GradVac as TorchJDGradVac
 
 from mtl_core.weighting._gram import gram64
-from mtl_core.weighting.gradvac import vaccinate
+from mtl_core.weighting.gradvac import GradVac, vaccinate
 from tests.mtl_core.weighting._gradient_sets import combine_step
 from tests.mtl_core.weighting._toy import make_strategy
+
+
+def _gradvac(params: dict[str, Any], num_tasks: int, seeds: Sequence[int] = (0,)) -> GradVac:
+    strategy = make_strategy("gradvac", params, num_tasks, seeds)
+    assert isinstance(strategy, GradVac)
+    return strategy
 
 
 @pytest.mark.parametrize("num_slots", [1, 4])
@@ -25,7 +34,7 @@ def test_matches_torchjd_over_several_steps(num_slots: int, num_tasks: int, beta
     the combined update itself; our reported weights are its coefficients normalised to Σ = T.
     """
     seeds = [11 + 3 * k for k in range(num_slots)]
-    strategy = make_strategy("gradvac", {"beta": beta}, num_tasks, seeds)
+    strategy = _gradvac({"beta": beta}, num_tasks, seeds)
     oracles = [TorchJDGradVac(beta=beta, eps=0.0) for _ in seeds]
     for oracle in oracles:
         oracle.reset()  # torchjd keeps φ̂ across calls: start from zero targets
@@ -55,7 +64,7 @@ def test_a_corrected_pair_reaches_its_target_cosine() -> None:
     """Two tasks: the EMA target is set from the cosine before the correction, and a pair
     below its target is turned exactly to it."""
     beta = 0.4
-    strategy = make_strategy("gradvac", {"beta": beta}, 2)
+    strategy = _gradvac({"beta": beta}, 2)
     first = torch.tensor([[[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]]], dtype=torch.float64)  # cos 0.6
     combine_step(strategy, first)  # targets 0: no correction, φ̂ ← β · 0.6
     target = beta * 0.6
@@ -82,7 +91,7 @@ def test_a_corrected_pair_reaches_its_target_cosine() -> None:
 
 
 def test_identical_opposite_and_zero_gradients_stay_finite() -> None:
-    strategy = make_strategy("gradvac", {"beta": 1.0}, 3, seeds=[0, 1, 2])
+    strategy = _gradvac({"beta": 1.0}, 3, seeds=[0, 1, 2])
     g = torch.tensor([1.0, -2.0, 0.5])
     grads = torch.stack(
         [torch.stack([g, g, g]), torch.stack([g, -g, g]), torch.stack([g, torch.zeros(3), -g])]
@@ -96,7 +105,7 @@ def test_identical_opposite_and_zero_gradients_stay_finite() -> None:
 
 
 def test_inactive_task_gets_no_weight_and_keeps_its_targets() -> None:
-    strategy = make_strategy("gradvac", {}, 3)
+    strategy = _gradvac({}, 3)
     grads = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]])
     combined, weights = combine_step(strategy, grads, torch.tensor([[1.0, 0.0, 1.0]]))
     assert weights[0, 1] == 0

@@ -42,20 +42,20 @@ def test_combination_matches_torchjd_imtlg_on_the_active_rows(
     num_slots: int, num_tasks: int, kinds: list[str], exponents: list[float], seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    grads = np.stack(
+    raw = np.stack(
         [
             make_grads(kinds[k], num_tasks, num_tasks + 3, 10.0 ** exponents[k], seed + k)
             for k in range(num_slots)
         ]
     )
     # Task norms spread over 10^±1 within a trial (IMTL-G is invariant to them in direction).
-    grads = grads * 10.0 ** rng.uniform(-1, 1, (num_slots, num_tasks, 1))
+    raw = raw * 10.0 ** rng.uniform(-1, 1, (num_slots, num_tasks, 1))
     active = rng.random((num_slots, num_tasks)) > 0.3
     active[:, 0] = True
-    grads = torch.tensor(grads * active[..., None])
+    grads = torch.tensor(raw * active[..., None])
     strategy = _strategy(num_slots, num_tasks)
     combined, weights = strategy.combine(
-        grads, step_inputs(torch.ones(num_slots, num_tasks), active)
+        grads, step_inputs(torch.ones(num_slots, num_tasks), torch.from_numpy(active))
     )
     for k in range(num_slots):
         # torchjd aggregates the [T_active, P] Jacobian; inactive rows are simply absent.

@@ -109,7 +109,9 @@ def test_matches_the_paper_restated_over_several_steps(
         active = rng.random((num_slots, num_tasks)) > 0.25
         active[:, step % num_tasks] = True
         grads = grads * active[..., None]
-        inputs = step_inputs(torch.ones(num_slots, num_tasks, dtype=torch.float64), active)
+        inputs = step_inputs(
+            torch.ones(num_slots, num_tasks, dtype=torch.float64), torch.from_numpy(active)
+        )
         combined, weights = strategy.combine(torch.tensor(grads), inputs)
         for k, reference in enumerate(references):
             expected, lam = reference.step(grads[k], active[k])

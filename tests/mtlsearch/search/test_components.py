@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import ValidationError
 
 from mtl_core.components import search_ranges, searched
@@ -79,6 +79,7 @@ def test_every_declared_range_is_a_valid_search_space() -> None:
             if "choices" in declared:
                 assert distribution == CategoricalDistribution(declared["choices"])
             else:
+                assert isinstance(distribution, FloatDistribution | IntDistribution)
                 assert (distribution.low, distribution.high) == (declared["low"], declared["high"])
     assert seen == set(list_strategies())
 
@@ -92,6 +93,7 @@ def test_the_grid_names_a_continuous_default_range() -> None:
 
 
 def test_searched_rejects_an_empty_or_reversed_range() -> None:
+    bad: dict[str, Any]
     for bad in ({"low": 1.0, "high": 1.0}, {"low": 0.0, "high": 1.0, "log": True}, {"choices": []}):
         with pytest.raises(ValueError, match=r"low < high|choices"):
-            searched(**bad)  # type: ignore[arg-type]
+            searched(**bad)

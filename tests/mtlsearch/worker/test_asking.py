@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from mtlsearch.worker.asking import ROW_ATTR, StudyGone, ask_batch
+from mtlsearch.worker.asking import ROW_ATTR, Asked, StudyGone, ask_batch
 from mtlsearch.worker.studies import StudyContext, load_study_context
 from storage import Database, StudyInfo, StudyRepository, TrialRepository
 from storage import TrialState as RowState
@@ -17,6 +17,11 @@ def _context(database: Database, info: StudyInfo, worker_id: str) -> StudyContex
     context, why = load_study_context(database, info, worker_id)
     assert context is not None, why
     return context
+
+
+def _trial(item: Asked) -> optuna.Trial:
+    assert item.trial is not None, "a search trial has its Optuna trial"
+    return item.trial
 
 
 def _reserved(database: Database, info: StudyInfo) -> int:
@@ -34,11 +39,11 @@ def test_a_batch_takes_what_the_budget_has_left_and_starts_every_row(database: D
     with database.session() as session:
         rows = TrialRepository(session).rows(info.id)
     assert [(r.state, r.number, r.worker_id) for r in rows] == [
-        (RowState.RUNNING, item.trial.number, me) for item in asked
+        (RowState.RUNNING, _trial(item).number, me) for item in asked
     ]
     for row, item in zip(rows, asked, strict=True):
         assert item.config is not None and row.config == item.config.model_dump(mode="json")
-        assert row.params == item.trial.params
+        assert row.params == _trial(item).params
     # Each Optuna trial names its row: a trial its row never records is found by its row.
     trials = optuna.load_study(
         study_name=info.optuna_study_name, storage=database.optuna_storage()
@@ -56,7 +61,7 @@ def test_repeats_within_one_batch_get_seeds_of_their_own(database: Database) -> 
     asked = ask_batch(database, context, 4, worker_id=me, device="cpu", go_on=lambda: True)
 
     seeds = [item.config.seed for item in asked if item.config is not None]
-    numbers = [item.trial.number for item in asked]
+    numbers = [_trial(item).number for item in asked]
     assert seeds == [5] + [5 + n for n in numbers[1:]]
     assert len(set(seeds)) == 4
     # The row records each trial's own seed from its start (what determines its run).

@@ -11,7 +11,9 @@ from optuna.trial import TrialState
 
 from mtl_core.config import TrialConfig
 from mtl_core.errors import TrainingDiverged
+from mtl_core.experiments import get_experiment
 from mtl_core.results import TrialResult
+from mtl_core.trial_setup import resolve_config
 from mtlsearch.worker.decisions import (
     CANCELLED_REASON,
     GO_ON,
@@ -79,7 +81,7 @@ def test_the_pruner_is_asked_only_with_a_value_epochs_left_and_past_the_warm_up(
 
 
 def result(stop_reason: str | None = None) -> TrialResult:
-    config = TrialConfig(experiment="synthetic")
+    config = resolve_config(TrialConfig(experiment="synthetic"), get_experiment("synthetic"))
     return TrialResult(config, 1, {}, {}, {}, [], stop_reason=stop_reason)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from mtlsearch.search.spec import StudySpec
 from storage import ArtifactRepository, TrialRepository, get_database
@@ -37,7 +37,7 @@ def create(served: Served, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def fill(served: Served, study: dict[str, Any], n: int, **kwargs: Any) -> list[Any]:
+def fill(served: Served, study: dict[str, Any], n: int, **kwargs: Any) -> list[FrozenTrial]:
     spec = StudySpec.model_validate(study["spec"])
     return add_finished_trials(
         get_database(served.db_url), study["optuna_study_name"], spec, n, **kwargs
@@ -95,12 +95,14 @@ def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:
     assert both["count"] == 12
 
     best = client.get(f"{API}/{study['id']}/best").json()
-    expected = max((t for t in trials if t.state is TrialState.COMPLETE), key=lambda t: t.values[0])
-    assert best["number"] == expected.number
-    assert best["values"] == pytest.approx(expected.values)
+    best_trial = max(
+        (t for t in trials if t.state is TrialState.COMPLETE), key=lambda t: t.values[0]
+    )
+    assert best["number"] == best_trial.number
+    assert best["values"] == pytest.approx(best_trial.values)
     assert best["strategy"] == "fixed"
-    assert best["weights"]["classification"] == pytest.approx(expected.params["w_classification"])
-    assert best["config"] == expected.user_attrs["config"]
+    assert best["weights"]["classification"] == pytest.approx(best_trial.params["w_classification"])
+    assert best["config"] == best_trial.user_attrs["config"]
     assert best["tasks"] == ["regression", "classification"]
     assert best["experiment"] == "synthetic" and best["objective"] == "delta_m"
     assert "pareto" not in best
