@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= $(abspath ../shared/data)
 
 export MTLSEARCH_DATA_DIR ?= $(DATA_DIR)
+# What mypy checks (pyproject's [tool.mypy] settings, tests included with no relaxation).
+MYPY_PATHS := mtl_core storage service mtlsearch tests
 
 .PHONY: run test lint typecheck venv lock clean swagger-ui
 
@@ -46,7 +48,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mtl_core storage service mtlsearch
+	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest
@@ -55,7 +57,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy mtl_core storage service mtlsearch
+	$(BIN)/mypy $(MYPY_PATHS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
