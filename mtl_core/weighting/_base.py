@@ -107,6 +107,25 @@ def normalise(weights: Tensor, active: Tensor) -> Tensor:
     return torch.where(torch.isfinite(largest), normalised, torch.full_like(normalised, torch.nan))
 
 
+def one_active_task_as_is(combined: Tensor, grads: Tensor, active: Tensor) -> Tensor:
+    """``combined [K, P]``, except where one task is active: its gradient, as is.
+
+    The project's convention for a method whose combination would rescale a lone task's
+    gradient (``grads [K, T, P]`` has zero rows for the inactive tasks).
+    """
+    single = (active.sum(dim=-1) == 1).unsqueeze(-1)
+    return torch.where(single, grads.sum(dim=1), combined)
+
+
+def one_active_task_unit(coefficients: Tensor, active: Tensor) -> Tensor:
+    """``coefficients [K, T]``, except where one task is active: 1 on it (its gradient as is).
+
+    The same convention as `one_active_task_as_is`, for the linear methods' coefficients.
+    """
+    single = active.sum(dim=-1, keepdim=True) == 1
+    return torch.where(single, active.to(coefficients.dtype), coefficients)
+
+
 def to_device(host: Tensor, device: torch.device) -> Tensor:
     """Copy a small CPU tensor to ``device`` without making the host wait for the GPU."""
     if device.type == "cuda":

@@ -38,3 +38,16 @@ def restrict_to_active(weights: Tensor, active: Tensor) -> Tensor:
     total = kept.sum(dim=-1, keepdim=True)
     uniform = active.to(weights.dtype) / active.sum(dim=-1, keepdim=True).clamp_min(1)
     return torch.where(total > 0, kept / torch.where(total > 0, total, 1.0), uniform)
+
+
+def simplex_weight_step(
+    lam: Tensor, matrix: Tensor, gamma: Tensor, rho: Tensor, active: Tensor
+) -> Tensor:
+    """One projected gradient step of task weights: ``Π_Δ(λ - γ (A λ + ρ λ))``, row-wise.
+
+    The stochastic-MGDA weight update (MoCo on its tracked Gram matrix, MoDo on the cross
+    Gram matrix of two batches): ``lam [K, T]``, ``matrix [K, T, T]``, ``gamma`` and ``rho``
+    ``[K]``; projected onto the simplex of the ``active [K, T]`` tasks.
+    """
+    step = (matrix @ lam.unsqueeze(-1)).squeeze(-1) + rho.unsqueeze(-1) * lam
+    return project_active_simplex(lam - gamma.unsqueeze(-1) * step, active)

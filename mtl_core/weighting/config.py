@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig, normalise
+from mtl_core.weighting._base import (
+    GradientWeighting,
+    StepInputs,
+    StrategyConfig,
+    normalise,
+    one_active_task_unit,
+)
 from mtl_core.weighting._gram import gram64, pinv_apply
 from mtl_core.weighting._registry import STRATEGIES
 
@@ -61,8 +67,7 @@ class ConFIG(GradientWeighting[ConFIGConfig]):
         usable = sq > _ZERO_DIRECTION**2
         beta = torch.where(usable, on_units * length / torch.where(usable, sq, 1.0), 0.0)
         beta = torch.where(sq.isnan(), torch.nan, beta)
-        single = active.sum(-1, keepdim=True) == 1
-        return torch.where(single, active.to(beta.dtype), beta).to(grads.dtype)
+        return one_active_task_unit(beta, active).to(grads.dtype)
 
     def combine(self, grads: Tensor, inputs: StepInputs) -> tuple[Tensor, Tensor]:
         coeff = self.coefficients(grads, inputs)

@@ -10,7 +10,12 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.components import searched
-from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig
+from mtl_core.weighting._base import (
+    GradientWeighting,
+    StepInputs,
+    StrategyConfig,
+    one_active_task_unit,
+)
 from mtl_core.weighting._registry import STRATEGIES
 
 #: The linear gradient methods whose weights CR-MOGM can smooth.
@@ -112,5 +117,4 @@ class CRMOGM(GradientWeighting[CRMOGMConfig]):
         self.smoothed = torch.where(live, fresh, self.smoothed)
         self.started = self.started | inputs.occupied
         coeff = torch.where(active, self.smoothed, 0.0)
-        single = active.sum(dim=1, keepdim=True) == 1
-        return torch.where(single, active.to(coeff.dtype), coeff).to(grads.dtype)
+        return one_active_task_unit(coeff, active).to(grads.dtype)

@@ -12,6 +12,7 @@ from mtl_core.weighting._base import (
     StepInputs,
     StrategyConfig,
     masked_softmax,
+    one_active_task_unit,
 )
 from mtl_core.weighting._registry import STRATEGIES
 
@@ -116,5 +117,4 @@ class ExcessMTL(GradientWeighting[ExcessMTLConfig]):
         self.logits = torch.where(moved, logits - torch.where(moved, shift, 0.0), logits)
         self.steps = self.steps + live.long()
         w = masked_softmax(self.logits, active)
-        single = active.sum(dim=1, keepdim=True) == 1
-        return torch.where(single, active.to(w.dtype), w).to(grads.dtype)
+        return one_active_task_unit(w, active).to(grads.dtype)

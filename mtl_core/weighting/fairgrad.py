@@ -7,7 +7,12 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.components import searched
-from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig
+from mtl_core.weighting._base import (
+    GradientWeighting,
+    StepInputs,
+    StrategyConfig,
+    one_active_task_unit,
+)
 from mtl_core.weighting._gram import gram64
 from mtl_core.weighting._nash import solve_power_equations
 from mtl_core.weighting._registry import STRATEGIES
@@ -75,5 +80,4 @@ class FairGrad(GradientWeighting[FairGradConfig]):
         power = torch.where(plain, 1.0, 1.0 / torch.where(plain, 1.0, self.alpha))
         w = solve_power_equations(gram64(grads), active & ~plain.unsqueeze(1), power)
         w = torch.where(plain.unsqueeze(1), mean, w)
-        single = active.sum(dim=1, keepdim=True) == 1
-        return torch.where(single, active.to(w.dtype), w).to(grads.dtype)
+        return one_active_task_unit(w, active).to(grads.dtype)

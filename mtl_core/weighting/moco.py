@@ -7,8 +7,14 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.components import searched
-from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig, normalise
-from mtl_core.weighting._projection import project_active_simplex
+from mtl_core.weighting._base import (
+    GradientWeighting,
+    StepInputs,
+    StrategyConfig,
+    normalise,
+    one_active_task_as_is,
+)
+from mtl_core.weighting._projection import simplex_weight_step
 from mtl_core.weighting._registry import STRATEGIES
 
 
@@ -102,13 +108,10 @@ class MoCo(GradientWeighting[MoCoConfig]):
         y = torch.where(active.unsqueeze(-1), self.tracked, torch.zeros_like(self.tracked))
         gram = (y @ y.transpose(-1, -2)).double()
         lam = torch.where(active, self.lam, torch.zeros_like(self.lam))
-        step = gram @ lam.unsqueeze(-1) + self.rho.reshape(-1, 1, 1) * lam.unsqueeze(-1)
-        moved = lam - self.gamma.unsqueeze(-1) * step.squeeze(-1)
-        new_lam = project_active_simplex(moved, active)
+        new_lam = simplex_weight_step(lam, gram, self.gamma, self.rho, active)
         self.lam = torch.where(inputs.occupied.unsqueeze(-1), new_lam, self.lam)
 
         combined = torch.einsum("kt,ktp->kp", new_lam.to(grads.dtype), y)
-        # One active task: its gradient as is (the project's convention; Y still tracks it).
-        single = (active.sum(dim=-1) == 1).unsqueeze(-1)
-        combined = torch.where(single, grads.sum(dim=1), combined)
+        # One active task: its current gradient (Y still tracks it).
+        combined = one_active_task_as_is(combined, grads, active)
         return combined, normalise(new_lam, active).to(inputs.losses.dtype)

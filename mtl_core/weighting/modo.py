@@ -7,9 +7,15 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.components import searched
-from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig, normalise
+from mtl_core.weighting._base import (
+    GradientWeighting,
+    StepInputs,
+    StrategyConfig,
+    normalise,
+    one_active_task_as_is,
+)
 from mtl_core.weighting._cross_batch import cross_batch_gram
-from mtl_core.weighting._projection import project_active_simplex, restrict_to_active
+from mtl_core.weighting._projection import restrict_to_active, simplex_weight_step
 from mtl_core.weighting._registry import STRATEGIES
 
 
@@ -81,13 +87,10 @@ class MoDo(GradientWeighting[MoDoConfig]):
         cross = cross_batch_gram(inputs, self.name)
         active = inputs.scale > 0
         lam = restrict_to_active(self.lam, active)
-        step = (cross @ lam.unsqueeze(-1)).squeeze(-1) + self.rho.unsqueeze(-1) * lam
-        new_lam = project_active_simplex(lam - self.gamma.unsqueeze(-1) * step, active)
+        new_lam = simplex_weight_step(lam, cross, self.gamma, self.rho, active)
         # A non-finite step (a diverged trial) leaves a NaN the trainer reports.
         self.lam = torch.where(inputs.occupied.unsqueeze(-1), new_lam, self.lam)
 
         combined = torch.einsum("kt,ktp->kp", new_lam.to(grads.dtype), grads)
-        # One active task: its gradient as is (the project's convention).
-        single = (active.sum(dim=-1) == 1).unsqueeze(-1)
-        combined = torch.where(single, grads.sum(dim=1), combined)
+        combined = one_active_task_as_is(combined, grads, active)
         return combined, normalise(new_lam, active).to(inputs.losses.dtype)

@@ -7,7 +7,13 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.components import searched
-from mtl_core.weighting._base import GradientWeighting, StepInputs, StrategyConfig, normalise
+from mtl_core.weighting._base import (
+    GradientWeighting,
+    StepInputs,
+    StrategyConfig,
+    normalise,
+    one_active_task_as_is,
+)
 from mtl_core.weighting._cross_batch import cross_batch_gram
 from mtl_core.weighting._projection import project_active_simplex, restrict_to_active
 from mtl_core.weighting._registry import STRATEGIES
@@ -105,7 +111,5 @@ class SDMGrad(GradientWeighting[SDMGradConfig]):
 
         direction = (w + pull * uniform) / (1.0 + pull)
         combined = torch.einsum("kt,ktp->kp", direction.to(grads.dtype), grads)
-        # One active task: its gradient as is (the project's convention).
-        single = (active.sum(dim=-1) == 1).unsqueeze(-1)
-        combined = torch.where(single, grads.sum(dim=1), combined)
+        combined = one_active_task_as_is(combined, grads, active)
         return combined, normalise(direction, active).to(inputs.losses.dtype)
