@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.architectures import MultiTaskModel
+from mtl_core.batched.data_order import EpochOrder
 from mtl_core.batched.evaluation import SlotEvaluator
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.slots import (
@@ -149,13 +150,15 @@ class BatchedRun:
             self._set_hyper(index, r)
 
         self.n_train = len(data.train)
-        # MoDo, SDMGrad read n independent batches per step: an epoch has n times fewer steps
-        # (a last step too small to split into n batches is left out).
-        self.batches_per_step = self.strategy.batches_per_step
-        full, rest = divmod(self.n_train, self.batch_size * self.batches_per_step)
-        self.steps_per_epoch = full + int(rest >= self.batches_per_step)
-        self._data_gen = torch.Generator().manual_seed(self.data_seed)
-        self._perms: list[Tensor] = []
+        # MoDo, SDMGrad read n independent batches per step: an epoch has n times fewer steps.
+        self.order = EpochOrder(
+            self.n_train,
+            self.batch_size,
+            self.strategy.batches_per_step,
+            self.data_seed,
+            data.train.x.device,
+        )
+        self.steps_per_epoch = self.order.steps_per_epoch
         self._finished: list[FinishedTrial] = []
         forward_cls = DirectForward if num_slots == 1 else StackedForward
         self._forward = forward_cls(self.template, self._per_trial)
@@ -282,13 +285,6 @@ class BatchedRun:
             return losses.float(), regularization.float(), representation
         return losses.float(), regularization.float()
 
-    def _perm(self, epoch: int) -> Tensor:
-        while len(self._perms) <= epoch:
-            self._perms.append(
-                torch.randperm(self.n_train, generator=self._data_gen).to(self.data.train.x.device)
-            )
-        return self._perms[epoch]
-
     def _forward_batch(self, rows: Tensor, batched: bool) -> tuple[Tensor, ...]:
         train = self.data.train
         x = train.x[rows].to(self.device, non_blocking=True)
@@ -301,18 +297,15 @@ class BatchedRun:
             )
 
     def _step(
-        self, rows: Tensor, batched: bool, scale: Tensor, occupied: Tensor
+        self, batches: list[Tensor], batched: bool, scale: Tensor, occupied: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One optimisation step of every slot on the training ``rows`` (``[B]``, or
-        ``[K, B]`` when ``batched``); returns (losses ``[K, T]``, weights).
+        """One optimisation step of every slot on the training rows of ``batches`` (each
+        ``[B]``, or ``[K, B]`` when ``batched``); returns (losses ``[K, T]``, weights).
 
-        A strategy that reads n independent batches gets the rows split in n; the update is
-        computed on the last, the others reach it as `StepInputs.extra_losses`.
+        A strategy that reads n independent batches gets n: the update is computed on the
+        last, the others reach it as `StepInputs.extra_losses`.
         """
-        *others, out = [
-            self._forward_batch(chunk, batched)
-            for chunk in rows.tensor_split(self.batches_per_step, dim=-1)
-        ]
+        *others, out = [self._forward_batch(rows, batched) for rows in batches]
         losses, reg = out[0], out[1]
         extra_losses = tuple(other[0] for other in others)
         inputs = StepInputs(
@@ -352,8 +345,8 @@ class BatchedRun:
         live = self.occupied()
         occupied = torch.zeros(self.num_slots, dtype=torch.bool)
         occupied[live] = True
-        rows = self._perm(0)[: self.batch_size * self.batches_per_step]
-        self._step(rows, False, self.fixed_weights, occupied.to(self.device))
+        batches = self.order.step_batches(self.order.permutation(0), 0)
+        self._step(batches, False, self.fixed_weights, occupied.to(self.device))
         size = self._evaluator.chunk_size
         probe = Split(self.data.val.x[:size], [t[:size] for t in self.data.val.targets])
         self._evaluator.predict(self.params, self.buffers, probe)
@@ -372,7 +365,6 @@ class BatchedRun:
         epochs = {i: self.slots[i].epoch for i in live}  # type: ignore[union-attr]
         distinct = sorted(set(epochs.values()))
         batched = len(distinct) > 1
-        perms = {e: self._perm(e) for e in distinct}
         occupied = torch.zeros(self.num_slots, dtype=torch.bool)
         occupied[live] = True
         occupied = occupied.to(self.device)
@@ -385,14 +377,10 @@ class BatchedRun:
         weight_sum = torch.zeros_like(loss_sum)
         bad = torch.zeros(self.num_slots, self.num_tasks, dtype=torch.bool, device=self.device)
         bad_step = torch.zeros(self.num_slots, dtype=torch.bool, device=self.device)
-        if batched:
-            perm_rows = torch.stack([perms[e] for e in slot_epoch])  # [K, N]
-        per_step = self.batch_size * self.batches_per_step
+        rows = self.order.epoch_rows(slot_epoch)  # [N], or [K, N] when epochs differ
         for s in range(self.steps_per_epoch):
-            lo, hi = s * per_step, min((s + 1) * per_step, self.n_train)
-            rows = perm_rows[:, lo:hi] if batched else perms[distinct[0]][lo:hi]
             scale = self.fixed_weights * table[s]
-            losses, weights = self._step(rows, batched, scale, occupied)
+            losses, weights = self._step(self.order.step_batches(rows, s), batched, scale, occupied)
             bad |= ~torch.isfinite(losses)
             # A finite loss with a non-finite step: the task gradients or the solver.
             bad_step |= ~torch.isfinite(weights).all(dim=-1)
