@@ -27,6 +27,8 @@ class MoDoConfig(StrategyConfig):
         rho: the l2 regulariser of that update (ρ ‖λ‖² / 2 in its objective).
     """
 
+    # Default: torchjd 0.18's MoDoWeighting. The ranges are ours, around it: the paper's own
+    # sweep could not be checked.
     gamma: float = Field(
         0.1,
         gt=0,

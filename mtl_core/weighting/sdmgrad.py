@@ -30,6 +30,8 @@ class SDMGradConfig(StrategyConfig):
         iterations: inner steps per training step.
     """
 
+    # Default: torchjd 0.18's SDMGradWeighting and the official code's. The range is ours,
+    # around it: the paper's own sweep could not be checked.
     lambda_: float = Field(
         0.3,
         ge=0,
