@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mtlsearch.search.batch_tpe import BatchTPESampler
 from mtlsearch.search.objective import directions
 from mtlsearch.search.space import grid_search_space
 from mtlsearch.search.spec import ParamChoices, ParamRange, SpecError, StudySpec
@@ -68,16 +69,16 @@ def build_sampler(
     sampler needs the experiment's task names (looked up by name when ``experiment`` is None).
     """
     seed = spec.seed
-    if spec.sampler == "tpe":
+    if spec.sampler in ("tpe", "tpe_batch"):
+        # tpe_batch: the same TPE, fitted once per batch of asks (`BatchTPESampler`).
+        tpe = BatchTPESampler if spec.sampler == "tpe_batch" else optuna.samplers.TPESampler
         with warnings.catch_warnings():
             # ``group`` has been "experimental" since Optuna 2.8; it is what makes TPE model
             # define-by-run conditional spaces (one strategy's parameters) jointly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # Explicit although recent Optuna defaults to it: running trials count as bad
             # ones, so the K trials of a batch, asked before any is told, spread out.
-            return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=True, constant_liar=True
-            )
+            return tpe(seed=seed, multivariate=True, group=True, constant_liar=True)
     if spec.sampler == "gp":
         # The GP models the parameters every trial has; conditional ones (a strategy's own)
         # are drawn at random by design, so Optuna's per-trial warning would only be noise.

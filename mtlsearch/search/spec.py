@@ -56,14 +56,16 @@ from mtlsearch.search.spec_values import (
 if TYPE_CHECKING:
     pass
 
-SamplerName = Literal["tpe", "gp", "random", "grid", "nsga2"]
+SamplerName = Literal["tpe", "tpe_batch", "gp", "random", "grid", "nsga2"]
 PrunerName = Literal["median", "hyperband", "none"]
 ObjectiveKind = Literal["delta_m", "weighted_mean", "multi"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 
 #: Samplers that handle several objectives (a Pareto front). In Optuna 5 every sampler offered
 #: here does: TPE (MOTPE), NSGA-II, random, grid, and GPSampler (log-EHVI).
-MULTI_OBJECTIVE_SAMPLERS: frozenset[str] = frozenset({"tpe", "gp", "random", "grid", "nsga2"})
+MULTI_OBJECTIVE_SAMPLERS: frozenset[str] = frozenset(
+    {"tpe", "tpe_batch", "gp", "random", "grid", "nsga2"}
+)
 #: The weight range of tasks the spec does not mention.
 DEFAULT_WEIGHT_RANGE = (0.1, 10.0)
 #: Strategies whose loss weights are the searched static weights; dynamic strategies (all
@@ -188,7 +190,9 @@ class StudySpec(_Model):
     search_space: SearchSpace = Field(default_factory=SearchSpace, description="What to search.")
     objective: Objective = Field(default_factory=Objective, description="How trials are scored.")
     sampler: SamplerName = Field(
-        default="tpe", description="tpe (default), gp, random, grid or nsga2."
+        default="tpe",
+        description="tpe (default), tpe_batch (TPE fitted once per batch of asks), gp, random, "
+        "grid or nsga2.",
     )
     pruner: PrunerName = Field(
         default="median",

@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from mtl_core.experiments import get_experiment
+from mtlsearch.search.batch_tpe import BatchTPESampler
 from mtlsearch.search.optuna_factory import (
     SPEC_ATTR,
     build_pruner,
@@ -37,6 +38,7 @@ GRID = {"weights": {"classification": {"choices": [0.5, 2.0]}}}
     ("sampler", "cls"),
     [
         ("tpe", optuna.samplers.TPESampler),
+        ("tpe_batch", BatchTPESampler),
         ("gp", optuna.samplers.GPSampler),
         ("random", optuna.samplers.RandomSampler),
         ("nsga2", optuna.samplers.NSGAIISampler),
@@ -48,7 +50,7 @@ def test_build_sampler(sampler: str, cls: type) -> None:
     assert isinstance(build_sampler(spec, SYNTHETIC), cls)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2"])
+@pytest.mark.parametrize("sampler", ["tpe", "tpe_batch", "random", "nsga2"])
 def test_samplers_are_seeded(sampler: str) -> None:
     def draws() -> list[float]:
         study = optuna.create_study(sampler=build_sampler(make_spec(sampler=sampler), SYNTHETIC))

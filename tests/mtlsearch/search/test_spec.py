@@ -71,7 +71,7 @@ def test_defaults() -> None:
             "search_space.default_weight",
             "hi must be >= lo",
         ),
-        ({"sampler": "cmaes"}, "sampler", "'tpe', 'gp', 'random', 'grid' or 'nsga2'"),
+        ({"sampler": "cmaes"}, "sampler", "'tpe', 'tpe_batch', 'gp', 'random', 'grid' or 'nsga2'"),
         ({"pruner": "asha"}, "pruner", "'median', 'hyperband' or 'none'"),
         ({"n_trials": None}, "n_trials", "time_budget_s"),
         ({"n_trials": 0}, "n_trials", "between 1 and 2147483647"),
@@ -192,9 +192,9 @@ def test_multi_objective_defaults_to_no_pruner() -> None:
     assert spec.pruner == "none"
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "gp", "random", "grid", "nsga2"])
+@pytest.mark.parametrize("sampler", ["tpe", "tpe_batch", "gp", "random", "grid", "nsga2"])
 def test_every_sampler_accepts_multi_objective(sampler: str) -> None:
-    # Optuna 5: all five handle several objectives (GPSampler via log-EHVI).
+    # Optuna 5: every one handles several objectives (GPSampler via log-EHVI).
     spec = StudySpec.model_validate(spec_data(objective={"kind": "multi"}, sampler=sampler))
     assert spec.sampler == sampler
 
