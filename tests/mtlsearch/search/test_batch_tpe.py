@@ -6,6 +6,9 @@ import warnings
 
 import optuna
 import pytest
+from optuna.distributions import BaseDistribution
+from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+from optuna.trial import FrozenTrial
 
 from mtlsearch.search.batch_tpe import BatchTPESampler
 
@@ -65,7 +68,7 @@ def test_a_batch_of_asks_is_one_fit_and_a_finished_trial_refits() -> None:
     assert sampler.fit_count == before + 2
 
 
-def test_tpe_refits_at_every_ask_of_a_batch() -> None:
+def test_tpe_refits_at_every_ask_of_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     # What the batch sampler saves: Optuna's TPE builds its estimators per ask.
     sampler = _sampler(optuna.samplers.TPESampler, 3)
     study = optuna.create_study(sampler=sampler)
@@ -73,12 +76,17 @@ def test_tpe_refits_at_every_ask_of_a_batch() -> None:
     builds = 0
     build = sampler._build_parzen_estimator
 
-    def counting(*args: object, **kwargs: object) -> object:
+    def counting(
+        study: optuna.Study,
+        search_space: dict[str, BaseDistribution],
+        trials: list[FrozenTrial],
+        handle_below: bool,
+    ) -> _ParzenEstimator:
         nonlocal builds
         builds += 1
-        return build(*args, **kwargs)  # type: ignore[arg-type]
+        return build(study, search_space, trials, handle_below)
 
-    sampler._build_parzen_estimator = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(sampler, "_build_parzen_estimator", counting)
     for _ in range(8):
         trial = study.ask()
         trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
