@@ -113,6 +113,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-studies", action="store_true", help="skip the REST studies")
     parser.add_argument(
+        "--sampler",
+        choices=["tpe", "tpe_batch"],
+        default="tpe",
+        help="the studies' sampler (default tpe; tpe_batch: TPE fitted once per batch of asks, "
+        "which at K = 1 is tpe, so its K=32 rows against its K=1 rows measure the batching)",
+    )
+    parser.add_argument(
+        "--spaces",
+        nargs="+",
+        choices=["weights", "weights+strategy", "multi"],
+        default=["weights", "weights+strategy", "multi"],
+        help="the study kinds' search spaces (default all; multi on adult_mixed only)",
+    )
+    parser.add_argument(
+        "--pruners",
+        nargs="+",
+        choices=["none", "median"],
+        default=["none", "median"],
+        help="the study kinds' pruners (default both)",
+    )
+    parser.add_argument(
         "--device", default="cpu", help="where to train: cpu (default), cuda, cuda:0, ..."
     )
     parser.add_argument(

@@ -61,15 +61,20 @@ class Confirm:
 @dataclass(frozen=True)
 class StudyKind:
     """What a study searches (``weights``, ``weights+strategy`` or ``multi``: weights with
-    one objective per task), its pruner and the worker's K."""
+    one objective per task), its pruner, the worker's K and the study's sampler."""
 
     space: str
     pruner: str
     batch: int
+    sampler: str = "tpe"
 
     @property
     def label(self) -> str:
-        return f"TPE {self.space}, pruner {self.pruner}, K={self.batch}"
+        return f"{SAMPLER_LABELS[self.sampler]} {self.space}, pruner {self.pruner}, K={self.batch}"
+
+
+#: The samplers a quality run can give its studies, as its tables name them.
+SAMPLER_LABELS = {"tpe": "TPE", "tpe_batch": "batch TPE"}
 
 
 @dataclass
@@ -150,12 +155,14 @@ def study_spec(
         {"kind": "multi"} if kind.space == "multi" else {"kind": "delta_m", "baselines": baselines}
     )
     name = f"q-{experiment}-{kind.space}-{kind.pruner}-k{kind.batch}-s{seed}".replace("+", "_")
+    if kind.sampler != "tpe":
+        name = f"{name}-{kind.sampler}"
     return {
         "name": name[:64],
         "experiment": experiment,
         "n_trials": n_trials,
         "seed": seed,
-        "sampler": "tpe",
+        "sampler": kind.sampler,
         "pruner": kind.pruner,
         "objective": objective,
         "search_space": space,

@@ -208,13 +208,15 @@ def study_rows(
     confirm = Confirm(args.confirm_top, args.confirm_seeds)
     # Grouped by K: one worker runs at a time, and a new K replaces it.
     kinds = [
-        StudyKind(space, pruner, k)
+        StudyKind(space, pruner, k, args.sampler)
         for k in args.batches
         for space in ("weights", "weights+strategy")
+        if space in args.spaces
         for pruner in ("none", "median")
+        if pruner in args.pruners
     ]
-    if experiment == "adult_mixed":
-        kinds.append(StudyKind("multi", "none", args.batches[0]))
+    if experiment == "adult_mixed" and "multi" in args.spaces:
+        kinds.append(StudyKind("multi", "none", args.batches[0], args.sampler))
     for kind in kinds:
         runs: list[StudyRun] = []
         for seed in range(args.study_seeds):

@@ -30,6 +30,7 @@ SIZES = Sizes(epochs=4, max_train_samples=1000, seeds=3, grid_points=21, weight_
         StudyKind("weights", "median", 32),
         StudyKind("weights+strategy", "median", 1),
         StudyKind("multi", "none", 1),
+        StudyKind("weights", "none", 32, "tpe_batch"),
     ],
     ids=lambda k: k.label,
 )
@@ -41,6 +42,7 @@ def test_every_study_kind_is_a_valid_spec(kind: StudyKind) -> None:
     )
     validate_against_experiment(spec)
     assert spec.n_trials == 12 and spec.seed == 2 and spec.pruner == kind.pruner
+    assert spec.sampler == kind.sampler
     # Every study confirms its best, at the benchmark's sizes (not the service's defaults).
     assert spec.confirmation.enabled and spec.confirmation.uniform
     assert (spec.confirmation.top, spec.confirmation.seeds) == (2, 4)
@@ -88,3 +90,16 @@ def test_confirmation_needs_two_seeds_for_a_verdict() -> None:
         Confirm(top=3, seeds=1)
     with pytest.raises(SystemExit):
         parse_args(["--confirm-seeds", "1", "--data-dir", str(Path(__file__).parent)])
+
+
+def test_a_batch_tpe_kind_is_named_apart_from_tpe() -> None:
+    plain, batched = StudyKind("weights", "none", 32), StudyKind("weights", "none", 32, "tpe_batch")
+    assert plain.label == "TPE weights, pruner none, K=32"
+    assert batched.label == "batch TPE weights, pruner none, K=32"
+    specs = [
+        study_spec("adult_mixed", k, 0, 12, SIZES, {}, Confirm(top=2, seeds=2))
+        for k in (plain, batched)
+    ]
+    assert specs[0]["name"] != specs[1]["name"]
+    args = parse_args(["--sampler", "tpe_batch", "--spaces", "weights", "--pruners", "none"])
+    assert (args.sampler, args.spaces, args.pruners) == ("tpe_batch", ["weights"], ["none"])
