@@ -322,8 +322,9 @@ def main() -> None:
 #: What the table measures and how to read it; the figures themselves are in the lines above,
 #: computed from this run (no number is written here by hand).
 CONCLUSION = (
-    "How to read it: with training to overlap (the 50 ms/epoch columns) the overhead is what a "
-    "real worker adds to each trial beyond training; asks and tells run beside training, so "
+    "How to read it: with training to overlap (the columns with N > 0 ms/epoch) the overhead "
+    "is what a real worker adds to each trial beyond training; asks and tells run beside "
+    "training, so "
     "it shrinks towards the training-thread figure as long as they keep up. Without training "
     "(N = 0) there is nothing to overlap with, and the overhead is the storage and sampler work "
     "itself, which grows with TPE's fit and with PostgreSQL's round trips. On a shared 2-core "
