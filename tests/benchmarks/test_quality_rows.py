@@ -91,7 +91,15 @@ def rows() -> tuple[ExperimentResult, FakeService]:
         grid_front=[0, 1],
         sizes="",
     )
-    args = argparse.Namespace(batches=[1], study_seeds=2, confirm_top=2, confirm_seeds=3)
+    args = argparse.Namespace(
+        batches=[1],
+        study_seeds=2,
+        confirm_top=2,
+        confirm_seeds=3,
+        sampler="tpe",
+        spaces=["weights", "weights+strategy", "multi"],
+        pruners=["none", "median"],
+    )
     sizes = Sizes(epochs=8, max_train_samples=None, seeds=3, grid_points=2, weight_range=(1, 2))
     service = FakeService()
     study_rows("adult_mixed", sizes, args, service, result, 12)
