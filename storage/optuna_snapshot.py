@@ -24,6 +24,7 @@ own bookkeeping, and no write is added per trial.
 from __future__ import annotations
 
 import copy
+import heapq
 import threading
 import time
 from collections.abc import Callable, Container, Iterator, Sequence
@@ -45,7 +46,12 @@ DEFAULT_MAX_AGE_S = 1.0
 
 class _Snapshot:
     """One study's trials by number (in number order), and which of them this storage wrote
-    since it read them (served by `SnapshotStorage.get_trial` without a read)."""
+    since it read them (served by `SnapshotStorage.get_trial` without a read).
+
+    Reads filtered by state do not walk the whole history: the unfinished trials (a batch in
+    flight) are indexed, and each filter's finished trials are kept until a trial finishes
+    or a finished one changes (the pruner and the sampler filter 10,000 trials per report and
+    per ask otherwise)."""
 
     def __init__(self, trials: list[FrozenTrial]) -> None:
         self.taken = time.monotonic()
@@ -55,6 +61,47 @@ class _Snapshot:
         # The backend reads in number order and numbers only grow: kept unless an added trial
         # has a number below one already held.
         self.ordered = True
+        self.unfinished: set[int] = {t.number for t in trials if not t.state.is_finished()}
+        self._finished_by_states: dict[frozenset[TrialState], list[FrozenTrial]] = {}
+
+    def put(self, trial: FrozenTrial) -> None:
+        """Hold ``trial`` under its number (new, or a changed copy of one held)."""
+        held = self.trials.get(trial.number)
+        if trial.state.is_finished() or (held is not None and held.state.is_finished()):
+            self._finished_by_states.clear()
+        if held is None and self.trials and trial.number < next(reversed(self.trials)):
+            self.ordered = False
+        self.trials[trial.number] = trial
+        if trial.state.is_finished():
+            self.unfinished.discard(trial.number)
+        else:
+            self.unfinished.add(trial.number)
+
+    def in_states(self, states: Container[TrialState]) -> list[FrozenTrial]:
+        """The trials in ``states``, in number order."""
+        wanted = frozenset(s for s in TrialState if s in states)
+        running = [
+            self.trials[n] for n in sorted(self.unfinished) if self.trials[n].state in wanted
+        ]
+        finished = frozenset(s for s in wanted if s.is_finished())
+        if not finished:
+            return running
+        cached = self._finished_by_states.get(finished)
+        if cached is None:
+            cached = [t for t in self._in_order() if t.state in finished]
+            self._finished_by_states[finished] = cached
+        if not running:
+            return list(cached)
+        return list(heapq.merge(cached, running, key=lambda t: t.number))
+
+    def all(self) -> list[FrozenTrial]:
+        return self._in_order()
+
+    def _in_order(self) -> list[FrozenTrial]:
+        trials = list(self.trials.values())
+        if not self.ordered:
+            trials.sort(key=lambda t: t.number)  # samplers expect trials in number order
+        return trials
 
 
 class SnapshotStorage(BaseStorage):
@@ -114,7 +161,7 @@ class SnapshotStorage(BaseStorage):
                 return  # the next snapshot reads it from the database
             trial = copy.deepcopy(snapshot.trials[number])
             change(trial)
-            snapshot.trials[number] = trial
+            snapshot.put(trial)
             snapshot.own.add(number)
 
     def _replace(self, trial: FrozenTrial) -> None:
@@ -123,7 +170,7 @@ class SnapshotStorage(BaseStorage):
             study_id = self._study_of.get(trial._trial_id)
             snapshot = self._snapshots.get(study_id) if study_id is not None else None
             if snapshot is not None and trial.number in snapshot.trials:
-                snapshot.trials[trial.number] = trial
+                snapshot.put(trial)
                 snapshot.own.discard(trial.number)
 
     def _add(self, study_id: int, trial: FrozenTrial) -> None:
@@ -132,9 +179,7 @@ class SnapshotStorage(BaseStorage):
             snapshot = self._snapshots.get(study_id)
             if snapshot is None:
                 return
-            if snapshot.trials and trial.number < next(reversed(snapshot.trials)):
-                snapshot.ordered = False
-            snapshot.trials[trial.number] = trial
+            snapshot.put(trial)
             snapshot.numbers[trial._trial_id] = trial.number
             snapshot.own.add(trial.number)
 
@@ -148,12 +193,7 @@ class SnapshotStorage(BaseStorage):
     ) -> list[FrozenTrial]:
         with self._lock:
             snapshot = self._current(study_id)
-            trials = list(snapshot.trials.values())
-            ordered = snapshot.ordered
-        if states is not None:
-            trials = [t for t in trials if t.state in states]
-        if not ordered:
-            trials.sort(key=lambda t: t.number)  # samplers expect trials in number order
+            trials = snapshot.all() if states is None else snapshot.in_states(states)
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trial(self, trial_id: int) -> FrozenTrial:

@@ -4,10 +4,14 @@ A worker asks the K trials of a batch before it tells any. Optuna's `TPESampler`
 two Parzen estimators over the whole history at every ask (at 10,000 trials most of an ask's
 cost: the search-space decomposition, the split into good and bad trials and the fit), so a
 batch costs K fits. `BatchTPESampler` keys a fit on the trials it reads (the finished ones,
-and the running ones as constant liars) as they stood at the batch's first ask: while no
-trial finishes, the next asks reuse that fit and each draws its own candidates from it. A
-trial that finishes starts a new batch (a refit), so with one trial per batch (K = 1) it
-proposes exactly what `TPESampler` proposes.
+and the running ones as constant liars) as they stood at the batch's first ask, and the next
+asks reuse that fit, each drawing its own candidates from it:
+
+- within `BatchTPESampler.asking_batch` (the worker asks its K trials of a study in one),
+  every ask of the block reuses the fit of its first ask, whatever finishes meanwhile (the
+  worker's teller finishes trials while the asker asks), and reads the history no more;
+- outside one, a trial that finishes starts a new batch (a refit), so with one trial per
+  batch (K = 1) it proposes exactly what `TPESampler` proposes.
 
 It follows `TPESampler._sample` of the locked Optuna (5.1): the split, the two estimators,
 the candidates and their acquisition values are Optuna's own methods; only the reuse of the
@@ -17,6 +21,8 @@ trial at K = 1, so an Optuna upgrade that changes those internals fails there fi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from optuna import Study
@@ -37,11 +43,24 @@ class BatchTPESampler(TPESampler):
         self._batch: int | None = None  # the finished-trial count the cached fits read
         self._spaces: dict[int, dict[str, BaseDistribution]] = {}
         self._fits: dict[tuple[str, ...], tuple[_ParzenEstimator, _ParzenEstimator]] = {}
+        self._in_block = False
         #: Fits made so far (read by the tests and the benchmarks).
         self.fit_count = 0
 
+    @contextmanager
+    def asking_batch(self) -> Iterator[None]:
+        """Every ask within the block is one batch: one fit, made at its first ask."""
+        self._batch, self._in_block = None, True
+        try:
+            yield
+        finally:
+            self._batch, self._in_block = None, False
+
     def _current_batch(self, study: Study) -> int:
-        """The number of finished trials: a new one is new information, so a new batch."""
+        """The number of finished trials: a new one is new information, so a new batch
+        (within `asking_batch`: the count at the block's first ask)."""
+        if self._in_block and self._batch is not None:
+            return self._batch
         finished = study._get_trials(deepcopy=False, states=_FINISHED, use_cache=True)
         count = len(finished)
         if count != self._batch:
@@ -58,6 +77,14 @@ class BatchTPESampler(TPESampler):
         if batch not in self._spaces:
             self._spaces[batch] = super().infer_relative_search_space(study, trial)
         return self._spaces[batch]
+
+    def _sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        # `TPESampler._sample_relative` with the batch's count of finished trials, not a read.
+        if search_space == {} or self._current_batch(study) < self._n_startup_trials:
+            return {}
+        return self._sample(study, trial, search_space)
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

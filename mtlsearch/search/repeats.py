@@ -55,8 +55,8 @@ def distinct_seed(trial: optuna.Trial, config: TrialConfig, original: int | None
 
     ``original``: the trial ``trial`` repeats, found after every parameter is suggested (the
     params are the configuration compared): `repeated_trial` for a study alone in Optuna (local
-    runs), ``storage.TrialRepository.first_with_params`` for the service's studies (one indexed
-    query instead of reading every trial).
+    runs), ``storage.TrialRepository.numbers_with_params`` for the service's studies (one indexed
+    query per batch instead of reading every trial).
     """
     if original is None:
         return config

@@ -6,7 +6,8 @@
    slots with new ``mtl_trials`` rows (`storage.TrialRepository.reserve_many`);
 2. each slot becomes an Optuna trial, created with its row's id as the system attribute
    `ROW_ATTR` in the trial's own INSERT (`storage.optuna_snapshot.SnapshotStorage.creating_from`):
-   a fresh slot through ``study.ask()`` (the sampler reads the study once for the batch), a
+   a fresh slot through ``study.ask()`` (the sampler reads the study once for the batch, and
+   `BatchTPESampler` fits once for it: `BatchTPESampler.asking_batch`), a
    retry with the lost trial's params and distributions fixed, as Optuna's
    ``RetryHeartbeatStaleTrialCallback`` makes one; each config is then suggested
    (`mtlsearch.search.space`);
@@ -36,12 +37,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from mtl_core.config import TrialConfig
+from mtlsearch.search.batch_tpe import BatchTPESampler
 from mtlsearch.search.repeats import distinct_seed
 from mtlsearch.search.space import normalised_weights, suggest_trial_config
 from mtlsearch.worker.outage import DatabaseOutage
 from mtlsearch.worker.outcomes import tell_once
 from storage import Database, NotFoundError, TrialRepository
-from storage.models import TrialKind
+from storage.models import TrialKind, params_key
 from storage.repositories.trials import Reservation, TrialStateError
 
 if TYPE_CHECKING:
@@ -102,19 +104,20 @@ def ask_batch(
     row_ids = [r.row_id for r in reservations]
     asked: list[Asked] = []
     try:
-        for reservation in reservations:
-            if not go_on():
-                break
-            if reservation.kind is TrialKind.CONFIRMATION:
-                asked.append(_confirmation(reservation, device))
-                continue
-            try:
-                trial = new_trial(database, study, reservation)
-            except KeyError:
-                raise StudyGone(study.id) from None
-            if test_hook == "exit-after-ask":
-                os._exit(3)  # chaos test: die between ask() and recording the trial
-            asked.append(_suggest(reservation.row_id, trial, study, device))
+        with _one_fit(study.study.sampler):
+            for reservation in reservations:
+                if not go_on():
+                    break
+                if reservation.kind is TrialKind.CONFIRMATION:
+                    asked.append(_confirmation(reservation, device))
+                    continue
+                try:
+                    trial = new_trial(database, study, reservation)
+                except KeyError:
+                    raise StudyGone(study.id) from None
+                if test_hook == "exit-after-ask":
+                    os._exit(3)  # chaos test: die between ask() and recording the trial
+                asked.append(_suggest(reservation.row_id, trial, study, device))
         unused = row_ids[len(asked) :]
         if unused:
             give_back(database, unused, "not asked: the worker stopped or the study's time is up")
@@ -123,6 +126,13 @@ def ask_batch(
     except BaseException as exc:
         _abandon(database, study, row_ids, asked, f"ask failed: {exc}", outage)
         raise
+
+
+def _one_fit(sampler: optuna.samplers.BaseSampler) -> contextlib.AbstractContextManager[None]:
+    """The batch's asks as one sampler fit, where the sampler can (`BatchTPESampler`)."""
+    if isinstance(sampler, BatchTPESampler):
+        return sampler.asking_batch()
+    return contextlib.nullcontext()
 
 
 def new_trial(database: Database, study: StudyContext, reservation: Reservation) -> optuna.Trial:
@@ -211,27 +221,24 @@ def _suggest(row_id: int, trial: optuna.Trial, study: StudyContext, device: str)
 
 def _distinct_seeds(database: Database, study: StudyContext, asked: list[Asked]) -> None:
     """Give each trial that repeats an earlier configuration a seed of its own: the earlier
-    trial is a row of the study (one read for the batch) or one asked before it here.
+    trial is a row of the study or one asked before it here (one read for the batch).
     Confirmation runs have their seeds already."""
-    first_here: dict[str, int] = {}
-    originals: list[int | None] = []
+    searched = [item for item in asked if item.config is not None and item.trial is not None]
+    if not searched:
+        return
     with database.session() as session:
-        repository = TrialRepository(session)
-        for item in asked:
-            trial = item.trial
-            if item.config is None or trial is None:
-                originals.append(None)
-                continue
-            number = trial.number
-            stored = repository.first_with_params(study.id, trial.params, before=number)
-            key = repr(sorted(trial.params.items()))
-            here = first_here.setdefault(key, number)
-            candidates = [n for n in (stored, here) if n is not None and n < number]
-            originals.append(min(candidates, default=None))
+        stored = TrialRepository(session).numbers_with_params(
+            study.id, [item.trial.params for item in searched if item.trial is not None]
+        )
+    first_here: dict[str, int] = {}
     # Outside the read: a repeat writes its seed to Optuna (SQLite has one writer at a time).
-    for item, original in zip(asked, originals, strict=True):
-        if item.config is not None and item.trial is not None:
-            item.config = distinct_seed(item.trial, item.config, original)
+    for item in searched:
+        trial, config = item.trial, item.config
+        assert trial is not None and config is not None  # what `searched` holds
+        key = params_key(trial.params)
+        here = first_here.setdefault(key, trial.number)
+        earlier = [n for n in [*stored.get(key, []), here] if n < trial.number]
+        item.config = distinct_seed(trial, config, min(earlier, default=None))
 
 
 def _start_rows(database: Database, study: StudyContext, asked: list[Asked]) -> list[Asked]:

@@ -295,19 +295,32 @@ class TrialReads:
         query = select(*_COLUMNS).where(*where).order_by(TrialRecord.id)
         return [_row(r) for r in self._session.execute(query).all()]
 
-    def first_with_params(
-        self, study_id: str, params: dict[str, Any], *, before: int
-    ) -> int | None:
-        """The lowest trial number below `before` of a running, complete or pruned row of the
-        study with these params (one indexed lookup; `storage.models.params_key`)."""
-        return self._session.scalar(
-            select(func.min(TrialRecord.number)).where(
+    def numbers_with_params(
+        self, study_id: str, params: Collection[dict[str, Any]]
+    ) -> dict[str, list[int]]:
+        """The trial numbers of the study's running, complete or pruned rows with each of these
+        params, by ``params_key`` (`storage.models.params_key`), in one query for a batch.
+
+        Filtered on the ``(study_id, params_key)`` index only: a bound on ``number`` in the
+        query made SQLite walk the study's ``(study_id, number)`` index instead (10,000 rows
+        per lookup at 10,000 trials)."""
+        keys = {params_key(p) for p in params}
+        if not keys:
+            return {}
+        found: dict[str, list[int]] = {}
+        for key, number in self._session.execute(
+            select(TrialRecord.params_key, TrialRecord.number)
+            .where(
                 TrialRecord.study_id == study_id,
-                TrialRecord.params_key == params_key(params),
-                TrialRecord.number < before,
+                TrialRecord.params_key.in_(keys),
                 TrialRecord.state.in_(_REPEATABLE),
+                TrialRecord.number.is_not(None),
             )
-        )
+            .order_by(TrialRecord.number)
+        ).all():
+            if key is not None and number is not None:  # what the query selects
+                found.setdefault(key, []).append(number)
+        return found
 
     def finished_durations(self) -> list[tuple[str, float]]:
         """(state, seconds) of every finished trial with both timestamps, all studies."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import optuna
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -152,3 +156,62 @@ def test_a_trial_another_worker_popped_since_the_snapshot_is_not_asked_again(
 def test_max_age_must_not_be_negative(database: Database) -> None:
     with pytest.raises(ValueError, match="max_age_s must be >= 0, got max_age_s=-1"):
         SnapshotStorage(database.optuna_storage(), max_age_s=-1)
+
+
+_EXAMPLES = itertools.count()
+_ACTIONS = st.lists(
+    st.sampled_from(["ask", "complete", "prune", "fail", "report", "enqueue"]),
+    min_size=1,
+    max_size=12,
+)
+_FILTERS = [
+    None,
+    (TrialState.RUNNING,),
+    (TrialState.WAITING,),
+    (TrialState.COMPLETE,),
+    (TrialState.COMPLETE, TrialState.PRUNED),
+    (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
+    (TrialState.FAIL, TrialState.WAITING),
+]
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(actions=_ACTIONS)
+def test_reads_filtered_by_state_match_the_database(database: Database, actions: list[str]) -> None:
+    # The snapshot indexes unfinished trials and keeps each filter's finished ones between
+    # reads: whatever this storage wrote in between, a filtered read is the database's.
+    name = f"s{next(_EXAMPLES)}"
+    plain = optuna.create_study(study_name=name, storage=database.optuna_storage())
+    plain.add_trial(optuna.trial.create_trial(params={"x": 0.1}, distributions={"x": X}, value=1))
+    storage = SnapshotStorage(database.optuna_storage(), max_age_s=60)
+    study = _study(storage, name)
+    study_id = study._study_id
+    open_trials: list[optuna.Trial] = []
+    for action in actions:
+        if action == "ask":
+            open_trials.append(study.ask())
+            open_trials[-1].suggest_float("x", 0.0, 1.0)
+        elif action == "enqueue":
+            study.enqueue_trial({"x": 0.5})
+        elif open_trials:
+            trial = open_trials.pop(0)
+            if action == "report":
+                trial.report(0.1, 1)
+                open_trials.append(trial)
+            else:
+                state = {"complete": TrialState.COMPLETE, "prune": TrialState.PRUNED}
+                study.tell(
+                    trial,
+                    1.0 if action == "complete" else None,
+                    state=state.get(action, TrialState.FAIL),
+                )
+        for states in _FILTERS:
+            # Read twice: the second read is the one a cached filter serves.
+            for _ in range(2):
+                ours = storage.get_all_trials(study_id, deepcopy=False, states=states)
+                theirs = database.optuna_storage().get_all_trials(study_id, states=states)
+                assert [(t.number, t.state, t.intermediate_values) for t in ours] == [
+                    (t.number, t.state, t.intermediate_values) for t in theirs
+                ]

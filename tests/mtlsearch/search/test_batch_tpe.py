@@ -91,3 +91,25 @@ def test_tpe_refits_at_every_ask_of_a_batch(monkeypatch: pytest.MonkeyPatch) -> 
         trial = study.ask()
         trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
     assert builds == 2 * 8  # the good and the bad trials' estimators, at each ask
+
+
+def test_within_asking_batch_a_trial_finishing_meanwhile_does_not_refit() -> None:
+    # The worker's teller finishes trials while its asker asks a batch: the batch is still
+    # one fit, and the history is not read again at each ask.
+    sampler = _sampler(BatchTPESampler, 5)
+    assert isinstance(sampler, BatchTPESampler)
+    study = optuna.create_study(sampler=sampler)
+    _told(study, 15)
+    before = sampler.fit_count
+    with sampler.asking_batch():
+        first = study.ask()
+        first.suggest_float("x", 0.0, 1.0), first.suggest_float("y", 0.0, 1.0)
+        study.tell(first, 0.5)  # finishes while the batch is asked
+        for _ in range(5):
+            trial = study.ask()
+            trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
+    assert sampler.fit_count == before + 1
+    with sampler.asking_batch():  # the next batch fits afresh
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+    assert sampler.fit_count == before + 2
