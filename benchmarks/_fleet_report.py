@@ -104,16 +104,17 @@ def reading(runs: list[FleetRun]) -> list[str]:
         )
     if low != high:
         lines.append(
-            f"The fleet finished {first.per_hour:,.0f} trials/hour with {low} worker(s) and "
-            f"{last.per_hour:,.0f} with {high}: {last.per_hour / first.per_hour:.1f}x the rate "
-            f"for {high / low:g}x the workers."
+            f"The fleet finished {first.per_hour:,.0f} trials/hour with {workers(low)} and "
+            f"{last.per_hour:,.0f} with {workers(high)}: {last.per_hour / first.per_hour:.1f}x "
+            f"the rate for {high / low:g}x the workers."
         )
     pg = last.pg_cpu_per_trial_s
     if pg:
         lines.append(
-            f"PostgreSQL's backends used {ms(pg)} of CPU per trial at N = {high}: at that cost "
-            f"one server core is busy full time at {3600 / pg:,.0f} trials/hour. Peak "
-            f"connections were {last.peak_connections} for {high} worker(s) "
+            f"PostgreSQL's backends used {ms(pg)} of CPU and "
+            f"{last.counters.commits / last.trials:.0f} commits per trial at N = {high}: at that "
+            f"cost one server core would be fully busy at {3600 / pg:,.0f} trials/hour. Peak "
+            f"connections were {last.peak_connections} for {workers(high)} "
             f"({last.peak_connections / high:.1f} per worker)."
         )
     waits = sum(run.lock_wait_samples for run in runs)
@@ -121,23 +122,44 @@ def reading(runs: list[FleetRun]) -> list[str]:
     if waits or deadlocks:
         worst = max(runs, key=lambda run: run.lock_wait_samples)
         lines.append(
-            f"Lock waits: at N = {worst.workers}, {worst.lock_wait_samples} backend samples "
-            f"waited on a lock out of {worst.samples} samples (at most {worst.peak_lock_waits} "
-            f"at once); {deadlocks} deadlock(s) in all."
+            f"Lock waits were seen most at N = {worst.workers}: {worst.lock_wait_samples} "
+            f"backend(s) waiting on a lock over {worst.samples} samples, at most "
+            f"{worst.peak_lock_waits} at once; {deadlocks} deadlock(s) in all runs."
         )
     else:
         lines.append("No backend was seen waiting on a lock in any sample, and no deadlock.")
-    busy = last.machine_busy(cores())
-    bound = (
-        "near the machine's limit, so at that N the overhead measures this machine's CPU "
-        "shared by every worker more than the database (on a fleet each worker has its own "
-        "host's CPU)"
-        if busy >= 0.8
-        else "below the machine's limit, so the growth in overhead is the workers waiting "
-        "on each other and on the database"
-    )
-    lines.append(
-        f"At N = {high} the workers and PostgreSQL kept {busy:.0%} of this machine's {cores()} "
-        f"cores busy: {bound}."
-    )
+    lines.append(machine_reading(runs))
     return lines
+
+
+def workers(n: int) -> str:
+    return f"{n} worker" if n == 1 else f"{n} workers"
+
+
+#: Share of the machine's cores above which the figures measure the machine, not the database.
+SATURATED = 0.8
+
+
+def machine_reading(runs: list[FleetRun]) -> str:
+    """Whether the workers and PostgreSQL ran out of this machine's cores, and from which N."""
+    n_cores = cores()
+    ordered = sorted(runs, key=lambda run: run.workers)
+    saturated = [run for run in ordered if run.machine_busy(n_cores) >= SATURATED]
+    if not saturated:
+        busiest = max(runs, key=lambda run: run.machine_busy(n_cores))
+        return (
+            f"The workers and PostgreSQL kept at most {busiest.machine_busy(n_cores):.0%} of "
+            f"this machine's {n_cores} cores busy (N = {busiest.workers}): the growth in "
+            "overhead is the workers waiting on each other and on the database, not on the CPU."
+        )
+    first, last = saturated[0], ordered[-1]
+    later = (
+        f" ({last.machine_busy(n_cores):.0%} at N = {last.workers})" if last is not first else ""
+    )
+    return (
+        f"From N = {first.workers} the workers and PostgreSQL kept "
+        f"{first.machine_busy(n_cores):.0%} of this machine's {n_cores} cores busy{later}: "
+        "from there the overhead measures every worker's share of one machine's CPU (TPE's "
+        "fit above all: the worker CPU column) more than the database; on a fleet each worker "
+        "has its own host's CPU, and PostgreSQL's columns are the ones that carry over."
+    )

@@ -7,14 +7,16 @@ training (a GPU's work releases the GIL as the sleep does). The study (`syntheti
 experiment, median pruner, ``--sampler``, no confirmation runs) first holds ``--prefill``
 finished trials, then the fleet runs ``--trials`` more. The prefilled database is built once
 and copied for each N (``CREATE DATABASE ... TEMPLATE``), so every N starts from the same study.
-The workers register, wait, and are started together; the run ends when the last one exits
-(each exits once no trial is left to ask).
+The workers register, wait, and are started together; the run ends when the last one's run
+ends (each stops once no trial is left to ask).
 
 Per N (W: wall seconds from the start to the last worker's end; S: seconds all workers slept
 in "training"; T: trials the workers finished):
 
   overhead per trial = (W x N - S) / T   (worker time not spent training, per trial)
   trials/hour        = T / W x 3600
+  worker CPU         = CPU seconds of the worker processes (all threads) over their runs
+  machine CPU busy   = (worker CPU + PostgreSQL CPU) / (W x this machine's cores)
   PostgreSQL CPU     = utime + stime (/proc/<pid>/stat) of every backend connected to the
                        benchmark database (pg_stat_activity, every --interval-s), summed
                        from the start; a lower bound (a backend's last interval before it
@@ -26,7 +28,8 @@ in "training"; T: trials the workers finished):
                        from pg_stat_database, after minus before
 
 The table goes to docs/benchmarks.md under "## Fleet: N workers on one PostgreSQL". Usage
-(repository root; the default, about an hour on 2 cores; prefilling 10,000 trials takes 5):
+(repository root; the defaults, 30-60 minutes on 2 cores, of which prefilling 10,000 trials
+takes about 8):
 
     .venv/bin/python benchmarks/fleet.py
 
@@ -244,7 +247,7 @@ def _stream(stream: IO[str] | None) -> IO[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--workers",
@@ -270,7 +273,10 @@ def main() -> None:
         help="Milliseconds each worker sleeps per epoch in place of training (default 50).",
     )
     parser.add_argument(
-        "--epochs", type=int, default=3, help="Epochs per trial, each reported (default 3)."
+        "--epochs",
+        type=int,
+        default=3,
+        help="Epochs per trial, each reported to the median pruner (default 3).",
     )
     parser.add_argument("--batch", type=int, default=1, help="Each worker's --batch K (default 1).")
     parser.add_argument(
