@@ -82,8 +82,9 @@ def table(runs: list[FleetRun]) -> list[str]:
     return lines
 
 
-def reading(runs: list[FleetRun]) -> list[str]:
-    """What the figures show, with the figures (sentences built from this run's numbers)."""
+def reading(runs: list[FleetRun], max_connections: int) -> list[str]:
+    """What the figures show, with the figures (sentences built from this run's numbers);
+    `max_connections` is the server's."""
     by_n = {run.workers: run for run in runs}
     low, high = min(by_n), max(by_n)
     first, last = by_n[low], by_n[high]
@@ -113,10 +114,14 @@ def reading(runs: list[FleetRun]) -> list[str]:
         lines.append(
             f"PostgreSQL's backends used {ms(pg)} of CPU and "
             f"{last.counters.commits / last.trials:.0f} commits per trial at N = {high}: at that "
-            f"cost one server core would be fully busy at {3600 / pg:,.0f} trials/hour. Peak "
-            f"connections were {last.peak_connections} for {workers(high)} "
-            f"({last.peak_connections / high:.1f} per worker)."
+            f"cost one server core would be fully busy at {3600 / pg:,.0f} trials/hour."
         )
+    per_worker = last.peak_connections / high
+    lines.append(
+        f"Peak connections were {last.peak_connections} for {workers(high)} ({per_worker:.1f} "
+        f"per worker): at that rate the server's max_connections of {max_connections} is "
+        f"reached at about {max_connections / per_worker:.0f} workers."
+    )
     waits = sum(run.lock_wait_samples for run in runs)
     deadlocks = sum(run.counters.deadlocks for run in runs)
     if waits or deadlocks:
@@ -149,8 +154,9 @@ def machine_reading(runs: list[FleetRun]) -> str:
         busiest = max(runs, key=lambda run: run.machine_busy(n_cores))
         return (
             f"The workers and PostgreSQL kept at most {busiest.machine_busy(n_cores):.0%} of "
-            f"this machine's {n_cores} cores busy (N = {busiest.workers}): the growth in "
-            "overhead is the workers waiting on each other and on the database, not on the CPU."
+            f"this machine's {n_cores} cores busy (N = {busiest.workers}), so the growth in "
+            "overhead comes from the workers waiting on each other and on the database more "
+            "than from their own CPU (other processes on the machine are not counted)."
         )
     first, last = saturated[0], ordered[-1]
     later = (

@@ -164,3 +164,14 @@ class DatabaseCounters:
             self.rows_returned - before.rows_returned,
             self.rows_fetched - before.rows_fetched,
         )
+
+
+def max_connections(admin_url: str) -> tuple[int, int]:
+    """The server's ``max_connections``, and the client connections open now (all databases)."""
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT current_setting('max_connections')::int, count(*) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend'"
+        ).fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return int(row[0]), int(row[1])

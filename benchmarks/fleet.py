@@ -60,7 +60,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import psycopg  # noqa: E402
 from _fleet_report import FleetRun, ms, reading, table  # noqa: E402
 from _fleet_worker import READY  # noqa: E402
-from _pg_activity import ActivitySampler, DatabaseCounters  # noqa: E402
+from _pg_activity import ActivitySampler, DatabaseCounters, max_connections  # noqa: E402
 from _report import write_section  # noqa: E402
 from sqlalchemy import make_url  # noqa: E402
 
@@ -77,6 +77,8 @@ FLEET_WORKER = REPO_ROOT / "benchmarks" / "_fleet_worker.py"
 SECTION = "Fleet: N workers on one PostgreSQL"
 #: Longest a fleet may take to register, or to finish its trials, before it is killed.
 WORKER_TIMEOUT_S = 3 * 3600
+#: Connections a worker holds at once: its asker, teller and heartbeat threads.
+CONNECTIONS_PER_WORKER = 3
 #: The Optuna and row states of a trial that finished (its budget slot spent).
 FINISHED = {"COMPLETE", "PRUNED"}
 
@@ -309,6 +311,15 @@ def main() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    limit, in_use = max_connections(POSTGRES_ADMIN_URL)
+    if CONNECTIONS_PER_WORKER * max(args.workers) + in_use > limit:
+        logger.warning(
+            "%d workers may open about %d connections; the server allows %d and %d are open",
+            max(args.workers),
+            CONNECTIONS_PER_WORKER * max(args.workers),
+            limit,
+            in_use,
+        )
     started = time.perf_counter()
     runs: list[FleetRun] = []
     with prefilled_database(
@@ -341,7 +352,8 @@ def main() -> None:
         f"{args.sampler}, median pruner, {args.epochs} epochs per trial, --batch {args.batch}). "
         "Each worker is the real `Worker` with a stand-in for `BatchedRun` that sleeps "
         f"{args.train_ms:g} ms per epoch instead of training (benchmarks/_fleet_worker.py); "
-        "the workers, PostgreSQL and this script share one machine. Overhead per trial = "
+        f"the workers, PostgreSQL (max_connections {limit}) and this script share one machine. "
+        "Overhead per trial = "
         "(wall time x N - time slept in training) / trials. Worker CPU: the workers' processes "
         "while they worked. PostgreSQL CPU: utime + stime from /proc/<pid>/stat of the "
         "backends connected to the database (pg_stat_activity), a lower bound. Machine CPU "
@@ -353,7 +365,7 @@ def main() -> None:
         "",
         *table(runs),
         "",
-        " ".join(reading(runs)),
+        " ".join(reading(runs, limit)),
     ]
     print("\n".join(lines))
     if not args.no_write:
