@@ -24,6 +24,8 @@ class FleetRun:
     lock_wait_samples: int
     peak_lock_waits: int
     ungranted_lock_samples: int
+    #: The lock waits by ``wait_event`` (transactionid: a row another transaction is writing).
+    lock_waits_by_event: dict[str, int]
     samples: int
     counters: DatabaseCounters
     #: Trials of the study by state, the prefilled ones included: Optuna's, and our rows'.
@@ -126,10 +128,12 @@ def reading(runs: list[FleetRun], max_connections: int) -> list[str]:
     deadlocks = sum(run.counters.deadlocks for run in runs)
     if waits or deadlocks:
         worst = max(runs, key=lambda run: run.lock_wait_samples)
+        by_event = sorted(worst.lock_waits_by_event.items(), key=lambda item: -item[1])
+        kinds = ", ".join(f"{event} {n}" for event, n in by_event)
         lines.append(
             f"Lock waits were seen most at N = {worst.workers}: {worst.lock_wait_samples} "
-            f"backend(s) waiting on a lock over {worst.samples} samples, at most "
-            f"{worst.peak_lock_waits} at once; {deadlocks} deadlock(s) in all runs."
+            f"backend(s) waiting on a lock over {worst.samples} samples ({kinds or 'none'}), at "
+            f"most {worst.peak_lock_waits} at once; {deadlocks} deadlock(s) in all runs."
         )
     else:
         lines.append("No backend was seen waiting on a lock in any sample, and no deadlock.")

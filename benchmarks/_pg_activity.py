@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 _BACKENDS = """
-SELECT a.pid, a.wait_event_type = 'Lock',
+SELECT a.pid, CASE WHEN a.wait_event_type = 'Lock' THEN a.wait_event END,
        EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted)
 FROM pg_stat_activity a
 WHERE a.datname = %s
@@ -48,7 +49,8 @@ def backend_cpu_s(pid: int) -> float | None:
 
 
 class ActivitySampler:
-    """Samples one database's backends on a thread, from `start` to `stop`.
+    """Samples one database's backends on a thread, from `start` to `stop` (or as a context
+    manager).
 
     Args:
         admin_url: libpq URL of another database on the same server (where it connects).
@@ -68,6 +70,8 @@ class ActivitySampler:
         #: the samples; and the most at once.
         self.lock_wait_samples = 0
         self.peak_lock_waits = 0
+        #: The lock waits by what was waited for (``wait_event``: transactionid, tuple, ...).
+        self.lock_waits_by_event: Counter[str] = Counter()
         #: Backends holding a pg_locks entry not granted, summed over the samples.
         self.ungranted_lock_samples = 0
         #: Each backend's last CPU reading (seconds), by pid; None once one was unreadable.
@@ -105,6 +109,19 @@ class ActivitySampler:
         if self.error is not None:
             raise RuntimeError(f"sampling pg_stat_activity failed: {self.error}") from self.error
 
+    def __enter__(self) -> ActivitySampler:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.stop()
+            return
+        try:  # the run's own error is the one to see
+            self.stop()
+        except RuntimeError:
+            logger.exception("sampling pg_stat_activity failed too")
+
     def _run(self, connection: psycopg.Connection[Any]) -> None:
         try:
             with connection:
@@ -116,7 +133,9 @@ class ActivitySampler:
 
     def _sample(self, connection: psycopg.Connection[Any]) -> None:
         rows = connection.execute(_BACKENDS, (self.database,)).fetchall()
-        waiting = sum(1 for _, on_lock, _ in rows if on_lock)
+        events = [event for _, event, _ in rows if event is not None]
+        waiting = len(events)
+        self.lock_waits_by_event.update(events)
         first = self.samples == 0
         self.samples += 1
         self.peak_connections = max(self.peak_connections, len(rows))

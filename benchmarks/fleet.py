@@ -23,9 +23,10 @@ in "training"; T: trials the workers finished):
                        exits is missed; the server's shared processes are not counted)
   peak connections   = the most pg_stat_activity rows of the database in one sample
   lock waits         = backends with wait_event_type 'Lock', summed over the samples (the
-                       most at once in parentheses); ungranted = backends holding a pg_locks
-                       entry not granted, summed over the samples; deadlocks and commits
-                       from pg_stat_database, after minus before
+                       most at once in parentheses; the reading names their wait_event);
+                       ungranted = backends holding a pg_locks entry not granted, summed
+                       over the samples; deadlocks and commits from pg_stat_database,
+                       after minus before
 
 The table goes to docs/benchmarks.md under "## Fleet: N workers on one PostgreSQL". Usage
 (repository root; the defaults, 30-60 minutes on 2 cores, of which prefilling 10,000 trials
@@ -51,7 +52,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -140,24 +141,29 @@ def trial_states(url: str) -> tuple[dict[str, int], dict[str, int]]:
     return optuna_states, row_states
 
 
-def start_workers(url: str, n: int, train_ms: float, batch: int, logs: Path) -> list[Any]:
+def start_workers(
+    url: str, n: int, train_ms: float, batch: int, logs: Path
+) -> list[subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTLSEARCH_")}
     # The children import this checkout, whatever the virtual environment's install points to.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     command = [sys.executable, str(FLEET_WORKER), "--db", url, "--train-ms", str(train_ms)]
     command += ["--batch", str(batch)]
-    return [
-        subprocess.Popen(
-            command,
-            cwd=logs,  # no .env of a checkout is read
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=(logs / f"worker-{i}.log").open("wb"),
-            text=True,
-        )
-        for i in range(n)
-    ]
+    processes: list[subprocess.Popen[str]] = []
+    for i in range(n):
+        with (logs / f"worker-{i}.log").open("wb") as log:  # the child keeps its own handle
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=logs,  # no .env of a checkout is read
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                )
+            )
+    return processes
 
 
 def _log_tail(logs: Path, i: int) -> str:
@@ -193,21 +199,19 @@ def measure_fleet(
                 if _stream(process.stdout).readline().strip() != READY:
                     raise RuntimeError(f"worker {i} did not start; log:\n{_log_tail(logs, i)}")
             before = DatabaseCounters.read(POSTGRES_ADMIN_URL, name)
-            sampler = ActivitySampler(POSTGRES_ADMIN_URL, name, interval_s)
-            sampler.start()
-            go = time.time()
-            for process in processes:
-                _stream(process.stdin).write("go\n")
-                _stream(process.stdin).flush()
-            reports = []
-            for i, process in enumerate(processes):
-                out, _ = process.communicate(timeout=WORKER_TIMEOUT_S)
-                if process.returncode != 0:
-                    raise RuntimeError(
-                        f"worker {i} exited {process.returncode}:\n{_log_tail(logs, i)}"
-                    )
-                reports.append(json.loads(out.strip().splitlines()[-1]))
-            sampler.stop()
+            with ActivitySampler(POSTGRES_ADMIN_URL, name, interval_s) as sampler:
+                go = time.time()
+                for process in processes:
+                    _stream(process.stdin).write("go\n")
+                    _stream(process.stdin).flush()
+                reports = []
+                for i, process in enumerate(processes):
+                    out, _ = process.communicate(timeout=WORKER_TIMEOUT_S)
+                    if process.returncode != 0:
+                        raise RuntimeError(
+                            f"worker {i} exited {process.returncode}:\n{_log_tail(logs, i)}"
+                        )
+                    reports.append(json.loads(out.strip().splitlines()[-1]))
         finally:
             for process in processes:
                 if process.poll() is None:
@@ -227,6 +231,7 @@ def measure_fleet(
         lock_wait_samples=sampler.lock_wait_samples,
         peak_lock_waits=sampler.peak_lock_waits,
         ungranted_lock_samples=sampler.ungranted_lock_samples,
+        lock_waits_by_event=dict(sampler.lock_waits_by_event),
         samples=sampler.samples,
         counters=counters,
         optuna_states=optuna_states,
