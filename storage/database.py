@@ -3,8 +3,9 @@
 One engine (and connection pool) per process per URL: the engine of Optuna's
 `~optuna.storages.RDBStorage` on that URL is reused for our own sessions, so a worker that asks
 and tells trials and also writes heartbeats holds one pool, not two. Its pool is SQLAlchemy's
-default `QueuePool` (5 connections + 10 overflow), which covers the API server's threads and a
-worker's few. `get_database(url)` returns the process's `Database` for a URL.
+`QueuePool`, sized by `DatabaseConfig` (5 connections + 5 overflow by default), which covers
+the API server's threads and a worker's few. `get_database(url)` returns the process's
+`Database` for a URL.
 
 Storage reads no settings: the top of each process (CLI command, API app factory) builds a
 `DatabaseConfig` from ``mtlsearch.settings.Settings`` and passes it in.

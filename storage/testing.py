@@ -25,7 +25,7 @@ POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 @contextmanager
 def temporary_postgres_database(
-    prefix: str = "mtl_test", *, admin_url: str = POSTGRES_ADMIN_URL
+    prefix: str = "mtl_test", *, admin_url: str = POSTGRES_ADMIN_URL, template: str | None = None
 ) -> Iterator[str]:
     """Create an empty database ``<prefix>_<hex>``, yield its SQLAlchemy URL, then drop it.
 
@@ -35,6 +35,9 @@ def temporary_postgres_database(
     Args:
         prefix: start of the database name.
         admin_url: libpq URL of an existing database on the server, used for CREATE / DROP.
+        template: the name of a database to copy (``CREATE DATABASE ... TEMPLATE``) instead of
+            starting empty; nobody may be connected to it (PostgreSQL waits 5 s for them to
+            leave, then refuses the copy).
 
     Raises:
         StorageError: the server is unreachable (the message names `admin_url`).
@@ -53,7 +56,8 @@ def temporary_postgres_database(
     url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name)
     url_text = url.render_as_string(hide_password=False)
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        admin.execute(f'CREATE DATABASE "{name}"{copy}')
         try:
             yield url_text
         finally:

@@ -42,3 +42,24 @@ def test_unreachable_server_names_the_admin_url() -> None:
         temporary_postgres_database(admin_url=admin_url),
     ):
         pass
+
+
+@pytest.mark.postgres
+def test_a_copy_of_a_template_holds_its_rows_and_is_its_own() -> None:
+    with temporary_postgres_database("mtl_testing_template") as template_url:
+        engine = create_engine(template_url)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE kept (n int)"))
+            connection.execute(text("INSERT INTO kept VALUES (1), (2)"))
+        engine.dispose()  # nobody may be connected to a template
+        template = template_url.rsplit("/", 1)[1]
+        with temporary_postgres_database("mtl_testing_copy", template=template) as copy_url:
+            copy = create_engine(copy_url)
+            with copy.begin() as connection:
+                assert connection.execute(text("SELECT sum(n) FROM kept")).scalar() == 3
+                connection.execute(text("DELETE FROM kept"))
+            copy.dispose()
+        engine = create_engine(template_url)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT sum(n) FROM kept")).scalar() == 3
+        engine.dispose()
