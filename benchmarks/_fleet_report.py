@@ -169,7 +169,8 @@ def machine_reading(runs: list[FleetRun]) -> str:
     return (
         f"From N = {first.workers} the workers and PostgreSQL kept "
         f"{first.machine_busy(n_cores):.0%} of this machine's {n_cores} cores busy{later}: "
-        "from there the overhead measures every worker's share of one machine's CPU (TPE's "
-        "fit above all: the worker CPU column) more than the database; on a fleet each worker "
-        "has its own host's CPU, and PostgreSQL's columns are the ones that carry over."
+        "from there the overhead measures every worker's share of one machine's CPU (the "
+        "worker CPU column, which also grows as the workers contend for the cores) more than "
+        "the database; on a fleet each worker has its own host's CPU, and PostgreSQL's "
+        "columns are the ones that carry over."
     )

@@ -144,15 +144,18 @@ class ActivitySampler:
         self.ungranted_lock_samples += sum(1 for _, _, ungranted in rows if ungranted)
         if self._cpu is None:
             return
+        readable = 0
         for pid, _, _ in rows:
             seconds = backend_cpu_s(pid)
             if seconds is None:
-                logger.warning("cannot read /proc/%d/stat: no PostgreSQL CPU figure", pid)
-                self._cpu = None
-                return
+                continue  # it exited since the query: its last reading stays counted
+            readable += 1
             self._cpu[pid] = seconds
             if first:
                 self._baseline[pid] = seconds
+        if first and rows and not readable:
+            logger.warning("cannot read any backend's /proc/<pid>/stat: no PostgreSQL CPU figure")
+            self._cpu = None
 
 
 @dataclass(frozen=True)

@@ -190,9 +190,9 @@ class StudySpec(_Model):
     search_space: SearchSpace = Field(default_factory=SearchSpace, description="What to search.")
     objective: Objective = Field(default_factory=Objective, description="How trials are scored.")
     sampler: SamplerName = Field(
-        default="tpe",
-        description="tpe (default), tpe_batch (TPE fitted once per batch of asks), gp, random, "
-        "grid or nsga2.",
+        default="tpe_batch",
+        description="tpe_batch (default: TPE fitted once per batch of asks), tpe (refitted at "
+        "every ask), gp, random, grid or nsga2.",
     )
     pruner: PrunerName = Field(
         default="median",

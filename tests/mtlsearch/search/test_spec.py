@@ -36,7 +36,7 @@ def error_of(data: dict[str, Any]) -> str:
 
 def test_defaults() -> None:
     spec = StudySpec.model_validate(spec_data())
-    assert spec.sampler == "tpe"
+    assert spec.sampler == "tpe_batch"
     assert spec.pruner == "median"
     assert spec.objective.kind == "delta_m"
     assert [c.name for c in spec.search_space.strategies] == ["fixed"]

@@ -55,7 +55,7 @@ def test_create_get_list_trials_best_cancel_delete(served: Served) -> None:
     )
     assert study["phase"] == "searching" and study["confirmation"] is None
     assert study["best_value"] is None and study["progress"] == 0.0
-    assert study["spec"]["sampler"] == "tpe"  # defaults are filled in
+    assert study["spec"]["sampler"] == "tpe_batch"  # defaults are filled in
     assert study["optuna_study_name"] in served.optuna_study_names()
 
     states = (TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
