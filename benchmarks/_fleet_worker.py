@@ -25,9 +25,8 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import optuna  # noqa: E402
-from worker_overhead import NoTrainingRun  # noqa: E402
+from worker_overhead import NoTrainingRun, install_stand_in  # noqa: E402
 
-import mtl_core.batched  # noqa: E402
 from mtlsearch.settings import get_settings  # noqa: E402
 from mtlsearch.worker import Worker, WorkerOptions  # noqa: E402
 from storage import get_database  # noqa: E402
@@ -46,9 +45,7 @@ def main() -> None:
     settings = get_settings()
     database = get_database(args.db, settings.database_config())
     worker = Worker(database, WorkerOptions(idle_exit_s=0.0, batch=args.batch), settings)
-    worker.runner.data_for = lambda job: None  # nothing trains: no data to prepare
-    NoTrainingRun.train_s = args.train_ms / 1000
-    mtl_core.batched.BatchedRun = NoTrainingRun  # type: ignore[misc,assignment]
+    install_stand_in(args.train_ms / 1000, 0, None)  # sleeps per epoch, prepares no data
     worker.register()
     print(READY, flush=True)
     sys.stdin.readline()

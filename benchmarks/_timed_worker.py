@@ -3,12 +3,16 @@
 Wraps `optuna.study.Study.ask` and ``tell``, the samplers' methods and the trainer's entry
 points (`mtl_core.batched.BatchedRun`, `mtl_core.trainer.train_trial`) with timers, runs the
 CLI, and at exit writes the timings as JSON to ``$MTLSEARCH_E2E_TIMINGS`` (for
-benchmarks/end_to_end.py). Nested calls (a sampler calling another) are counted once.
+benchmarks/end_to_end.py). Nested calls (a sampler calling another) are counted once. With
+``--trainer process`` the training process times its own training (the worker's
+``trainer_setup``) and writes it to ``$MTLSEARCH_E2E_TIMINGS.trainer`` when it ends;
+`merged` puts the two together.
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import os
@@ -85,11 +89,11 @@ class Timings:
 
         return timed
 
-    def dump(self) -> None:
+    def dump(self, suffix: str = "") -> None:
         path = os.environ.get("MTLSEARCH_E2E_TIMINGS")
         if path:
             with self.lock:
-                Path(path).write_text(
+                Path(path + suffix).write_text(
                     json.dumps(
                         {
                             "calls": self.calls,
@@ -99,6 +103,50 @@ class Timings:
                         }
                     )
                 )
+
+
+def install_training(timings: Timings) -> None:
+    """Timers on the trainer's entry points and on the runner's thread CPU."""
+    for method in ("__init__", "refill", "run_epoch", "finish_completed"):
+        wrapped = timings.wrap("train", getattr(BatchedRun, method), per_call=False)
+        setattr(BatchedRun, method, wrapped)
+    from mtlsearch.worker.runner import SlotRunner
+
+    SlotRunner.run = timings.wrap_cpu("training", SlotRunner.run)  # type: ignore[method-assign]
+    mtl_core.trainer.train_trial = timings.wrap(
+        "train", mtl_core.trainer.train_trial, per_call=False
+    )
+
+
+def install_in_training_process() -> None:
+    """The training process's ``trainer_setup``: time its training, write it as it ends (a
+    ``multiprocessing`` child runs no atexit hooks)."""
+    from mtlsearch.worker.runner import SlotRunner
+
+    timings = Timings()
+    install_training(timings)
+    run = SlotRunner.run
+
+    def run_then_dump(self: SlotRunner[Any]) -> None:
+        try:
+            run(self)
+        finally:
+            timings.dump(suffix=".trainer")
+
+    SlotRunner.run = run_then_dump  # type: ignore[method-assign]
+
+
+def merged(path: Path) -> dict[str, Any]:
+    """The worker's timings at ``path`` with its training process's, if it had one."""
+    timings: dict[str, Any] = json.loads(path.read_text())
+    trainer = path.with_name(path.name + ".trainer")
+    if trainer.exists():
+        theirs = json.loads(trainer.read_text())
+        timings["totals"]["train"] += theirs["totals"]["train"]
+        timings["spans"]["train"] += theirs["spans"]["train"]
+        timings["cpu"]["training"] = theirs["cpu"].get("training", 0.0)
+        timings["cpu"]["training process"] = theirs["cpu"]["process"]
+    return timings
 
 
 def install(timings: Timings) -> None:
@@ -112,19 +160,20 @@ def install(timings: Timings) -> None:
                 if method in cls.__dict__:
                     wrapped = timings.wrap("sampler", cls.__dict__[method], per_call=False)
                     setattr(cls, method, wrapped)
-    for method in ("__init__", "refill", "run_epoch", "finish_completed"):
-        wrapped = timings.wrap("train", getattr(BatchedRun, method), per_call=False)
-        setattr(BatchedRun, method, wrapped)
+    install_training(timings)
     from mtlsearch.worker.asker import Asker
-    from mtlsearch.worker.runner import SlotRunner
     from mtlsearch.worker.teller import Teller
+    from mtlsearch.worker.trainer_process import TrainerProcess
 
     Asker._run = timings.wrap_cpu("asker", Asker._run)  # type: ignore[method-assign]
     Teller._run = timings.wrap_cpu("teller", Teller._run)  # type: ignore[method-assign]
-    SlotRunner.run = timings.wrap_cpu("training", SlotRunner.run)  # type: ignore[method-assign]
-    mtl_core.trainer.train_trial = timings.wrap(
-        "train", mtl_core.trainer.train_trial, per_call=False
-    )
+    start = TrainerProcess.start
+
+    def start_timed(self: TrainerProcess) -> None:
+        self.options = dataclasses.replace(self.options, setup=install_in_training_process)
+        start(self)
+
+    TrainerProcess.start = start_timed  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import math
 import os
@@ -52,6 +51,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 from _report import write_section  # noqa: E402
+from _timed_worker import merged  # noqa: E402
 from sqlalchemy import make_url  # noqa: E402
 
 from mtl_core.batched import train_batch  # noqa: E402
@@ -120,7 +120,9 @@ def database(kind: str) -> AbstractContextManager[str]:
     return temporary_postgres_database("mtl_e2e")
 
 
-def spec_for(experiment: str, trials: int, epochs: int, max_train: int | None) -> dict[str, Any]:
+def spec_for(
+    experiment: str, trials: int, epochs: int, max_train: int | None, sampler: str = "tpe_batch"
+) -> dict[str, Any]:
     space: dict[str, Any] = {"epochs": epochs}
     if max_train is not None:
         space["max_train_samples"] = max_train
@@ -129,7 +131,7 @@ def spec_for(experiment: str, trials: int, epochs: int, max_train: int | None) -
         "experiment": experiment,
         "n_trials": trials,
         "seed": 0,
-        "sampler": "tpe",
+        "sampler": sampler,
         "pruner": "none",
         "objective": {"kind": "weighted_mean"},  # no baselines to train first
         "search_space": space,
@@ -167,6 +169,7 @@ def run_service(
     tmp: Path,
     device: str,
     latency_ms: float = 0.0,
+    trainer: str = "process",
 ) -> tuple[float, int, dict[str, Any]]:
     """Submit `spec`, let one worker train it; return wall seconds, trials complete, timings.
     The worker reaches the database ``latency_ms`` per round trip away (the API server
@@ -183,7 +186,7 @@ def run_service(
             [
                 *(sys.executable, str(TIMED_WORKER), "worker", "--db", worker_url),
                 *("--batch", str(k), "--idle-exit", "3", "--data-dir", str(data_dir)),
-                *("--device", device),
+                *("--device", device, "--trainer", trainer),
             ],
             cwd=tmp,
             env=worker_env(worker_url, data_dir, timings_path),
@@ -212,7 +215,7 @@ def run_service(
                 worker.wait()
     if done["status"] != "completed":
         raise RuntimeError(f"study ended {done['status']}; log tail:\n{log.read_text()[-3000:]}")
-    timings = json.loads(timings_path.read_text())
+    timings = merged(timings_path)
     timings["idle"] = idle_spans(timings["spans"]["train"], submitted, completed)
     return wall, int(done["trials"]["complete"]), timings
 
@@ -337,6 +340,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument(
+        "--trainer",
+        choices=["process", "thread"],
+        default="process",
+        help="the worker's --trainer (default: the command's own, process)",
+    )
+    parser.add_argument(
+        "--sampler",
+        default="tpe_batch",
+        help="the study's sampler (default: the study spec's own, tpe_batch)",
+    )
+    parser.add_argument(
         "--db-latency-ms",
         type=float,
         nargs="+",
@@ -402,10 +416,19 @@ def main(argv: list[str] | None = None) -> None:
                     DATABASES[kind],
                     latency_ms,
                 )
-                spec = spec_for(experiment, trials, args.epochs, args.max_train_samples)
+                spec = spec_for(
+                    experiment, trials, args.epochs, args.max_train_samples, args.sampler
+                )
                 with database(kind) as url, tempfile.TemporaryDirectory() as tmp:
                     wall, complete, timings = run_service(
-                        url, spec, args.batch, data_dir, Path(tmp), args.device, latency_ms
+                        url,
+                        spec,
+                        args.batch,
+                        data_dir,
+                        Path(tmp),
+                        args.device,
+                        latency_ms,
+                        args.trainer,
                     )
                 row = Row(
                     experiment,
@@ -443,19 +466,20 @@ def main(argv: list[str] | None = None) -> None:
         else ""
     )
     body = (
-        f"One worker (`--batch {args.batch}`, device `{args.device}`) and the API server on "
-        "one machine; "
+        f"One worker (`--batch {args.batch} --trainer {args.trainer}`, device `{args.device}`) "
+        "and the API server on one machine; "
         f"{args.epochs} epoch(s), {args.max_train_samples or 'all'} training samples per trial, "
-        "TPE sampler, fixed weights searched, no pruner, `weighted_mean` objective. Service: "
-        "submit over REST → study `completed`. Trainer: `train_batch` in one process, same "
-        "trials, K and data, run just before each service run"
+        f"`{args.sampler}` sampler, fixed weights searched, no pruner, `weighted_mean` "
+        "objective. Service: submit over REST → study `completed`. Trainer: `train_batch` in "
+        "one process, same trials, K and data, run just before each service run"
         + (
             f" (its rate timed on the first {args.trainer_trials} trials)"
             if args.trainer_trials
             else ""
         )
         + ". Worker busy: the worker's own "
-        "time inside training (`BatchedRun`) / wall. Ask / tell: `study.ask()` / "
+        "time inside training (`BatchedRun`, in its training process with `--trainer "
+        "process`) / wall. Ask / tell: `study.ask()` / "
         "`study.tell()` timed inside the worker, every call. Sampler share: the sampler's "
         "methods' time inside the worker / wall (ask and tell, and so the sampler, run on the "
         "worker's asker and teller threads, beside training). The trainer's time leaves out its "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 from pathlib import Path
@@ -30,6 +31,13 @@ def parse_batch(value: str) -> int | str:
     if k < 1:
         raise typer.BadParameter(f"expected an integer >= 1 or 'auto', got {value!r}")
     return k
+
+
+class TrainerKind(enum.StrEnum):
+    """Where a worker trains (``--trainer``)."""
+
+    PROCESS = "process"
+    THREAD = "thread"
 
 
 @app.command("worker")
@@ -63,6 +71,15 @@ def worker(
         Path | None,
         typer.Option("--data-dir", help="Data sets (default: $MTLSEARCH_DATA_DIR)."),
     ] = None,
+    trainer: Annotated[
+        TrainerKind,
+        typer.Option(
+            "--trainer",
+            help="Where to train: process (a process of its own, which only trains: the "
+            "asker's and teller's Python never holds it up; a killed training process has its "
+            "trials run again) or thread (in this process, beside the asker and teller).",
+        ),
+    ] = TrainerKind.PROCESS,
     prefetch: Annotated[
         bool,
         typer.Option(
@@ -92,6 +109,7 @@ def worker(
             max_trials=max_trials,
             idle_exit_s=idle_exit,
             data_dir=data_dir,
+            trainer="process" if trainer is TrainerKind.PROCESS else "thread",
         )
     except (typer.BadParameter, ValueError) as exc:
         raise fail(f"--batch: {exc}" if isinstance(exc, typer.BadParameter) else str(exc)) from None

@@ -1,18 +1,47 @@
-"""What the worker's threads hand each other: a `Job` (one asked trial), the asker's bounded
-`JobQueue` of them, and the epoch reports the runner hands the teller."""
+"""What the worker's stages hand each other: a `Job` (one asked trial), the asker's bounded
+`JobQueue` of them, and the epoch reports the runner hands the teller; `TrainingJob`, what of
+a job the runner uses (a `Job`, or its copy in the training process)."""
 
 from __future__ import annotations
 
 import queue
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import optuna
 
 if TYPE_CHECKING:
     from mtl_core.config import TrialConfig
+    from mtl_core.experiments import Experiment
     from mtl_core.results import EpochReport
     from mtlsearch.worker.studies import StudyContext
+
+
+class JobStudy(Protocol):
+    """What the runner uses of a job's study."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def experiment(self) -> Experiment: ...
+
+
+class TrainingJob(Protocol):
+    """What the runner uses of a job: a `Job` in the worker's process, a
+    `mtlsearch.worker.trainer_link.TicketJob` in a training process of its own."""
+
+    @property
+    def study(self) -> JobStudy: ...
+
+    @property
+    def config(self) -> TrialConfig: ...
+
+    @property
+    def key(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
 
 
 @dataclass(eq=False)

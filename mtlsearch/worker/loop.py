@@ -22,6 +22,11 @@ with the rest of mtlsearch; see docs/walkthrough.md for running many of them.
   verdicts back, and records every ended job in order (`Teller.record_outcome`: the row's
   outcome, which gives a FAIL's slot back in the same transaction, then Optuna's user
   attributes and ``tell``, the failure streak and the completion check).
+* With ``trainer="process"`` (what ``mtlsearch worker`` runs) the runner lives in a training
+  process of its own (`mtlsearch.worker.trainer_process`), which holds no database connection
+  and shares no interpreter lock with the asker and the teller; the calling thread is then the
+  bridge that hands it jobs and passes its reports on. A training process that dies has its
+  jobs handed back (run again once) and is replaced; one whose worker dies is killed with it.
 * The heartbeat thread (`~mtlsearch.worker.heartbeat.Heartbeat`) beats for the worker row,
   which is what keeps the worker's trials alive; it is the only writer of the worker row
   until the final ``stopped``.
@@ -58,18 +63,22 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from mtlsearch.settings import Settings, get_settings
 from mtlsearch.worker.asker import Asker
+from mtlsearch.worker.decisions import Decision
 from mtlsearch.worker.heartbeat import Heartbeat
 from mtlsearch.worker.jobs import Job, JobQueue
 from mtlsearch.worker.outage import DatabaseOutage
 from mtlsearch.worker.runner import SlotRunner
 from mtlsearch.worker.studies import DataCache, StudyContext, unservable
 from mtlsearch.worker.teller import Teller
+from mtlsearch.worker.trainer_link import TrainerOptions
+from mtlsearch.worker.trainer_process import TrainerProcess
 from storage import Database, StudyInfo, WorkerRepository, WorkerStatus
 
 if TYPE_CHECKING:
@@ -97,6 +106,13 @@ class WorkerOptions:
             one of them trained on healthy (see `mtlsearch.worker.decisions.next_streak`).
         idle_sleep_s: first and longest sleep between two looks for work (doubling).
         worker_id: default ``<hostname>-<pid>-<6 hex>``.
+        trainer: ``"thread"``: train on the thread that calls `Worker.run`, in this process
+            (the default of this API: tests, notebooks); ``"process"``: train in a process of
+            its own, which holds no database connection and shares no interpreter lock with
+            the asker and the teller (`mtlsearch.worker.trainer_process`; the default of
+            ``mtlsearch worker``).
+        trainer_setup: with ``trainer="process"``, a picklable callable the training process
+            runs first (benchmarks put a stand-in trainer in place there).
     """
 
     device: str = "cpu"
@@ -109,8 +125,12 @@ class WorkerOptions:
     max_consecutive_failures: int = 5
     idle_sleep_s: tuple[float, float] = (0.2, 5.0)
     worker_id: str | None = None
+    trainer: Literal["thread", "process"] = "thread"
+    trainer_setup: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
+        if self.trainer not in ("thread", "process"):
+            raise ValueError(f"trainer must be 'thread' or 'process', got {self.trainer!r}")
         if self.batch != "auto" and (not isinstance(self.batch, int) or self.batch < 1):
             raise ValueError(f"batch must be an integer >= 1 or 'auto', got {self.batch!r}")
         if self.max_trials is not None and self.max_trials < 1:
@@ -164,11 +184,13 @@ class Worker:
         self.jobs = JobQueue(maxsize=batch if isinstance(batch, int) else 1)
         #: Writes wait out a database that is away (restart, network cut) instead of failing.
         self.outage = DatabaseOutage(self._stop)
+        self.trainer: TrainerProcess | None = None
         self.teller = Teller(
             database,
             self.options.max_consecutive_failures,
             self.outage,
             on_setup_failure=self._stop_serving,
+            on_verdict=self._send_verdict if self.options.trainer == "process" else None,
         )
         self.asker = Asker(
             database,
@@ -185,16 +207,34 @@ class Worker:
             data_dir=self.data.data_dir,
             test_hook=self.settings.test_hook,
         )
-        self.runner = SlotRunner(
-            self.jobs,
-            self.teller,
-            self.data_for,
-            self.device,
-            batch,
-            self._stop,
-            starved=self.asker.starved.is_set,
-            on_start=self._beat_busy,
-        )
+        self.runner: SlotRunner[Job] | None = None
+        if self.options.trainer == "process":
+            self.trainer = TrainerProcess(
+                self.jobs,
+                self.teller,
+                TrainerOptions(
+                    device=self.device,
+                    batch=batch,
+                    data_dir=self.data.data_dir,
+                    allowed_experiment_modules=tuple(self.settings.allowed_experiment_modules),
+                    log_level=logging.getLogger().getEffectiveLevel(),
+                    setup=self.options.trainer_setup,
+                ),
+                self._stop,
+                starved=self.asker.starved.is_set,
+                on_start=self._beat_busy,
+            )
+        else:
+            self.runner = SlotRunner(
+                self.jobs,
+                self.teller,
+                self.data_for,
+                self.device,
+                batch,
+                self._stop,
+                starved=self.asker.starved.is_set,
+                on_start=self._beat_busy,
+            )
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -276,10 +316,16 @@ class Worker:
         """
         if self._heartbeat is None:
             self.register()
+        if self.trainer is not None:
+            self.trainer.start()  # it imports and loads while the asker joins its studies
         self.teller.start(f"teller-{self.id}")
         self.asker.start(f"asker-{self.id}")
         try:
-            self.runner.run()
+            if self.trainer is not None:
+                self.trainer.run()
+            else:
+                assert self.runner is not None
+                self.runner.run()
         finally:
             self._stop.set()  # the asker stops asking (it may still be looking for work)
             try:
@@ -319,6 +365,10 @@ class Worker:
         except Exception as exc:
             logger.warning("could not mark worker %s stopped: %s", self.id, exc)
         logger.info("worker %s stopped after %d trial(s)", self.id, self.trials_done)
+
+    def _send_verdict(self, key: int, decision: Decision) -> None:
+        if self.trainer is not None:
+            self.trainer.post_verdict(key, decision)
 
     def _beat_busy(self, job: Job) -> None:
         if self._heartbeat is not None:

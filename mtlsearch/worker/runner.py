@@ -33,8 +33,8 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import torch
 
@@ -49,20 +49,64 @@ from mtlsearch.worker.decisions import (
     failure_of,
     stopped_outcome,
 )
-from mtlsearch.worker.jobs import EpochItem, Job, JobQueue
+from mtlsearch.worker.jobs import TrainingJob
 from mtlsearch.worker.sizing import BatchSizer
 
 if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event as ProcessEvent
+
     from mtl_core.experiments import DataSplits
-    from mtlsearch.worker.teller import Teller
+    from mtl_core.results import EpochReport, TrialResult
+    from storage import StudyStatus
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between two looks at the stop event while the runner waits on an empty queue.
 WAIT_S = 0.1
 
+JobT = TypeVar("JobT", bound=TrainingJob)
+JobT_co = TypeVar("JobT_co", bound=TrainingJob, covariant=True)
+JobT_contra = TypeVar("JobT_contra", bound=TrainingJob, contravariant=True)
 
-class SlotRunner:
+
+class JobSource(Protocol[JobT_co]):
+    """Where the runner takes jobs: the asker's `mtlsearch.worker.jobs.JobQueue`, or its link
+    in a training process (`mtlsearch.worker.trainer_link`). None: the asker has finished."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> JobT_co | None: ...
+
+    def get_nowait(self) -> JobT_co | None: ...
+
+    def resize(self, maxsize: int) -> None: ...
+
+
+class VerdictSource(Protocol):
+    def get_nowait(self) -> tuple[int, Decision]: ...
+
+
+class Reports(Protocol[JobT_contra]):
+    """Where the runner sends what happens to its jobs: the `mtlsearch.worker.teller.Teller`,
+    or its link in a training process."""
+
+    @property
+    def verdicts(self) -> VerdictSource: ...
+
+    def epoch(self, round_: int, reports: Sequence[tuple[JobT_contra, EpochReport]]) -> None: ...
+
+    def finished(
+        self,
+        job: JobT_contra,
+        result: TrialResult | None = None,
+        *,
+        forced: Outcome | None = None,
+        diverged: str | None = None,
+        round_: int | None = None,
+    ) -> None: ...
+
+    def ended(self, study_id: str) -> StudyStatus | str | None: ...
+
+
+class SlotRunner(Generic[JobT]):
     """Trains every job of a worker, K at a time (see the module docstring).
 
     Args:
@@ -79,14 +123,14 @@ class SlotRunner:
 
     def __init__(
         self,
-        jobs: JobQueue,
-        teller: Teller,
-        data_for: Callable[[Job], DataSplits | None],
+        jobs: JobSource[JobT],
+        teller: Reports[JobT],
+        data_for: Callable[[JobT], DataSplits | None],
         device: str,
         k: int | str,
-        stop: threading.Event,
+        stop: threading.Event | ProcessEvent,
         starved: Callable[[], bool],
-        on_start: Callable[[Job], None] = lambda job: None,
+        on_start: Callable[[JobT], None] = lambda job: None,
     ) -> None:
         self.jobs = jobs
         self.teller = teller
@@ -96,7 +140,7 @@ class SlotRunner:
         self.stop = stop
         self.starved = starved
         self.on_start = on_start
-        self._alone: deque[Job] = deque()  # jobs waiting for a run of their own
+        self._alone: deque[JobT] = deque()  # jobs waiting for a run of their own
         self._verdicts: dict[int, Decision] = {}
         self._rounds = 0
         self._asker_done = False
@@ -120,7 +164,7 @@ class SlotRunner:
             while self._alone:
                 self._tell_stopped(self._alone.popleft())
 
-    def _warm_data(self, job: Job) -> None:
+    def _warm_data(self, job: JobT) -> None:
         """Load the job's data while the asker fills the rest of the batch (a failure is
         raised again, and handled, where the run is built)."""
         try:
@@ -128,7 +172,7 @@ class SlotRunner:
         except Exception:
             logger.debug("data of %s not loaded yet", job.label, exc_info=True)
 
-    def _next_job(self) -> Job | None:
+    def _next_job(self) -> JobT | None:
         """The next job to start a run with: waits on the queue while there is none."""
         while not self.stop.is_set():
             if self._alone:
@@ -145,7 +189,7 @@ class SlotRunner:
                 return job
         return None
 
-    def _gather(self, first: Job, k: int) -> list[Job]:
+    def _gather(self, first: JobT, k: int) -> list[JobT]:
         """``first`` and up to K-1 more jobs that can train with it, to start a run with all
         its slots busy; waits on the queue while the asker is still finding work."""
         jobs = [first]
@@ -168,7 +212,7 @@ class SlotRunner:
                 self._alone.append(job)
         return jobs
 
-    def _take_now(self) -> Job | None:
+    def _take_now(self) -> JobT | None:
         """A job for a free slot, without waiting (None: the slot stays free this epoch)."""
         while not (self._alone or self._asker_done or self.stop.is_set()):
             try:
@@ -181,7 +225,7 @@ class SlotRunner:
                 return job
         return None
 
-    def _startable(self, job: Job) -> bool:
+    def _startable(self, job: JobT) -> bool:
         """False (and the job told) when its study ended while it waited in the queue."""
         status = self.teller.ended(job.study.id)
         if status is None:
@@ -189,7 +233,7 @@ class SlotRunner:
         self.teller.finished(job, forced=ended_outcome(status))
         return False
 
-    def _tell_stopped(self, job: Job, result: Any = None) -> None:
+    def _tell_stopped(self, job: JobT, result: Any = None) -> None:
         self.teller.finished(job, forced=stopped_outcome(result))
 
     def _next_round(self) -> int:
@@ -198,10 +242,10 @@ class SlotRunner:
 
     # --- training --------------------------------------------------------------------------
 
-    def _train(self, jobs: list[Job], k: int) -> None:
+    def _train(self, jobs: list[JobT], k: int) -> None:
         """Train ``jobs`` (and refills) in runs of K slots, halving K on an out-of-memory."""
         waiting = list(jobs)  # not in a run yet: these fill the slots before the queue does
-        retry: list[Job]
+        retry: list[JobT]
         try:
             while waiting:
                 first, waiting[:] = waiting[:k], waiting[k:]
@@ -259,15 +303,15 @@ class SlotRunner:
                 self._tell_stopped(job)
             raise
 
-    def _fail(self, job: Job, outcome: Outcome, exc: BaseException | None) -> None:
+    def _fail(self, job: JobT, outcome: Outcome, exc: BaseException | None) -> None:
         # The teller logs the failure in one line; the traceback is for debugging.
         if exc is not None and not isinstance(exc, ConfigError | DataError):
             logger.debug("%s of study %s failed", job.label, job.study.id, exc_info=exc)
         self.teller.finished(job, forced=outcome)
 
     def _drive(
-        self, run: batched.BatchedRun, waiting: list[Job]
-    ) -> tuple[list[Job], BaseException | None]:
+        self, run: batched.BatchedRun, waiting: list[JobT]
+    ) -> tuple[list[JobT], BaseException | None]:
         """Run to the end, refilling free slots from ``waiting`` first, then from the queue.
 
         Returns the live jobs and the error when it ran out of memory (to start again with a
@@ -277,7 +321,7 @@ class SlotRunner:
             while run.occupied():
                 reports = run.run_epoch()
                 round_ = self._next_round()
-                self.teller.epoch(round_, [EpochItem(item.tag, item.report) for item in reports])
+                self.teller.epoch(round_, [(item.tag, item.report) for item in reports])
                 self._end_slots(run, round_)
                 if not self.stop.is_set():
                     self._refill(run, waiting)
@@ -332,7 +376,7 @@ class SlotRunner:
         for key in [key for key in self._verdicts if key not in live]:
             del self._verdicts[key]
 
-    def _refill(self, run: batched.BatchedRun, waiting: list[Job]) -> None:
+    def _refill(self, run: batched.BatchedRun, waiting: list[JobT]) -> None:
         for index in run.free_slots():
             new = waiting.pop(0) if waiting else self._take_now()
             if new is None:

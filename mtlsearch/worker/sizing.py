@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import mtl_core.batched as batched
 from mtlsearch.worker.decisions import Outcome, out_of_memory
 
 if TYPE_CHECKING:
     from mtl_core.experiments import DataSplits
-    from mtlsearch.worker.jobs import Job
+    from mtlsearch.worker.jobs import TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class BatchSizer:
     """
 
     def __init__(
-        self, k: int | str, device: str, data_for: Callable[[Job], DataSplits | None]
+        self, k: int | str, device: str, data_for: Callable[[Any], DataSplits | None]
     ) -> None:
         if k != "auto" and (not isinstance(k, int) or k < 1):
             raise ValueError(f"k must be an integer >= 1 or 'auto', got {k=}")
@@ -43,7 +43,7 @@ class BatchSizer:
         self.data_for = data_for
         self._auto: dict[tuple[object, ...], int] = {}
 
-    def auto_key(self, job: Job) -> tuple[object, ...]:
+    def auto_key(self, job: TrainingJob) -> tuple[object, ...]:
         """What the memory of one trial depends on: experiment, architecture and its params,
         batch size, data size and device."""
         from mtl_core.trainer import resolve_config
@@ -58,7 +58,7 @@ class BatchSizer:
             self.device,
         )
 
-    def slots_for(self, job: Job) -> int:
+    def slots_for(self, job: TrainingJob) -> int:
         """K for this job (auto: estimated once per `auto_key`)."""
         if isinstance(self.k, int):
             return self.k
@@ -72,7 +72,7 @@ class BatchSizer:
             logger.info("batch size for %s: K=%d", key, k)
         return self._auto[key]
 
-    def k_for(self, job: Job) -> int:
+    def k_for(self, job: TrainingJob) -> int:
         """`slots_for`, or 1 for a trial without a batched form or one that cannot be sized."""
         if not batched.batchable(job.config):
             return 1
@@ -82,13 +82,13 @@ class BatchSizer:
             logger.warning("cannot size the batch (%s); training one at a time", exc)
             return 1
 
-    def fits_at_most(self, job: Job, k: int) -> None:
+    def fits_at_most(self, job: TrainingJob, k: int) -> None:
         """A run of ``job``'s kind ran out of memory above ``k``: auto keeps to ``k`` from now."""
         if self.k == "auto":
             key = self.auto_key(job)
             self._auto[key] = min(self._auto.get(key, k), k)
 
-    def out_of_memory(self, exc: BaseException, job: Job) -> Outcome:
+    def out_of_memory(self, exc: BaseException, job: TrainingJob) -> Outcome:
         """The outcome of ``job`` out of memory alone (K = 1)."""
         from mtl_core.trainer import resolve_config
 

@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import optuna
@@ -49,14 +49,15 @@ from mtlsearch.worker.decisions import (
     is_healthy,
     next_streak,
 )
+from mtlsearch.worker.jobs import EpochItem
 from mtlsearch.worker.outage import DatabaseOutage
 from storage import Database, NotFoundError, StudyRepository, StudyStatus, TrialRepository
 from storage.models import FailureKind
 from storage.repositories.trials import Completion
 
 if TYPE_CHECKING:
-    from mtl_core.results import TrialResult
-    from mtlsearch.worker.jobs import EpochItem, Job
+    from mtl_core.results import EpochReport, TrialResult
+    from mtlsearch.worker.jobs import Job
     from mtlsearch.worker.studies import StudyContext
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Teller:
             (default: one that waits until the worker's process ends).
         on_setup_failure: called with an experiment and the reason when one of its trials
             failed for this worker's own setup (its data): the worker stops serving it.
+        on_verdict: where verdicts go (default: `verdicts`, which the runner reads); a
+            training process of its own gets them sent (`TrainerProcess.post_verdict`).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Teller:
         max_consecutive_failures: int,
         outage: DatabaseOutage | None = None,
         on_setup_failure: Callable[[str, str], None] | None = None,
+        on_verdict: Callable[[int, Decision], None] | None = None,
     ) -> None:
         self.database = database
         self.max_consecutive_failures = max_consecutive_failures
@@ -94,6 +98,7 @@ class Teller:
         self.on_setup_failure = on_setup_failure
         #: Verdicts other than CONTINUE, as ``(Job.key, Decision)``: the runner's to read.
         self.verdicts: queue.SimpleQueue[tuple[int, Decision]] = queue.SimpleQueue()
+        self._post_verdict = on_verdict or (lambda key, verdict: self.verdicts.put((key, verdict)))
         self.trials_done = 0
         self._inbox: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -142,8 +147,9 @@ class Teller:
         """A trial was asked: no completion of its study until it is told."""
         self._post(lambda: self._on_asked(job))
 
-    def epoch(self, round_: int, items: list[EpochItem]) -> None:
+    def epoch(self, round_: int, reports: Sequence[tuple[Job, EpochReport]]) -> None:
         """The reports of one epoch of every live slot (one round of the failure streak)."""
+        items = [EpochItem(job, report) for job, report in reports]
         self._post(lambda: self._on_epoch(round_, items))
 
     def finished(
@@ -225,7 +231,7 @@ class Teller:
                     decision = GO_ON
                 if decision.verdict is not Verdict.CONTINUE:
                     self._decided[job.key] = decision
-                    self.verdicts.put((job.key, decision))
+                    self._post_verdict(job.key, decision)
             if is_healthy(decision):
                 healthy.add(job.study.id)
         self._round = (round_, healthy)
@@ -303,7 +309,7 @@ class Teller:
         (`mtlsearch.worker.stale.repair_optuna`).
         """
         context = job.study
-        if outcome.failure_kind is FailureKind.WORKER_SETUP:
+        if outcome.failure_kind in (FailureKind.WORKER_SETUP, FailureKind.LOST_WORKER):
             self._hand_back(job, outcome)
             return
         outcome, values = outcomes.settle(job, outcome)
@@ -343,14 +349,16 @@ class Teller:
 
     def _hand_back(self, job: Job, outcome: Outcome) -> None:
         """A trial this worker could not run for its own setup (the experiment's data missing
-        here): another worker runs it (`storage.TrialRepository.hand_back`), nothing counts
-        towards the study's streak, and this worker stops serving the experiment."""
+        here: ``worker_setup``, and this worker stops serving the experiment) or lost with its
+        training process (``lost_worker``): another worker runs it
+        (`storage.TrialRepository.hand_back`), nothing counts towards the study's streak."""
         context, reason = job.study, outcome.reason or "worker setup failed"
+        kind = outcome.failure_kind or FailureKind.WORKER_SETUP
 
         def hand_back() -> bool:
             with self.database.session() as session:
                 return TrialRepository(session).hand_back(
-                    job.row_id, f"handed back: {reason}", FailureKind.WORKER_SETUP
+                    job.row_id, f"handed back: {reason}", kind
                 )
 
         try:
@@ -363,7 +371,8 @@ class Teller:
                 f"telling Optuna {job.label} of study {context.id}",
                 lambda: outcomes.mirror_to_optuna(job, outcome, None, TrialOutcome()),
             )
-        if self.on_setup_failure is not None:  # on this thread already
+        setup_failed = outcome.failure_kind is FailureKind.WORKER_SETUP
+        if setup_failed and self.on_setup_failure is not None:  # on this thread already
             self.on_setup_failure(context.experiment.name, reason)
 
     def _end_trial(self, job: Job) -> None:

@@ -1,6 +1,7 @@
 """Chaos scenarios with real processes, each returning what the study left behind.
 
-`kills` SIGKILLs workers at random moments and restarts them; `ask_kill` kills a worker right
+`kills` SIGKILLs workers (or their training processes) at random moments and restarts them;
+`ask_kill` kills a worker right
 after its first ``ask()`` (``MTLSEARCH_TEST_HOOK=exit-after-ask``) and lets another finish;
 `server_kill` SIGKILLs the API server mid-study, has the workers go on without it and starts it
 again. Each returns a `ChaosRun`: the ledger of the study (`tests.e2e.ledger`) and the kills that
@@ -11,6 +12,7 @@ repeats them with random seeds and counts.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -47,6 +49,8 @@ class ChaosRun:
     ledger: Ledger
     kills: int
     logs: list[Path]
+    #: Of the kills, those of a training process alone (its worker lived on).
+    trainer_kills: int = 0
 
 
 def _busy_or_done(proc: WorkerProcess, database: Database, study_id: str) -> bool:
@@ -54,6 +58,19 @@ def _busy_or_done(proc: WorkerProcess, database: Database, study_id: str) -> boo
     if " on cpu (" in proc.text:
         return True
     return study_row(database, study_id).status is not StudyStatus.RUNNING
+
+
+def training_process(proc: WorkerProcess) -> int | None:
+    """The pid of the worker's training process (``--trainer process``), if it has one now."""
+    pid = proc.process.pid
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for child in children:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    except OSError:  # it exited meanwhile
+        pass
+    return None
 
 
 def kills(
@@ -65,9 +82,13 @@ def kills(
     rounds: int,
     seed: int,
     n_trials: int,
+    trainers: bool = False,
 ) -> ChaosRun:
     """``n_workers`` workers on a study; ``rounds`` times, one of the first ``n_victims`` is
-    SIGKILLed at a random moment of its work and a fresh worker started in its place."""
+    SIGKILLed at a random moment of its work and a fresh worker started in its place.
+
+    ``trainers``: each kill picks at random the worker or only its training process (the
+    worker then starts another one itself)."""
     upgrade(db_url)
     database = Database(db_url)
     # Long enough that every kill round lands before the study ends (the pipeline is fast);
@@ -85,7 +106,7 @@ def kills(
         for i in range(n_workers)
     ]
     logs = [proc.log for proc in procs]
-    landed = 0
+    landed = trainer_kills = 0
     try:
         for round_ in range(rounds):
             victim = rng.randrange(n_victims)
@@ -94,6 +115,13 @@ def kills(
             if study_row(database, info.id).status is not StudyStatus.RUNNING:
                 break
             time.sleep(rng.uniform(0.5, 2.5))  # asking, training or telling
+            if trainers and rng.random() < 0.5:
+                trainer = training_process(procs[victim])
+                if trainer is not None:
+                    os.kill(trainer, signal.SIGKILL)  # its worker hands its trials back
+                    landed += 1
+                    trainer_kills += 1
+                continue
             procs[victim].kill()  # SIGKILL: no tell, no release, no stop mark
             landed += 1
             log = tmp_path / f"w{victim}-{round_}.log"
@@ -102,7 +130,8 @@ def kills(
         wait_completed(database, info.id, timeout=STUDY_TIMEOUT_S)
         for proc in procs:
             proc.wait(timeout=60)
-        return ChaosRun(info.id, read_ledger(database, info.id, n_trials), landed, logs)
+        ledger = read_ledger(database, info.id, n_trials)
+        return ChaosRun(info.id, ledger, landed, logs, trainer_kills)
     finally:
         for proc in procs:
             proc.kill()

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from storage import Database, StudyInfo, StudyRepository, StudyStatus, TrialRepository
 from storage import TrialState as RowState
-from storage.repositories.trials import LOST_REASON
+from storage.models import FailureKind
 from tests.e2e.helpers import optuna_trials
 
 
@@ -71,8 +71,10 @@ def read_ledger(database: Database, study_id: str, n_trials: int) -> Ledger:
     retries = Counter(row.retry_of for row in rows if row.retry_of is not None)
     ledger.retries = sum(retries.values())
     ledger.duplicated += [f"trial {n} re-run {k} times" for n, k in retries.items() if k > 1]
-    originals = [r for r in rows if r.reason == LOST_REASON and r.retry_of is None]
-    ledger.lost_with_worker = len([r for r in rows if r.reason == LOST_REASON])
+    # Lost with a worker (LOST_REASON) or with a worker's training process (handed back).
+    lost = [r for r in rows if r.failure_kind is FailureKind.LOST_WORKER]
+    originals = [r for r in lost if r.retry_of is None]
+    ledger.lost_with_worker = len(lost)
     ledger.lost += [
         f"lost trial {r.number} never re-run" for r in originals if r.number not in retries
     ]

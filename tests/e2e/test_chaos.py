@@ -1,4 +1,5 @@
-"""Chaos: real worker processes SIGKILLed at seeded random moments, a kill between ``ask()``
+"""Chaos: real worker processes (or their training processes) SIGKILLed at seeded random
+moments, a kill between ``ask()``
 and recording the trial, the API server killed mid-study. The study must still end exact
 (`tests.e2e.ledger`); ``tests/soak/chaos_soak.py`` repeats the scenarios of `tests.e2e.chaos`
 with random seeds.
@@ -29,6 +30,26 @@ def test_postgres_four_workers_two_killed_repeatedly(postgres_url: str, tmp_path
     print(f"postgres: {run.kills} kills, {run.ledger.summary()}")
     assert run.ledger.exact, (run.ledger.lost, run.ledger.duplicated, run.ledger.stuck)
     assert run.kills >= 2 and run.ledger.retries >= 1  # the kills did hit trials
+
+
+@pytest.mark.postgres
+def test_postgres_workers_and_their_training_processes_killed(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    run = chaos.kills(
+        postgres_url,
+        tmp_path,
+        n_workers=3,
+        n_victims=2,
+        rounds=6,
+        seed=3,
+        n_trials=30,
+        trainers=True,
+    )
+    print(f"postgres, trainers: {run.kills} kills ({run.trainer_kills} of training processes)")
+    assert run.ledger.exact, (run.ledger.lost, run.ledger.duplicated, run.ledger.stuck)
+    assert run.trainer_kills >= 2 and run.kills > run.trainer_kills
+    assert run.ledger.retries >= 1
 
 
 def test_sqlite_three_workers_two_killed_repeatedly(sqlite_url: str, tmp_path: Path) -> None:

@@ -95,6 +95,16 @@ SCENARIOS = {
             chaos.kills(url, tmp, n_workers=4, n_victims=2, rounds=5, seed=seed, n_trials=40)
         ),
     ),
+    "trainer-kills": Scenario(
+        "PostgreSQL, 30 trials, 3 workers; 2 of them, or only their training processes, "
+        "SIGKILLed at random moments, up to 6 rounds",
+        lambda tmp: temporary_postgres_database(),
+        lambda url, tmp, seed: _chaos(
+            chaos.kills(
+                url, tmp, n_workers=3, n_victims=2, rounds=6, seed=seed, n_trials=30, trainers=True
+            )
+        ),
+    ),
     "sqlite-kills": Scenario(
         "SQLite, 20 trials, 3 workers, 2 of them SIGKILLed at random moments and restarted, "
         "up to 4 rounds",
