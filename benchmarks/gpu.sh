@@ -24,7 +24,7 @@ python3 benchmarks/throughput.py --experiment multi_mnist --epochs 10 --trials 2
 python3 benchmarks/throughput.py --experiment adult --epochs 10 --trials 512 \
     --plain-trials 4 --batch auto --device cuda --precision bf16 --data-dir .data
 python3 benchmarks/end_to_end.py --experiments adult multi_mnist --databases sqlite \
-    --trials 512 --batch 128 --epochs 2 --max-train-samples 0 --device cuda \
+    --trials 1000 --batch 128 --epochs 2 --max-train-samples 0 --device cuda \
     --data-dir .data --section "End to end (service) on the GPU"
 python3 benchmarks/strategy_cost.py --experiments adult multi_mnist --ks 1 64 --steps 4 16 \
     --device cuda --data-dir .data

@@ -12,12 +12,14 @@ Messages, each a tuple whose first item is one of the constants below:
                        EXIT (error or None)
     worker → trainer   JOBS (tickets, starved, no_more) · VERDICT (key, decision)
 
-A GET is answered by one JOBS: the jobs the queue had, up to ``most``, after waiting up to
-``timeout_s`` for the first. The link keeps the extra ones for the runner's next takes, so a
-refill of K free slots costs one round trip, not K (each one waits for the worker's process
-to get its interpreter lock, which its asker and teller hold most of the time). VERDICTs come
-at any time (the teller posts them as it decides) and wait in the link until the runner reads
-them at an epoch boundary.
+The training process sends them in lists: FINISHED and STARTED wait in the link and go with
+the next GET, EPOCH, RESIZE or EXIT, so that the end of a batch (K FINISHED and a GET) is one
+message. A GET is answered by one JOBS: the jobs the queue had, up to ``most``, after waiting
+up to ``timeout_s`` for the first; the link keeps the extra ones for the runner's next takes,
+so a refill of K free slots costs one round trip, not K. (Each message wakes the worker's
+process, whose bridge thread then waits for the interpreter lock its asker and teller hold
+most of the time.) VERDICTs come at any time (the teller posts them as it decides) and wait in
+the link until the runner reads them at an epoch boundary.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mtl_core.config import TrialConfig
@@ -130,6 +132,13 @@ class TrainerLink:
         self._starved = False
         self._k = k
         self._studies: dict[tuple[str, str], TicketStudy] = {}
+        self._outbox: list[tuple[Any, ...]] = []  # FINISHED and STARTED not sent yet
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Send ``message`` after what waits in the outbox, as one list."""
+        self._outbox.append(message)
+        batch, self._outbox = self._outbox, []
+        self.conn.send(batch)
 
     # --- JobSource ---------------------------------------------------------------------------
 
@@ -137,7 +146,7 @@ class TrainerLink:
         import queue
 
         if not self._jobs and not self._no_more:
-            self.conn.send((GET, (timeout or 0.0) if block else 0.0, self._k))
+            self.send((GET, (timeout or 0.0) if block else 0.0, self._k))
             while (message := self.conn.recv())[0] == VERDICT:
                 self._verdicts.append((message[1], message[2]))
             _, tickets, self._starved, self._no_more = message
@@ -153,14 +162,14 @@ class TrainerLink:
 
     def resize(self, maxsize: int) -> None:
         self._k = maxsize
-        self.conn.send((RESIZE, maxsize))
+        self.send((RESIZE, maxsize))
 
     def starved(self) -> bool:
         """What the last answer said of the asker's last look for work."""
         return self._starved
 
     def started(self, job: TicketJob) -> None:
-        self.conn.send((STARTED, job.key))
+        self._outbox.append((STARTED, job.key))
 
     def _job(self, ticket: Ticket) -> TicketJob:
         from mtl_core.experiments import get_experiment
@@ -186,7 +195,7 @@ class TrainerLink:
         return self._verdicts.popleft()
 
     def epoch(self, round_: int, reports: Sequence[tuple[TicketJob, EpochReport]]) -> None:
-        self.conn.send((EPOCH, round_, [(job.key, report) for job, report in reports]))
+        self.send((EPOCH, round_, [(job.key, report) for job, report in reports]))
 
     def finished(
         self,
@@ -197,7 +206,7 @@ class TrainerLink:
         diverged: str | None = None,
         round_: int | None = None,
     ) -> None:
-        self.conn.send((FINISHED, job.key, result, forced, diverged, round_))
+        self._outbox.append((FINISHED, job.key, result, forced, diverged, round_))
 
     def ended(self, study_id: str) -> None:
         """Always None: the worker's process checks a study's status as it hands a job out."""
@@ -227,6 +236,7 @@ def train(conn: Connection, stop: Event, options: TrainerOptions) -> None:
         format="%(asctime)s %(levelname)s %(name)s [trainer]: %(message)s",
     )
     error: str | None = None
+    link = TrainerLink(conn, options.batch if isinstance(options.batch, int) else 1)
     try:
         if options.setup is not None:
             options.setup()
@@ -236,7 +246,6 @@ def train(conn: Connection, stop: Event, options: TrainerOptions) -> None:
 
         load_plugins(list(options.allowed_experiment_modules))
         data = DataCache(options.data_dir)
-        link = TrainerLink(conn, options.batch if isinstance(options.batch, int) else 1)
 
         def data_for(job: TicketJob) -> DataSplits:
             return data.get(job.study.experiment, job.config.max_train_samples, options.device)
@@ -258,7 +267,7 @@ def train(conn: Connection, stop: Event, options: TrainerOptions) -> None:
         logger.exception("the training process failed")
         error = f"{type(exc).__name__}: {exc}"
     with contextlib.suppress(OSError):  # the worker's process may be gone
-        conn.send((EXIT, error))
+        link.send((EXIT, error))
 
 
 __all__ = ["Ticket", "TicketJob", "TrainerLink", "TrainerOptions", "train"]

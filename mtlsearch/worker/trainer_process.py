@@ -180,33 +180,41 @@ class TrainerProcess:
                     if not process.is_alive():
                         return self._death()
                     continue
-                message = conn.recv()
+                batch = conn.recv()
             except (EOFError, OSError):
                 return self._death()
-            kind = message[0]
-            if kind == GET:
-                self._send(self._hand_out(message[1], message[2]))
-            elif kind == EPOCH:
-                _, round_, reports = message
-                self.teller.epoch(round_, [(self._handed[k], r) for k, r in reports])
-            elif kind == FINISHED:
-                _, key, result, forced, diverged, round_ = message
-                job = self._handed.pop(key)
-                self.teller.finished(job, result, forced=forced, diverged=diverged, round_=round_)
-            elif kind == STARTED:
-                self.on_start(self._handed[message[1]])
-            elif kind == RESIZE:
-                self.jobs.resize(message[1])
-            elif kind == EXIT:
-                self._close()
-                if message[1] is not None:
-                    self._hand_back_all(f"the training process failed: {message[1]}")
-                    raise TrainerDied(f"the training process failed: {message[1]}")
-                # Taken for a refill the stop came before: not started, told as the queue's.
-                for job in self._handed.values():
-                    self.teller.finished(job, forced=stopped_outcome())
-                self._handed.clear()
-                return None
+            for message in batch:
+                if message[0] == EXIT:
+                    self._close()
+                    self._exited(message[1])
+                    return None
+                self._serve(message)
+
+    def _serve(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == GET:
+            self._send(self._hand_out(message[1], message[2]))
+        elif kind == EPOCH:
+            _, round_, reports = message
+            self.teller.epoch(round_, [(self._handed[k], r) for k, r in reports])
+        elif kind == FINISHED:
+            _, key, result, forced, diverged, round_ = message
+            job = self._handed.pop(key)
+            self.teller.finished(job, result, forced=forced, diverged=diverged, round_=round_)
+        elif kind == STARTED:
+            self.on_start(self._handed[message[1]])
+        elif kind == RESIZE:
+            self.jobs.resize(message[1])
+
+    def _exited(self, error: str | None) -> None:
+        """The training process said EXIT: raise if it failed outside any trial."""
+        if error is not None:
+            self._hand_back_all(f"the training process failed: {error}")
+            raise TrainerDied(f"the training process failed: {error}")
+        # Taken for a refill the stop came before: not started, told as the queue's.
+        for job in self._handed.values():
+            self.teller.finished(job, forced=stopped_outcome())
+        self._handed.clear()
 
     def _hand_out(self, timeout_s: float, most: int) -> tuple[Any, ...]:
         """The answer to a GET: up to ``most`` jobs, waiting up to ``timeout_s`` for the
