@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import optuna
 from sqlalchemy import update
 
 from mtlsearch.search.spec import StudySpec
@@ -82,3 +86,22 @@ def asked(database: Database, info: StudyInfo, worker_id: str, record: bool = Tr
                 weights_normalised=None,
             )
     return reservation.row_id
+
+
+def load(database: Database, info: StudyInfo) -> optuna.Study:
+    """The study's Optuna study, as the worker sees it."""
+    return optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def run_in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread

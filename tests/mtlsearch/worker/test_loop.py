@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -15,7 +11,6 @@ from mtlsearch.worker import (
     CANCELLED_REASON,
     STALE_REASON,
     STOPPED_REASON,
-    Worker,
     WorkerOptions,
 )
 from mtlsearch.worker.asking import RETRY_OF_ATTR
@@ -34,28 +29,19 @@ from storage import (
 from tests.mtlsearch.worker.helpers import (
     asked,
     kill,
+    load,
     make_worker,
     register,
+    run_in_thread,
     submit,
     synthetic_spec,
+    wait_for,
 )
-
-
-def load(database: Database, info: StudyInfo) -> optuna.Study:
-    return optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
 
 
 def study_row(database: Database, study_id: str) -> StudyInfo:
     with database.session() as session:
         return StudyRepository(session).get(study_id)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_trials_complete_within_the_budget(database: Database) -> None:
@@ -145,12 +131,6 @@ def test_studies_take_turns(database: Database) -> None:
     assert len(load(database, first).trials) == 2
     assert len(load(database, second).trials) == 2
     assert study_row(database, first.id).status is StudyStatus.RUNNING
-
-
-def run_in_thread(worker: Worker) -> threading.Thread:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    return thread
 
 
 def running_trials(database: Database, info: StudyInfo) -> list[optuna.trial.FrozenTrial]:

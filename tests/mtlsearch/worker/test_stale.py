@@ -17,6 +17,7 @@ from tests.mtlsearch.worker.helpers import (
     SETTINGS,
     asked,
     kill,
+    load,
     register,
     submit,
     synthetic_spec,
@@ -31,10 +32,6 @@ GRACE_S = SETTINGS.stale_after_s
 def database(sqlite_url: str) -> Iterator[Database]:
     with migrated_database(sqlite_url, SETTINGS) as database:
         yield database
-
-
-def load(database: Database, info: StudyInfo) -> optuna.Study:
-    return optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
 
 
 def reserved(database: Database, info: StudyInfo) -> int:

@@ -4,42 +4,27 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 import mtl_core.batched
-from mtlsearch.worker import CANCELLED_REASON, STOPPED_REASON, Worker
+from mtlsearch.worker import CANCELLED_REASON, STOPPED_REASON
 from storage import Database, StudyInfo, StudyRepository, StudyStatus, TrialRepository
 from storage import TrialState as RowState
 from storage.models import FailureKind
 from tests.e2e.helpers import WorkerProcess
-from tests.mtlsearch.worker.helpers import make_worker, submit, synthetic_spec
+from tests.mtlsearch.worker.helpers import (
+    load,
+    make_worker,
+    run_in_thread,
+    submit,
+    synthetic_spec,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def load(database: Database, info: StudyInfo) -> optuna.Study:
-    return optuna.load_study(study_name=info.optuna_study_name, storage=database.optuna_storage())
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def run_in_thread(worker: Worker) -> threading.Thread:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    return thread
 
 
 def trained_epochs(database: Database, info: StudyInfo) -> int:
