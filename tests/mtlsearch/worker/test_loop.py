@@ -138,11 +138,13 @@ def running_trials(database: Database, info: StudyInfo) -> list[optuna.trial.Fro
 
 
 @pytest.mark.slow
-def test_cancelling_a_study_stops_its_running_trial(database: Database) -> None:
+@pytest.mark.parametrize("trainer", ["thread", "process"])
+def test_cancelling_a_study_stops_its_running_trial(database: Database, trainer: str) -> None:
     info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
-    worker = make_worker(database, idle_exit_s=0.5)
+    worker = make_worker(database, idle_exit_s=0.5, trainer=trainer)
     thread = run_in_thread(worker)
-    wait_for(lambda: bool(running_trials(database, info)))
+    # Training (an epoch reported): the verdict has to reach the runner, wherever it runs.
+    wait_for(lambda: any(t.intermediate_values for t in running_trials(database, info)))
     with database.session() as session:
         StudyRepository(session).set_status(info.id, StudyStatus.CANCELLED)
     thread.join(timeout=60)
@@ -159,9 +161,12 @@ def test_cancelling_a_study_stops_its_running_trial(database: Database) -> None:
 
 
 @pytest.mark.slow
-def test_a_stopped_worker_fails_its_trial_and_gives_the_slot_back(database: Database) -> None:
+@pytest.mark.parametrize("trainer", ["thread", "process"])
+def test_a_stopped_worker_fails_its_trial_and_gives_the_slot_back(
+    database: Database, trainer: str
+) -> None:
     info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
-    worker = make_worker(database, idle_exit_s=None)
+    worker = make_worker(database, idle_exit_s=None, trainer=trainer)
     thread = run_in_thread(worker)
     # Training (an epoch reported), not only asked: the asker runs ahead of the runner.
     wait_for(lambda: any(t.intermediate_values for t in running_trials(database, info)))

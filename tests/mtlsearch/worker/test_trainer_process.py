@@ -1,4 +1,7 @@
-"""``trainer="process"``: real training processes behind a real worker on a real SQLite file."""
+"""``trainer="process"``: real training processes behind a real worker on a real SQLite file.
+
+Cancels and stops reaching the training process: tests/mtlsearch/worker/test_loop.py runs
+those tests with both trainers."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import pytest
 from optuna.trial import TrialState
 
 import mtl_core.batched
-from mtlsearch.worker import CANCELLED_REASON, STOPPED_REASON
 from storage import Database, StudyInfo, StudyRepository, StudyStatus, TrialRepository
 from storage import TrialState as RowState
 from storage.models import FailureKind
@@ -58,39 +60,6 @@ def test_a_batched_study_trains_in_the_training_process(
         rows = TrialRepository(session).rows(info.id)
         assert StudyRepository(session).get(info.id).status is StudyStatus.COMPLETED
     assert max(row.num_slots or 0 for row in rows) > 1  # trained together over there
-
-
-def test_a_cancel_reaches_the_trial_in_the_training_process(database: Database) -> None:
-    info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
-    worker = make_worker(database, idle_exit_s=0.5, trainer="process")
-    thread = run_in_thread(worker)
-    wait_for(lambda: trained_epochs(database, info) > 0)
-    with database.session() as session:
-        StudyRepository(session).set_status(info.id, StudyStatus.CANCELLED)
-    thread.join(timeout=60)
-    assert not thread.is_alive()
-    trials = load(database, info).trials
-    (trial,) = [t for t in trials if t.intermediate_values]
-    assert len(trial.intermediate_values) < 400  # the verdict stopped it over there
-    assert all(t.state is TrialState.FAIL for t in trials)
-    assert all(t.user_attrs["fail_reason"] == CANCELLED_REASON for t in trials)
-    with database.session() as session:
-        assert StudyRepository(session).get(info.id).trials_reserved == 0
-
-
-def test_a_stop_reaches_the_training_process(database: Database) -> None:
-    info = submit(database, synthetic_spec(n_trials=2, search_space={"epochs": 400}))
-    worker = make_worker(database, idle_exit_s=None, trainer="process")
-    thread = run_in_thread(worker)
-    wait_for(lambda: trained_epochs(database, info) > 0)
-    worker.request_stop()
-    thread.join(timeout=60)
-    assert not thread.is_alive()
-    trials = load(database, info).trials
-    assert all(t.state is TrialState.FAIL for t in trials)
-    assert all(t.user_attrs["fail_reason"] == STOPPED_REASON for t in trials)
-    with database.session() as session:
-        assert StudyRepository(session).get(info.id).trials_reserved == 0
 
 
 def test_a_killed_training_process_has_its_trials_run_again(database: Database) -> None:
