@@ -17,6 +17,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from mtl_core.errors import ConfigError
+
 
 @dataclass
 class ModelOutput:
@@ -67,6 +69,10 @@ class NetworkParts:
         make_head: returns a new head for a task index (its output is that task's prediction).
         input_dim: number of input features once flattened (MMoE's gates read the input).
         num_tasks: number of tasks.
+        input_shape: one sample's input shape (``(1, 28, 28)``, ``(101,)``). Architectures
+            that size modules after a trunk stage (MTAN's attention, PLE's later gates) probe
+            the blocks with it (`stage_shapes`). `Experiment.parts_for` fills it from the data,
+            so an experiment's ``network_parts`` need not set it.
     """
 
     make_blocks: Callable[[], list[nn.Module]]
@@ -74,6 +80,7 @@ class NetworkParts:
     make_head: Callable[[int], nn.Module]
     input_dim: int
     num_tasks: int
+    input_shape: tuple[int, ...] | None = None
 
 
 class ArchitectureConfig(BaseModel):
@@ -101,6 +108,13 @@ class Architecture(abc.ABC):
         head reads (what MGDA-UB and GradDrop work on); known from the config."""
         return False
 
+    def check_parts(self, parts: NetworkParts) -> None:
+        """Raise `ConfigError` (one line naming the parameter or the missing part) when this
+        architecture cannot be built from ``parts``; `build_model` calls it before `build`,
+        and a study spec is checked with it before any trial runs. Nothing to check by
+        default."""
+        del parts  # every experiment's parts can serve the architectures that do not override
+
     @abc.abstractmethod
     def build(self, parts: NetworkParts) -> MultiTaskModel: ...
 
@@ -108,3 +122,47 @@ class Architecture(abc.ABC):
 def split_blocks(blocks: Sequence[nn.Module]) -> nn.Sequential:
     """Chain blocks into one module (helper for the architectures)."""
     return nn.Sequential(*blocks)
+
+
+def require_input_shape(parts: NetworkParts, architecture: str) -> tuple[int, ...]:
+    """``parts.input_shape``, or a `ConfigError` saying that ``architecture`` needs it."""
+    if parts.input_shape is None:
+        raise ConfigError(
+            f"architecture {architecture!r} sizes its modules after each trunk block and needs "
+            "NetworkParts.input_shape (one sample's input shape); build the parts with "
+            "Experiment.parts_for, or set input_shape"
+        )
+    return parts.input_shape
+
+
+def stage_shapes(
+    parts: NetworkParts, blocks: Sequence[nn.Module], architecture: str
+) -> list[tuple[int, ...]]:
+    """One sample's output shape after each of ``blocks`` (a probe with zeros, no gradient).
+
+    The blocks run in evaluation mode (BatchNorm neither needs two samples nor updates its
+    statistics) and are put back in the mode they were in.
+
+    Raises:
+        ConfigError: ``parts`` has no ``input_shape``, or a block fails on the probe.
+    """
+    shape = require_input_shape(parts, architecture)
+    modes = [block.training for block in blocks]
+    shapes: list[tuple[int, ...]] = []
+    try:
+        for block in blocks:
+            block.eval()
+        with torch.no_grad():
+            x = torch.zeros((1, *shape))
+            for block in blocks:
+                x = block(x)
+                shapes.append(tuple(int(d) for d in x.shape[1:]))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"architecture {architecture!r}: the trunk blocks fail on one sample of shape "
+            f"{shape}: {exc}"
+        ) from None
+    finally:
+        for block, mode in zip(blocks, modes, strict=True):
+            block.train(mode)
+    return shapes

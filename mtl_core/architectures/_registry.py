@@ -18,8 +18,11 @@ def make_architecture(name: str, params: dict[str, Any] | None) -> Architecture:
 
 
 def build_model(name: str, params: dict[str, Any] | None, parts: NetworkParts) -> MultiTaskModel:
-    """Build the multi-task model of architecture ``name`` from an experiment's parts."""
-    return make_architecture(name, params).build(parts)
+    """Build the multi-task model of architecture ``name`` from an experiment's parts
+    (`Architecture.check_parts` first, so an unfit experiment is one ``ConfigError`` line)."""
+    architecture = make_architecture(name, params)
+    architecture.check_parts(parts)
+    return architecture.build(parts)
 
 
 def list_architectures() -> list[str]:

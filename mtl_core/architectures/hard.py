@@ -122,15 +122,19 @@ class HardSharing(Architecture):
     def exposes_representation(self) -> bool:
         return self.shares_parameters()
 
+    def check_parts(self, parts: NetworkParts) -> None:
+        assert isinstance(self.config, HardConfig)
+        count = len(parts.make_blocks())
+        if self.config.shared_depth is not None and self.config.shared_depth > count:
+            raise ConfigError(
+                f"architecture 'hard': shared_depth must be in 0..{count} "
+                f"(the trunk has {count} blocks), got {self.config.shared_depth}"
+            )
+
     def build(self, parts: NetworkParts) -> MultiTaskModel:
         assert isinstance(self.config, HardConfig)
         blocks = list(parts.make_blocks())
         depth = len(blocks) if self.config.shared_depth is None else self.config.shared_depth
-        if depth > len(blocks):
-            raise ConfigError(
-                f"architecture 'hard': shared_depth must be in 0..{len(blocks)} "
-                f"(the trunk has {len(blocks)} blocks), got {self.config.shared_depth}"
-            )
         if depth == len(blocks):
             towers = [nn.Sequential() for _ in range(parts.num_tasks)]
         else:

@@ -193,6 +193,16 @@ class Experiment(abc.ABC):
         shapes = data if isinstance(data, DataShapes) else DataShapes.of(data)
         return build_parts(self, shapes)
 
+    def nominal_shapes(self) -> DataShapes | None:
+        """The shapes this experiment's data have, when known without reading them.
+
+        A study spec's architectures are then checked against the network built for them
+        (`Architecture.check_parts`) when the study is created, before any data are read.
+        None (the default) leaves those checks to the first trial, which fails with the same
+        one-line message.
+        """
+        return None
+
     @abc.abstractmethod
     def load_splits(self, data_dir: Path | None) -> DataSplits:
         """Read the (already verified) files and build train / val / test."""

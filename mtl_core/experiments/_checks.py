@@ -8,6 +8,7 @@ check raises `ExperimentError`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from collections.abc import Callable, Sequence
@@ -161,6 +162,9 @@ def build_parts(experiment: Experiment, shapes: DataShapes | None) -> NetworkPar
             f"{shapes.input_dim} features per sample (shape {_shape(shapes.input_shape)} per "
             "sample); build the parts from the data: input_dim=data.input_dim"
         )
+    if shapes is not None and parts.input_shape is None:
+        # Architectures that size modules after a trunk stage probe the blocks with it.
+        parts = dataclasses.replace(parts, input_shape=shapes.input_shape)
     return parts
 
 

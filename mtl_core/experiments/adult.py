@@ -246,6 +246,13 @@ class Adult(Experiment):
         train, val, test = self.build_arrays(cache_key(data_dir))
         return DataSplits(_split(train), _split(val), _split(test))
 
+    #: Encoded width of the shipped ``adult.data`` (its vocabulary); the network's structure
+    #: does not depend on it, so a spec can be checked against the network with it.
+    nominal_input_width: ClassVar[int] = 101
+
+    def nominal_shapes(self) -> DataShapes:
+        return DataShapes((self.nominal_input_width,))
+
     def network_parts(self, data: DataShapes) -> NetworkParts:
         # The encoded width follows the training file's vocabulary (101 for the shipped one).
         input_dim = data.input_dim

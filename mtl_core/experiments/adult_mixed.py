@@ -90,6 +90,8 @@ class AdultMixed(Adult):
         Task("hours", "mse", "mae", 1, ("rmse",)),
     )
 
+    nominal_input_width: ClassVar[int] = 100  # adult's, without hours-per-week
+
     def feature_names(self, data_dir: Path | str) -> list[str]:
         """The names of the input columns, in order (``age``, ``fnlwgt``, ...)."""
         names = super().feature_names(data_dir)

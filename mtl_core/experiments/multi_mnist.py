@@ -252,6 +252,9 @@ class MultiMNIST(Experiment):
         )
         return DataSplits(_split(train), _split(val), _split(test))
 
+    def nominal_shapes(self) -> DataShapes:
+        return DataShapes((1, self.image_size, self.image_size))
+
     def network_parts(self, data: DataShapes) -> NetworkParts:
         # Inputs [1, S, S]: the LeNet's flattened width follows the image side S.
         return NetworkParts(

@@ -145,6 +145,9 @@ class Synthetic(Experiment):
         train, val, test = _generate(self.sizes, self.seed, self.cosine, self.noise)
         return DataSplits(_split(train), _split(val), _split(test))
 
+    def nominal_shapes(self) -> DataShapes:
+        return DataShapes((NUM_FEATURES,))
+
     def network_parts(self, data: DataShapes) -> NetworkParts:
         return NetworkParts(
             make_blocks=functools.partial(_blocks, data.input_dim),

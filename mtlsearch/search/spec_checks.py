@@ -87,7 +87,7 @@ def validate_against_experiment(
         if missing:
             raise SpecError(field, f"must name every task; missing: {', '.join(missing)}")
 
-    _check_components(spec)
+    _check_components(spec, experiment)
     if spec.sampler == "grid":
         from mtlsearch.search.space import grid_search_space
 
@@ -95,7 +95,7 @@ def validate_against_experiment(
     return experiment
 
 
-def _check_components(spec: StudySpec) -> None:
+def _check_components(spec: StudySpec, experiment: Experiment) -> None:
     from mtl_core.architectures import ARCHITECTURES
     from mtl_core.components import parse_config
     from mtl_core.errors import ConfigError
@@ -148,12 +148,30 @@ def _check_components(spec: StudySpec) -> None:
             # representative value), so a bound outside the config's constraints fails now.
             searched = component_params(kind, choice)
             base = {p: _candidates(v)[0] for p, v in searched.items()}
-            for param, value in searched.items():
-                for candidate in _candidates(value):
-                    try:
-                        parse_config(kind, choice.name, config_cls, {**base, param: candidate})
-                    except ConfigError as exc:
-                        raise SpecError(f"{path}.params.{param}", str(exc)) from None
+            # The parameters one at a time first, so a bad bound is named; then the base
+            # config alone (a component whose parameters are all defaults).
+            candidates: list[tuple[str | None, dict[str, Any]]] = [
+                (param, {**base, param: candidate})
+                for param, value in searched.items()
+                for candidate in _candidates(value)
+            ]
+            candidates.append((None, base))
+            for varied, params in candidates:
+                field_path = path if varied is None else f"{path}.params.{varied}"
+                try:
+                    config = parse_config(kind, choice.name, config_cls, params)
+                    if kind == "architecture":
+                        _check_architecture_fits(registry.get(choice.name)(config), experiment)
+                except ConfigError as exc:
+                    raise SpecError(field_path, str(exc)) from None
+
+
+def _check_architecture_fits(architecture: Any, experiment: Experiment) -> None:
+    """`Architecture.check_parts` on the experiment's network, where the experiment knows its
+    data's shapes without reading them (otherwise the first trial checks)."""
+    shapes = experiment.nominal_shapes()
+    if shapes is not None:
+        architecture.check_parts(experiment.parts_for(shapes))
 
 
 def _candidates(value: Any) -> list[Any]:

@@ -41,6 +41,7 @@ def mlp_parts(
         make_head=make_head,
         input_dim=input_dim,
         num_tasks=len(out_dims),
+        input_shape=(input_dim,),
     )
 
 
@@ -80,6 +81,7 @@ def cnn_parts(
         make_head=make_head,
         input_dim=int(torch.Size(CNN_INPUT_SHAPE).numel()),
         num_tasks=len(out_dims),
+        input_shape=CNN_INPUT_SHAPE,
     )
 
 

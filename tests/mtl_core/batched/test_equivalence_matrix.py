@@ -58,10 +58,10 @@ def test_every_strategy_under_every_schedule(strategy: str, schedule: str) -> No
     )
 
 
-# Soft sharing has no shared parameters for gradient methods (or GradNorm) to work on: those
-# pairs are a ConfigError, tested in tests/mtl_core/test_trainer.py. Nor do soft sharing and
-# MMoE expose one representation for a method that works on it (tests/mtl_core/batched/
-# test_planning.py).
+# An architecture without shared parameters (soft sharing) gives gradient methods (and
+# GradNorm) nothing to work on: those pairs are a ConfigError, tested in tests/mtl_core/
+# test_trainer.py. Nor does every architecture expose one representation for a method that
+# works on it (tests/mtl_core/batched/test_planning.py).
 ON_REPRESENTATION = {
     name
     for name in STRATEGIES.names()
@@ -71,7 +71,10 @@ PAIRS = [
     (strategy, architecture)
     for strategy in STRATEGIES.names()
     for architecture in ARCHITECTURES.names()
-    if not (architecture == "soft" and strategy in GRADIENT | {"gradnorm"})
+    if not (
+        not make_architecture(architecture, None).shares_parameters()
+        and strategy in GRADIENT | {"gradnorm"}
+    )
     and not (
         strategy in ON_REPRESENTATION
         and not make_architecture(architecture, None).exposes_representation()

@@ -399,3 +399,14 @@ def test_component_integers_are_bounded(group: str, name: str, param: str, value
     )
     with pytest.raises(SpecError, match="less than or equal to"):
         validate_against_experiment(spec)
+
+
+def test_architecture_that_does_not_fit_the_experiment_is_named_up_front() -> None:
+    """The check needs no data (`Experiment.nominal_shapes`)."""
+    err = check(
+        search_space={
+            "architectures": [{"name": "hard", "params": {"shared_depth": {"low": 1, "high": 9}}}]
+        }
+    )
+    assert err.field == "search_space.architectures.0.params.shared_depth"
+    assert "the trunk has" in err.message and "got 9" in err.message
