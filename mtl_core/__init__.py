@@ -17,7 +17,12 @@ from mtl_core.errors import (
     TrialStopped,
     UnknownNameError,
 )
-from mtl_core.production import MultiTaskLoss, build_loss_from_best, effective_loss_weights
+from mtl_core.production import (
+    MultiTaskLoss,
+    build_loss_from_best,
+    build_model_from_best,
+    effective_loss_weights,
+)
 from mtl_core.reproduce import Reproduction, retrain_trial, trial_config_from_record
 from mtl_core.results import EpochReport, TrialResult
 from mtl_core.trainer import train_trial
@@ -36,6 +41,7 @@ __all__ = [
     "TrialStopped",
     "UnknownNameError",
     "build_loss_from_best",
+    "build_model_from_best",
     "effective_loss_weights",
     "retrain_trial",
     "train_trial",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,10 @@ from mtl_core.weighting import (
     parse_strategy_config,
     strategy_gradients,
 )
+
+if TYPE_CHECKING:
+    from mtl_core.architectures import MultiTaskModel
+    from mtl_core.experiments import DataShapes, DataSplits, Experiment
 
 
 class MultiTaskLoss(nn.Module):
@@ -234,3 +238,58 @@ def effective_loss_weights(record: Mapping[str, Any]) -> dict[str, float]:
             "epoch, recorded by a server that keeps them, or use effective_weights=False"
         )
     return {t: float(weights[t]) * v for t, v in zip(tasks, finite, strict=True)}
+
+
+def build_model_from_best(
+    best: Mapping[str, Any],
+    experiment: Experiment | str | None = None,
+    data: DataSplits | DataShapes | None = None,
+) -> MultiTaskModel:
+    """The network the best trial trained: its experiment's trunk blocks and heads, shared by
+    the trial's architecture with its hyper-parameters, initialised as the trial began.
+
+    Train it with `build_loss_from_best`'s loss; the split of shared and task parameters that
+    gradient methods need is the model's own (``model.shared_parameters()``,
+    ``model.task_parameters()``, ``model.last_shared_parameters()``).
+
+        model = build_model_from_best(best, data=my_experiment.load(data_dir))
+        mtl_loss = build_loss_from_best(best)
+        ... mtl_loss.backward(losses, shared_parameters=model.shared_parameters(),
+                              task_parameters=model.task_parameters())
+
+    Args:
+        best: the JSON of ``GET /api/v1/studies/{id}/best`` (or of one trial).
+        experiment: an `Experiment` (your own, or a built-in), or a registered name; default
+            the record's ``config.experiment``.
+        data: the loaded splits (or their `DataShapes`) the network is built for; default the
+            experiment's `Experiment.nominal_shapes` (the built-ins know theirs).
+
+    Raises:
+        ConfigError: the record has no ``config`` naming its experiment, the experiment cannot
+            tell its data's shapes without them (pass ``data``), or its parts cannot serve the
+            architecture.
+    """
+    from mtl_core.architectures import build_model
+    from mtl_core.experiments import get_experiment
+
+    config = best.get("config")
+    if not isinstance(config, Mapping) or not (experiment or config.get("experiment")):
+        raise ConfigError(
+            "best record has no 'config' naming its experiment; pass the JSON of "
+            "GET /api/v1/studies/{id}/best"
+        )
+    if experiment is None or isinstance(experiment, str):
+        experiment = get_experiment(experiment or config["experiment"])
+    shapes = data if data is not None else experiment.nominal_shapes()
+    if shapes is None:
+        raise ConfigError(
+            f"experiment {experiment.name!r} cannot tell its data's shapes before loading "
+            "them; pass data=experiment.load(data_dir)"
+        )
+    architecture = config.get("architecture") or experiment.defaults.architecture
+    # The trial's own initialisation: the trainer seeds torch with the trial's seed just
+    # before it builds the model (mtl_core.batched.slots.new_trial).
+    torch.manual_seed(int(config.get("seed") or 0))
+    return build_model(
+        architecture, config.get("architecture_params") or {}, experiment.parts_for(shapes)
+    )

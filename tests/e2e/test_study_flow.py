@@ -11,7 +11,8 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from mtl_core.production import build_loss_from_best
+from mtl_core.architectures import MMoEModel
+from mtl_core.production import build_loss_from_best, build_model_from_best
 from mtlsearch.cli import app
 from mtlsearch.client import Client
 from mtlsearch.worker import STOPPED_REASON
@@ -23,11 +24,16 @@ from tests.utils.specs import quick_spec
 pytestmark = pytest.mark.slow
 
 
-def test_a_submitted_study_completes_and_its_best_builds_a_loss(
+def test_a_submitted_study_completes_and_its_best_builds_a_loss_and_a_model(
     db_url: str, tmp_path: Path
 ) -> None:
     spec = quick_spec(
-        "flow", n_trials=3, search_space={"strategies": [{"name": "fixed"}, {"name": "dwa"}]}
+        "flow",
+        n_trials=3,
+        search_space={
+            "strategies": [{"name": "fixed"}, {"name": "dwa"}],
+            "architectures": [{"name": "mmoe", "params": {"num_experts": {"low": 2, "high": 4}}}],
+        },
     )
     with start_server(db_url) as url, Client(url) as client:
         study = client.submit(spec)
@@ -42,6 +48,9 @@ def test_a_submitted_study_completes_and_its_best_builds_a_loss(
     loss = build_loss_from_best(best)
     assert loss.task_names == ("regression", "classification")
     assert best["strategy"] in {"fixed", "dwa"} and best["config"]["epochs"] == 2
+    model = build_model_from_best(best)  # the network the best trial trained
+    assert best["config"]["architecture"] == "mmoe" and isinstance(model, MMoEModel)
+    assert len(model.experts) == best["config"]["architecture_params"]["num_experts"]
     assert page["count"] == 3
     assert me["status"] == "stopped" and me["trials_done"] == 3
 

@@ -55,6 +55,23 @@ def test_shared_and_task_parameters_partition_the_model(name: str, kind: str) ->
 
 @pytest.mark.parametrize("kind", sorted(PARTS))
 @pytest.mark.parametrize("name", ARCHITECTURES.names())
+def test_shared_parameters_are_those_every_task_reaches(name: str, kind: str) -> None:
+    """What gradient methods combine is exactly what autograd connects to every task's output
+    (in training mode, three tasks)."""
+    model = build(name, kind, out_dims=(1, 2, 1)).train()
+    x, _ = toy_regression(kind, batch=4)
+    outputs = model(x).outputs
+    params = list(model.parameters())
+    reached_by_all = set(range(len(params)))
+    for output in outputs:
+        grads = torch.autograd.grad(output.sum(), params, allow_unused=True, retain_graph=True)
+        reached_by_all &= {i for i, g in enumerate(grads) if g is not None}
+    shared = {id(p) for p in model.shared_parameters()}
+    assert {i for i, p in enumerate(params) if id(p) in shared} == reached_by_all
+
+
+@pytest.mark.parametrize("kind", sorted(PARTS))
+@pytest.mark.parametrize("name", ARCHITECTURES.names())
 def test_two_task_toy_regression_loss_decreases(name: str, kind: str) -> None:
     model = build(name, kind)
     x, targets = toy_regression(kind, batch=32)
