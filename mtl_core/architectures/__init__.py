@@ -3,7 +3,7 @@
 Importing this package registers every built-in architecture in `ARCHITECTURES`.
 """
 
-from mtl_core.architectures import hard, mmoe, soft
+from mtl_core.architectures import cross_stitch, hard, ltb, mmoe, mtan, soft
 from mtl_core.architectures._base import (
     Architecture,
     ArchitectureConfig,
@@ -11,6 +11,7 @@ from mtl_core.architectures._base import (
     MultiTaskModel,
     NetworkParts,
     split_blocks,
+    stage_shapes,
 )
 from mtl_core.architectures._registry import (
     ARCHITECTURES,
@@ -18,8 +19,11 @@ from mtl_core.architectures._registry import (
     list_architectures,
     make_architecture,
 )
+from mtl_core.architectures.cross_stitch import CrossStitch, CrossStitchConfig, CrossStitchModel
 from mtl_core.architectures.hard import HardConfig, HardSharing, HardSharingModel
+from mtl_core.architectures.ltb import LearningToBranch, LTBConfig, LTBModel
 from mtl_core.architectures.mmoe import MMoE, MMoEConfig, MMoEModel
+from mtl_core.architectures.mtan import MTAN, MTANConfig, MTANModel
 from mtl_core.architectures.soft import (
     SoftConfig,
     SoftSharing,
@@ -29,14 +33,23 @@ from mtl_core.architectures.soft import (
 
 __all__ = [
     "ARCHITECTURES",
+    "MTAN",
     "Architecture",
     "ArchitectureConfig",
+    "CrossStitch",
+    "CrossStitchConfig",
+    "CrossStitchModel",
     "HardConfig",
     "HardSharing",
     "HardSharingModel",
+    "LTBConfig",
+    "LTBModel",
+    "LearningToBranch",
     "MMoE",
     "MMoEConfig",
     "MMoEModel",
+    "MTANConfig",
+    "MTANModel",
     "ModelOutput",
     "MultiTaskModel",
     "NetworkParts",
@@ -44,11 +57,15 @@ __all__ = [
     "SoftSharing",
     "SoftSharingModel",
     "build_model",
+    "cross_stitch",
     "hard",
     "list_architectures",
+    "ltb",
     "make_architecture",
     "mmoe",
+    "mtan",
     "pairwise_squared_distance",
     "soft",
     "split_blocks",
+    "stage_shapes",
 ]
