@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 
 import mtl_core.architectures.cross_stitch  # noqa: F401  (registers "cross_stitch")
-from mtl_core.architectures import SoftSharingModel, build_model
+from mtl_core.architectures import NetworkParts, SoftSharingModel, build_model
 from mtl_core.architectures.cross_stitch import CrossStitchModel, CrossStitchUnit, stitch_init
 from mtl_core.batched import can_batch_together, train_batch
 from mtl_core.config import TrialConfig
@@ -17,7 +18,7 @@ from mtl_core.trainer import train_trial
 from tests.mtl_core.batched._helpers import assert_same_result
 from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
 
-PARTS = {"mlp": mlp_parts, "cnn": cnn_parts}
+PARTS: dict[str, Callable[..., NetworkParts]] = {"mlp": mlp_parts, "cnn": cnn_parts}
 
 
 def cross_stitch(kind: str = "mlp", self_weight: float = 0.9, tasks: int = 3) -> CrossStitchModel:
@@ -59,16 +60,23 @@ def test_self_weight_one_equals_independent_columns(kind: str) -> None:
         torch.testing.assert_close(got, expected)
 
 
+def units(model: CrossStitchModel) -> list[CrossStitchUnit]:
+    stitches = [stitch for stitch in model.stitches if isinstance(stitch, CrossStitchUnit)]
+    assert len(stitches) == len(model.stitches)
+    return stitches
+
+
 def test_forward_mixes_the_columns_after_every_block() -> None:
     """x_s^t = Σ_u α_s[t, u] · block_s^u(x_{s-1}^u), on a random α."""
     model = cross_stitch(tasks=2)
     with torch.no_grad():
-        for stitch in model.stitches:
+        for stitch in units(model):
             stitch.alpha.copy_(torch.rand(2, 2))
     x, _ = toy_regression("mlp", batch=4)
     features = [x, x]
-    for s, stitch in enumerate(model.stitches):
-        stage = [column[s](f) for column, f in zip(model.columns, features, strict=True)]
+    columns = [list(column.children()) for column in model.columns]
+    for s, stitch in enumerate(units(model)):
+        stage = [column[s](f) for column, f in zip(columns, features, strict=True)]
         alpha = stitch.alpha
         features = [alpha[t, 0] * stage[0] + alpha[t, 1] * stage[1] for t in range(2)]
     for got, head, f in zip(model(x).outputs, model.heads, features, strict=True):
@@ -84,9 +92,10 @@ def test_alpha_receives_gradient() -> None:
     )
     assert isinstance(loss, torch.Tensor)
     loss.backward()
-    for stitch in model.stitches:
-        assert stitch.alpha.grad is not None
-        assert bool((stitch.alpha.grad != 0).all())
+    for stitch in units(model):
+        grad = stitch.alpha.grad
+        assert grad is not None
+        assert bool((grad != 0).all())
 
 
 @pytest.mark.parametrize("kind", sorted(PARTS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,8 +41,12 @@ def conv1d_parts(out_dims: tuple[int, ...] = (1, 1)) -> NetworkParts:
     )
 
 
-PARTS = {"mlp": mlp_parts, "cnn": cnn_parts, "conv1d": conv1d_parts}
-STAGES = {
+PARTS: dict[str, Callable[..., NetworkParts]] = {
+    "mlp": mlp_parts,
+    "cnn": cnn_parts,
+    "conv1d": conv1d_parts,
+}
+STAGES: dict[str, list[tuple[int, ...]]] = {
     "mlp": [(16,), (16,), (16,)],
     "cnn": [(4, 16, 16), (288,), (32,)],
     "conv1d": [(3, 10), (4, 8), (6,)],
@@ -103,6 +108,7 @@ def test_masks_of_one_equal_hard_sharing_on_the_same_parameters(kind: str) -> No
             for module in modules.children():
                 last = list(module.children())[-1]
                 assert isinstance(last, nn.Linear | nn.Conv1d | nn.Conv2d)
+                assert last.bias is not None
                 last.weight.zero_()
                 last.bias.fill_(100.0)  # sigmoid(100) is exactly 1 in float32
     hard = build_model("hard", None, PARTS[kind](out_dims=(1, 1)))
