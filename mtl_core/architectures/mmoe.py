@@ -17,6 +17,7 @@ from mtl_core.architectures._base import (
     NetworkParts,
     split_blocks,
 )
+from mtl_core.architectures._gates import mix, softmax_gate
 from mtl_core.architectures._registry import ARCHITECTURES
 from mtl_core.architectures.hard import block_parameters, fresh_block_lists
 
@@ -62,20 +63,16 @@ class MMoEModel(MultiTaskModel):
 
     def gate_weights(self, x: Tensor) -> Tensor:
         """The ``[T, B, E]`` mixture weights of each task's gate (rows sum to 1)."""
-        flat = x.flatten(1)
-        return torch.stack([torch.softmax(gate(flat), dim=-1) for gate in self.gates])
+        return torch.stack([softmax_gate(gate, x) for gate in self.gates])
 
     def forward(self, x: Tensor) -> ModelOutput:
-        expert_out = torch.stack([expert(x) for expert in self.experts], dim=1)  # [B, E, ...]
-        flat = x.flatten(1)
-        # Broadcast each gate over the trailing feature dimensions of the experts' output.
-        gate_shape = (*expert_out.shape[:2], *(1,) * (expert_out.dim() - 2))
-        outputs = []
+        expert_out = [expert(x) for expert in self.experts]
         # One gate at a time (not one stacked [T, B, E] tensor) so that task t's loss has no
         # graph edge, not even a zero gradient, into the other tasks' gates.
-        for gate, head in zip(self.gates, self.heads, strict=True):
-            weights = torch.softmax(gate(flat), dim=-1).reshape(gate_shape)
-            outputs.append(head((weights * expert_out).sum(dim=1)))
+        outputs = [
+            head(mix(softmax_gate(gate, x), expert_out))
+            for gate, head in zip(self.gates, self.heads, strict=True)
+        ]
         return ModelOutput(outputs=outputs, representation=None)
 
     def shared_parameters(self) -> list[nn.Parameter]:
