@@ -109,3 +109,15 @@ def toy_regression(
     y0 = (flat[:, :half].mean(1, keepdim=True) - flat[:, half:].mean(1, keepdim=True)) * 4
     y1 = torch.tanh(flat[:, :half].sum(1, keepdim=True) / half**0.5)
     return x, [y0, y1]
+
+
+def reached_by_task(model: nn.Module, outputs: Sequence[torch.Tensor]) -> list[set[int]]:
+    """For each task's output, the ids of the model's parameters its gradient reaches (graph
+    connectivity, not a non-zero value): what `MultiTaskModel.shared_parameters` is checked
+    against."""
+    params = list(model.parameters())
+    reached = []
+    for output in outputs:
+        grads = torch.autograd.grad(output.sum(), params, allow_unused=True, retain_graph=True)
+        reached.append({id(p) for p, g in zip(params, grads, strict=True) if g is not None})
+    return reached

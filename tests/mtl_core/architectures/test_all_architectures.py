@@ -16,7 +16,7 @@ from mtl_core.architectures import (
     build_model,
 )
 from mtl_core.errors import ConfigError
-from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
+from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 PARTS: dict[str, Callable[..., NetworkParts]] = {"mlp": mlp_parts, "cnn": cnn_parts}
 
@@ -60,14 +60,8 @@ def test_shared_parameters_are_those_every_task_reaches(name: str, kind: str) ->
     (in training mode, three tasks)."""
     model = build(name, kind, out_dims=(1, 2, 1)).train()
     x, _ = toy_regression(kind, batch=4)
-    outputs = model(x).outputs
-    params = list(model.parameters())
-    reached_by_all = set(range(len(params)))
-    for output in outputs:
-        grads = torch.autograd.grad(output.sum(), params, allow_unused=True, retain_graph=True)
-        reached_by_all &= {i for i, g in enumerate(grads) if g is not None}
-    shared = {id(p) for p in model.shared_parameters()}
-    assert {i for i, p in enumerate(params) if id(p) in shared} == reached_by_all
+    reached_by_all = set.intersection(*reached_by_task(model, model(x).outputs))
+    assert {id(p) for p in model.shared_parameters()} == reached_by_all
 
 
 @pytest.mark.parametrize("kind", sorted(PARTS))

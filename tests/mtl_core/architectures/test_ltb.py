@@ -16,7 +16,7 @@ from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.trainer import train_trial
 from tests.mtl_core.batched._helpers import assert_same_result
-from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
+from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 
 def ltb(kind: str = "mlp", out_dims: tuple[int, ...] = (1, 2, 1), **params: Any) -> LTBModel:
@@ -134,12 +134,7 @@ def test_step_counts_training_forwards_only() -> None:
 
 def reached_by(model: LTBModel, x: Tensor) -> list[set[int]]:
     """For each task, the ids of the parameters its output reaches (graph connectivity)."""
-    params = list(model.parameters())
-    reached = []
-    for out in model(x).outputs:
-        grads = torch.autograd.grad(out.sum(), params, allow_unused=True, retain_graph=True)
-        reached.append({id(p) for p, g in zip(params, grads, strict=True) if g is not None})
-    return reached
+    return reached_by_task(model, model(x).outputs)
 
 
 @pytest.mark.parametrize("warmup_steps", [0, 100])

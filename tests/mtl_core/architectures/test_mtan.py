@@ -18,7 +18,7 @@ from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.trainer import train_trial
 from tests.mtl_core.batched._helpers import assert_same_result
-from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
+from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 
 def conv1d_parts(out_dims: tuple[int, ...] = (1, 1)) -> NetworkParts:
@@ -135,11 +135,7 @@ def test_attention_width(width: int | None) -> None:
 def test_shared_parameters_are_those_every_task_reaches(kind: str) -> None:
     model = mtan(kind)
     x = inputs(kind)
-    params = list(model.parameters())
-    reached = []
-    for output in model(x).outputs:
-        grads = torch.autograd.grad(output.sum(), params, allow_unused=True, retain_graph=True)
-        reached.append({id(p) for p, g in zip(params, grads, strict=True) if g is not None})
+    reached = reached_by_task(model, model(x).outputs)
     every = set.intersection(*reached)
     assert every == {id(p) for p in model.shared_parameters()}
     assert every == {id(p) for p in model.trunk.parameters()}

@@ -17,7 +17,7 @@ from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.trainer import train_trial
 from tests.mtl_core.batched._helpers import assert_same_result
-from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
+from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 
 def ple(kind: str = "mlp", num_tasks: int = 2, **params: Any) -> PLEModel:
@@ -31,13 +31,7 @@ def ple(kind: str = "mlp", num_tasks: int = 2, **params: Any) -> PLEModel:
 
 def reached_by_every_task(model: nn.Module, outputs: list[torch.Tensor]) -> set[int]:
     """ids of the parameters that every output's gradient reaches (autograd connectivity)."""
-    params = list(model.parameters())
-    reached = [0] * len(params)
-    for out in outputs:
-        grads = torch.autograd.grad(out.sum(), params, allow_unused=True, retain_graph=True)
-        for i, grad in enumerate(grads):
-            reached[i] += grad is not None
-    return {id(p) for p, count in zip(params, reached, strict=True) if count == len(outputs)}
+    return set.intersection(*reached_by_task(model, outputs))
 
 
 def level_modules(model: PLEModel) -> list[Any]:
