@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from mtl_core.architectures._base import Architecture, MultiTaskModel, NetworkParts
 from mtl_core.components import parse_config
 from mtl_core.registry import Registry
@@ -21,7 +23,10 @@ def build_model(name: str, params: dict[str, Any] | None, parts: NetworkParts) -
     """Build the multi-task model of architecture ``name`` from an experiment's parts
     (`Architecture.check_parts` first, so an unfit experiment is one ``ConfigError`` line)."""
     architecture = make_architecture(name, params)
-    architecture.check_parts(parts)
+    with torch.random.fork_rng(devices=[]):
+        # A check may build throwaway blocks: the model's initialisation (drawn from the
+        # trial's seed) must not depend on it.
+        architecture.check_parts(parts)
     return architecture.build(parts)
 
 

@@ -14,6 +14,7 @@ from mtl_core.architectures import (
     MultiTaskModel,
     NetworkParts,
     build_model,
+    make_architecture,
 )
 from mtl_core.errors import ConfigError
 from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
@@ -134,3 +135,18 @@ def test_make_blocks_that_reuses_modules_is_rejected(name: str) -> None:
     params = {"shared_depth": 1} if name == "hard" else None
     with pytest.raises(ConfigError, match="make_blocks"):
         build_model(name, params, reused)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES.names())
+def test_the_check_before_building_leaves_the_initialisation_alone(name: str) -> None:
+    """`build_model` runs `check_parts` (which may build throwaway blocks) and then `build`:
+    the model is what `build` alone gives from the same seed, so a recorded trial rebuilds."""
+    parts = cnn_parts()
+    torch.manual_seed(0)
+    checked = build_model(name, None, parts)
+    torch.manual_seed(0)
+    built = make_architecture(name, None).build(parts)
+    for (key, got), (_, expected) in zip(
+        checked.state_dict().items(), built.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0, msg=key)

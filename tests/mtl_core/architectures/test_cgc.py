@@ -10,11 +10,12 @@ import torch
 from mtl_core.architectures import build_model, make_architecture
 from mtl_core.architectures.cgc import CGC
 from mtl_core.architectures.ple import PLEModel
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
-from mtl_core.trainer import train_trial
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    STRATEGY_KINDS,
+    architecture_configs,
+    assert_batched_equals_alone,
+)
 from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
 
 PARAMS = {"shared_experts": 2, "experts_per_task": 3}
@@ -61,24 +62,6 @@ def test_cgc_has_no_levels_parameter_and_needs_no_input_shape() -> None:
     build_model("cgc", None, dataclasses.replace(mlp_parts(), input_shape=None))
 
 
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "pcgrad", "gradnorm", "dwa"])
+@pytest.mark.parametrize("strategy", STRATEGY_KINDS)
 def test_batched_equals_alone(strategy: str) -> None:
-    configs = [
-        TrialConfig.model_validate(
-            {
-                "experiment": "synthetic",
-                "epochs": 2,
-                "data_seed": 5,
-                "max_train_samples": 128,
-                "batch_size": 64,
-                "lr": 1e-2,
-                "seed": seed,
-                "strategy": strategy,
-                "architecture": "cgc",
-                "architecture_params": PARAMS,
-            }
-        )
-        for seed in (3, 4)
-    ]
-    assert can_batch_together(configs)
-    assert_same_result(train_trial(configs[-1]), train_batch(configs)[-1], tol=1e-4)
+    assert_batched_equals_alone(architecture_configs("cgc", strategy, PARAMS))

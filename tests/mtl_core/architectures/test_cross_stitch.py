@@ -11,11 +11,12 @@ import torch
 import mtl_core.architectures.cross_stitch  # noqa: F401  (registers "cross_stitch")
 from mtl_core.architectures import NetworkParts, SoftSharingModel, build_model
 from mtl_core.architectures.cross_stitch import CrossStitchModel, CrossStitchUnit, stitch_init
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
-from mtl_core.trainer import train_trial
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    STRATEGY_KINDS,
+    architecture_configs,
+    assert_batched_equals_alone,
+)
 from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 PARTS: dict[str, Callable[..., NetworkParts]] = {"mlp": mlp_parts, "cnn": cnn_parts}
@@ -143,24 +144,6 @@ def test_an_empty_trunk_is_a_config_error() -> None:
 
 
 @pytest.mark.parametrize("params", [{}, {"self_weight": 0.6}])
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "pcgrad", "gradnorm", "dwa"])
+@pytest.mark.parametrize("strategy", STRATEGY_KINDS)
 def test_batched_equals_alone(strategy: str, params: dict[str, Any]) -> None:
-    configs = [
-        TrialConfig.model_validate(
-            {
-                "experiment": "synthetic",
-                "epochs": 2,
-                "data_seed": 5,
-                "max_train_samples": 128,
-                "batch_size": 64,
-                "lr": 1e-2,
-                "seed": seed,
-                "strategy": strategy,
-                "architecture": "cross_stitch",
-                "architecture_params": params,
-            }
-        )
-        for seed in (3, 4)
-    ]
-    assert can_batch_together(configs)
-    assert_same_result(train_trial(configs[-1]), train_batch(configs)[-1], tol=1e-4)
+    assert_batched_equals_alone(architecture_configs("cross_stitch", strategy, params))

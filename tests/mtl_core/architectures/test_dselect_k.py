@@ -17,11 +17,13 @@ from mtl_core.architectures.dselect_k import (
     selector_penalty,
     smooth_step,
 )
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.trainer import train_trial
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    STRATEGY_KINDS,
+    architecture_configs,
+    assert_batched_equals_alone,
+)
 from tests.utils.networks import cnn_parts, mlp_parts, toy_regression
 
 
@@ -181,35 +183,15 @@ def test_bad_parameters_are_one_line_config_errors(params: dict[str, Any], match
     assert "\n" not in str(info.value)
 
 
-def _configs(strategy: str, params: dict[str, Any]) -> list[TrialConfig]:
-    return [
-        TrialConfig.model_validate(
-            {
-                "experiment": "synthetic",
-                "epochs": 2,
-                "data_seed": 5,
-                "max_train_samples": 128,
-                "batch_size": 64,
-                "lr": 1e-2,
-                "seed": seed,
-                "strategy": strategy,
-                "architecture": "dselect_k",
-                "architecture_params": params,
-            }
-        )
-        for seed in (3, 4)
-    ]
-
-
 @pytest.mark.parametrize("params", [{}, {"num_experts": 5, "k": 3, "entropy_weight": 0.1}])
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "pcgrad", "gradnorm", "dwa"])
+@pytest.mark.parametrize("strategy", STRATEGY_KINDS)
 def test_batched_equals_alone(strategy: str, params: dict[str, Any]) -> None:
-    configs = _configs(strategy, params)
-    assert can_batch_together(configs)
-    assert_same_result(train_trial(configs[-1]), train_batch(configs)[-1], tol=1e-4)
+    assert_batched_equals_alone(architecture_configs("dselect_k", strategy, params))
 
 
 def test_the_penalty_reaches_training() -> None:
-    plain = train_trial(_configs("fixed", {})[-1])
-    penalised = train_trial(_configs("fixed", {"entropy_weight": 10.0})[-1])
+    plain = train_trial(architecture_configs("dselect_k", "fixed", {})[-1])
+    penalised = train_trial(
+        architecture_configs("dselect_k", "fixed", {"entropy_weight": 10.0})[-1]
+    )
     assert plain.history[-1].train_loss != penalised.history[-1].train_loss

@@ -11,11 +11,12 @@ from torch import Tensor, nn
 
 from mtl_core.architectures import NetworkParts, build_model
 from mtl_core.architectures.ltb import LTBModel, gumbel_noise
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
-from mtl_core.trainer import train_trial
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    STRATEGY_KINDS,
+    architecture_configs,
+    assert_batched_equals_alone,
+)
 from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 
@@ -227,25 +228,8 @@ def test_bad_parameters_are_config_errors(params: dict[str, Any]) -> None:
         build_model("ltb", params, mlp_parts())
 
 
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "pcgrad", "gradnorm", "dwa"])
+@pytest.mark.parametrize("strategy", STRATEGY_KINDS)
 def test_batched_trials_equal_trials_alone(strategy: str) -> None:
-    configs = [
-        TrialConfig.model_validate(
-            {
-                "experiment": "synthetic",
-                "epochs": 2,
-                "data_seed": 5,
-                "max_train_samples": 128,
-                "batch_size": 64,
-                "lr": 1e-2,
-                "seed": seed,
-                "strategy": strategy,
-                "architecture": "ltb",
-                # The noise starts at the second step, so the batched draws are checked too.
-                "architecture_params": {"warmup_steps": 1, "branches": 3},
-            }
-        )
-        for seed in (3, 4)
-    ]
-    assert can_batch_together(configs)
-    assert_same_result(train_trial(configs[-1]), train_batch(configs)[-1], tol=1e-4)
+    assert_batched_equals_alone(
+        architecture_configs("ltb", strategy, {"warmup_steps": 1, "branches": 3})
+    )

@@ -13,11 +13,12 @@ from torch import nn
 import mtl_core.architectures.mtan  # noqa: F401  (registers "mtan")
 from mtl_core.architectures import HardSharingModel, NetworkParts, build_model, make_architecture
 from mtl_core.architectures.mtan import MTANModel
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
-from mtl_core.trainer import train_trial
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    STRATEGY_KINDS,
+    architecture_configs,
+    assert_batched_equals_alone,
+)
 from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 
@@ -175,24 +176,6 @@ def test_zero_attention_width_is_a_config_error() -> None:
 
 
 @pytest.mark.parametrize("params", [{}, {"attention_width": 8}])
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "pcgrad", "gradnorm", "dwa"])
+@pytest.mark.parametrize("strategy", STRATEGY_KINDS)
 def test_batched_equals_alone(strategy: str, params: dict[str, Any]) -> None:
-    configs = [
-        TrialConfig.model_validate(
-            {
-                "experiment": "synthetic",
-                "epochs": 2,
-                "data_seed": 5,
-                "max_train_samples": 128,
-                "batch_size": 64,
-                "lr": 1e-2,
-                "seed": seed,
-                "strategy": strategy,
-                "architecture": "mtan",
-                "architecture_params": params,
-            }
-        )
-        for seed in (3, 4)
-    ]
-    assert can_batch_together(configs)
-    assert_same_result(train_trial(configs[-1]), train_batch(configs)[-1], tol=1e-4)
+    assert_batched_equals_alone(architecture_configs("mtan", strategy, params))

@@ -12,11 +12,12 @@ from torch import nn
 from mtl_core.architectures import NetworkParts, build_model
 from mtl_core.architectures._gates import mix
 from mtl_core.architectures.ple import PLEModel, group_sizes, level_reach
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
-from mtl_core.trainer import train_trial
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    STRATEGY_KINDS,
+    architecture_configs,
+    assert_batched_equals_alone,
+)
 from tests.utils.networks import cnn_parts, mlp_parts, reached_by_task, toy_regression
 
 
@@ -159,24 +160,10 @@ def test_make_blocks_that_reuses_modules_is_rejected() -> None:
         build_model("ple", None, reused)
 
 
-@pytest.mark.parametrize("strategy", ["fixed", "uncertainty", "pcgrad", "gradnorm", "dwa"])
+@pytest.mark.parametrize("strategy", STRATEGY_KINDS)
 def test_batched_equals_alone(strategy: str) -> None:
-    configs = [
-        TrialConfig.model_validate(
-            {
-                "experiment": "synthetic",
-                "epochs": 2,
-                "data_seed": 5,
-                "max_train_samples": 128,
-                "batch_size": 64,
-                "lr": 1e-2,
-                "seed": seed,
-                "strategy": strategy,
-                "architecture": "ple",
-                "architecture_params": {"levels": 2, "shared_experts": 2, "experts_per_task": 1},
-            }
+    assert_batched_equals_alone(
+        architecture_configs(
+            "ple", strategy, {"levels": 2, "shared_experts": 2, "experts_per_task": 1}
         )
-        for seed in (3, 4)
-    ]
-    assert can_batch_together(configs)
-    assert_same_result(train_trial(configs[-1]), train_batch(configs)[-1], tol=1e-4)
+    )

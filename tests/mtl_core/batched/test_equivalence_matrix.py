@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from mtl_core.architectures import ARCHITECTURES, make_architecture
-from mtl_core.batched import can_batch_together, train_batch
-from mtl_core.config import TrialConfig
+from mtl_core.batched import train_batch
 from mtl_core.schedules import SCHEDULES
 from mtl_core.trainer import train_trial
 from mtl_core.weighting import STRATEGIES, parse_strategy_config
-from tests.mtl_core.batched._helpers import assert_same_result
+from tests.mtl_core.batched._helpers import (
+    assert_batched_equals_alone,
+    assert_same_result,
+    synthetic_config,
+)
 
 #: Parameters a schedule needs on the synthetic experiment (tasks regression, classification).
 SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
@@ -26,33 +29,15 @@ SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
 GRADIENT = {name for name in STRATEGIES.names() if STRATEGIES.get(name).uses_task_gradients}
 
 
-def _config(**kwargs: Any) -> TrialConfig:
-    base: dict[str, Any] = {
-        "experiment": "synthetic",
-        "epochs": 2,
-        "data_seed": 5,
-        "max_train_samples": 128,
-        "batch_size": 64,
-        "lr": 1e-2,
-    }
-    base.update(kwargs)
-    return TrialConfig.model_validate(base)
-
-
-def _check(configs: list[TrialConfig]) -> None:
-    """The last slot of the batch equals its trial alone (the last: slot indexing shows)."""
-    assert can_batch_together(configs)
-    batched = train_batch(configs)
-    assert_same_result(train_trial(configs[-1]), batched[-1], tol=1e-4)
-
-
 @pytest.mark.parametrize("schedule", SCHEDULES.names())
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_under_every_schedule(strategy: str, schedule: str) -> None:
     params = SCHEDULE_PARAMS.get(schedule, {})
-    _check(
+    assert_batched_equals_alone(
         [
-            _config(strategy=strategy, schedule=schedule, schedule_params=params, seed=seed)
+            synthetic_config(
+                strategy=strategy, schedule=schedule, schedule_params=params, seed=seed
+            )
             for seed in (1, 2)
         ]
     )
@@ -84,13 +69,15 @@ PAIRS = [
 
 @pytest.mark.parametrize(("strategy", "architecture"), PAIRS)
 def test_every_strategy_on_every_architecture(strategy: str, architecture: str) -> None:
-    _check([_config(strategy=strategy, architecture=architecture, seed=s) for s in (3, 4)])
+    assert_batched_equals_alone(
+        [synthetic_config(strategy=strategy, architecture=architecture, seed=s) for s in (3, 4)]
+    )
 
 
 def test_mgda_upper_bound_batches_and_equals_alone() -> None:
     params = {"upper_bound": True, "normalization": "l2"}
-    configs = [_config(strategy="mgda", strategy_params=params, seed=s) for s in (1, 2)]
-    _check(configs)
+    configs = [synthetic_config(strategy="mgda", strategy_params=params, seed=s) for s in (1, 2)]
+    assert_batched_equals_alone(configs)
     # Solved on real representation gradients: the weights move off uniform.
     weights = train_trial(configs[0]).history[-1].weights
     assert abs(weights["regression"] - 1.0) > 1e-3
@@ -98,9 +85,9 @@ def test_mgda_upper_bound_batches_and_equals_alone() -> None:
 
 @pytest.mark.parametrize("strategy", ["fixed", "rlw", "pcgrad", "cagrad"])
 def test_a_diverging_slot_leaves_the_others_bit_identical(strategy: str) -> None:
-    healthy = [_config(strategy=strategy, seed=s) for s in (1, 2)]
-    with_neighbour = train_batch([*healthy, _config(strategy=strategy, seed=3)])
-    with_diverging = train_batch([*healthy, _config(strategy=strategy, seed=3, lr=1e12)])
+    healthy = [synthetic_config(strategy=strategy, seed=s) for s in (1, 2)]
+    with_neighbour = train_batch([*healthy, synthetic_config(strategy=strategy, seed=3)])
+    with_diverging = train_batch([*healthy, synthetic_config(strategy=strategy, seed=3, lr=1e12)])
     assert with_diverging[2].stop_reason is not None
     assert with_diverging[2].stop_reason.startswith("diverged: ")
     assert "epoch 1" in with_diverging[2].stop_reason
