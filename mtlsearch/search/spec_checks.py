@@ -144,12 +144,11 @@ def _check_components(spec: StudySpec, experiment: Experiment) -> None:
                         f"{kind} {choice.name!r}: {param!r} is an integer; give integer "
                         f"low, high and step, got {value.model_dump()}",
                     )
-            # Build the config with each candidate value of each parameter (the others at a
-            # representative value), so a bound outside the config's constraints fails now.
             searched = component_params(kind, choice)
             base = {p: _candidates(v)[0] for p, v in searched.items()}
-            # The parameters one at a time first, so a bad bound is named; then the base
-            # config alone (a component whose parameters are all defaults).
+            # Build the config with each candidate value of each parameter (the others at a
+            # representative value), so a bound outside the config's constraints fails now;
+            # then the representative values alone (a component given no parameters).
             candidates: list[tuple[str | None, dict[str, Any]]] = [
                 (param, {**base, param: candidate})
                 for param, value in searched.items()
@@ -157,13 +156,28 @@ def _check_components(spec: StudySpec, experiment: Experiment) -> None:
             ]
             candidates.append((None, base))
             for varied, params in candidates:
-                field_path = path if varied is None else f"{path}.params.{varied}"
                 try:
                     config = parse_config(kind, choice.name, config_cls, params)
                     if kind == "architecture":
                         _check_architecture_fits(registry.get(choice.name)(config), experiment)
                 except ConfigError as exc:
+                    blamed = _blame(kind, choice.name, config_cls, params) or varied
+                    field_path = path if blamed is None else f"{path}.params.{blamed}"
                     raise SpecError(field_path, str(exc)) from None
+
+
+def _blame(kind: str, name: str, config_cls: Any, params: dict[str, Any]) -> str | None:
+    """The parameter whose value fails with the others at their defaults, if one does: the
+    field to name when values only fail together (DSelect-k's ``k`` above ``num_experts``)."""
+    from mtl_core.components import parse_config
+    from mtl_core.errors import ConfigError
+
+    for param, value in params.items():
+        try:
+            parse_config(kind, name, config_cls, {param: value})
+        except ConfigError:
+            return param
+    return None
 
 
 def _check_architecture_fits(architecture: Any, experiment: Experiment) -> None:

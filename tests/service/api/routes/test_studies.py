@@ -261,6 +261,26 @@ GRID_TOO_LARGE = spec_json(
             "less than or equal to 64",
             id="mmoe-experts",
         ),
+        # Against the experiment's network, before any data are read (synthetic: 2 blocks).
+        pytest.param(
+            spec_json(
+                search_space={
+                    "architectures": [{"name": "ple", "params": {"levels": {"low": 1, "high": 3}}}]
+                }
+            ),
+            "search_space.architectures.0.params.levels: architecture 'ple': levels must be in "
+            "1..2",
+            id="ple-levels-beyond-the-trunk",
+        ),
+        pytest.param(
+            spec_json(
+                search_space={
+                    "architectures": [{"name": "dselect_k", "params": {"num_experts": 4, "k": 5}}]
+                }
+            ),
+            "search_space.architectures.0.params.k",
+            id="dselect-k-above-experts",
+        ),
     ],
 )
 def test_bad_spec_is_422_naming_the_problem_and_writes_nothing(
