@@ -106,6 +106,17 @@ class Reports(Protocol[JobT_contra]):
     def ended(self, study_id: str) -> StudyStatus | str | None: ...
 
 
+def startable(teller: Reports[JobT], job: JobT) -> bool:
+    """False (and the job told) when its study ended while the job waited: what the runner
+    checks before it starts a job, and the training process's bridge before it hands one out
+    (in the training process the check is the bridge's, `TrainerLink.ended` says nothing)."""
+    status = teller.ended(job.study.id)
+    if status is None:
+        return True
+    teller.finished(job, forced=ended_outcome(status))
+    return False
+
+
 class SlotRunner(Generic[JobT]):
     """Trains every job of a worker, K at a time (see the module docstring).
 
@@ -226,12 +237,7 @@ class SlotRunner(Generic[JobT]):
         return None
 
     def _startable(self, job: JobT) -> bool:
-        """False (and the job told) when its study ended while it waited in the queue."""
-        status = self.teller.ended(job.study.id)
-        if status is None:
-            return True
-        self.teller.finished(job, forced=ended_outcome(status))
-        return False
+        return startable(self.teller, job)
 
     def _tell_stopped(self, job: JobT, result: Any = None) -> None:
         self.teller.finished(job, forced=stopped_outcome(result))

@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import signal
 import sys
 from collections import deque
@@ -109,14 +110,27 @@ class TrainerOptions:
     setup: Callable[[], None] | None = None
 
 
-class _Verdicts:
-    """``teller.verdicts`` of the link: the verdicts received so far."""
+class _VerdictInbox:
+    """``teller.verdicts`` in the training process: the verdicts the worker's process sent.
 
-    def __init__(self, link: TrainerLink) -> None:
-        self.link = link
+    They arrive on the one pipe: read there while a GET waits for its answer (`add`), or
+    polled when the runner looks between epochs (`get_nowait`).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._received: deque[tuple[int, Decision]] = deque()
+
+    def add(self, key: int, decision: Decision) -> None:
+        self._received.append((key, decision))
 
     def get_nowait(self) -> tuple[int, Decision]:
-        return self.link.get_nowait_verdict()
+        while self.conn.poll(0):  # nothing is asked now: only verdicts can be waiting
+            message = self.conn.recv()
+            self.add(message[1], message[2])
+        if not self._received:
+            raise queue.Empty
+        return self._received.popleft()
 
 
 class TrainerLink:
@@ -125,8 +139,7 @@ class TrainerLink:
     def __init__(self, conn: Connection, k: int) -> None:
         self.conn = conn
         #: What the runner reads at each epoch boundary (``teller.verdicts.get_nowait()``).
-        self.verdicts = _Verdicts(self)
-        self._verdicts: deque[tuple[int, Decision]] = deque()
+        self.verdicts = _VerdictInbox(conn)
         self._jobs: deque[TicketJob] = deque()  # received, not taken yet
         self._no_more = False
         self._starved = False
@@ -143,12 +156,10 @@ class TrainerLink:
     # --- JobSource ---------------------------------------------------------------------------
 
     def get(self, block: bool = True, timeout: float | None = None) -> TicketJob | None:
-        import queue
-
         if not self._jobs and not self._no_more:
             self.send((GET, (timeout or 0.0) if block else 0.0, self._k))
             while (message := self.conn.recv())[0] == VERDICT:
-                self._verdicts.append((message[1], message[2]))
+                self.verdicts.add(message[1], message[2])
             _, tickets, self._starved, self._no_more = message
             self._jobs.extend(self._job(ticket) for ticket in tickets)
         if self._jobs:
@@ -183,16 +194,6 @@ class TrainerLink:
         return TicketJob(ticket, study)
 
     # --- Reports -----------------------------------------------------------------------------
-
-    def get_nowait_verdict(self) -> tuple[int, Decision]:
-        import queue
-
-        while self.conn.poll(0):  # nothing is asked now: only verdicts can be waiting
-            message = self.conn.recv()
-            self._verdicts.append((message[1], message[2]))
-        if not self._verdicts:
-            raise queue.Empty
-        return self._verdicts.popleft()
 
     def epoch(self, round_: int, reports: Sequence[tuple[TicketJob, EpochReport]]) -> None:
         self.send((EPOCH, round_, [(job.key, report) for job, report in reports]))

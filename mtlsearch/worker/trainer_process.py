@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from mtlsearch.worker.decisions import Decision, Outcome, ended_outcome, stopped_outcome
+from mtlsearch.worker.decisions import Decision, Outcome, stopped_outcome
+from mtlsearch.worker.runner import startable
 from mtlsearch.worker.trainer_link import (
     EPOCH,
     EXIT,
@@ -219,7 +220,7 @@ class TrainerProcess:
     def _hand_out(self, timeout_s: float, most: int) -> tuple[Any, ...]:
         """The answer to a GET: up to ``most`` jobs, waiting up to ``timeout_s`` for the
         first; whether the asker's last look found no work, and whether it has finished. A
-        study ended meanwhile has its job told at once, as the runner does in this process."""
+        study ended meanwhile has its job told at once (`startable`)."""
         deadline = time.monotonic() + timeout_s
         tickets: list[Ticket] = []
         while len(tickets) < most:
@@ -231,9 +232,7 @@ class TrainerProcess:
             if job is None:
                 self._asker_done = True
                 break
-            status = self.teller.ended(job.study.id)
-            if status is not None:
-                self.teller.finished(job, forced=ended_outcome(status))
+            if not startable(self.teller, job):
                 continue
             self._handed[job.key] = job
             experiment = job.study.experiment.name
