@@ -19,7 +19,7 @@ from mtl_core.architectures._base import (
     split_blocks,
 )
 from mtl_core.architectures._registry import ARCHITECTURES
-from mtl_core.architectures.hard import block_parameters, fresh_block_lists
+from mtl_core.architectures.hard import fresh_block_lists, last_block_parameters
 from mtl_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -116,11 +116,7 @@ class CrossStitchModel(MultiTaskModel):
         return [*self.columns.parameters(), *self.stitches.parameters()]
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
-        params: list[nn.Parameter] = []
-        for column in self.columns:
-            assert isinstance(column, nn.Sequential)
-            params.extend(block_parameters(list(column)))
-        return params
+        return last_block_parameters(self.columns)
 
 
 @ARCHITECTURES.register("cross_stitch")

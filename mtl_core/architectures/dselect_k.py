@@ -19,7 +19,7 @@ from mtl_core.architectures._base import (
 )
 from mtl_core.architectures._gates import mix
 from mtl_core.architectures._registry import ARCHITECTURES
-from mtl_core.architectures.hard import block_parameters, fresh_block_lists
+from mtl_core.architectures.hard import fresh_block_lists, last_block_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -218,11 +218,7 @@ class DSelectKModel(MultiTaskModel):
         return list(self.experts.parameters())
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
-        params: list[nn.Parameter] = []
-        for expert in self.experts:
-            assert isinstance(expert, nn.Sequential)
-            params.extend(block_parameters(list(expert)))
-        return params
+        return last_block_parameters(self.experts)
 
 
 @ARCHITECTURES.register("dselect_k")

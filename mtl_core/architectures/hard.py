@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from pydantic import Field
@@ -30,6 +30,12 @@ def block_parameters(blocks: Sequence[nn.Module]) -> list[nn.Parameter]:
         if params:
             return params
     return []
+
+
+def last_block_parameters(chains: Iterable[nn.Module]) -> list[nn.Parameter]:
+    """`block_parameters` of every chain of blocks (experts, columns): GradNorm's W where the
+    last shared layer has several copies."""
+    return [p for chain in chains for p in block_parameters(list(chain.children()))]
 
 
 def fresh_block_lists(parts: NetworkParts, count: int) -> list[list[nn.Module]]:

@@ -23,7 +23,7 @@ from mtl_core.architectures._base import (
 )
 from mtl_core.architectures._gates import mix, softmax_gate
 from mtl_core.architectures._registry import ARCHITECTURES
-from mtl_core.architectures.hard import block_parameters, check_distinct_blocks
+from mtl_core.architectures.hard import check_distinct_blocks, last_block_parameters
 from mtl_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -208,9 +208,7 @@ class PLEModel(MultiTaskModel):
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         last = self.stages()[-1]
-        params = [
-            p for expert in last.shared_experts for p in block_parameters(list(expert.children()))
-        ]
+        params = last_block_parameters(last.shared_experts)
         # A last group of parameter-free blocks leaves only the shared levels below.
         return params or self.shared_parameters()
 
