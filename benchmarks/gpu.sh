@@ -9,7 +9,9 @@
 #   end_to_end.py: a study submitted over REST, one worker on the GPU, on a SQLite file, next
 #     to the trainer alone (target: service / trainer >= 0.90);
 #   strategy_cost.py: every weighting strategy's time per step against `fixed`, K = 1 and 64,
-#     on adult and MultiMNIST-LeNet.
+#     on adult and MultiMNIST-LeNet;
+#   architectures.py: every architecture's per-epoch time on MultiMNIST-LeNet at K = 1 and 16
+#     against hard sharing (accuracy is the CPU run's: the same trials).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -28,3 +30,5 @@ python3 benchmarks/end_to_end.py --experiments adult multi_mnist --databases sql
     --data-dir .data --section "End to end (service) on the GPU"
 python3 benchmarks/strategy_cost.py --experiments adult multi_mnist --ks 1 64 --steps 4 16 \
     --device cuda --data-dir .data
+python3 benchmarks/architectures.py --skip-accuracy --timing-k 1 16 --timing-samples 60000 \
+    --timing-eval-rows 10000 --device cuda --data-dir .data
