@@ -21,6 +21,16 @@ def verdict_line(record: Mapping[str, Any]) -> str | None:
     return None if verdict is None else str(verdict["text"])
 
 
+def architecture_line(config: Mapping[str, Any]) -> str | None:
+    """``  architecture: ple (levels=2, shared_experts=1)``: what `build_model_from_best`
+    builds; None for a record without one."""
+    name = config.get("architecture")
+    if not name:
+        return None
+    params = ", ".join(f"{k}={v}" for k, v in (config.get("architecture_params") or {}).items())
+    return f"  architecture: {name}" + (f" ({params})" if params else "")
+
+
 def best_text(record: Mapping[str, Any]) -> str:
     """The answer in lines: the configuration, its metrics (mean ± sd over the confirmation
     seeds when confirmed), uniform weights beside it, and the verdict."""
@@ -32,6 +42,9 @@ def best_text(record: Mapping[str, Any]) -> str:
             f"trial #{member.get('number')}: strategy {member.get('strategy')}, weights "
             + ", ".join(f"{t}={w:.3g}" for t, w in (member.get("weights_normalised") or {}).items())
         )
+        architecture = architecture_line(member.get("config") or {})
+        if architecture:
+            lines.append(architecture)
         effective = member.get("effective_weights")
         if effective and member.get("strategy") != "fixed":
             applied = ", ".join(f"{t}={w:.3g}" for t, w in effective.items())
@@ -64,4 +77,4 @@ def best_text(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["best_text", "verdict_line"]
+__all__ = ["architecture_line", "best_text", "verdict_line"]
