@@ -78,6 +78,12 @@ class MultiTaskLoss(nn.Module):
                 f"weight given for unknown task {unknown[0]!r}; valid tasks: "
                 f"{', '.join(self.task_names)}"
             )
+        if STRATEGIES.get(strategy).reads_validation:
+            raise ConfigError(
+                f"strategy {strategy!r} learns its weights from validation batches through a "
+                "look-ahead step of the model, which a MultiTaskLoss does not see; train with "
+                "the weights it learned: build_loss_from_best(best, effective_weights=True)"
+            )
         self.device = torch.device(device)
         ctx = TaskContext(self.task_names, self.device, epochs, torch.Generator().manual_seed(seed))
         config = parse_strategy_config(strategy, dict(strategy_params or {}))

@@ -59,6 +59,8 @@ def batch_key(resolved: ResolvedConfig, epochs: bool = True) -> tuple[Any, ...]:
     key.append(gradient_space(resolved))
     # The batch shares one data pipeline: strategies must read as many batches per step.
     key.append(STRATEGIES.get(resolved.strategy).batches_per_step)
+    # Meta-learned strategies make the batch draw validation batches and look-ahead steps.
+    key.append(STRATEGIES.get(resolved.strategy).reads_validation)
     return tuple(key)
 
 

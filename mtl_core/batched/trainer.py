@@ -18,6 +18,7 @@ from torch import Tensor
 from mtl_core.architectures import MultiTaskModel
 from mtl_core.batched.data_order import EpochOrder
 from mtl_core.batched.evaluation import SlotEvaluator
+from mtl_core.batched.look_ahead import LookAheadSource
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.slots import (
     DIVERGED,
@@ -50,6 +51,7 @@ from mtl_core.trial_setup import (
     resolve_device,
 )
 from mtl_core.weighting import (
+    LookAhead,
     MixedStrategy,
     StepInputs,
     parse_strategy_config,
@@ -168,6 +170,21 @@ class BatchedRun:
             precision,
             self.batch_size,
             num_slots,
+        )
+        # Meta-learned strategies evaluate the models at look-ahead points on validation rows.
+        self._look_ahead = (
+            LookAheadSource(
+                self.template,
+                self._per_trial,
+                self.spec.param_names,
+                data,
+                self.optimizer,
+                self.batch_size,
+                self.device,
+                precision == "bf16",
+            )
+            if self.strategy.reads_validation
+            else None
         )
         self._compiled: Callable[..., Any] = self._forward
         if compile:
@@ -314,6 +331,7 @@ class BatchedRun:
             last_shared=[self._targets[n] for n in self.spec.last_shared],
             occupied=occupied,
             extra_losses=extra_losses,
+            look_ahead=self._step_look_ahead(batches[-1], batched),
         )
         shared, task_grads, strategy_grads, weights = strategy_gradients(
             self.strategy,
@@ -336,6 +354,19 @@ class BatchedRun:
         # The step's training loss: the mean over its batches.
         reported = torch.stack([losses, *extra_losses]).mean(dim=0) if extra_losses else losses
         return reported.detach(), weights.detach()
+
+    def _step_look_ahead(self, rows: Tensor, batched: bool) -> LookAhead | None:
+        """The step's `LookAhead` where the batch's strategies read validation batches."""
+        if self._look_ahead is None:
+            return None
+        return self._look_ahead.build(
+            self.params,
+            self.buffers,
+            [self._targets[n] for n in self.spec.param_names],
+            rows,
+            batched,
+            self._look_ahead.draw_validation_rows(self.slots),
+        )
 
     def probe_step(self) -> None:
         """One training step and one evaluation chunk on the first batch (memory probes).

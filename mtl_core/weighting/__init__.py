@@ -22,6 +22,7 @@ from mtl_core.weighting._base import (
     masked_softmax,
     normalise,
 )
+from mtl_core.weighting._look_ahead import LookAhead, grads_of
 from mtl_core.weighting._mixed import MixedStrategy
 from mtl_core.weighting._registry import (
     STRATEGIES,
@@ -40,12 +41,14 @@ __all__ = [
     "STRATEGIES",
     "GradientSpace",
     "GradientWeighting",
+    "LookAhead",
     "LossWeighting",
     "MixedStrategy",
     "StepInputs",
     "StrategyConfig",
     "WeightingStrategy",
     "build_strategy",
+    "grads_of",
     "list_strategies",
     "masked_softmax",
     "normalise",

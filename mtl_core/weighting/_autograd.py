@@ -16,17 +16,8 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting._base import GradientSpace, StepInputs
+from mtl_core.weighting._look_ahead import grads_of
 from mtl_core.weighting._mixed import MixedStrategy
-
-
-def _grads(total: Tensor, inputs: Sequence[Tensor], retain: bool = False) -> list[Tensor]:
-    if not inputs:
-        return []
-    return list(
-        torch.autograd.grad(
-            total, list(inputs), retain_graph=retain, allow_unused=True, materialize_grads=True
-        )
-    )
 
 
 def task_gradients(weighted: Tensor, inputs: Sequence[Tensor], num_slots: int) -> Tensor:
@@ -38,7 +29,7 @@ def task_gradients(weighted: Tensor, inputs: Sequence[Tensor], num_slots: int) -
     """
     rows = []
     for t in range(weighted.shape[-1]):
-        grads = _grads(weighted[:, t].sum(), inputs, retain=True)
+        grads = grads_of(weighted[:, t].sum(), inputs, retain=True)
         rows.append(torch.cat([g.reshape(num_slots, -1) for g in grads], dim=1))
     return torch.stack(rows, dim=1)
 
@@ -102,7 +93,7 @@ def strategy_gradients(
     n_shared = len(shared)
     if space == "loss":
         objective, weights = strategy.objective(inputs)
-        grads = _grads(objective.sum() + reg, [*shared, *task_specific, *extra])
+        grads = grads_of(objective.sum() + reg, [*shared, *task_specific, *extra])
         end = n_shared + len(task_specific)
         return grads[:n_shared], grads[n_shared:end], grads[end:], weights
     if not shared:
@@ -113,7 +104,7 @@ def strategy_gradients(
     weighted = strategy.task_objectives(inputs)
     own = strategy.parameter_objective(inputs)
     extra_grads = (
-        _grads(own.sum(), extra, retain=True)
+        grads_of(own.sum(), extra, retain=True)
         if own is not None and extra
         else [torch.zeros_like(p) for p in extra]
     )
@@ -128,9 +119,9 @@ def strategy_gradients(
         # The combined representation gradient goes down the shared layers; each task's own
         # parameters get their task's gradient, as in the parameter space.
         shared_grads = _grads_through(representation, combined, shared)
-        task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
+        task_grads = grads_of(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
         if reg.requires_grad:
-            shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
+            shared_grads = [g + r for g, r in zip(shared_grads, grads_of(reg, shared), strict=True)]
         return shared_grads, task_grads, extra_grads, weights
     per_task = task_gradients(weighted, shared, k)
     if inputs.extra_losses:
@@ -142,7 +133,7 @@ def strategy_gradients(
         inputs = replace(inputs, extra_grads=other_batches)
     combined, weights = strategy.combine(per_task, inputs)
     shared_grads = _unflatten(combined, shared, k)
-    task_grads = _grads(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
+    task_grads = grads_of(weighted.sum() + reg, task_specific, retain=reg.requires_grad)
     if reg.requires_grad:
-        shared_grads = [g + r for g, r in zip(shared_grads, _grads(reg, shared), strict=True)]
+        shared_grads = [g + r for g, r in zip(shared_grads, grads_of(reg, shared), strict=True)]
     return shared_grads, task_grads, extra_grads, weights

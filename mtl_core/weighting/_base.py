@@ -34,13 +34,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeVar, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
 from mtl_core.context import TaskContext
+
+if TYPE_CHECKING:
+    from mtl_core.weighting._look_ahead import LookAhead
 
 #: Where a strategy works: on the losses, on the shared parameters' task gradients, or on the
 #: task gradients w.r.t. the shared representation (MGDA-UB, GradDrop).
@@ -70,6 +73,8 @@ class StepInputs:
             ``losses`` is the batch the update is computed on.
         extra_grads: their ``[K, T, P]`` task gradients (of `GradientWeighting.task_objectives`),
             filled by `strategy_gradients` before `GradientWeighting.combine`.
+        look_ahead: for a strategy with `WeightingStrategy.reads_validation`, the model as a
+            function of its parameters on this step's training and validation batches.
     """
 
     losses: Tensor
@@ -78,6 +83,7 @@ class StepInputs:
     occupied: Tensor
     extra_losses: tuple[Tensor, ...] = field(default=())
     extra_grads: tuple[Tensor, ...] = field(default=())
+    look_ahead: LookAhead | None = None
 
 
 def masked_softmax(logits: Tensor, active: Tensor) -> Tensor:
@@ -160,6 +166,13 @@ class WeightingStrategy(abc.ABC, Generic[ConfigT]):
     #: makes a step of n batches (an epoch has n times fewer steps) and hands the extra
     #: ones over in `StepInputs.extra_losses` / `StepInputs.extra_grads`.
     batches_per_step: ClassVar[int] = 1
+    #: True for meta-learned strategies (Auto-λ, MOML, FORUM): the trainer draws a batch of
+    #: the validation split for each of their steps from the trial's generator and hands them
+    #: a `LookAhead` in `StepInputs.look_ahead`.
+    reads_validation: ClassVar[bool] = False
+    #: Config fields that hold task names (Auto-λ's ``primary``): a study checks them against
+    #: its experiment's tasks at submission.
+    task_name_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, num_slots: int, num_tasks: int, device: torch.device) -> None:
         self.num_slots = num_slots

@@ -42,6 +42,10 @@ class MixedStrategy:
         if len(counts) > 1:
             raise ConfigError("strategies that read different numbers of batches per step")
         self.batches_per_step = counts.pop() if counts else 1
+        readers = {STRATEGIES.get(n).reads_validation for n in self.names}
+        if len(readers) > 1:
+            raise ConfigError("meta-learned and other strategies cannot share one batch")
+        self.reads_validation = readers.pop() if readers else False
         self.owner = torch.full((num_slots,), -1, dtype=torch.long, device=device)
         self.device = device
         self.num_slots = num_slots
@@ -55,6 +59,7 @@ class MixedStrategy:
         if (
             cls.uses_task_gradients != self.uses_task_gradients
             or cls.batches_per_step != self.batches_per_step
+            or cls.reads_validation != self.reads_validation
         ):
             raise ConfigError(f"strategy {name!r} cannot join this batch ({self.names})")
         member = cls(self.num_slots, self.num_tasks, self.device)

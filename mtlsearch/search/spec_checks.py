@@ -160,6 +160,8 @@ def _check_components(spec: StudySpec, experiment: Experiment) -> None:
                     config = parse_config(kind, choice.name, config_cls, params)
                     if kind == "architecture":
                         _check_architecture_fits(registry.get(choice.name)(config), experiment)
+                    if kind == "strategy":
+                        _check_task_names(registry.get(choice.name), config, experiment, path)
                 except ConfigError as exc:
                     blamed = _blame(kind, choice.name, config_cls, params) or varied
                     field_path = path if blamed is None else f"{path}.params.{blamed}"
@@ -186,6 +188,18 @@ def _check_architecture_fits(architecture: Any, experiment: Experiment) -> None:
     shapes = experiment.nominal_shapes()
     if shapes is not None:
         architecture.check_parts(experiment.parts_for(shapes))
+
+
+def _check_task_names(strategy: Any, config: Any, experiment: Experiment, path: str) -> None:
+    """The strategy's fields that name tasks (Auto-λ's ``primary``) name the experiment's."""
+    for field in strategy.task_name_fields:
+        for name in getattr(config, field):
+            if name not in experiment.task_names:
+                raise SpecError(
+                    f"{path}.params.{field}",
+                    f"strategy {strategy.name!r}: unknown task {name!r}; valid choices: "
+                    f"{', '.join(experiment.task_names)}",
+                )
 
 
 def _candidates(value: Any) -> list[Any]:

@@ -78,6 +78,7 @@ def test_best_record_trains_a_user_model(strategy: str, params: dict[str, object
 RANGE_ENDS = [
     (name, {param: end})
     for name in list_strategies()
+    if not STRATEGIES.get(name).reads_validation
     for param, declared in search_ranges(STRATEGIES.get(name).config_cls).items()
     for end in declared.get("choices", [declared.get("low"), declared.get("high")])
 ]
@@ -91,6 +92,28 @@ def test_a_searched_value_at_its_range_end_is_rebuilt_and_trains(
     assert all(torch.isfinite(torch.tensor(totals)))
     assert totals[-1] < totals[0]
     assert sum(weights.values()) == pytest.approx(2.0, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "strategy", [n for n in list_strategies() if STRATEGIES.get(n).reads_validation]
+)
+def test_a_meta_learned_record_trains_with_the_weights_it_learned(strategy: str) -> None:
+    """Meta-learned weights need the trainer's look-ahead: the record's own strategy is
+    refused with the way out, and its learned weights train a user model."""
+    record = best_record(strategy, {}, {"a": 1.0, "b": 0.5})
+    with pytest.raises(ConfigError, match="effective_weights=True"):
+        build_loss_from_best(record)
+    record["strategy_weights"] = {"a": 1.5, "b": 0.5}
+    loss_module = build_loss_from_best(record, effective_weights=True)
+    assert loss_module.fixed_weights.tolist() == [1.5, 0.25]
+    totals, _ = train(
+        {
+            **record,
+            "config": {**record["config"], "strategy": "fixed", "weights": {"a": 1.5, "b": 0.25}},
+        },
+        steps=30,
+    )
+    assert totals[-1] < totals[0]
 
 
 def test_fixed_weights_from_the_record_are_applied() -> None:

@@ -15,10 +15,12 @@ from torch import Tensor, nn
 from mtl_core.context import TaskContext
 from mtl_core.production import MultiTaskLoss
 from mtl_core.weighting import (
+    LookAhead,
     LossWeighting,
     StepInputs,
     WeightingStrategy,
     build_strategy,
+    grads_of,
     parse_strategy_config,
 )
 
@@ -112,6 +114,39 @@ def linear_problem(
     theta = nn.Parameter(torch.zeros(g.shape[0], g.shape[2]))
     c = torch.as_tensor(offsets) if offsets is not None else torch.ones(g.shape[:2])
     return theta, c.float() + torch.einsum("ktp,kp->kt", g, theta)
+
+
+def linear_look_ahead(
+    theta: Tensor,
+    train: Tensor,
+    train_offsets: Tensor,
+    val: Tensor,
+    val_offsets: Tensor,
+    lr: float = 0.1,
+) -> LookAhead:
+    """The `LookAhead` of `linear_problem`'s K trials (``theta`` ``[K, P]``): training losses
+    c_t + g_t·θ' (``train`` ``[K, T, P]``, ``train_offsets`` ``[K, T]``) and validation losses
+    c'_t + v_t·θ' (``val``, ``val_offsets``)."""
+    k = train.shape[0]
+
+    def train_losses(params: Sequence[Tensor]) -> Tensor:
+        return train_offsets + torch.einsum("ktp,kp->kt", train, params[0])
+
+    def val_losses(params: Sequence[Tensor]) -> Tensor:
+        return val_offsets + torch.einsum("ktp,kp->kt", val, params[0])
+
+    def gradients(objective: Tensor, create_graph: bool = False) -> list[Tensor]:
+        return grads_of(objective, [theta], retain=True, create_graph=create_graph)
+
+    return LookAhead(
+        params=[theta.detach()],
+        trained=[theta],
+        train_losses=train_losses,
+        val_losses=val_losses,
+        gradients=gradients,
+        lr=torch.full((k,), lr),
+        weight_decay=torch.zeros(k),
+    )
 
 
 #: Four tasks on three shared parameters with an exactly opposite pair (g_0 = -g_1): inputs on

@@ -53,12 +53,16 @@ WORKS_ON = {
 
 
 def test_the_overview_lists_every_strategy_with_what_it_works_on() -> None:
-    rows = dict(re.findall(r"^\| `(\w+)` \| (losses|task gradients, [a-z0-9, ]+) \|", DOC, re.M))
+    rows = dict(
+        re.findall(r"^\| `(\w+)` \| (losses[a-z\-, ]*|task gradients, [a-z0-9, ]+) \|", DOC, re.M)
+    )
     expected = {}
     for name in list_strategies():
         cls = STRATEGIES.get(name)
         words = WORKS_ON[cls.gradient_space(parse_strategy_config(name, {}))]
         if cls.batches_per_step > 1:
             words += f", {cls.batches_per_step} batches per step"
+        if cls.reads_validation:
+            words += ", validation look-ahead"
         expected[name] = words
     assert rows == expected

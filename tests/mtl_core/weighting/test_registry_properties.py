@@ -27,7 +27,12 @@ from mtl_core.weighting import (
     parse_strategy_config,
 )
 from mtl_core.weighting.pcgrad import project_conflicting
-from tests.mtl_core.weighting._toy import linear_problem, make_ctx, with_other_batches
+from tests.mtl_core.weighting._toy import (
+    linear_look_ahead,
+    linear_problem,
+    make_ctx,
+    with_other_batches,
+)
 
 #: Every registered strategy with its defaults.
 REGISTERED: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in STRATEGIES.names()]
@@ -124,21 +129,41 @@ def _gradients(case: Case, gen: torch.Generator) -> Tensor:
 
 @dataclass
 class Step:
-    """One step's inputs for K trials: the linear problem's θ, losses with graph, scale."""
+    """One step's inputs for K trials: the linear problem's θ, losses with graph, scale, and
+    (for meta-learned strategies) validation losses c'_t + v_t·θ (``val``, ``val_offsets``)."""
 
     theta: Tensor
     grads: Tensor
     inputs: StepInputs
+    val: Tensor
+    val_offsets: Tensor
+
+    @classmethod
+    def of(
+        cls,
+        grads: Tensor,
+        offsets: Tensor,
+        scale: Tensor,
+        occupied: Tensor,
+        val: Tensor,
+        val_offsets: Tensor,
+    ) -> Step:
+        theta, losses = linear_problem(grads, offsets)
+        look = linear_look_ahead(theta, grads, offsets, val, val_offsets)
+        inputs = StepInputs(losses, scale, [theta], occupied, look_ahead=look)
+        return cls(theta, grads, inputs, val, val_offsets)
 
     def row(self, k: int) -> Step:
         """Trial ``k``'s step as a K = 1 problem of its own (its own θ)."""
-        theta, losses = linear_problem(
-            self.grads[k : k + 1], self.inputs.losses.detach()[k : k + 1]
+        rows = slice(k, k + 1)
+        return Step.of(
+            self.grads[rows],
+            self.inputs.losses.detach()[rows],
+            self.inputs.scale[rows],
+            self.inputs.occupied[rows],
+            self.val[rows],
+            self.val_offsets[rows],
         )
-        inputs = StepInputs(
-            losses, self.inputs.scale[k : k + 1], [theta], self.inputs.occupied[k : k + 1]
-        )
-        return Step(theta, self.grads[k : k + 1], inputs)
 
 
 def _steps(case: Case, occupied: Tensor) -> list[Step]:
@@ -147,12 +172,15 @@ def _steps(case: Case, occupied: Tensor) -> list[Step]:
     grads = _gradients(case, gen)
     k, t = case.num_slots, case.num_tasks
     steps = []
+    # The validation problem has its own generator: the other draws stay as they were.
+    val_gen = torch.Generator().manual_seed(case.seed + 1)
+    val = _gradients(case, val_gen)
     for _ in range(STEPS):
         values = 10.0 ** (8 * torch.rand(k, t, generator=gen) - 4)
-        theta, losses = linear_problem(grads, values)
         scale = 0.5 + 1.5 * torch.rand(k, t, generator=gen)
         scale = torch.where(torch.rand(k, t, generator=gen) < 0.3, torch.zeros_like(scale), scale)
-        steps.append(Step(theta, grads, StepInputs(losses, scale, [theta], occupied)))
+        val_offsets = 10.0 ** (4 * torch.rand(k, t, generator=val_gen) - 2)
+        steps.append(Step.of(grads, values, scale, occupied, val, val_offsets))
     return steps
 
 

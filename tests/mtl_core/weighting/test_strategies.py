@@ -24,7 +24,12 @@ from mtl_core.weighting import (
 from tests.mtl_core.weighting._toy import ToyMTL, make_ctx, toy_data, toy_losses
 
 TASKS = ("task0", "task1")
-VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in list_strategies()] + [
+#: Meta-learned strategies read validation batches through the trainer's look-ahead: a
+#: `MultiTaskLoss` refuses them (`test_a_meta_learned_strategy_is_refused_by_multitask_loss`).
+META_LEARNED = [n for n in list_strategies() if STRATEGIES.get(n).reads_validation]
+VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    (name, {}) for name in list_strategies() if name not in META_LEARNED
+] + [
     ("mgda", {"upper_bound": True}),
     ("mgda", {"normalization": "l2"}),
     ("mgda", {"normalization": "loss+"}),
@@ -46,6 +51,14 @@ def _backward(
         # MoDo, SDMGrad: the toy's full batch stands in for each further batch.
         extra_losses=[losses] * (loss.batches_per_step - 1),
     )
+
+
+@pytest.mark.parametrize("name", META_LEARNED)
+def test_a_meta_learned_strategy_is_refused_by_multitask_loss(name: str) -> None:
+    with pytest.raises(
+        ConfigError, match=f"strategy '{name}' learns its weights.*effective_weights"
+    ):
+        MultiTaskLoss(TASKS, name)
 
 
 def test_each_strategy_module_registers_the_strategy_of_its_name() -> None:

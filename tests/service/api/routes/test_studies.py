@@ -281,6 +281,16 @@ GRID_TOO_LARGE = spec_json(
             "search_space.architectures.0.params.k",
             id="dselect-k-above-experts",
         ),
+        pytest.param(
+            spec_json(
+                search_space={
+                    "strategies": [{"name": "auto_lambda", "params": {"primary": ["depth"]}}]
+                }
+            ),
+            "search_space.strategies.0.params.primary: strategy 'auto_lambda': unknown task "
+            "'depth'; valid choices: regression, classification",
+            id="auto-lambda-primary-unknown",
+        ),
     ],
 )
 def test_bad_spec_is_422_naming_the_problem_and_writes_nothing(
