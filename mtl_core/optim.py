@@ -98,6 +98,26 @@ class StackedOptimizer:
             for state in (*self.exp_avg, *self.exp_avg_sq):
                 state[index].zero_()
 
+    def copy_slot(self, source: int, target: int) -> None:
+        """Slot ``target`` takes slot ``source``'s whole state: it steps as ``source`` would.
+
+        Copied: the rows of the parameters and of every state tensor (moments or momentum
+        buffer), the step count, the momentum flag, the learning rate and the weight decay.
+        The host-side decay flag needs nothing: it is set once any slot had a decay, the
+        source's included.
+        """
+        with torch.no_grad():
+            for tensor in (
+                self.step_count,
+                self.has_momentum,
+                self.lr,
+                self.weight_decay,
+                *self.params,
+                *self.exp_avg,
+                *self.exp_avg_sq,
+            ):
+                tensor[target] = tensor[source]
+
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor], active: Tensor, all_active: bool = False) -> None:
         """Apply one update with ``grads`` (one per parameter) to the slots where ``active``.

@@ -255,6 +255,11 @@ class BatchedRun:
         """End the trial in ``slot`` now (pruned): test metrics, result, slot freed."""
         return self._finish(slot, reason)
 
+    def parameters_changed(self) -> None:
+        """The slots' parameters changed outside a step (a slot copied): test outputs of the
+        old ones are stale."""
+        self._version += 1
+
     def pop_finished(self) -> list[FinishedTrial]:
         """Trials that finished (all epochs, or diverged) since the last call."""
         out, self._finished = self._finished, []
