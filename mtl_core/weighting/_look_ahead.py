@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mtl_core.errors import ConfigError
+
 #: ``losses_at(params)``: the ``[K, T]`` task losses, with graph, at ``params`` (one tensor per
 #: model parameter, ``[K, ...]``, in `LookAhead.params` order).
 LossesAt = Callable[[Sequence[Tensor]], Tensor]
@@ -108,3 +110,43 @@ def grads_of(
             materialize_grads=True,
         )
     )
+
+
+def require_look_ahead(look: LookAhead | None, name: str) -> LookAhead:
+    """``look``, or the `ConfigError` of a meta-learned strategy ``name`` run without one."""
+    if look is None:
+        raise ConfigError(
+            f"strategy {name!r} learns its weights through a look-ahead step on validation "
+            "batches, which only the trainer provides"
+        )
+    return look
+
+
+def per_task_gradients(
+    losses: Tensor, gradient: Callable[[Tensor], Sequence[Tensor]]
+) -> list[Tensor]:
+    """Per parameter, ``[K, T, ...]``: row t is the gradient of ``losses[:, t]`` (``[K, T]``).
+
+    ``gradient`` maps a scalar to its gradients, one ``[K, ...]`` tensor per parameter, and
+    keeps the graph (`LookAhead.gradients`, or `grads_of` with ``retain``). One backward per
+    task serves all K trials (they share no tensor); an inactive task's row is 0 when its
+    losses were multiplied by 0.
+    """
+    rows = [gradient(losses[:, t].sum()) for t in range(losses.shape[-1])]
+    return [torch.stack(per_param, dim=1) for per_param in zip(*rows, strict=True)]
+
+
+def flat_tasks(tensors: Sequence[Tensor]) -> Tensor:
+    """``[K, T, P]``: `per_task_gradients`' tensors flattened and joined per trial and task."""
+    return torch.cat([t.reshape(t.shape[0], t.shape[1], -1) for t in tensors], dim=2)
+
+
+def softmax_backward(z: Tensor, v: Tensor) -> Tensor:
+    """``J(α)ᵀ v`` for task weights ``z = softmax(α)`` over the last dimension.
+
+    The Jacobian ``J = diag(z) - z zᵀ`` is symmetric, so this is also ``J v``: the gradient
+    w.r.t. the logits α of ``Σ_t z_t v_t``. Tasks outside a masked softmax have ``z_t = 0``
+    and get 0. ``z`` broadcasts against ``v`` (``[K, T]`` with ``[K, I, T]`` gives the rows
+    of ``v J``).
+    """
+    return z * (v - (z * v).sum(dim=-1, keepdim=True))

@@ -3,16 +3,14 @@ trainer's validation batches (batched = alone)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 import torch
-from torch import Tensor
 
 from mtl_core.errors import ConfigError
-from mtl_core.weighting import LookAhead, StepInputs, grads_of
+from mtl_core.weighting import StepInputs
 from mtl_core.weighting.auto_lambda import AutoLambda
 from tests.mtl_core.batched._helpers import assert_batched_equals_alone, synthetic_config
+from tests.mtl_core.weighting._meta import regression_look_ahead
 from tests.mtl_core.weighting._toy import linear_look_ahead, linear_problem, make_strategy
 
 
@@ -38,31 +36,6 @@ def test_hypergradient_matches_the_closed_form_on_linear_losses(hypergradient: s
     torch.testing.assert_close(method(inputs, look), expected, rtol=1e-4, atol=1e-6)
 
 
-def _regression_look_ahead(
-    theta: Tensor, x: Tensor, ys: Sequence[Tensor], vx: Tensor, vys: Sequence[Tensor], lr: float
-) -> tuple[LookAhead, Tensor]:
-    """One trial (K = 1), a shared linear model ``x @ θ`` for every task, MSE per task."""
-
-    def losses_at(inputs: Tensor, targets: Sequence[Tensor]):
-        def at(params: Sequence[Tensor]) -> Tensor:
-            prediction = inputs @ params[0][0]
-            return torch.stack([((prediction - y) ** 2).mean() for y in targets]).unsqueeze(0)
-
-        return at
-
-    losses = losses_at(x, ys)([theta])
-    look = LookAhead(
-        params=[theta.detach()],
-        trained=[theta],
-        train_losses=losses_at(x, ys),
-        val_losses=losses_at(vx, vys),
-        gradients=lambda objective, create: grads_of(objective, [theta], True, create),
-        lr=torch.tensor([lr]),
-        weight_decay=torch.zeros(1),
-    )
-    return look, losses
-
-
 def test_an_auxiliary_task_that_hurts_the_primary_one_loses_its_weight() -> None:
     """Primary: y = x·a. Auxiliary: y = −x·a + noise, which pulls the shared model away from
     the primary task's answer. Meta-learned on the primary task's validation loss, the
@@ -80,9 +53,7 @@ def test_an_auxiliary_task_that_hurts_the_primary_one_loses_its_weight() -> None
     theta = torch.zeros(1, 4, requires_grad=True)
     lr, scale, occupied = 0.05, torch.ones(1, 2), torch.ones(1, dtype=torch.bool)
     for _ in range(60):
-        look, losses = _regression_look_ahead(
-            theta, x, [primary, aux], vx, [val_primary, val_aux], lr
-        )
+        look, losses = regression_look_ahead(theta, x, [primary, aux], vx, [val_primary, val_aux])
         objective, weights = strategy.objective(
             StepInputs(losses, scale, [theta], occupied, look_ahead=look)
         )
