@@ -4,7 +4,9 @@
 ``mtlsearch best ID --format json``) returns into a ready `MultiTaskLoss`: the fixed weights the
 study found, or the tuned dynamic strategy with its hyper-parameters; with
 ``effective_weights=True``, fixed weights equal to those the trial actually applied
-(`effective_loss_weights`).
+(`effective_loss_weights`). A trial trained in a population (PBT) changed its fixed weights
+during training: its loss follows the same trajectory, epoch by epoch or as a fraction of
+your run.
 It works with any PyTorch model: you tell it which parameters are shared between the tasks.
 
     best = Client(url).best(study_id)
@@ -17,7 +19,8 @@ It works with any PyTorch model: you tell it which parameters are shared between
         mtl_loss.backward(losses, shared_parameters=list(model.trunk.parameters()),
                           task_parameters=list(model.heads.parameters()))
         optimizer.step()
-    # once per epoch, for DWA: mtl_loss.epoch_end(mean_losses_of_the_epoch)
+    # once per epoch: mtl_loss.epoch_end(mean_losses_of_the_epoch) (DWA and STCH read them;
+    # a population record's fixed weights move along its trajectory here)
     # MoDo / SDMGrad (mtl_loss.batches_per_step == 3): each step takes three batches; pass
     # the first two's losses as backward(losses_of_the_third, ..., extra_losses=[l1, l2]).
 """
@@ -26,17 +29,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from mtl_core.context import TaskContext
 from mtl_core.errors import ConfigError
+from mtl_core.results import planned_epochs, population_trajectory
 from mtl_core.weighting import (
     STRATEGIES,
     MixedStrategy,
     StepInputs,
+    WeightingStrategy,
     parse_strategy_config,
     strategy_gradients,
 )
@@ -44,6 +49,9 @@ from mtl_core.weighting import (
 if TYPE_CHECKING:
     from mtl_core.architectures import MultiTaskModel
     from mtl_core.experiments import DataShapes, DataSplits, Experiment
+
+#: Fixed weights from an epoch on: ``(epochs completed, {task: weight})``, by epoch.
+WeightsSchedule = Sequence[tuple[int, Mapping[str, float]]]
 
 
 class MultiTaskLoss(nn.Module):
@@ -57,6 +65,9 @@ class MultiTaskLoss(nn.Module):
         epochs: planned epochs (strategies that depend on progress read it).
         device: where the strategy's own tensors live.
         seed: seeds the strategy's random draws (RLW, PCGrad's order).
+        weights_schedule: fixed weights that replace ``weights`` once ``epoch`` calls of
+            `epoch_end` have been made (entry ``(0, w)``: from the start), epochs strictly
+            increasing; tasks not named get 1.0. ``epochs_done`` counts the calls.
     """
 
     def __init__(
@@ -68,16 +79,22 @@ class MultiTaskLoss(nn.Module):
         epochs: int = 1,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        weights_schedule: WeightsSchedule = (),
     ) -> None:
         super().__init__()
         self.task_names = tuple(task_names)
-        weights = dict(weights or {})
-        unknown = sorted(set(weights) - set(self.task_names))
-        if unknown:
-            raise ConfigError(
-                f"weight given for unknown task {unknown[0]!r}; valid tasks: "
-                f"{', '.join(self.task_names)}"
-            )
+        initial = self._weight_vector(weights or {}, "weight")
+        self._schedule: dict[int, list[float]] = {}
+        for index, (epoch, scheduled) in enumerate(weights_schedule):
+            last = max(self._schedule, default=-1)
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch <= last:
+                raise ConfigError(
+                    f"weights_schedule[{index}] starts at epoch {epoch!r}: epochs must be "
+                    f"integers >= 0, strictly increasing (the one before: {last})"
+                )
+            self._schedule[epoch] = self._weight_vector(scheduled, f"weights_schedule[{index}]")
+        #: Calls of `epoch_end` so far: the schedule's entry for this many epochs applies.
+        self.epochs_done = 0
         if STRATEGIES.get(strategy).reads_validation:
             raise ConfigError(
                 f"strategy {strategy!r} learns its weights from validation batches through a "
@@ -93,12 +110,30 @@ class MultiTaskLoss(nn.Module):
         self.space = STRATEGIES.get(strategy).gradient_space(config)
         #: Independent batches each `backward` reads (MoDo, SDMGrad: 3; see ``extra_losses``).
         self.batches_per_step = STRATEGIES.get(strategy).batches_per_step
+        # A strategy that overrides the hook learns from each epoch's mean losses (DWA, STCH).
+        self._reads_epoch_losses = (
+            STRATEGIES.get(strategy).on_epoch_end is not WeightingStrategy.on_epoch_end
+        )
         self.strategy_parameters = nn.ParameterList(self.strategy.parameters())
         self.fixed_weights: Tensor
-        self.register_buffer(
-            "fixed_weights",
-            torch.tensor([float(weights.get(t, 1.0)) for t in self.task_names], device=self.device),
-        )
+        self.register_buffer("fixed_weights", torch.tensor(initial, device=self.device))
+        self._apply_schedule()
+
+    def _weight_vector(self, weights: Mapping[str, float], what: str) -> list[float]:
+        """Per-task weights in task order (1.0 for a task not named); unknown tasks refused."""
+        unknown = sorted(set(weights) - set(self.task_names))
+        if unknown:
+            raise ConfigError(
+                f"{what} given for unknown task {unknown[0]!r}; valid tasks: "
+                f"{', '.join(self.task_names)}"
+            )
+        return [float(weights.get(t, 1.0)) for t in self.task_names]
+
+    def _apply_schedule(self) -> None:
+        scheduled = self._schedule.get(self.epochs_done)
+        if scheduled is not None:
+            with torch.no_grad():
+                self.fixed_weights.copy_(torch.tensor(scheduled))
 
     def _stack(self, losses: Mapping[str, Tensor] | Sequence[Tensor]) -> Tensor:
         if isinstance(losses, Mapping):
@@ -152,17 +187,31 @@ class MultiTaskLoss(nn.Module):
                 p.grad = g.detach().clone() if p.grad is None else p.grad + g
         return dict(zip(self.task_names, weights[0].tolist(), strict=True))
 
-    def epoch_end(self, mean_losses: Mapping[str, float] | Sequence[float]) -> None:
-        """Tell epoch-level strategies (DWA) the epoch-mean loss of each task."""
-        values = (
-            [mean_losses[t] for t in self.task_names]
-            if isinstance(mean_losses, Mapping)
-            else list(mean_losses)
-        )
-        self.strategy.on_epoch_end(
-            torch.ones(1, dtype=torch.bool, device=self.device),
-            torch.tensor([values], device=self.device),
-        )
+    def epoch_end(self, mean_losses: Mapping[str, float] | Sequence[float] | None = None) -> None:
+        """One epoch ended: tell epoch-level strategies (DWA, STCH) the epoch-mean loss of each
+        task, and move the fixed weights to the ``weights_schedule`` entry for the epochs now
+        done. ``mean_losses`` may be left out under a strategy that reads none (``fixed``).
+
+        Raises:
+            ConfigError: no ``mean_losses`` for a strategy that learns from them.
+        """
+        if mean_losses is not None:
+            values = (
+                [mean_losses[t] for t in self.task_names]
+                if isinstance(mean_losses, Mapping)
+                else list(mean_losses)
+            )
+            self.strategy.on_epoch_end(
+                torch.ones(1, dtype=torch.bool, device=self.device),
+                torch.tensor([values], device=self.device),
+            )
+        elif self._reads_epoch_losses:
+            raise ConfigError(
+                f"strategy {self.strategy.names[0]!r} learns from each epoch's mean task "
+                "losses: pass them, epoch_end(mean_losses), got None"
+            )
+        self.epochs_done += 1
+        self._apply_schedule()
 
 
 def build_loss_from_best(
@@ -170,6 +219,8 @@ def build_loss_from_best(
     device: torch.device | str = "cpu",
     seed: int = 0,
     effective_weights: bool = False,
+    trajectory: Literal["epoch", "fraction"] = "epoch",
+    epochs: int | None = None,
 ) -> MultiTaskLoss:
     """Build a `MultiTaskLoss` from a study's best trial (or any trial's record).
 
@@ -189,12 +240,34 @@ def build_loss_from_best(
       multipliers aside). This freezes what a dynamic strategy ended at, for a loop without
       its state; for a gradient method (PCGrad, MGDA, CAGrad) it keeps the average task
       weighting, not the per-step projection. Per epoch: the record's ``weights_trajectory``.
+    * a record with ``population`` (the trial trained in a population, PBT: its fixed weights
+      changed during training): the strategy as searched, its fixed weights following the
+      record's ``population.trajectory``, one `MultiTaskLoss.epoch_end` call per epoch.
+      ``trajectory="epoch"`` applies the entry for study epoch e after e calls;
+      ``"fraction"`` after round(e / population.epochs × ``epochs``) calls, so a longer or
+      shorter run changes its weights at the same share of its training. With
+      ``effective_weights=True`` the trajectory's last weights that the trial trained with
+      stand in for ``config.weights`` (frozen, no schedule: `effective_loss_weights`).
+
+    Args:
+        epochs: your run's planned epochs (strategies that depend on progress read them);
+            needed for ``trajectory="fraction"``; default the record's ``config.epochs``.
 
     Raises:
         ConfigError: the record has no ``config`` with ``strategy`` and ``weights``; with
             ``effective_weights``, no finite ``strategy_weights`` (a trial recorded before they
-            were kept, or one that trained no epoch).
+            were kept, or one that trained no epoch); ``trajectory`` not "epoch" or
+            "fraction", or "fraction" without ``epochs``; a malformed ``population``.
     """
+    if trajectory not in ("epoch", "fraction"):
+        raise ConfigError(f"trajectory must be 'epoch' or 'fraction', got {trajectory!r}")
+    if epochs is not None and (type(epochs) is not int or epochs < 1):
+        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if trajectory == "fraction" and epochs is None:
+        raise ConfigError(
+            "trajectory='fraction' maps the study's epochs onto your run's: pass "
+            "epochs=<your run's planned epochs>, got epochs=None"
+        )
     config = best.get("config")
     if not isinstance(config, Mapping) or "strategy" not in config or "weights" not in config:
         raise ConfigError(
@@ -202,37 +275,63 @@ def build_loss_from_best(
             "GET /api/v1/studies/{id}/best"
         )
     weights: Mapping[str, float] = config["weights"]
-    epochs = int(config.get("epochs") or 1)
+    planned = epochs or int(config.get("epochs") or 1)
     if effective_weights:
         return MultiTaskLoss(
             task_names=list(weights),
             weights=effective_loss_weights(best),
-            epochs=epochs,
+            epochs=planned,
             device=device,
             seed=seed,
         )
+    steps = population_trajectory(best.get("population"), weights)
+    if steps and trajectory == "fraction":
+        assert epochs is not None  # checked above
+        study_epochs = planned_epochs(best["population"])
+        # Two study epochs may round to one of yours: the later weights win.
+        steps = list({round(e / study_epochs * epochs): w for e, w in steps}.items())
     return MultiTaskLoss(
         task_names=list(weights),
         strategy=config["strategy"],
         strategy_params=config.get("strategy_params") or {},
         weights=weights,
-        epochs=epochs,
+        epochs=planned,
         device=device,
         seed=seed,
+        weights_schedule=steps,
     )
+
+
+def _last_trained_weights(
+    record: Mapping[str, Any], weights: Mapping[str, float]
+) -> dict[str, float] | None:
+    """A population member's last fixed weights that it trained an epoch with (an entry from
+    its last epoch on never applied), None for a record without ``population``."""
+    population = record.get("population")
+    steps = population_trajectory(population, weights)
+    if not steps or population is None:
+        return None
+    ran = record.get("epochs_run") or population.get("epochs")
+    if isinstance(ran, int) and ran > 0:
+        steps = [step for step in steps if step[0] < ran] or steps[:1]
+    return steps[-1][1]
 
 
 def effective_loss_weights(record: Mapping[str, Any]) -> dict[str, float]:
     """The weight each task's loss had in a recorded trial's objective:
     ``config.weights[t] × strategy_weights[t]`` (see `build_loss_from_best`), in task order.
+    For a population member (a record with ``population``) the fixed weights are the last
+    of its trajectory that it trained with, as ``strategy_weights`` are its last epoch's.
 
     Raises:
-        ConfigError: no config weights, or no finite ``strategy_weights`` for every task.
+        ConfigError: no config weights, no finite ``strategy_weights`` for every task, or a
+            malformed ``population`` (`mtl_core.results.population_trajectory`).
     """
     config = record.get("config")
     weights = config.get("weights") if isinstance(config, Mapping) else None
     if not isinstance(weights, Mapping) or not weights:
         raise ConfigError("record has no 'config' with 'weights'; pass a trial or best record")
+    weights = _last_trained_weights(record, weights) or weights
     applied = record.get("strategy_weights")
     tasks = list(weights)
     values = [applied.get(t) for t in tasks] if isinstance(applied, Mapping) else []

@@ -269,7 +269,8 @@ class Client:
 
         Returns:
             ``{"data": [...], "count": N}``: each trial's state, values, params, config,
-            metrics and ``fail_reason``; ``count`` is the number of matching trials.
+            metrics, ``population`` (a population member's weight trajectory and lineage,
+            else None) and ``fail_reason``; ``count`` is the number of matching trials.
 
         Raises:
             ValueError: a state the API does not know, or none (before any request).
@@ -289,8 +290,11 @@ class Client:
 
         Its record holds what determines its run: ``config`` (with ``seed`` and
         ``data_seed``) and ``num_slots``, the K of the batched pass it trained in (None for a
-        trial recorded before it was kept); and the weights its strategy applied
-        (``strategy_weights``, ``weights_trajectory``). Rebuild its config with
+        trial recorded before it was kept); the weights its strategy applied
+        (``strategy_weights``, ``weights_trajectory``); and, for a trial trained in a
+        population, ``population``: the fixed weights it trained with by epoch
+        (``trajectory``) and whose training state it took (``lineage``), so its config alone
+        does not retrain it. Rebuild its config with
         `mtl_core.trial_config_from_record` or retrain it exactly with
         `mtl_core.retrain_trial` (what ``mtlsearch train --from-trial`` does).
 
@@ -305,8 +309,9 @@ class Client:
 
     def best(self, study_id: str) -> dict[str, Any]:
         """The best record (``GET /studies/{id}/best``), ready for
-        `mtl_core.build_loss_from_best`: weights, strategy, config, metrics; for several
-        objectives the Pareto set under ``pareto``.
+        `mtl_core.build_loss_from_best`: weights, strategy, config, metrics, ``population``
+        (the best trial's weight trajectory when it trained in a population, else None); for
+        several objectives the Pareto set under ``pareto``.
 
         Raises:
             ClientError: no such study, or no trial has completed yet (404).

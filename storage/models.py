@@ -262,7 +262,8 @@ class TrialRecord(Base):
     What determines a trial's run is recorded: ``seed`` and the config (with its ``data_seed``),
     and ``num_slots``, the K of the batched pass it trained in (a slot's arithmetic is the same
     whatever the other slots hold, but not across K): ``mtlsearch train --from-trial``
-    reproduces the run from them.
+    reproduces the run from them; a member of a population (``population`` not NULL) trained
+    with the fixed weights of its trajectory and took other members' state as its lineage says.
     """
 
     __tablename__ = "mtl_trials"
@@ -304,6 +305,9 @@ class TrialRecord(Base):
     #: The weights the strategy applied, per epoch (each the epoch's mean, Σ = tasks).
     weights_trajectory: Mapped[list[Any] | None] = mapped_column(JSON)
     epochs_run: Mapped[int | None] = mapped_column(Integer)
+    #: A population member's trajectory of fixed weights, lineage and planned epochs
+    #: (`mtl_core.results.TrialResult.population`); NULL for a trial outside a population.
+    population: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: 64-bit: a spec's seed goes up to 2**32 - 1, and repeats and confirmation runs add to it.
     seed: Mapped[int | None] = mapped_column(BigInteger)
     num_slots: Mapped[int | None] = mapped_column(Integer)

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -50,7 +52,10 @@ from mtl_core.weighting import MixedStrategy, WeightingStrategy, parse_strategy_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["copy_slot", "copy_strategy_slot", "set_fixed_weights"]
+__all__ = ["Population", "copy_slot", "copy_strategy_slot", "set_fixed_weights"]
+
+#: ``explore(weights, generator)``: a member's new fixed weights from the ones it copied.
+Explore = Callable[[dict[str, float], torch.Generator], dict[str, float]]
 
 #: Attributes of a strategy that are not copied: the slot's context is the trial's own (the
 #: target's context is set by `WeightingStrategy.reset_slot`).
@@ -236,3 +241,90 @@ def set_fixed_weights(run: BatchedRun, slot: int, weights: dict[str, float]) -> 
             device=run.fixed_weights.device,
         )
     state.config = state.config.model_copy(update={"weights": checked})
+
+
+class Population:
+    """Population-based training of the fixed loss weights over some slots of a run.
+
+    Jaderberg et al., "Population Based Training of Neural Networks" (2017), as Ray Tune's
+    ``PopulationBasedTraining`` does it, inside one batched pass: the members are slots, and at
+    each `step` (between epochs) the bottom ``quantile`` of the members by score copy a member
+    of the top ``quantile`` (`copy_slot`, on the device) and ``explore`` their weights
+    (`set_fixed_weights`). Every draw (which top member, and the explore's) comes from
+    ``generator``, so the same members, scores and generator give the same trajectories.
+
+    Each member's `Slot.population` records its trajectory (``{"epoch": e, "weights": ...}``,
+    the fixed weights in force after ``e`` epochs, from 0) and lineage (``{"epoch": e,
+    "source": label}``: after ``e`` epochs it took the state of the member ``label`` names);
+    its `TrialResult.population` carries them out.
+
+    Args:
+        run: the batched run holding the members.
+        members: their slots (live, at the same epoch).
+        quantile: the share of members replaced at each step (and the share copied from):
+            ceil(quantile × members), at most half of them; with fewer than two members no
+            step changes anything (a population of one is the plain trial).
+        generator: the population's seeded generator.
+        label: what names a member's trial in another's lineage (its tag → e.g. its number).
+    """
+
+    def __init__(
+        self,
+        run: BatchedRun,
+        members: Sequence[int],
+        quantile: float,
+        generator: torch.Generator,
+        label: Callable[[Any], Any],
+    ) -> None:
+        if not 0 < quantile <= 0.5:
+            raise ValueError(f"quantile must be in (0, 0.5], got {quantile}")
+        self.run = run
+        self.members = list(members)
+        self.quantile = quantile
+        self.generator = generator
+        self.label = label
+        for index in self.members:
+            state = _live_slot(run, index, "member")
+            state.population = {
+                "trajectory": [{"epoch": state.epoch, "weights": dict(state.config.weights)}],
+                "lineage": [],
+                "epochs": state.config.epochs,
+            }
+
+    def live(self) -> list[int]:
+        """The members still training."""
+        return [i for i in self.members if self.run.slots[i] is not None]
+
+    def step(self, scores: Mapping[int, float], explore: Explore) -> list[tuple[int, int]]:
+        """Exploit and explore after an epoch; returns the ``(source, target)`` slot pairs.
+
+        ``scores``: each live member's score (higher is better); a member without a finite one
+        ranks last. Ties rank by slot, so the outcome never depends on dict order.
+        """
+        live = self.live()
+        count = min(math.ceil(self.quantile * len(live)), len(live) // 2)
+        if count == 0:
+            return []
+
+        def rank(index: int) -> tuple[float, int]:
+            score = scores.get(index, -math.inf)
+            return (score if math.isfinite(score) else -math.inf, -index)
+
+        ordered = sorted(live, key=rank)  # worst first
+        bottom, top = ordered[:count], ordered[-count:]
+        pairs = []
+        for target in bottom:
+            source = top[int(torch.randint(len(top), (1,), generator=self.generator))]
+            copy_slot(self.run, source, target)
+            state = self.run.slots[target]
+            source_state = self.run.slots[source]
+            assert state is not None and source_state is not None
+            weights = explore(dict(state.config.weights), self.generator)
+            set_fixed_weights(self.run, target, weights)
+            log = state.population
+            assert log is not None  # every member has one from the start
+            log["lineage"].append({"epoch": state.epoch, "source": self.label(source_state.tag)})
+            log["trajectory"].append({"epoch": state.epoch, "weights": dict(state.config.weights)})
+            pairs.append((source, target))
+        logger.debug("population step: %s", pairs)
+        return pairs

@@ -37,6 +37,8 @@ class Slot:
     started: float
     epoch: int = 0
     history: list[EpochReport] = field(default_factory=list)
+    #: A population member's weight trajectory and lineage (`mtl_core.batched.population`).
+    population: dict[str, Any] | None = None
 
 
 @dataclass

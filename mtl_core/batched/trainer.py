@@ -287,6 +287,7 @@ class BatchedRun:
             stop_reason=reason,
             duration_s=time.perf_counter() - state.started,
             num_slots=self.num_slots,
+            population=state.population,
         )
         self.slots[slot] = None
         self.strategy.release_slot(slot)

@@ -47,6 +47,9 @@ class TrialSummary:
     #: The weight each task's loss had: ``weights × strategy_weights``, scaled to Σ = tasks.
     #: For a dynamic strategy it is not ``weights_normalised`` (MGDA's 1/1 may apply 1.3/0.7).
     effective_weights: dict[str, float] | None = None
+    #: A population member's trajectory of fixed weights, lineage and planned epochs
+    #: (`mtl_core.results.TrialResult.population`): `mtl_core.build_loss_from_best` replays it.
+    population: dict[str, Any] | None = None
 
 
 def summarise(
@@ -82,22 +85,27 @@ def summarise(
         test_metrics=dict(outcome.test_metrics or {}),
         delta_m=dm,
         strategy_weights=dict(outcome.strategy_weights) if outcome.strategy_weights else None,
-        effective_weights=_effective(config, outcome.strategy_weights, experiment),
+        effective_weights=_effective(config, outcome, experiment),
+        population=outcome.population,
     )
 
 
 def _effective(
-    config: Mapping[str, Any],
-    strategy_weights: Mapping[str, float] | None,
-    experiment: Experiment,
+    config: Mapping[str, Any], outcome: TrialOutcome, experiment: Experiment
 ) -> dict[str, float] | None:
     from mtl_core.errors import ConfigError
     from mtl_core.production import effective_loss_weights
 
-    if not strategy_weights:
+    if not outcome.strategy_weights:
         return None
+    record = {
+        "config": config,
+        "strategy_weights": outcome.strategy_weights,
+        "population": outcome.population,
+        "epochs_run": outcome.epochs_run,
+    }
     try:
-        applied = effective_loss_weights({"config": config, "strategy_weights": strategy_weights})
+        applied = effective_loss_weights(record)
         return normalised_weights(applied, experiment.task_names)
     except (ConfigError, ValueError):  # not every task's weight recorded, or all 0
         return None

@@ -29,7 +29,9 @@ class TrialOutcome:
     a task is its config weight times λ (`mtl_core.production.effective_loss_weights`).
     ``seed`` (also in ``config``) and ``num_slots``, the K of the batched pass the trial
     trained in, with the ``config`` (its ``data_seed``) determine the run
-    (`mtl_core.reproduce`).
+    (`mtl_core.reproduce`). ``population`` is a population member's trajectory of fixed
+    weights, lineage and planned epochs (`mtl_core.results.TrialResult.population`), None for
+    a trial outside a population; as a user attribute it shows on the dashboard.
     """
 
     config: dict[str, Any] | None = None
@@ -41,6 +43,7 @@ class TrialOutcome:
     epochs_run: int | None = None
     seed: int | None = None
     num_slots: int | None = None
+    population: dict[str, Any] | None = None
     stop_reason: str | None = None
     fail_reason: str | None = None
 
@@ -56,6 +59,7 @@ class TrialOutcome:
             epochs_run=result.epochs_run,
             seed=result.config.seed,
             num_slots=result.num_slots,
+            population=result.population,
             stop_reason=result.stop_reason or None,
         )
 
@@ -77,6 +81,7 @@ class TrialOutcome:
             epochs_run=row.epochs_run,
             seed=row.seed,
             num_slots=row.num_slots,
+            population=row.population,
             fail_reason=row.reason,
         )
 

@@ -40,6 +40,7 @@ from mtlsearch.search.spec_confirmation import (
     MAX_CONFIRMED,
     Confirmation,
 )
+from mtlsearch.search.spec_population import Population, check_population
 from mtlsearch.search.spec_values import (
     ComponentChoice,
     NumberSpec,
@@ -223,19 +224,29 @@ class StudySpec(_Model):
         description="Retrain the best configurations and uniform weights at further seeds "
         "once the budget is spent; /best then reports means, spreads and a verdict.",
     )
+    population: Population | None = Field(
+        default=None,
+        description="Train each worker's batched pass as a population (PBT) over the fixed "
+        "weights: every interval_epochs the bottom quantile copy a top member and perturb or "
+        "resample their weights. Needs a single objective; members are not pruned.",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _no_pruning_for_multi(cls, data: Any) -> Any:
-        # A multi-objective study cannot prune (Optuna does not), so the default pruner is
-        # "none" there; an explicit other pruner is reported by `_check`.
+        # A multi-objective study cannot prune (Optuna does not), nor are a population's
+        # members pruned (they train to the end, copying each other), so the default pruner
+        # is "none" there; an explicit other pruner is reported by `_check`.
         if isinstance(data, dict) and "pruner" not in data:
             objective = data.get("objective")
             kind = objective.get("kind") if isinstance(objective, dict) else None
             if isinstance(objective, Objective):
                 kind = objective.kind
-            if kind == "multi":
-                return {**data, "pruner": "none"}
+            if kind == "multi" or data.get("population") is not None:
+                data = {**data, "pruner": "none"}
+        # Confirmation retrains fixed configurations; a population's answer is a trajectory.
+        if isinstance(data, dict) and data.get("population") is not None:
+            data = {"confirmation": {"enabled": False}, **data}
         return data
 
     @model_validator(mode="after")
@@ -255,6 +266,8 @@ class StudySpec(_Model):
                     f"multi-objective studies cannot prune (Optuna does not), got "
                     f"{self.pruner!r}; use 'none'",
                 )
+        if self.population is not None:
+            check_population(self)
         _check_objective(self.objective)
         _check_space(self.search_space)
         if self.sampler == "grid":

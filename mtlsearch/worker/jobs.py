@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import optuna
 
+from mtlsearch.search.population import PopulationPlan
+
 if TYPE_CHECKING:
     from mtl_core.config import TrialConfig
     from mtl_core.experiments import Experiment
@@ -43,6 +45,12 @@ class TrainingJob(Protocol):
     @property
     def label(self) -> str: ...
 
+    @property
+    def number(self) -> int | None: ...
+
+    @property
+    def population(self) -> PopulationPlan | None: ...
+
 
 @dataclass(eq=False)
 class Job:
@@ -64,6 +72,19 @@ class Job:
     def key(self) -> int:
         """The row's id (unique across studies): verdicts are keyed by it."""
         return self.row_id
+
+    @property
+    def number(self) -> int | None:
+        """The Optuna trial's number (None for a confirmation run)."""
+        return self.trial.number if self.trial is not None else None
+
+    @property
+    def population(self) -> PopulationPlan | None:
+        """The study's population plan where it trains one (confirmation runs are not
+        members)."""
+        if self.trial is None or self.study.spec.population is None:
+            return None
+        return PopulationPlan(self.study.spec, self.study.baselines)
 
     @property
     def label(self) -> str:

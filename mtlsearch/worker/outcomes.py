@@ -8,7 +8,8 @@ that leaves training (`Teller.record_outcome`):
    determines the run (seed, ``num_slots``) and the weights the strategy applied (a FAIL gives
    its budget slot back in the same transaction); False when a peer failed the row as lost
    first;
-3. `mirror_to_optuna`: one user attribute for the dashboard, then Optuna's ``tell``;
+3. `mirror_to_optuna`: one user attribute for the dashboard (two for a population member),
+   then Optuna's ``tell``;
 4. `complete_if_done`: once its budget or time is used and no search trial of any worker is
    unfinished, the study's best are queued for confirmation; once those have run, the study
    is completed (with its ``best`` artifact).
@@ -111,6 +112,7 @@ def write_row(
                 seed=recorded.seed,
                 num_slots=recorded.num_slots,
                 failure_kind=outcome.failure_kind,
+                population=recorded.population,
             )
         return won, outcome, values, recorded
     except Exception as exc:
@@ -150,7 +152,9 @@ def mirror_to_optuna(
     job: Job, outcome: Outcome, values: list[float] | None, recorded: TrialOutcome
 ) -> None:
     """Tell Optuna, after one user attribute for the dashboard (each write is a round trip):
-    why a trial failed, or its per-task validation metrics; the rest is in our row."""
+    why a trial failed, or its per-task validation metrics; and a population member's
+    ``population`` (its weights changed during training: the config alone misleads). The rest
+    is in our row."""
     trial = job.trial
     if trial is None:
         return  # a confirmation run: our row is its only record
@@ -159,6 +163,8 @@ def mirror_to_optuna(
             trial.set_user_attr("fail_reason", outcome.reason)
         elif recorded.val_metrics is not None:
             trial.set_user_attr("val_metrics", recorded.val_metrics)
+        if recorded.population is not None:
+            trial.set_user_attr("population", recorded.population)
         tell_once(job.study.study, trial, values, state=outcome.state)
     except optuna.exceptions.UpdateFinishedTrialError as exc:
         logger.warning("%s of study %s: %s", job.label, job.study.id, exc)

@@ -50,6 +50,7 @@ from mtlsearch.worker.decisions import (
     stopped_outcome,
 )
 from mtlsearch.worker.jobs import TrainingJob
+from mtlsearch.worker.populations import same_population, start_population
 from mtlsearch.worker.sizing import BatchSizer
 
 if TYPE_CHECKING:
@@ -217,7 +218,9 @@ class SlotRunner(Generic[JobT]):
                 self._asker_done = True
             elif not self._startable(job):
                 continue
-            elif batched.can_batch_together([first.config, job.config]):
+            elif same_population(first, job) and batched.can_batch_together(
+                [first.config, job.config]
+            ):
                 jobs.append(job)
             else:
                 self._alone.append(job)
@@ -323,13 +326,17 @@ class SlotRunner(Generic[JobT]):
         Returns the live jobs and the error when it ran out of memory (to start again with a
         smaller K), else ``([], None)``.
         """
+        population = start_population(run)
         try:
             while run.occupied():
                 reports = run.run_epoch()
                 round_ = self._next_round()
                 self.teller.epoch(round_, [(item.tag, item.report) for item in reports])
+                if population is not None:
+                    population.after_epoch(reports)
                 self._end_slots(run, round_)
-                if not self.stop.is_set():
+                # A population starts and ends together: its free slots wait for the next one.
+                if population is None and not self.stop.is_set():
                     self._refill(run, waiting)
         except torch.cuda.OutOfMemoryError as exc:
             return [slot.tag for slot in run.slots if slot is not None], exc
@@ -387,6 +394,9 @@ class SlotRunner(Generic[JobT]):
             new = waiting.pop(0) if waiting else self._take_now()
             if new is None:
                 return
+            if new.population is not None:
+                self._alone.append(new)  # a population member starts a run with its own
+                continue
             try:
                 run.refill(index, new.config, new)
             except ConfigError:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mtl_core.config import TrialConfig
     from mtl_core.experiments import DataSplits, Experiment
     from mtl_core.results import EpochReport, TrialResult
+    from mtlsearch.search.population import PopulationPlan
     from mtlsearch.worker.decisions import Decision, Outcome
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class Ticket:
     study_id: str
     experiment: str
     config: TrialConfig
+    number: int | None = None
+    population: PopulationPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,14 @@ class TicketJob:
     @property
     def config(self) -> TrialConfig:
         return self.ticket.config
+
+    @property
+    def number(self) -> int | None:
+        return self.ticket.number
+
+    @property
+    def population(self) -> PopulationPlan | None:
+        return self.ticket.population
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,17 @@ class TrainerProcess:
                 continue
             self._handed[job.key] = job
             experiment = job.study.experiment.name
-            tickets.append(Ticket(job.key, job.label, job.study.id, experiment, job.config))
+            tickets.append(
+                Ticket(
+                    job.key,
+                    job.label,
+                    job.study.id,
+                    experiment,
+                    job.config,
+                    number=job.number,
+                    population=job.population,
+                )
+            )
         return (JOBS, tickets, self.starved(), self._asker_done)
 
     def _send(self, message: tuple[Any, ...]) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mtlsearch.search.spec import StudySpec
+from service.schemas.trials import TrialPopulation
 
 #: The body of ``POST /api/v1/studies`` is the study spec itself (docs/study-spec.md). It has
 #: no field that names a module or a path: an experiment is a registered name, nothing more.
@@ -101,12 +102,12 @@ class BestPublic(BaseModel):
 
     Single objective: the best configuration's fields at the top level (number, values,
     weights, weights_normalised, strategy, strategy_params, strategy_weights, config,
-    val_metrics, test_metrics, delta_m) beside experiment, tasks, objective, directions and
-    baselines. Once the study's confirmation has run, the best is the configuration with the
-    highest mean over the confirmation seeds, its values and metrics are those means, and
-    ``confirmation`` holds mean ± sd per configuration and for uniform weights, and the
-    ``verdict`` in words. Several objectives: the same fields for each Pareto-optimal
-    configuration under ``pareto``. Ready for `mtl_core.build_loss_from_best`.
+    val_metrics, test_metrics, delta_m, population) beside experiment, tasks, objective,
+    directions and baselines. Once the study's confirmation has run, the best is the
+    configuration with the highest mean over the confirmation seeds, its values and metrics
+    are those means, and ``confirmation`` holds mean ± sd per configuration and for uniform
+    weights, and the ``verdict`` in words. Several objectives: the same fields for each
+    Pareto-optimal configuration under ``pareto``. Ready for `mtl_core.build_loss_from_best`.
     """
 
     model_config = {"extra": "allow"}
@@ -138,6 +139,11 @@ class BestPublic(BaseModel):
         description="The weight each task's loss had: weights × strategy_weights, scaled to "
         "Σ = tasks. For a dynamic strategy it is not weights_normalised; "
         "build_loss_from_best(best, effective_weights=True) trains with it fixed.",
+    )
+    population: TrialPopulation | None = Field(
+        None,
+        description="The best trial's weight trajectory and lineage when it trained in a "
+        "population (null otherwise): build_loss_from_best(best) follows the trajectory.",
     )
     pareto: list[dict[str, Any]] | None = Field(
         None, description="Several objectives: one record per Pareto-optimal trial."

@@ -10,6 +10,51 @@ from pydantic import BaseModel, Field
 TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
 
 
+class WeightsStep(BaseModel):
+    """One step of a population member's trajectory: the fixed weights from an epoch on."""
+
+    epoch: int = Field(
+        ge=0,
+        description="Epochs completed before these weights apply (0: from the start).",
+    )
+    weights: dict[str, float | None] = Field(
+        description="The raw fixed loss weight of each task, as in config.weights (not "
+        "normalised; null: not finite)."
+    )
+
+
+class LineageStep(BaseModel):
+    """One exploit of a population member: whose training state it took, and when."""
+
+    epoch: int = Field(ge=0, description="Epochs completed when the member took the state.")
+    source: int | None = Field(
+        description="The number of the trial whose model, optimizer and strategy state it "
+        "took (GET /studies/{id}/trials/{source})."
+    )
+
+
+class TrialPopulation(BaseModel):
+    """What population-based training did to one member: its weights and whose state it took.
+
+    Under PBT the trials of one batched pass train as a population: every few epochs the worst
+    members copy a better member's whole training state and perturb or resample their fixed
+    loss weights, so a member's config.weights are only its last ones.
+    `mtl_core.build_loss_from_best` replays the trajectory.
+    """
+
+    trajectory: list[WeightsStep] = Field(
+        description="The fixed weights in force over training, by epoch (sorted; the first at "
+        "epoch 0, then one per change)."
+    )
+    lineage: list[LineageStep] = Field(
+        description="Each time the member took another trial's training state, in order "
+        "(empty: it never did)."
+    )
+    epochs: int | None = Field(
+        description="The trial's planned epochs (what trajectory epochs are out of)."
+    )
+
+
 class TrialPublic(BaseModel):
     """One Optuna trial of a study, with what the worker recorded about it."""
 
@@ -45,6 +90,10 @@ class TrialPublic(BaseModel):
         description="K of the batched pass the trial trained in: with config it determines the "
         "run (`mtlsearch train --from-trial`). Null for trials recorded before it was kept."
     )
+    population: TrialPopulation | None = Field(
+        description="For a trial trained as a member of a population (population-based "
+        "training of the fixed weights): its weight trajectory and lineage; null otherwise.",
+    )
     fail_reason: str | None = Field(description="Why the trial failed or was pruned.")
     datetime_start: datetime | None = Field(description="UTC.")
     datetime_complete: datetime | None = Field(description="UTC.")
@@ -58,4 +107,11 @@ class TrialsPublic(BaseModel):
     count: int = Field(description="Number of trials matching the filter (all pages).")
 
 
-__all__ = ["TrialPublic", "TrialStateName", "TrialsPublic"]
+__all__ = [
+    "LineageStep",
+    "TrialPopulation",
+    "TrialPublic",
+    "TrialStateName",
+    "TrialsPublic",
+    "WeightsStep",
+]

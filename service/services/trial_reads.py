@@ -55,6 +55,7 @@ def trial_public(row: TrialRow) -> TrialPublic:
         epochs_run=row.epochs_run,
         seed=row.seed,
         num_slots=row.num_slots,
+        population=row.population,
         fail_reason=row.reason,
         datetime_start=row.started_at,
         datetime_complete=row.finished_at,

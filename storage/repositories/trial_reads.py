@@ -31,7 +31,11 @@ _REPEATABLE = (TrialState.RUNNING.value, TrialState.COMPLETE.value, TrialState.P
 
 @dataclass(frozen=True, slots=True)
 class TrialRow:
-    """One row of ``mtl_trials`` (a snapshot)."""
+    """One row of ``mtl_trials`` (a snapshot).
+
+    ``population`` is a population member's trajectory of fixed weights, lineage and planned
+    epochs (`mtl_core.results.TrialResult.population`), None for any other trial.
+    """
 
     id: int
     study_id: str
@@ -59,6 +63,7 @@ class TrialRow:
     reserved_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    population: dict[str, Any] | None = None
 
     @property
     def duration_s(self) -> float | None:

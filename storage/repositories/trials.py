@@ -141,12 +141,14 @@ class TrialRepository(TrialSlots):
         seed: int | None = None,
         num_slots: int | None = None,
         failure_kind: FailureKind | None = None,
+        population: dict[str, Any] | None = None,
     ) -> bool:
         """Record a trial's outcome, if nobody finished it first (one conditional UPDATE).
 
         A search trial's 'fail' gives its budget slot back in the same transaction (another
         trial will be asked in its place; a confirmation run holds no slot). Fields left None
-        keep what `start` stored.
+        keep what `start` stored; ``population`` is a population member's trajectory of fixed
+        weights and lineage (`mtl_core.results.TrialResult.population`).
 
         Returns:
             True if this call finished the row; False if it was already finished (e.g. failed
@@ -171,6 +173,7 @@ class TrialRepository(TrialSlots):
             "epochs_run": epochs_run,
             "seed": seed,
             "num_slots": num_slots,
+            "population": population,
             "failure_kind": None if failure_kind is None else FailureKind(failure_kind).value,
         }
         changes: dict[str, Any] = {k: v for k, v in optional.items() if v is not None}

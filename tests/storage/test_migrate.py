@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text, update
 from typer.testing import CliRunner
 
 import storage
@@ -191,6 +191,55 @@ def test_0004_makes_retries_rows_unique_per_lost_trial(db_url: str) -> None:
     assert _execute(db_url, "SELECT trials_reserved FROM mtl_studies") == [(2,)]
 
 
+def test_0006_adds_population_and_downgrades_keeping_the_rows(db_url: str) -> None:
+    assert upgrade(db_url, "0005") == "0005"
+    now = utcnow()
+    _execute(
+        db_url,
+        "INSERT INTO mtl_studies (id, name, experiment, spec, status, optuna_study_name, "
+        "n_trials, trials_reserved, created_at, updated_at) VALUES ('s1', 'n', 'e', '{}', "
+        "'running', 'o', 4, 2, :now, :now)",
+        now=now,
+    )
+    _execute(
+        db_url,
+        "INSERT INTO mtl_trials (study_id, number, state, kind, num_slots, reserved_at) "
+        "VALUES ('s1', 0, 'complete', 'search', 4, :now), ('s1', 1, 'fail', 'search', 4, :now)",
+        now=now,
+    )
+    assert upgrade(db_url, "0006") == "0006"
+    assert _execute(db_url, "SELECT number, population FROM mtl_trials ORDER BY number") == [
+        (0, None),
+        (1, None),
+    ]
+    member = {
+        "trajectory": [{"epoch": 0, "weights": {"a": 1.0}}, {"epoch": 2, "weights": {"a": 3.0}}],
+        "lineage": [{"epoch": 2, "source": 1}],
+        "epochs": 4,
+    }
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            trials = Base.metadata.tables["mtl_trials"]
+            connection.execute(update(trials).where(trials.c.number == 0).values(population=member))
+            stored = connection.execute(select(trials.c.number, trials.c.population)).all()
+    finally:
+        engine.dispose()
+    assert sorted(map(tuple, stored)) == [(0, member), (1, None)]
+    command.downgrade(alembic_config(db_url), "0005")
+    engine = create_engine(db_url)
+    try:
+        columns = {c["name"] for c in inspect(engine).get_columns("mtl_trials")}
+    finally:
+        engine.dispose()
+    assert "population" not in columns
+    assert _execute(db_url, "SELECT number, state, num_slots FROM mtl_trials ORDER BY number") == [
+        (0, "complete", 4),
+        (1, "fail", 4),
+    ]
+    assert upgrade(db_url) == head_revision()
+
+
 def test_migration_files_are_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
@@ -198,6 +247,7 @@ def test_migration_files_are_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "versions" / "0002_worker_capabilities.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0003_trials.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0004_retry_rows.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0006_population.py").is_file()
     assert MIGRATIONS_DIR.parent == Path(storage.__file__ or "").parent
 
 
