@@ -122,9 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--spaces",
         nargs="+",
-        choices=["weights", "weights+strategy", "multi"],
-        default=["weights", "weights+strategy", "multi"],
-        help="the study kinds' search spaces (default all; multi on adult_mixed only)",
+        choices=["weights", "weights+strategy", "multi", "population"],
+        default=["weights", "weights+strategy", "multi", "population"],
+        help="the study kinds' search spaces (default all; multi on adult_mixed only; "
+        "population: PBT over the weights, the whole budget as one population)",
     )
     parser.add_argument(
         "--pruners",

@@ -258,11 +258,13 @@ def _study_sentence(result: ExperimentResult, row: Row, grid: Row, g_val: Spread
     v = result.val_delta(row)
     share = row.trial_epochs / grid.trial_epochs if grid.trial_epochs else float("nan")
     reached = v.mean >= g_val.mean or within_noise(v, g_val)
+    c = row.confirmed
+    # A population's answer is its best member, not confirmed at further seeds.
+    answer = "confirmed validation" if c is not None else "best member's validation"
     text = (
-        f"{row.approach}: confirmed validation Δm% {v} against the grid's {g_val} "
+        f"{row.approach}: {answer} Δm% {v} against the grid's {g_val} "
         f"({'reached' if reached else 'not reached'} within the noise)"
     )
-    c = row.confirmed
     if c is not None and c.search_val:
         text += f"; the search's own best trial said {spread(c.search_val)}"
     text += f"; the search took {share:.2f}x the grid's trial-epochs per study"

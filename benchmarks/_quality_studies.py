@@ -70,6 +70,9 @@ class StudyKind:
 
     @property
     def label(self) -> str:
+        if self.space == "population":
+            sampler = SAMPLER_LABELS[self.sampler]
+            return f"PBT over weights ({sampler} start), population K={self.batch}"
         return f"{SAMPLER_LABELS[self.sampler]} {self.space}, pruner {self.pruner}, K={self.batch}"
 
 
@@ -157,6 +160,19 @@ def study_spec(
     name = f"q-{experiment}-{kind.space}-{kind.pruner}-k{kind.batch}-s{seed}".replace("+", "_")
     if kind.sampler != "tpe":
         name = f"{name}-{kind.sampler}"
+    if kind.space == "population":
+        # The whole budget is one population (the worker's --batch is n_trials); exploit and
+        # explore after every epoch; its answer is its best member, not confirmed.
+        return {
+            "name": name[:64],
+            "experiment": experiment,
+            "n_trials": n_trials,
+            "seed": seed,
+            "sampler": kind.sampler,
+            "objective": objective,
+            "search_space": space,
+            "population": {"interval_epochs": 1},
+        }
     return {
         "name": name[:64],
         "experiment": experiment,

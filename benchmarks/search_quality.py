@@ -217,6 +217,9 @@ def study_rows(
     ]
     if experiment == "adult_mixed" and "multi" in args.spaces:
         kinds.append(StudyKind("multi", "none", args.batches[0], args.sampler))
+    if "population" in args.spaces:
+        # At the trial-epochs of the weight studies: their budget, trained as one population.
+        kinds.append(StudyKind("population", "none", n_trials, args.sampler))
     for kind in kinds:
         runs: list[StudyRun] = []
         for seed in range(args.study_seeds):
@@ -225,6 +228,9 @@ def study_rows(
             runs.append(service.run(spec, kind, seed))
         if kind.space == "multi":
             _multi_objective(result, runs)
+            continue
+        if kind.space == "population":
+            _population(result, kind, runs)
             continue
         picked = [best for run in runs if (best := run.confirmed()) is not None]
         if len(picked) < len(runs):
@@ -248,6 +254,37 @@ def study_rows(
                 _confirmed(runs, result, search_val, [r.verdict() for r in runs]),
             )
         )
+
+
+def _population(result: ExperimentResult, kind: StudyKind, runs: list[StudyRun]) -> None:
+    """A population study's answer is its best member (`GET /best`, one seed: a population's
+    trajectory is not confirmed at further seeds)."""
+    picks = [run.best for run in runs if run.best.get("val_metrics")]
+    if not picks:
+        logger.warning("%s: %s: no member completed", result.name, kind.label)
+        return
+    copies = sum(
+        len((t.get("population") or {}).get("lineage") or []) for run in runs for t in run.complete
+    )
+    described = "; ".join(
+        "→".join(
+            "/".join(f"{w:.3g}" for w in step["weights"].values())
+            for step in (pick.get("population") or {}).get("trajectory", [])
+        )
+        for pick in picks
+    )
+    result.rows.append(
+        Row(
+            kind.label,
+            "study",
+            [p["val_metrics"] for p in picks],
+            [p["test_metrics"] for p in picks],
+            statistics.fmean(r.trial_epochs for r in runs),
+            statistics.fmean(r.cpu_s for r in runs),
+            f"best member's weights by epoch: {described} — {copies} copies in "
+            f"{len(runs)} studies; not confirmed (one seed)",
+        )
+    )
 
 
 def _multi_objective(result: ExperimentResult, runs: list[StudyRun]) -> None:
