@@ -9,10 +9,16 @@ from pydantic import Field
 from torch import Tensor
 
 from mtl_core.components import searched
-from mtl_core.errors import ConfigError
 from mtl_core.optim import StackedOptimizer
 from mtl_core.weighting._base import LossWeighting, StepInputs, StrategyConfig, normalise
-from mtl_core.weighting._look_ahead import LookAhead, flat, grads_of, leaves, moved
+from mtl_core.weighting._look_ahead import (
+    LookAhead,
+    flat,
+    grads_of,
+    leaves,
+    moved,
+    require_look_ahead,
+)
 from mtl_core.weighting._registry import STRATEGIES
 
 #: The finite-difference radius, relative to the validation gradient's norm (the paper's 0.01).
@@ -109,12 +115,7 @@ class AutoLambda(LossWeighting[AutoLambdaConfig]):
         self.exact_slots.discard(slot)
 
     def objective(self, inputs: StepInputs) -> tuple[Tensor, Tensor]:
-        look = inputs.look_ahead
-        if look is None:
-            raise ConfigError(
-                "strategy 'auto_lambda' learns its weights through a look-ahead step on "
-                "validation batches, which only the trainer provides"
-            )
+        look = require_look_ahead(inputs.look_ahead, self.name)
         hyper = self._finite_difference(inputs, look)
         if self.exact_slots:
             exact = torch.zeros(self.num_slots, dtype=torch.bool, device=self.device)

@@ -24,6 +24,23 @@ from mtlsearch.search.spec import StudySpec
 from storage import Database, StudyRepository, TrialRepository
 from storage.models import TrialState as RowState
 
+
+def population_record(
+    tasks: tuple[str, str] = ("regression", "classification"), source: int = 1
+) -> dict[str, Any]:
+    """A population member's record (`mtl_core.results.TrialResult.population`): two epochs,
+    the second task's weight moved after the first, when it copied trial ``source``."""
+    first, second = tasks
+    return {
+        "trajectory": [
+            {"epoch": 0, "weights": {first: 1.0, second: 2.0}},
+            {"epoch": 1, "weights": {first: 1.0, second: 0.5}},
+        ],
+        "lineage": [{"epoch": 1, "source": source}],
+        "epochs": 2,
+    }
+
+
 #: The worker id rows are written under; never registered, so a running row counts as lost.
 TEST_WORKER = "tests-utils-trials"
 

@@ -92,13 +92,3 @@ def test_a_trial_meta_learns_the_same_in_a_batch_as_alone(num_slots: int, optimi
 def test_an_unknown_primary_task_names_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="unknown task 'depth'; valid choices: task0, task1"):
         make_strategy("auto_lambda", {"primary": ["depth"]}, 2)
-
-
-def test_without_a_look_ahead_it_says_where_it_trains() -> None:
-    strategy = make_strategy("auto_lambda", {}, 2)
-    assert isinstance(strategy, AutoLambda)
-    losses = torch.ones(1, 2, requires_grad=True)
-    with pytest.raises(ConfigError, match="look-ahead step on validation batches"):
-        strategy.objective(
-            StepInputs(losses, torch.ones(1, 2), [], torch.ones(1, dtype=torch.bool))
-        )

@@ -168,16 +168,6 @@ def test_a_trial_meta_learns_the_same_in_a_batch_as_alone(num_slots: int) -> Non
     assert_batched_equals_alone(configs)
 
 
-def test_without_a_look_ahead_it_says_where_it_trains() -> None:
-    strategy = make_strategy("moml", {}, 2)
-    assert isinstance(strategy, MOML)
-    losses = torch.ones(1, 2, requires_grad=True)
-    with pytest.raises(ConfigError, match=r"'moml'.*look-ahead step on validation batches"):
-        strategy.objective(
-            StepInputs(losses, torch.ones(1, 2), [], torch.ones(1, dtype=torch.bool))
-        )
-
-
 @pytest.mark.parametrize(("params", "field"), [({"inner_lr": 0}, "inner_lr"), ({"lr": -1}, "lr")])
 def test_bad_hyper_parameters_are_rejected(params: dict[str, float], field: str) -> None:
     with pytest.raises(ConfigError, match=f"'{field}'"):

@@ -17,6 +17,8 @@ from mtl_core.production import MultiTaskLoss
 from mtl_core.weighting import (
     STRATEGIES,
     GradientWeighting,
+    LossWeighting,
+    StepInputs,
     build_strategy,
     list_strategies,
     parse_strategy_config,
@@ -59,6 +61,17 @@ def test_a_meta_learned_strategy_is_refused_by_multitask_loss(name: str) -> None
         ConfigError, match=f"strategy '{name}' learns its weights.*effective_weights"
     ):
         MultiTaskLoss(TASKS, name)
+
+
+@pytest.mark.parametrize("name", META_LEARNED)
+def test_a_meta_learned_strategy_without_a_look_ahead_says_where_it_trains(name: str) -> None:
+    strategy = build_strategy(name, 1, 2)
+    strategy.reset_slot(0, parse_strategy_config(name, {}), make_ctx(2))
+    assert isinstance(strategy, LossWeighting)
+    losses = torch.ones(1, 2, requires_grad=True)
+    inputs = StepInputs(losses, torch.ones(1, 2), [], torch.ones(1, dtype=torch.bool))
+    with pytest.raises(ConfigError, match=f"'{name}'.*look-ahead step on validation batches"):
+        strategy.objective(inputs)
 
 
 def test_each_strategy_module_registers_the_strategy_of_its_name() -> None:

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from mtlsearch.search.results import TrialOutcome, set_user_attrs
+from tests.utils.trials import population_record
 
 
 def test_attrs_round_trip_through_a_stored_trial() -> None:
@@ -39,14 +40,7 @@ def test_unset_fields_are_no_attrs() -> None:
     assert TrialOutcome(fail_reason="nan").as_attrs() == {"fail_reason": "nan"}
 
 
-MEMBER: dict[str, Any] = {
-    "trajectory": [
-        {"epoch": 0, "weights": {"regression": 1.0, "classification": 2.0}},
-        {"epoch": 1, "weights": {"regression": 1.0, "classification": 0.5}},
-    ],
-    "lineage": [{"epoch": 1, "source": 3}],
-    "epochs": 2,
-}
+MEMBER: dict[str, Any] = population_record(source=3)
 
 
 def test_a_population_member_round_trips_through_user_attrs_and_its_result() -> None:

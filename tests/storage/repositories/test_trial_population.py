@@ -8,15 +8,9 @@ from typing import Any
 import pytest
 
 from storage import Database, StudyRepository, TrialRepository, TrialState
+from tests.utils.trials import population_record
 
-MEMBER: dict[str, Any] = {
-    "trajectory": [
-        {"epoch": 0, "weights": {"a": 1.0, "b": 2.5}},
-        {"epoch": 4, "weights": {"a": 0.75, "b": 2.5}},
-    ],
-    "lineage": [{"epoch": 4, "source": 12}],
-    "epochs": 10,
-}
+MEMBER: dict[str, Any] = population_record(("a", "b"), source=12)
 
 
 def _running(database: Database, study_id: str, number: int) -> int:

@@ -9,17 +9,11 @@ from typing import Any
 from mtlsearch.client import Client
 from storage import TrialRepository, get_database
 from tests.service.conftest import TOKEN, Served
+from tests.utils.trials import population_record
 
 API = "/api/v1/studies"
 TASKS = ("regression", "classification")
-MEMBER: dict[str, Any] = {
-    "trajectory": [
-        {"epoch": 0, "weights": {"regression": 1.0, "classification": 2.0}},
-        {"epoch": 1, "weights": {"regression": 1.0, "classification": 0.5}},
-    ],
-    "lineage": [{"epoch": 1, "source": 1}],
-    "epochs": 2,
-}
+MEMBER: dict[str, Any] = population_record(source=1)
 
 
 def _study(served: Served) -> dict[str, Any]:
