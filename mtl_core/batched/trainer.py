@@ -18,7 +18,6 @@ from torch import Tensor
 from mtl_core.architectures import MultiTaskModel
 from mtl_core.batched.data_order import EpochOrder
 from mtl_core.batched.evaluation import SlotEvaluator
-from mtl_core.batched.look_ahead import LookAheadSource
 from mtl_core.batched.planning import batch_key, batchable, can_batch_together, gradient_space
 from mtl_core.batched.slots import (
     DIVERGED,
@@ -37,12 +36,13 @@ from mtl_core.batched.stacking import (
     stack_trials,
     write_slot,
 )
+from mtl_core.batched.step import SlotStep
 from mtl_core.config import ResolvedConfig, TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.experiments import DataSplits, Experiment, Split, get_experiment
-from mtl_core.optim import StackedOptimizer, clip_per_trial
+from mtl_core.optim import StackedOptimizer
 from mtl_core.results import TrialResult
-from mtl_core.tasks import build_loss, task_losses
+from mtl_core.tasks import build_loss
 from mtl_core.trial_setup import (
     compute_metrics,
     prepare_data,
@@ -51,11 +51,8 @@ from mtl_core.trial_setup import (
     resolve_device,
 )
 from mtl_core.weighting import (
-    LookAhead,
     MixedStrategy,
-    StepInputs,
     parse_strategy_config,
-    strategy_gradients,
 )
 
 logger = logging.getLogger(__name__)
@@ -163,7 +160,6 @@ class BatchedRun:
         self.steps_per_epoch = self.order.steps_per_epoch
         self._finished: list[FinishedTrial] = []
         forward_cls = DirectForward if num_slots == 1 else StackedForward
-        self._forward = forward_cls(self.template, self._per_trial)
         self._evaluator = SlotEvaluator(
             forward_cls(self.template),
             self.device,
@@ -171,26 +167,24 @@ class BatchedRun:
             self.batch_size,
             num_slots,
         )
-        # Meta-learned strategies evaluate the models at look-ahead points on validation rows.
-        self._look_ahead = (
-            LookAheadSource(
-                self.template,
-                self._per_trial,
-                self.spec.param_names,
-                data,
-                self.optimizer,
-                self.batch_size,
-                self.device,
-                precision == "bf16",
-            )
-            if self.strategy.reads_validation
-            else None
+        self._slot_step = SlotStep(
+            self.params,
+            self.buffers,
+            self._targets,
+            self.spec,
+            self.template,
+            self.strategy,
+            self.optimizer,
+            self.clip,
+            self.experiment,
+            self._losses,
+            self.space,
+            data,
+            self.batch_size,
+            self.device,
+            precision,
+            compile,
         )
-        self._compiled: Callable[..., Any] = self._forward
-        if compile:
-            self._compiled = torch.compile(self._forward)
-        self._shared_names = [n for n in self.spec.param_names if n in set(self.spec.shared)]
-        self._task_names = [n for n in self.spec.param_names if n not in set(self.spec.shared)]
         self.reported_epochs = 0
         self._all_live = False
         self._version = 0  # bumped by every optimizer step (invalidates the test outputs)
@@ -295,84 +289,16 @@ class BatchedRun:
 
     # --- the step --------------------------------------------------------------------------
 
-    def _per_trial(
-        self,
-        outputs: tuple[Tensor, ...],
-        representation: Tensor | None,
-        regularization: Tensor,
-        *targets: Tensor,
-    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor | None]:
-        # Inside the vmap over trials when K > 1: see `register_loss` for what a loss may do.
-        losses = task_losses(self._losses, self.experiment.task_names, outputs, targets)
-        if self.space == "representation":
-            return losses.float(), regularization.float(), representation
-        return losses.float(), regularization.float()
-
-    def _forward_batch(self, rows: Tensor, batched: bool) -> tuple[Tensor, ...]:
-        train = self.data.train
-        x = train.x[rows].to(self.device, non_blocking=True)
-        targets = [t[rows].to(self.device, non_blocking=True) for t in train.targets]
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            return tuple(
-                self._compiled(
-                    self.params, self.buffers, x, *targets, x_batched=batched, extra_batched=batched
-                )
-            )
-
     def _step(
         self, batches: list[Tensor], batched: bool, scale: Tensor, occupied: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One optimisation step of every slot on the training rows of ``batches`` (each
-        ``[B]``, or ``[K, B]`` when ``batched``); returns (losses ``[K, T]``, weights).
-
-        A strategy that reads n independent batches gets n: the update is computed on the
-        last, the others reach it as `StepInputs.extra_losses`.
-        """
-        *others, out = [self._forward_batch(rows, batched) for rows in batches]
-        losses, reg = out[0], out[1]
-        extra_losses = tuple(other[0] for other in others)
-        inputs = StepInputs(
-            losses=losses,
-            scale=scale,
-            last_shared=[self._targets[n] for n in self.spec.last_shared],
-            occupied=occupied,
-            extra_losses=extra_losses,
-            look_ahead=self._step_look_ahead(batches[-1], batched),
+        """One optimisation step of every slot (`SlotStep.step`); the test outputs of the
+        parameters before it are stale."""
+        out = self._slot_step.step(
+            batches, batched, scale, occupied, self.slots, self._clipping, self._all_live
         )
-        shared, task_grads, strategy_grads, weights = strategy_gradients(
-            self.strategy,
-            inputs,
-            [self._targets[n] for n in self._shared_names],
-            [self._targets[n] for n in self._task_names],
-            self.space,
-            representation=out[2] if len(out) > 2 else None,
-            regularization=reg,
-        )
-        by_name = dict(zip(self._shared_names, shared, strict=True))
-        by_name.update(zip(self._task_names, task_grads, strict=True))
-        grads = [by_name[n] for n in self.spec.param_names]
-        if self.num_slots == 1:  # gradients of the model's own [...] parameters
-            grads = [g.unsqueeze(0) for g in grads]
-        if self._clipping:
-            clip_per_trial(grads, self.clip)
-        self.optimizer.step([*grads, *strategy_grads], occupied, all_active=self._all_live)
         self._version += 1
-        # The step's training loss: the mean over its batches.
-        reported = torch.stack([losses, *extra_losses]).mean(dim=0) if extra_losses else losses
-        return reported.detach(), weights.detach()
-
-    def _step_look_ahead(self, rows: Tensor, batched: bool) -> LookAhead | None:
-        """The step's `LookAhead` where the batch's strategies read validation batches."""
-        if self._look_ahead is None:
-            return None
-        return self._look_ahead.build(
-            self.params,
-            self.buffers,
-            [self._targets[n] for n in self.spec.param_names],
-            rows,
-            batched,
-            self._look_ahead.draw_validation_rows(self.slots),
-        )
+        return out
 
     def probe_step(self) -> None:
         """One training step and one evaluation chunk on the first batch (memory probes).

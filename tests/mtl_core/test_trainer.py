@@ -125,7 +125,10 @@ def test_fixed_weights_change_the_training() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"strategy": "nope"}, "unknown strategy 'nope'; valid choices: aligned_mtl, cagrad"),
+        (
+            {"strategy": "nope"},
+            "unknown strategy 'nope'; valid choices: aligned_mtl, auto_lambda, cagrad",
+        ),
         ({"experiment": "nope"}, "unknown experiment 'nope'; valid choices: adult"),
         ({"architecture": "nope"}, "unknown architecture 'nope'; valid choices: [a-z_, ]*hard, "),
         ({"schedule": "nope"}, "unknown schedule 'nope'; valid choices: alternating"),
