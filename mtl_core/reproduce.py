@@ -131,10 +131,17 @@ def retrain_trial(
 
     Raises:
         ConfigError: no recorded config or metrics, an unknown experiment (load its plugin
-            first), or a bad device.
+            first), a bad device, or a population member that copied another trial.
         DataError: a missing data file.
     """
     config = trial_config_from_record(record, device)
+    lineage = (record.get("population") or {}).get("lineage")
+    if lineage:
+        raise ConfigError(
+            f"trial {record.get('number', '?')} trained in a population and took another "
+            f"trial's state after epoch {lineage[0].get('epoch', '?')}: its config alone does "
+            "not determine its run; build_loss_from_best(record) replays its weight trajectory"
+        )
     if not record.get("val_metrics") and not record.get("test_metrics"):
         raise ConfigError(
             f"trial {record.get('number', '?')} has no recorded metrics (state "

@@ -16,6 +16,7 @@ from mtl_core.config import TrialConfig
 from mtl_core.errors import ConfigError
 from mtl_core.reproduce import UNKNOWN_K_NOTE, retrain_trial, trial_config_from_record
 from mtl_core.results import TrialResult
+from tests.utils.trials import population_record
 
 
 def _config(**kwargs: object) -> TrialConfig:
@@ -145,3 +146,12 @@ def test_records_without_a_config_or_metrics_are_clear_errors(
     running = _record(batch["dwa"], state="running") | {"val_metrics": None, "test_metrics": None}
     with pytest.raises(ConfigError, match=r"no recorded metrics \(state running\)"):
         retrain_trial(running)
+
+
+def test_a_population_member_that_copied_another_is_not_retrained_from_its_config(
+    batch: dict[str, TrialResult],
+) -> None:
+    record = _record(next(iter(batch.values())))
+    record["population"] = population_record()
+    with pytest.raises(ConfigError, match="trained in a population and took another trial's"):
+        retrain_trial(record)
