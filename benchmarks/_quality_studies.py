@@ -187,10 +187,27 @@ def study_spec(
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    """User + system CPU seconds of a live process and its live descendants, all their
+    threads (Linux /proc): the worker and its training process (``--trainer process``)."""
+    parents: dict[int, int] = {}
+    ticks_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited meanwhile
+            continue
+        process = int(entry.name)
+        parents[process] = int(fields[1])  # ppid
+        ticks_of[process] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree = {pid}
+    grown = True
+    while grown:
+        children = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grown = bool(children)
+    return sum(ticks_of.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 class Service:

@@ -3,7 +3,9 @@ weights cover the same range."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from _quality_config import parse_args
 from _quality_math import log_grid
-from _quality_studies import Confirm, StudyKind, study_spec
+from _quality_studies import Confirm, StudyKind, _cpu_seconds, study_spec
 from _quality_train import Sizes, grid_weights, strategy_labelled
 
 from mtl_core.weighting import list_strategies
@@ -31,6 +33,7 @@ SIZES = Sizes(epochs=4, max_train_samples=1000, seeds=3, grid_points=21, weight_
         StudyKind("weights+strategy", "median", 1),
         StudyKind("multi", "none", 1),
         StudyKind("weights", "none", 32, "tpe_batch"),
+        StudyKind("population", "none", 12),
     ],
     ids=lambda k: k.label,
 )
@@ -43,9 +46,13 @@ def test_every_study_kind_is_a_valid_spec(kind: StudyKind) -> None:
     validate_against_experiment(spec)
     assert spec.n_trials == 12 and spec.seed == 2 and spec.pruner == kind.pruner
     assert spec.sampler == kind.sampler
-    # Every study confirms its best, at the benchmark's sizes (not the service's defaults).
-    assert spec.confirmation.enabled and spec.confirmation.uniform
-    assert (spec.confirmation.top, spec.confirmation.seeds) == (2, 4)
+    if kind.space == "population":
+        # A population's answer is its best member's trajectory: not confirmed.
+        assert spec.population is not None and not spec.confirmation.enabled
+    else:
+        # Every other study confirms its best, at the benchmark's sizes.
+        assert spec.confirmation.enabled and spec.confirmation.uniform
+        assert (spec.confirmation.top, spec.confirmation.seeds) == (2, 4)
     weights = spec.search_space.weights["hours"]
     assert isinstance(weights, WeightRange)
     assert (weights.lo, weights.hi) == (1e-5, 10)
@@ -103,3 +110,25 @@ def test_a_batch_tpe_kind_is_named_apart_from_tpe() -> None:
     assert specs[0]["name"] != specs[1]["name"]
     args = parse_args(["--sampler", "tpe_batch", "--spaces", "weights", "--pruners", "none"])
     assert (args.sampler, args.spaces, args.pruners) == ("tpe_batch", ["weights"], ["none"])
+
+
+def test_the_cpu_of_a_worker_holds_its_training_process() -> None:
+    """A worker trains in a process of its own: its CPU is counted with the worker's."""
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        tree = 0.0
+        while parent.poll() is None and time.monotonic() < deadline:
+            tree = max(tree, _cpu_seconds(parent.pid))
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+    # The parent itself only waits: most of what was counted is its child's 0.3 s.
+    assert tree >= 0.2, tree
