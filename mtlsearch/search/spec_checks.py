@@ -88,6 +88,8 @@ def validate_against_experiment(
             raise SpecError(field, f"must name every task; missing: {', '.join(missing)}")
 
     _check_components(spec, experiment)
+    if spec.population is not None:
+        _check_population_explores(spec, experiment)
     if spec.sampler == "grid":
         from mtlsearch.search.space import grid_search_space
 
@@ -200,6 +202,22 @@ def _check_task_names(strategy: Any, config: Any, experiment: Experiment, path: 
                     f"strategy {strategy.name!r}: unknown task {name!r}; valid choices: "
                     f"{', '.join(experiment.task_names)}",
                 )
+
+
+def _check_population_explores(spec: StudySpec, experiment: Experiment) -> None:
+    """A population has a weight to move: one the study searches for its strategy."""
+    from mtl_core.config import TrialConfig
+    from mtlsearch.search.population import PopulationPlan
+
+    plan = PopulationPlan(spec)
+    config = TrialConfig(experiment=experiment.name, strategy=spec.search_space.strategies[0].name)
+    if not any(plan.explored(task, config, experiment) for task in experiment.task_names):
+        raise SpecError(
+            "population",
+            "no weight to explore: search at least one task's weight other than the reference "
+            "task's (a range or choices; under a dynamic strategy also set "
+            "search_space.weights_for_dynamic: true)",
+        )
 
 
 def _candidates(value: Any) -> list[Any]:

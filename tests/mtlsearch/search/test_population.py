@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from mtl_core.config import TrialConfig
 from mtl_core.experiments import get_experiment
 from mtlsearch.search.population import PopulationPlan
-from mtlsearch.search.spec import StudySpec
+from mtlsearch.search.spec import SpecError, StudySpec
+from mtlsearch.search.spec_checks import validate_against_experiment
 from tests.utils.specs import quick_spec
 
 EXPERIMENT = get_experiment("synthetic")  # tasks: regression (reference), classification
@@ -117,3 +118,16 @@ def test_a_population_study_neither_prunes_nor_confirms_by_default() -> None:
     del spec["pruner"], spec["confirmation"]
     checked = StudySpec.model_validate(spec)
     assert checked.pruner == "none" and not checked.confirmation.enabled
+
+
+@pytest.mark.parametrize(
+    "search_space",
+    [
+        {"weights": {"classification": 2.0}},  # a fixed number
+        {"strategies": [{"name": "dwa"}]},  # weights of a dynamic strategy stay at 1
+    ],
+)
+def test_a_population_with_no_weight_to_explore_is_refused(search_space: dict[str, Any]) -> None:
+    spec = StudySpec.model_validate(quick_spec("pbt", population={}, search_space=search_space))
+    with pytest.raises(SpecError, match="population: no weight to explore"):
+        validate_against_experiment(spec)
